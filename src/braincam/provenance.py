@@ -1,0 +1,31 @@
+"""What a run records about itself: library versions (checkpoints, sidecars, summary.json)."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+_LIBRARIES = (
+    "braincam",
+    "numpy",
+    "scipy",
+    "nibabel",
+    "dipy",
+    "SimpleITK",
+    "scikit-image",
+    "nilearn",
+    "torch",
+    "torchvision",
+    "lightning",
+)
+
+
+def library_versions() -> dict[str, str]:
+    """Installed versions of braincam and its main dependencies (``"absent"`` if missing)."""
+    versions = {"python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions

@@ -1,0 +1,1 @@
+"""braincam.report."""

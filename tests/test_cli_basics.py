@@ -1,0 +1,41 @@
+"""The CLI shell: help, version, and domain errors printed without a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from braincam.cli import app
+from braincam.errors import InputError
+
+
+def test_version_lists_libraries() -> None:
+    result = CliRunner().invoke(app, ["version"])
+    assert result.exit_code == 0
+    assert "braincam 0.1.0" in result.output
+    assert "torch " in result.output
+
+
+def test_input_error_names_subject_file_and_value() -> None:
+    err = InputError("bvecs are not unit length", subject="sub-01", path="a.bvec", value=1.7)
+    assert str(err) == "bvecs are not unit length; subject=sub-01; file=a.bvec; value=1.7"
+    assert isinstance(err, ValueError)
+
+
+def test_main_prints_domain_error_without_traceback() -> None:
+    code = (
+        "import braincam.cli._app as a\n"
+        "from braincam.errors import InputError\n"
+        "@a.app.command()\n"
+        "def boom():\n"
+        "    raise InputError('bad thing', subject='sub-07')\n"
+        "a.main()\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "boom"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 2
+    assert "bad thing; subject=sub-07" in proc.stderr
+    assert "Traceback" not in proc.stderr
