@@ -1,0 +1,96 @@
+"""Report building blocks: tables, figures, text and embedded viewers, rendered by one template.
+
+A report is a list of :class:`Section`; each holds blocks. Everything user-supplied (subject IDs,
+labels, config strings) goes through Jinja2's autoescaping; only the embedded 3D viewer is HTML of
+our own making, and it is isolated in an ``<iframe srcdoc>`` (escaped as an attribute value).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+
+BlockKind = Literal["text", "table", "figure", "viewer", "note", "pre"]
+
+
+@dataclass
+class Block:
+    """One item of a section; ``kind`` selects how the template renders it."""
+
+    kind: BlockKind
+    title: str = ""
+    text: str = ""
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[Any]] = field(default_factory=list)
+    src: str = ""  # data URI for figures
+    html: str = ""  # viewer document (rendered inside an iframe's srcdoc)
+
+
+@dataclass
+class Section:
+    """A titled part of the report with an anchor id for the table of contents."""
+
+    id: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+    def add(self, block: Block) -> Section:
+        self.blocks.append(block)
+        return self
+
+
+def text(body: str, title: str = "") -> Block:
+    """A paragraph of plain text (escaped)."""
+    return Block("text", title=title, text=body)
+
+
+def note(body: str) -> Block:
+    """A highlighted remark, e.g. how to read a figure against its baseline."""
+    return Block("note", text=body)
+
+
+def preformatted(body: str, title: str = "") -> Block:
+    """Monospaced text such as a config file or a command line (escaped)."""
+    return Block("pre", title=title, text=body)
+
+
+def _format_cell(value: Any, digits: int) -> Any:
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.{digits}f}"  # NaN → dash
+    return value
+
+
+def table(df: pd.DataFrame, title: str = "", digits: int = 3) -> Block:
+    """A table from a DataFrame (index dropped; floats rounded for reading)."""
+    rows = [[_format_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
+    return Block("table", title=title, columns=[str(c) for c in df.columns], rows=rows)
+
+
+def png_data_uri(png: bytes) -> str:
+    """Encode PNG bytes as a data URI so the report needs no side files."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def figure_from_matplotlib(fig: Any, title: str = "", caption: str = "", dpi: int = 100) -> Block:
+    """Render a matplotlib figure to an inline PNG block and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return Block("figure", title=title, text=caption, src=png_data_uri(buf.getvalue()))
+
+
+def figure_from_file(path: str | Path, title: str = "", caption: str = "") -> Block:
+    """Inline an existing PNG file."""
+    return Block("figure", title=title, text=caption, src=png_data_uri(Path(path).read_bytes()))
+
+
+def viewer(html_document: str, title: str = "", caption: str = "") -> Block:
+    """Embed a standalone HTML viewer (e.g. nilearn's ``view_img``) in an isolated iframe."""
+    return Block("viewer", title=title, text=caption, html=html_document)
