@@ -94,3 +94,29 @@ def figure_from_file(path: str | Path, title: str = "", caption: str = "") -> Bl
 def viewer(html_document: str, title: str = "", caption: str = "") -> Block:
     """Embed a standalone HTML viewer (e.g. nilearn's ``view_img``) in an isolated iframe."""
     return Block("viewer", title=title, text=caption, html=html_document)
+
+
+def brain_viewer(
+    stat_img: Any, title: str = "", caption: str = "", threshold: float | None = None
+) -> Block:
+    """An interactive 3D view of ``stat_img`` over the bundled MNI152 template (works offline).
+
+    nilearn's ``view_img`` inlines its scripts in a standalone document, so the report stays one
+    file with no network access needed. ``threshold`` defaults to 20 % of the image's maximum
+    (the bounding-box rule of the dMRI study), so the template shows through low values.
+    """
+    import numpy as np
+    from nilearn import datasets, plotting
+
+    if threshold is None:
+        threshold = 0.2 * float(np.nanmax(np.asarray(stat_img.dataobj)))
+
+    view = plotting.view_img(
+        stat_img,
+        bg_img=datasets.load_mni152_template(resolution=2),
+        threshold=threshold,
+        cmap="hot",
+        symmetric_cmap=False,
+        title=title or None,
+    )
+    return viewer(view.get_standalone(), title=title, caption=caption)
