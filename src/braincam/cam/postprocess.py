@@ -1,0 +1,32 @@
+"""Map post-processing shared by every method: upsampling and per-sample min-max scaling."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["normalize_maps", "upsample_maps"]
+
+
+def upsample_maps(maps: Tensor, size: Sequence[int]) -> Tensor:
+    """Resize maps (N, *spatial) to ``size``: bi/trilinear, align_corners=False."""
+    size = tuple(int(s) for s in size)
+    if tuple(maps.shape[1:]) == size:
+        return maps  # identical grid: interpolation would be the identity
+    mode = "bilinear" if len(size) == 2 else "trilinear"
+    out = F.interpolate(maps.unsqueeze(1), size=size, mode=mode, align_corners=False)
+    return out.squeeze(1)
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Per-sample min-max scaling to [0, 1]: min → 0, max → 1, a constant map → all 0 (no NaN)."""
+    shape = (-1,) + (1,) * (maps.ndim - 1)
+    flat = maps.flatten(1)
+    lo = flat.amin(dim=1).view(shape)
+    span = flat.amax(dim=1).view(shape) - lo
+    flat_map = span <= 0
+    scaled = (maps - lo) / torch.where(flat_map, torch.ones_like(span), span)
+    return torch.where(flat_map, torch.zeros_like(scaled), scaled)
