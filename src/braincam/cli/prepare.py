@@ -1,0 +1,115 @@
+"""`braincam prepare`: BIDS dataset (or TSV manifest) → FA maps → splits → slice store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from braincam.cli._app import app
+
+
+def _floats(text: str, option: str) -> tuple[float, ...]:
+    from braincam.errors import ConfigError
+
+    try:
+        return tuple(float(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError as exc:
+        raise ConfigError(f"{option} expects comma-separated numbers, got {text!r}") from exc
+
+
+@app.command()
+def prepare(
+    bids_dir: Path = typer.Argument(
+        ..., help="BIDS dataset (or, with --manifest, the folder relative paths resolve against)."
+    ),
+    work_dir: Path = typer.Argument(..., help="Work directory (created if missing)."),
+    label: str = typer.Option(..., help="Column of participants.tsv / the manifest to classify."),
+    manifest: Path | None = typer.Option(
+        None, help="TSV with participant_id, <label>, dwi, bval, bvec[, mask] instead of BIDS."
+    ),
+    participant_label: list[str] | None = typer.Option(
+        None, help="Only these subjects ('01' or 'sub-01'); repeat the option for several."
+    ),
+    session: str | None = typer.Option(None, help="Session to use (default: the first)."),
+    run: str | None = typer.Option(None, help="Run to use (default: the first)."),
+    workers: int = typer.Option(1, help="Subjects processed in parallel (joblib processes)."),
+    dask_scheduler: str | None = typer.Option(
+        None, help="Address of an existing Dask scheduler (e.g. tcp://127.0.0.1:8786)."
+    ),
+    fit_method: str = typer.Option("WLS", help="DTI fit: WLS, OLS, NLLS or RESTORE."),
+    median_radius: int = typer.Option(2, help="median_otsu median filter radius (voxels)."),
+    numpass: int = typer.Option(1, help="median_otsu median filter passes."),
+    b0_threshold: float = typer.Option(50.0, help="Volumes with b ≤ this are b=0."),
+    bvec_tolerance: float = typer.Option(0.01, help="Allowed | |g| − 1 | for b>0 volumes."),
+    split_ratios: str = typer.Option("0.75,0.10,0.15", help="train,val,test fractions."),
+    seed: int = typer.Option(0, help="Seed of the subject split."),
+    axes: str = typer.Option("axial,coronal,sagittal", help="Slice axes, comma-separated."),
+    slices_per_axis: int = typer.Option(16, help="Centre slices per axis."),
+    size: int = typer.Option(224, help="Slice size in pixels (square)."),
+    voxel_size: float | None = typer.Option(
+        None, help="Isotropic voxel size (mm) before slicing (default: the finest input)."
+    ),
+    mask_desc: str = typer.Option(
+        "effect", help="desc- entity of ground-truth masks to look for ('none' to disable)."
+    ),
+    masks: Path | None = typer.Option(
+        None, help="BIDS-derivatives folder of subject-space masks (default: BIDS/derivatives/*)."
+    ),
+    force: bool = typer.Option(False, help="Recompute FA even when the cache is valid."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
+) -> None:
+    """Validate inputs, fit DTI (FA/MD), split subjects and build the 2.5D slice store."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from braincam.prepare import PrepareConfig, prepare
+
+    config = PrepareConfig(
+        label=label,
+        manifest=manifest,
+        participant_labels=tuple(participant_label) if participant_label else None,
+        session=session,
+        run=run,
+        fit_method=fit_method,
+        median_radius=median_radius,
+        numpass=numpass,
+        b0_threshold=b0_threshold,
+        bvec_tolerance=bvec_tolerance,
+        workers=workers,
+        dask_scheduler=dask_scheduler,
+        split_ratios=_floats(split_ratios, "--split-ratios"),  # type: ignore[arg-type]
+        seed=seed,
+        axes=tuple(a.strip() for a in axes.split(",") if a.strip()),
+        slices_per_axis=slices_per_axis,
+        size=size,
+        voxel_size=voxel_size,
+        mask_desc=None if mask_desc.lower() in ("", "none") else mask_desc,
+        masks_dir=masks,
+        force=force,
+        progress=progress,
+    )
+    result = prepare(bids_dir, work_dir, config)
+    console = Console()
+    s = result.summary["n_subjects"]
+    console.print(
+        f"FA maps: {s['computed']} computed, {s['skipped']} skipped (cached), "
+        f"{s['failed']} failed; splits: {result.slices_per_split or '-'} slices"
+    )
+    if result.mask_slices:
+        table = Table(title="Slices intersecting the ground-truth mask")
+        table.add_column("subject")
+        table.add_column("slices", justify="right")
+        for pid, n in result.mask_slices.items():
+            table.add_row(pid, str(n))
+        console.print(table)
+    if result.failures:
+        err = Console(stderr=True)
+        table = Table(title=f"Failures ({len(result.failures)}) — also in failures.tsv")
+        for col in ("subject", "step", "file", "error"):
+            table.add_column(col, overflow="fold")
+        for f in result.failures:
+            table.add_row(f.participant_id, f.step, f.file, f.error)
+        err.print(table)
+        raise typer.Exit(code=1)
+    console.print(f"done: {work_dir}")
