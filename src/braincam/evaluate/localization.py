@@ -1,0 +1,466 @@
+"""Localization metrics: does a heatmap point at the ground-truth region?
+
+Every function takes ``maps`` of shape ``(N, *spatial)`` with 2 or 3 spatial dimensions and works
+on the whole batch at once, on the maps' device, through one code path for 2D and 3D. Masks have
+the same shape as the maps (bool, or numbers that are all 0 or 1).
+
+Samples whose mask is empty get NaN: a metric against an empty region is undefined, and callers
+(``localization_table`` / ``summarize_table``) exclude and count them instead of scoring them.
+
+Two steps leave torch for SciPy on the CPU because no batched torch equivalent exists: connected
+components (``scipy.ndimage.label``) and the Euclidean distance to a mask used by the tolerant
+pointing game (``scipy.ndimage.distance_transform_edt``). Both run once on the whole batch (the
+batch axis is made unreachable, see below), not in a per-sample Python loop.
+
+Values documented for a constant map (no localization information at all): pointing game =
+fraction of the field inside the (tolerance-dilated) mask, relevance mass = mask fraction,
+relevance rank accuracy = mask fraction, AUROC = 0.5, thresholded region and box = the whole
+field. A map that is zero or negative everywhere counts as constant.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from scipy import ndimage
+from torch import Tensor
+
+from braincam.errors import InputError
+
+__all__ = [
+    "auroc",
+    "baseline_maps",
+    "bounding_boxes",
+    "box_masks",
+    "boxes_from_regions",
+    "default_tolerance",
+    "iou_box",
+    "iou_threshold",
+    "largest_components",
+    "localization_table",
+    "normalize_maps",
+    "pointing_game",
+    "relevance_mass",
+    "relevance_rank_accuracy",
+    "summarize_table",
+    "threshold_regions",
+]
+
+Connectivity = Literal["full", "face"]
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def check_maps(maps: object, name: str = "maps") -> Tensor:
+    """Validate ``(N, *spatial)`` maps (2 or 3 spatial dims, finite) and return them as float."""
+    if not isinstance(maps, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor", value=type(maps).__name__)
+    if maps.ndim not in (3, 4):
+        raise InputError(
+            f"{name} must have shape (N, H, W) or (N, D, H, W)", value=tuple(maps.shape)
+        )
+    if maps.shape[0] == 0 or maps[0].numel() == 0:
+        raise InputError(f"{name} is empty", value=tuple(maps.shape))
+    if not maps.is_floating_point():
+        maps = maps.float()
+    if not bool(torch.isfinite(maps).all()):
+        raise InputError(f"{name} contains NaN or infinite values", value=tuple(maps.shape))
+    return maps
+
+
+def check_masks(masks: object, maps: Tensor, name: str = "masks") -> Tensor:
+    """Validate binary masks of the maps' shape; return them as bool on the maps' device."""
+    if not isinstance(masks, Tensor):
+        raise InputError(f"{name} must be a torch.Tensor", value=type(masks).__name__)
+    if tuple(masks.shape) != tuple(maps.shape):
+        raise InputError(
+            f"{name} must have the maps' shape {tuple(maps.shape)}", value=tuple(masks.shape)
+        )
+    masks = masks.to(maps.device)
+    if masks.dtype != torch.bool:
+        # A soft or label-valued mask would be silently binarized; refuse it instead.
+        if not bool(((masks == 0) | (masks == 1)).all()):
+            raise InputError(f"{name} must be binary (0/1 or bool)", value=str(masks.dtype))
+        masks = masks != 0
+    return masks
+
+
+def _check_threshold(threshold: float) -> float:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise InputError(
+            "threshold must be in [0, 1] (a fraction of the map's maximum)", value=threshold
+        )
+    return float(threshold)
+
+
+def _spatial_dims(maps: Tensor) -> tuple[int, ...]:
+    return tuple(range(1, maps.ndim))
+
+
+def _nan_where_empty(values: Tensor, masks: Tensor) -> Tensor:
+    empty = masks.flatten(1).sum(1) == 0
+    return values.masked_fill(empty, float("nan"))
+
+
+# --------------------------------------------------------------------------- regions and boxes
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Min-max normalize each map to [0, 1]; a constant map becomes all ones.
+
+    All voxels of a constant map equal its maximum, so they all pass any threshold ≤ 1: the
+    "localized region" of a map without information is the whole field, by definition.
+    """
+    maps = check_maps(maps)
+    flat = maps.flatten(1)
+    lo = flat.amin(1, keepdim=True)
+    span = flat.amax(1, keepdim=True) - lo
+    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 1.0)
+    return out.view_as(maps)
+
+
+def threshold_regions(maps: Tensor, threshold: float = 0.2) -> Tensor:
+    """Voxels whose min-max normalized value is ≥ ``threshold`` (default 20 % of the max)."""
+    return normalize_maps(maps) >= _check_threshold(threshold)
+
+
+def _structure(spatial_ndim: int, connectivity: Connectivity) -> np.ndarray:
+    if connectivity not in ("full", "face"):
+        raise InputError("connectivity must be 'full' or 'face'", value=connectivity)
+    rank = spatial_ndim if connectivity == "full" else 1
+    inner = ndimage.generate_binary_structure(spatial_ndim, rank)
+    # Only the middle plane along the batch axis is set: components never join across samples,
+    # so the whole batch is labelled in one scipy call instead of a per-sample loop.
+    structure = np.zeros((3, *inner.shape), dtype=bool)
+    structure[1] = inner
+    return structure
+
+
+def largest_components(regions: Tensor, connectivity: Connectivity = "full") -> Tensor:
+    """Keep each sample's largest connected component of a boolean ``(N, *spatial)`` tensor.
+
+    ``connectivity="full"`` joins diagonal neighbours (8 in 2D, 26 in 3D, as OpenCV's contours
+    used by CAM code do); ``"face"`` only face neighbours (4 / 6). Equal-size components: the one
+    met first in raster order wins. A sample without any voxel stays empty.
+    """
+    if not isinstance(regions, Tensor) or regions.ndim not in (3, 4):
+        raise InputError(
+            "regions must be a boolean tensor (N, H, W) or (N, D, H, W)",
+            value=getattr(regions, "shape", type(regions).__name__),
+        )
+    regions = regions != 0
+    # scipy.ndimage.label has no torch counterpart: the one documented trip to the CPU.
+    labels_np, _ = ndimage.label(
+        regions.cpu().numpy(), structure=_structure(regions.ndim - 1, connectivity)
+    )
+    labels = torch.from_numpy(labels_np.astype(np.int64)).to(regions.device).flatten(1)
+    sizes = torch.bincount(labels.flatten())
+    sizes[0] = 0  # background is not a component
+    voxel_size = sizes[labels]
+    # argmax returns the first maximal voxel: the tie rule "first in raster order".
+    keep = labels.gather(1, voxel_size.argmax(1, keepdim=True))
+    out = (labels == keep) & (keep > 0)
+    return out.view(regions.shape)
+
+
+def boxes_from_regions(regions: Tensor) -> Tensor:
+    """Bounding boxes ``(N, 2*d)`` long: lower corner (inclusive), then upper (exclusive).
+
+    Box i is ``x[i, b[0]:b[d], b[1]:b[d+1], ...]``. An empty region gives an all-zero box.
+    """
+    n, spatial = regions.shape[0], regions.shape[1:]
+    d = len(spatial)
+    lows, highs = [], []
+    for axis in range(d):  # loop over 2 or 3 axes, not over samples
+        others = tuple(a + 1 for a in range(d) if a != axis)
+        present = regions.any(dim=others) if others else regions
+        size = spatial[axis]
+        first = present.int().argmax(1)
+        last = size - present.flip(1).int().argmax(1)
+        nonempty = present.any(1)
+        lows.append(torch.where(nonempty, first, 0))
+        highs.append(torch.where(nonempty, last, 0))
+    return torch.stack(lows + highs, 1).long().view(n, 2 * d)
+
+
+def box_masks(boxes: Tensor, spatial_shape: tuple[int, ...]) -> Tensor:
+    """Rasterize boxes ``(N, 2*d)`` (from :func:`boxes_from_regions`) to boolean masks."""
+    d = len(spatial_shape)
+    if boxes.ndim != 2 or boxes.shape[1] != 2 * d:
+        raise InputError(f"boxes must have shape (N, {2 * d})", value=tuple(boxes.shape))
+    out = torch.ones((boxes.shape[0], *spatial_shape), dtype=torch.bool, device=boxes.device)
+    for axis, size in enumerate(spatial_shape):
+        coord = torch.arange(size, device=boxes.device)
+        inside = (coord >= boxes[:, axis, None]) & (coord < boxes[:, d + axis, None])  # (N, size)
+        shape = [boxes.shape[0]] + [1] * d
+        shape[axis + 1] = size
+        out &= inside.view(shape)
+    return out
+
+
+def bounding_boxes(
+    maps: Tensor,
+    threshold: float = 0.2,
+    largest_component: bool = True,
+    connectivity: Connectivity = "full",
+) -> tuple[Tensor, Tensor]:
+    """The dMRI study's box: threshold at ``threshold`` × max, largest component, its box.
+
+    Returns ``(boxes, regions)``: boxes ``(N, 2*d)`` long as in :func:`boxes_from_regions`, and
+    the boolean region the box was taken from (the largest component, or every voxel above the
+    threshold when ``largest_component=False``). The study's published code instead used
+    ``threshold=0.8, largest_component=False``; the defaults follow the paper's text.
+    """
+    regions = threshold_regions(maps, threshold)
+    if largest_component:
+        regions = largest_components(regions, connectivity)
+    return boxes_from_regions(regions), regions
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def default_tolerance(spatial_shape: tuple[int, ...]) -> float:
+    """Zhang et al.'s pointing-game tolerance, 15 px at 224², scaled to the largest side."""
+    return 15.0 * max(spatial_shape) / 224.0
+
+
+def _within_distance(masks: Tensor, tolerance: float) -> Tensor:
+    """Voxels whose Euclidean distance to the nearest mask voxel is ≤ ``tolerance``."""
+    if tolerance <= 0:
+        return masks
+    if not bool(masks.any()):
+        return masks
+    spatial = masks.shape[1:]
+    # The batch axis gets a spacing larger than any in-sample distance + tolerance, so the
+    # nearest mask voxel found is always in the same sample (one scipy call for the batch).
+    far = float(sum(spatial)) + tolerance + 1.0
+    dist = ndimage.distance_transform_edt(
+        ~masks.cpu().numpy(), sampling=(far,) + (1.0,) * len(spatial)
+    )
+    return torch.from_numpy(dist <= tolerance).to(masks.device)
+
+
+def pointing_game(
+    maps: Tensor,
+    masks: Tensor,
+    tolerance: float = 0.0,
+    ties: Literal["fraction", "any"] = "fraction",
+) -> Tensor:
+    """Pointing game (Zhang et al.): is the map's maximum inside the mask? → float ``(N,)``.
+
+    ``tolerance`` (voxels, Euclidean): a hit also counts when the maximum lies within that
+    distance of a mask voxel (0 = strict). Ties in the maximum: ``"fraction"`` scores the
+    fraction of tied maximal voxels that hit (the expected hit under a random choice among them;
+    a constant map scores the fraction of the field that hits, i.e. chance); ``"any"`` scores 1 if
+    any tied maximum hits (Quantus' rule, which gives a constant map 1). Without ties both are
+    0 or 1. Empty masks give NaN.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    if tolerance < 0:
+        raise InputError("tolerance must be ≥ 0 (voxels)", value=tolerance)
+    if ties not in ("fraction", "any"):
+        raise InputError("ties must be 'fraction' or 'any'", value=ties)
+    flat = maps.flatten(1)
+    is_max = flat == flat.amax(1, keepdim=True)
+    hit_zone = _within_distance(masks, float(tolerance)).flatten(1)
+    hits = (is_max & hit_zone).sum(1)
+    if ties == "fraction":
+        score = hits.double() / is_max.sum(1).double()
+    else:
+        score = (hits > 0).double()
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def relevance_mass(maps: Tensor, masks: Tensor) -> Tensor:
+    """Share of the map's positive mass inside the mask (Arras et al.) → ``(N,)``.
+
+    Negative values are clipped to 0 first (evidence against the class is not mass). A map with
+    no positive mass is constant and gets the documented constant-map value, the mask fraction.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    pos = maps.clamp_min(0).flatten(1).double()
+    m = masks.flatten(1)
+    total = pos.sum(1)
+    inside = (pos * m).sum(1)
+    fraction = m.double().mean(1)
+    score = torch.where(total > 0, inside / total.clamp_min(1e-300), fraction)
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def relevance_rank_accuracy(maps: Tensor, masks: Tensor) -> Tensor:
+    """Fraction of the ``K = |mask|`` highest-valued voxels that lie inside the mask → ``(N,)``.
+
+    Ties straddling the K-th value are shared in proportion (the expected score under a random
+    order among them), so a constant map scores the mask fraction, not an artefact of sorting.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    flat = maps.flatten(1)
+    m = masks.flatten(1)
+    k = m.sum(1)  # (N,)
+    ordered = flat.sort(1, descending=True).values
+    kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # value of the K-th best voxel
+    above, tied = flat > kth, flat == kth
+    n_above = above.sum(1).double()
+    in_above = (above & m).sum(1).double()
+    n_tied = tied.sum(1).double()
+    in_tied = (tied & m).sum(1).double()
+    kd = k.double()
+    score = (in_above + (kd - n_above) * in_tied / n_tied) / kd.clamp_min(1)
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _iou(a: Tensor, b: Tensor) -> Tensor:
+    inter = (a & b).flatten(1).sum(1).double()
+    union = (a | b).flatten(1).sum(1).double()
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.nan)
+
+
+def iou_threshold(
+    maps: Tensor,
+    masks: Tensor,
+    threshold: float = 0.2,
+    largest_component: bool = False,
+    connectivity: Connectivity = "full",
+) -> Tensor:
+    """IoU between the map thresholded at ``threshold`` × max and the mask → ``(N,)``."""
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    regions = threshold_regions(maps, threshold)
+    if largest_component:
+        regions = largest_components(regions, connectivity)
+    return _nan_where_empty(_iou(regions, masks).to(maps.dtype), masks)
+
+
+def iou_box(
+    maps: Tensor,
+    masks: Tensor,
+    threshold: float = 0.2,
+    against: Literal["mask", "box"] = "mask",
+    connectivity: Connectivity = "full",
+) -> Tensor:
+    """IoU of the map's box (:func:`bounding_boxes`, paper rule) with the mask → ``(N,)``.
+
+    ``against="box"`` compares with the mask's own bounding box instead, the convention of
+    weakly supervised detection benchmarks (Zhou et al.), which only annotate boxes.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    if against not in ("mask", "box"):
+        raise InputError("against must be 'mask' or 'box'", value=against)
+    boxes, _ = bounding_boxes(maps, threshold, largest_component=True, connectivity=connectivity)
+    spatial = tuple(maps.shape[1:])
+    pred = box_masks(boxes, spatial)
+    truth = masks if against == "mask" else box_masks(boxes_from_regions(masks), spatial)
+    return _nan_where_empty(_iou(pred, truth).to(maps.dtype), masks)
+
+
+def auroc(maps: Tensor, masks: Tensor) -> Tensor:
+    """Area under the ROC curve of the map as a voxel score for the mask → ``(N,)``.
+
+    Rank-based (Mann-Whitney U with mid-ranks for ties, which equals the trapezoidal ROC area
+    that scikit-learn computes), batched through a sort and ``searchsorted``. NaN when the mask
+    is empty or covers every voxel (no negatives).
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    flat = maps.flatten(1).contiguous()
+    m = masks.flatten(1)
+    ordered = flat.sort(1).values
+    # Mid-rank (1-based) of each voxel: (#smaller + #smaller-or-equal + 1) / 2. Float64 because
+    # rank sums over a 3D volume exceed float32's exact integer range.
+    lower = torch.searchsorted(ordered, flat, right=False).double()
+    upper = torch.searchsorted(ordered, flat, right=True).double()
+    ranks = (lower + upper + 1) / 2
+    n_pos = m.sum(1).double()
+    n_neg = m.shape[1] - n_pos
+    rank_sum = (ranks * m).sum(1)
+    u = rank_sum - n_pos * (n_pos + 1) / 2
+    score = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp_min(1), torch.nan)
+    return score.to(maps.dtype)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def localization_table(
+    maps: Tensor,
+    masks: Tensor,
+    *,
+    threshold: float = 0.2,
+    tolerance: float | None = None,
+    connectivity: Connectivity = "full",
+) -> dict[str, Tensor]:
+    """Every localization metric per sample, as ``(N,)`` tensors keyed by name.
+
+    Keys: ``has_mask`` (bool), ``mask_fraction`` (the chance level of mass and rank accuracy),
+    ``pointing_game`` (strict), ``pointing_game_tolerant`` (``tolerance`` voxels; default
+    :func:`default_tolerance`), ``relevance_mass``, ``relevance_rank_accuracy``,
+    ``iou_threshold``, ``iou_box``, ``auroc``. Samples without mask voxels are NaN everywhere;
+    :func:`summarize_table` excludes and counts them.
+    """
+    maps = check_maps(maps)
+    masks = check_masks(masks, maps)
+    if tolerance is None:
+        tolerance = default_tolerance(tuple(maps.shape[1:]))
+    has_mask = masks.flatten(1).any(1)
+    fraction = _nan_where_empty(masks.flatten(1).to(maps.dtype).mean(1), masks)
+    return {
+        "has_mask": has_mask,
+        "mask_fraction": fraction,
+        "pointing_game": pointing_game(maps, masks),
+        "pointing_game_tolerant": pointing_game(maps, masks, tolerance=tolerance),
+        "relevance_mass": relevance_mass(maps, masks),
+        "relevance_rank_accuracy": relevance_rank_accuracy(maps, masks),
+        "iou_threshold": iou_threshold(maps, masks, threshold, connectivity=connectivity),
+        "iou_box": iou_box(maps, masks, threshold, connectivity=connectivity),
+        "auroc": auroc(maps, masks),
+    }
+
+
+def summarize_table(table: dict[str, Tensor]) -> dict[str, float]:
+    """Mean of each metric over the samples with mask voxels, plus the counts.
+
+    ``n_scored`` samples had mask voxels; ``n_excluded`` had none and are not averaged (a slice
+    that misses the effect region says nothing about localization).
+    """
+    if "has_mask" not in table:
+        raise InputError(
+            "table must come from localization_table (no 'has_mask' key)", value=sorted(table)
+        )
+    keep = table["has_mask"].bool()
+    out: dict[str, float] = {
+        "n_scored": int(keep.sum()),
+        "n_excluded": int((~keep).sum()),
+    }
+    for name, values in table.items():
+        if name == "has_mask":
+            continue
+        v = values[keep].double()
+        v = v[~torch.isnan(v)]
+        out[name] = float(v.mean()) if v.numel() else float("nan")
+    return out
+
+
+def baseline_maps(
+    like: Tensor,
+    kind: Literal["uniform", "random"],
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Chance-level maps shaped like ``like``: all ones, or i.i.d. uniform noise.
+
+    Scored with the same metrics, they give each figure its chance row. ``generator`` (on the
+    maps' device) makes the random maps reproducible.
+    """
+    like = check_maps(like, "like")
+    if kind == "uniform":
+        return torch.ones_like(like)
+    if kind == "random":
+        return torch.rand(like.shape, generator=generator, device=like.device, dtype=like.dtype)
+    raise InputError("kind must be 'uniform' or 'random'", value=kind)
