@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from braincam.errors import ConfigError
 
@@ -141,11 +141,12 @@ class TrainConfig(_Section):
         None, description="fraction or count of train batches per epoch (smoke tests)"
     )
 
-    @model_validator(mode="after")
-    def _devices(self) -> TrainConfig:
-        if isinstance(self.devices, int) and self.devices < 1:
-            raise ValueError(f"devices must be >= 1 or 'auto', got {self.devices}")
-        return self
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value
 
 
 class EvaluateConfig(_Section):
@@ -193,10 +194,11 @@ _MESSAGES = {
 def _format_error(err: dict[str, Any], prefix: str = "") -> str:
     loc = ".".join(str(p) for p in (*([prefix] if prefix else []), *err["loc"])) or "<root>"
     template = _MESSAGES.get(err["type"])
-    msg = template.format(**err.get("ctx", {})) if template else err["msg"]
+    ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in err.get("ctx", {}).items()}
+    msg = template.format(**ctx) if template else err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, ") :]
-    if err["type"] == "missing":
+    if err["type"] == "missing" or isinstance(err.get("input"), dict):
         return f"{loc}: {msg}"
     return f"{loc}: {msg}, got {err['input']!r}"
 

@@ -4,6 +4,7 @@ Each module below registers its commands on ``app`` when imported; add new ones 
 """
 
 from braincam.cli import prepare  # noqa: F401
+from braincam.cli import train  # noqa: F401
 from braincam.cli import version  # noqa: F401
 from braincam.cli._app import app, main
 

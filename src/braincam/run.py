@@ -1,0 +1,177 @@
+"""``braincam run``: one experiment config → (synth) → prepare → train every model → evaluate.
+
+``OUT`` is the work directory of the experiment::
+
+    OUT/config.yaml          the resolved config (every default written out)
+    OUT/bids/                the synthetic cohort (only when the config has no ``bids``)
+    OUT/slices/, splits.tsv  from ``prepare``
+    OUT/runs/<model>/        one training run per model (see ``braincam.train``)
+    OUT/comparison.tsv, .md  validation and test accuracy per model (the dMRI study's Table I)
+    OUT/summary.json         sections prepare, training, evaluation, comparison
+
+Every step is skipped when its outputs exist for the same parameters, so re-running resumes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from braincam.config import ExperimentConfig, dump_config, load_config, override
+from braincam.errors import ConfigError, InputError
+from braincam.io import read_json, write_json, write_text_atomic
+
+
+def _dataclass_config(cls: type, params: dict[str, Any], section: str) -> Any:
+    """Build the dataclass ``cls`` from a config section, naming unknown keys by path."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(params) - fields)
+    if unknown:
+        raise ConfigError(
+            f"{section}.{unknown[0]}: unknown key (valid keys: {', '.join(sorted(fields))})"
+        )
+    try:
+        return cls(**params)
+    except ConfigError as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{section}: {exc}") from None
+
+
+def _synth_config(cfg: ExperimentConfig) -> Any:
+    from braincam.data.synth import SynthConfig
+
+    params = dict(cfg.synth or {})
+    for key in ("young_ages", "old_ages"):
+        if key in params:
+            params[key] = tuple(params[key])
+    synth = _dataclass_config(SynthConfig, params, "synth")
+    try:
+        synth.validate()
+    except ConfigError as exc:
+        raise ConfigError(f"synth.{exc}") from None
+    return synth
+
+
+def _prepare_config(cfg: ExperimentConfig, progress: bool) -> Any:
+    from braincam.prepare import PrepareConfig
+
+    params = dict(cfg.prepare)
+    for key in ("split_ratios", "axes", "participant_labels"):
+        if params.get(key) is not None:
+            params[key] = tuple(params[key])
+    params.setdefault("progress", progress)
+    try:
+        return _dataclass_config(PrepareConfig, params, "prepare")
+    except ConfigError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith("prepare") else f"prepare: {msg}") from None
+
+
+def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
+    """The BIDS dataset to prepare: the config's, or a synthetic one made (once) under OUT."""
+    if cfg.bids is not None:
+        bids = Path(cfg.bids)
+        if not bids.is_dir():
+            raise InputError("BIDS directory not found", path=bids)
+        return bids
+    from braincam.data.synth import synthesize
+
+    synth = _synth_config(cfg)
+    bids = out / "bids"
+    stamp = out / ".synth-params.json"
+    params = dataclasses.asdict(synth)
+    complete = (bids / "dataset_description.json").is_file() and stamp.is_file()
+    if complete and read_json(stamp) == read_json_roundtrip(params):
+        return bids
+    synthesize(bids, synth, overwrite=True, progress=progress)
+    write_json(stamp, params)
+    return bids
+
+
+def read_json_roundtrip(data: Any) -> Any:
+    """``data`` as it reads back from JSON (tuples → lists), to compare with a stored stamp."""
+    import json
+
+    return json.loads(json.dumps(data, default=str))
+
+
+def _ensure_prepared(cfg: ExperimentConfig, bids: Path, out: Path, progress: bool) -> None:
+    """Run ``prepare`` unless OUT already holds a slice store made with the same parameters."""
+    from braincam.prepare import prepare
+
+    pconf = _prepare_config(cfg, progress)
+    stamp = out / ".prepare-params.json"
+    params = {"bids": str(bids.resolve()), **pconf.to_dict()}
+    params.pop("progress", None)
+    ready = (out / "slices" / "meta.json").is_file() and (out / "splits.tsv").is_file()
+    if ready and stamp.is_file() and read_json(stamp) == read_json_roundtrip(params):
+        return
+    result = prepare(bids, out, pconf)
+    if result.store_dir is None:
+        failures = "; ".join(f"{f.participant_id}: {f.error}" for f in result.failures[:5])
+        raise InputError(f"prepare produced no slice store ({failures})", path=out)
+    write_json(stamp, params)
+
+
+def resolve_config(
+    config: ExperimentConfig | str | Path,
+    *,
+    bids: str | Path | None = None,
+    out: str | Path | None = None,
+) -> ExperimentConfig:
+    """Load (if a path) and apply the command-line overrides."""
+    cfg = config if isinstance(config, ExperimentConfig) else load_config(config)
+    return override(
+        cfg,
+        {"bids": None if bids is None else str(bids), "out": None if out is None else str(out)},
+    )
+
+
+def run_experiment(
+    config: ExperimentConfig | str | Path,
+    *,
+    bids: str | Path | None = None,
+    out: str | Path | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run a whole experiment; returns ``{"out", "runs", "comparison"}`` (see the module doc)."""
+    from braincam.evaluate.classification import compare_runs, evaluate_run
+    from braincam.train import check_model_name, fit
+
+    cfg = resolve_config(config, bids=bids, out=out)
+    for i, name in enumerate(cfg.models):  # fail on a typo before hours of preparation
+        try:
+            check_model_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"models.{i}: {exc}") from None
+    if cfg.bids is None:
+        _synth_config(cfg)
+    _prepare_config(cfg, progress)
+
+    out_dir = Path(cfg.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out_dir / "config.yaml", dump_config(cfg))
+    bids_dir = _ensure_bids(cfg, out_dir, progress)
+    _ensure_prepared(cfg, bids_dir, out_dir, progress)
+
+    runs: list[Path] = []
+    for name in cfg.models:
+        run_dir = out_dir / "runs" / name
+        summary = fit(out_dir, run_dir, model=name, config=cfg.train, progress=progress)
+        if summary is None:  # a non-zero DDP rank: rank 0 evaluates
+            continue
+        evaluate_run(
+            run_dir,
+            splits=cfg.evaluate.splits,
+            work_dir=out_dir,
+            batch_size=cfg.evaluate.batch_size,
+        )
+        runs.append(run_dir)
+    table = compare_runs(runs, out_dir) if runs else None
+    return {
+        "out": out_dir,
+        "runs": runs,
+        "comparison": table,
+    }
