@@ -18,10 +18,12 @@ from braincam.data.slices import (
     SliceStore,
     backproject,
     build_slice_store,
+    canonical_affine,
     count_mask_slices,
     extract_slices,
     isotropic_grid,
     store_fingerprint,
+    store_summary,
 )
 from braincam.data.splits import load_splits, make_splits, save_splits
 from braincam.errors import ConfigError, InputError
@@ -30,12 +32,16 @@ SHAPE = (20, 24, 18)
 ZOOMS = (1.5, 1.0, 2.0)
 
 
-def _lps_affine(angle_deg: float = 5.0) -> np.ndarray:
-    """Non-canonical affine: LPS axes (x and y flipped), anisotropic voxels, a small rotation."""
+def _lps_affine(angle_deg: float = 5.0, permuted: bool = False) -> np.ndarray:
+    """Non-canonical affine: LPS axes (x and y flipped), anisotropic voxels, a small rotation;
+    ``permuted`` also stores the array axes as (y, z, x), as a sagittal acquisition might."""
     th = np.deg2rad(angle_deg)
     rot = np.array([[np.cos(th), -np.sin(th), 0], [np.sin(th), np.cos(th), 0], [0, 0, 1]])
     affine = np.eye(4)
-    affine[:3, :3] = rot @ np.diag([-ZOOMS[0], -ZOOMS[1], ZOOMS[2]])
+    axes = np.diag([-ZOOMS[0], -ZOOMS[1], ZOOMS[2]])
+    if permuted:
+        axes = np.array([[0, 0, -ZOOMS[2]], [-ZOOMS[0], 0, 0], [0, ZOOMS[1], 0]])
+    affine[:3, :3] = rot @ axes
     affine[:3, 3] = [30.0, 20.0, -10.0]
     return affine
 
@@ -61,11 +67,11 @@ def _source_voxels(affine: np.ndarray, m: np.ndarray, size: int) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("angle", [0.0, 5.0])
-def test_pixel_maps_back_to_its_voxel_linear(angle: float) -> None:
+@pytest.mark.parametrize(("angle", "permuted"), [(0.0, False), (5.0, False), (5.0, True)])
+def test_pixel_maps_back_to_its_voxel_linear(angle: float, permuted: bool) -> None:
     """Linear interpolation of a linear function is exact: every interior pixel's (i, j, k) value
     must equal inv(affine) @ M @ [row, col, 1], for all three axes."""
-    affine = _lps_affine(angle)
+    affine = _lps_affine(angle, permuted)
     size = 48  # ≥ every padded side here, so the resize only upsamples (exact bilinear)
     sl = extract_slices(_coordinate_images(affine), SliceSpec(per_axis=8, size=size))
     assert sl.images.shape == (24, 3, size, size) and sl.images.dtype == np.float32
@@ -135,6 +141,15 @@ def test_isotropic_grid_keeps_field_of_view() -> None:
     assert np.all(np.diag(grid[:3, :3]) > 0)
     _, shape2, v2 = isotropic_grid(affine, SHAPE, voxel_size=2.0)
     assert v2 == 2.0 and shape2 == (15, 12, 18)
+    # Permuted storage: same canonical orientation as nibabel's, extent kept per world axis.
+    permuted = _lps_affine(5.0, permuted=True)
+    img = nib.Nifti1Image(np.zeros(SHAPE, np.float32), permuted)
+    canon = nib.as_closest_canonical(img)
+    np.testing.assert_allclose(canonical_affine(permuted, SHAPE), canon.affine)
+    grid3, shape3, _ = isotropic_grid(permuted, SHAPE)
+    extent = np.array(canon.shape) * np.sqrt((canon.affine[:3, :3] ** 2).sum(0))
+    np.testing.assert_allclose(np.array(shape3) * v, extent, atol=0.5 * v)
+    assert np.all(np.diag(grid3[:3, :3]) > 0)
 
 
 @pytest.mark.parametrize(
@@ -345,6 +360,12 @@ def test_store_masks_and_counts(tmp_path) -> None:
         )
         assert counts[src.participant_id] == int((rows["mask_pixels"] > 0).sum())
         assert 0 < counts[src.participant_id] < len(rows)
+    summary = store_summary(store)
+    assert summary["mask_slices"] == counts
+    assert sum(summary["slices_per_split"].values()) == len(store) == summary["n_slices"]
+    assert summary["subjects_per_split"] == {
+        k: int(v) for k, v in splits["split"].value_counts().items()
+    }
 
 
 def test_store_without_masks_has_no_masks_file(tmp_path) -> None:

@@ -26,7 +26,7 @@ import shutil
 import uuid
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -729,7 +729,6 @@ class SliceStore:
     meta: dict[str, Any]
     pixel_to_world: np.ndarray
     masks: np.ndarray | None = None
-    _cache: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, path: str | Path) -> SliceStore:
@@ -849,3 +848,25 @@ def count_mask_slices(obj: SliceStore | SubjectSlices) -> dict[str, int] | int |
     idx = obj.index.dropna(subset=["mask_pixels"])
     hits = (idx["mask_pixels"] > 0).groupby(idx["participant_id"], sort=False).sum()
     return {str(pid): int(n) for pid, n in hits.items()}
+
+
+def store_summary(store: SliceStore) -> dict[str, Any]:
+    """Counts for ``summary.json``: slices and subjects per split, mask-hit slices per subject."""
+    idx = store.index
+    per_split = idx.groupby("split", sort=True)
+    return {
+        "n_slices": len(idx),
+        "n_subjects": int(idx["participant_id"].nunique()),
+        "classes": store.classes,
+        "slices_per_split": {str(k): len(g) for k, g in per_split},
+        "subjects_per_split": {str(k): int(g["participant_id"].nunique()) for k, g in per_split},
+        "slices_per_label": {
+            str(k): int(n) for k, n in idx["label"].value_counts().sort_index().items()
+        },
+        "mask_slices": count_mask_slices(store),
+        "size": store.size,
+        "channels": store.channels,
+        "axes": list(store.meta["axes"]),
+        "slices_per_axis": int(store.meta["slices_per_axis"]),
+        "voxel_size_mm": store.meta.get("voxel_size_mm"),
+    }
