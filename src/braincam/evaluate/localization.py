@@ -44,6 +44,7 @@ __all__ = [
     "pointing_game",
     "relevance_mass",
     "relevance_rank_accuracy",
+    "seeded_rand",
     "summarize_table",
     "threshold_regions",
 ]
@@ -446,6 +447,22 @@ def summarize_table(table: dict[str, Tensor]) -> dict[str, float]:
         v = v[~torch.isnan(v)]
         out[name] = float(v.mean()) if v.numel() else float("nan")
     return out
+
+
+def seeded_rand(
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
+    normal: bool = False,
+) -> Tensor:
+    """Uniform [0, 1) (or standard normal) numbers drawn on the generator's device, moved.
+
+    Drawing on the generator's own device lets a CPU generator seed work on GPU data (torch
+    refuses a generator on another device) and keeps results identical across devices.
+    """
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    draw = torch.randn if normal else torch.rand
+    return draw(shape, generator=generator, device=gen_device).to(device)
 
 
 def baseline_maps(
