@@ -394,6 +394,14 @@ def _truncate(path) -> None:
 
 def test_store_build_is_atomic(tmp_path) -> None:
     sources, splits = _write_cohort(tmp_path)
+    # What a killed build leaves: a hidden partial directory, which is not a store and is removed.
+    killed = tmp_path / ".slices.tmp-deadbeef"
+    killed.mkdir()
+    np.lib.format.open_memmap(
+        killed / "images.npy", mode="w+", dtype=np.float32, shape=(2, 1, 4, 4)
+    )
+    with pytest.raises(InputError, match="missing or incomplete"):
+        SliceStore.open(killed)
     _truncate(sources[4].images[0])
     with pytest.raises(InputError) as info:
         build_slice_store(tmp_path / "slices", sources, splits, SPEC, progress=False)

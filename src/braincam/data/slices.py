@@ -477,7 +477,7 @@ def store_fingerprint(
     spec: SliceSpec,
     classes: Sequence[str] | None = None,
 ) -> str:
-    """Hash of everything a slice store depends on: spec, classes, splits and input file bytes."""
+    """Hash of what a slice store depends on: spec, classes, splits, input paths and bytes."""
     split_of = dict(
         zip(splits["participant_id"].astype(str), splits["split"].astype(str), strict=True)
     )
@@ -490,8 +490,8 @@ def store_fingerprint(
                 "participant_id": s.participant_id,
                 "label": s.label,
                 "split": split_of.get(s.participant_id),
-                "images": [_file_digest(p) for p in s.images],
-                "mask": None if s.mask is None else _file_digest(s.mask),
+                "images": [[str(p), _file_digest(p)] for p in s.images],
+                "mask": None if s.mask is None else [str(s.mask), _file_digest(s.mask)],
             }
             for s in sources
         ],
@@ -584,8 +584,10 @@ def build_slice_store(
         return SliceStore.open(out_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left behind by a killed build
+    # Left behind by a killed build (SIGKILL skips the cleanup below); never a complete store.
+    for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):
+        for stale in out_dir.parent.glob(pattern):
+            shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
