@@ -64,3 +64,8 @@ def update_summary(work_dir: str | Path, section: str, data: Any) -> Path:
     summary = read_json(path) if path.exists() else {}
     summary[section] = data
     return write_json(path, summary)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    return write_atomic(path, lambda tmp: tmp.write_bytes(data))

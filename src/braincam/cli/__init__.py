@@ -1,11 +1,16 @@
 """Command-line interface: a thin layer over the Python API (one module per command group).
 
-Each module below registers its commands on ``app`` when imported; add new ones to this list.
+Each module in ``COMMAND_MODULES`` registers its commands on ``app`` when imported; add new
+command modules to that tuple.
 """
 
-from braincam.cli import prepare  # noqa: F401
-from braincam.cli import train  # noqa: F401
-from braincam.cli import version  # noqa: F401
+from importlib import import_module
+
 from braincam.cli._app import app, main
+
+COMMAND_MODULES = ("synth", "prepare", "train", "explain", "version")
+
+for _name in COMMAND_MODULES:
+    import_module(f"braincam.cli.{_name}")
 
 __all__ = ["app", "main"]

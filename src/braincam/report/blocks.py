@@ -76,14 +76,19 @@ def png_data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def figure_from_matplotlib(fig: Any, title: str = "", caption: str = "", dpi: int = 100) -> Block:
-    """Render a matplotlib figure to an inline PNG block and close it."""
+def figure_png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     plt.close(fig)
-    return Block("figure", title=title, text=caption, src=png_data_uri(buf.getvalue()))
+    return buf.getvalue()
+
+
+def figure_from_matplotlib(fig: Any, title: str = "", caption: str = "", dpi: int = 100) -> Block:
+    """Render a matplotlib figure to an inline PNG block and close it."""
+    return Block("figure", title=title, text=caption, src=png_data_uri(figure_png_bytes(fig, dpi)))
 
 
 def figure_from_file(path: str | Path, title: str = "", caption: str = "") -> Block:
