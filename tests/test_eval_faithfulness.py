@@ -237,28 +237,38 @@ def test_random_regions_are_valid_translates(shape: tuple[int, ...]) -> None:
     regions[0, 0] = True  # one region spanning a whole face: still placeable if room remains
     brain = torch.ones(shape, dtype=torch.bool)
     brain[(slice(None), slice(0, 2))] = False
-    moved, placed = pc.place_random_regions(regions, brain, gen)
-    assert placed.all()
+    moved, placed, overlap = pc.place_random_regions(regions, brain, gen, max_overlap=0.0)
+    assert placed.all() and torch.equal(overlap, torch.zeros(shape[0], dtype=overlap.dtype))
+    d = len(shape) - 1
     for i in range(shape[0]):
         assert moved[i].sum() == regions[i].sum()
-        assert not (moved[i] & regions[i]).any()
+        assert not (moved[i] & regions[i] & brain[i]).any()  # no brain voxel perturbed twice
         assert (moved[i] & brain[i]).sum() >= (regions[i] & brain[i]).sum()
         b_orig = boxes_from_regions(regions[i : i + 1])[0]
         b_new = boxes_from_regions(moved[i : i + 1])[0]
-        d = len(shape) - 1
-        assert torch.equal(b_orig[d:] - b_orig[:d], b_new[d:] - b_new[:d])
+        assert torch.equal(b_orig[d:] - b_orig[:d], b_new[d:] - b_new[:d])  # same shape
     # Chunking (tiny budget) gives valid placements too.
-    moved2, placed2 = pc.place_random_regions(regions, brain, gen, max_elements=1)
-    assert placed2.all() and not (moved2 & regions).any()
+    moved2, placed2, _ = pc.place_random_regions(regions, brain, gen, max_elements=1)
+    assert placed2.all() and not (moved2 & regions & brain).any()
+    # Different draws land in different places (the offset is random, not the first found).
+    moved3, _, _ = pc.place_random_regions(regions, brain, torch.Generator().manual_seed(4))
+    assert not torch.equal(moved3, moved)
 
 
-def test_region_spanning_field_cannot_be_placed() -> None:
-    regions = torch.ones(2, 6, 6, dtype=torch.bool)
-    regions[1] = False
-    regions[1, :3, :3] = True
-    moved, placed = pc.place_random_regions(regions, torch.ones_like(regions))
-    assert placed.tolist() == [False, True]
-    assert not moved[0].any()
+def test_large_region_overlap_is_measured_and_bounded() -> None:
+    regions = torch.zeros(3, 8, 8, dtype=torch.bool)
+    regions[0] = True  # the whole field: cannot move
+    regions[1, :, :5] = True  # 5 of 8 columns: the best shift (3) keeps 2 columns in common
+    regions[2, :3, :3] = True
+    brain = torch.ones_like(regions)
+    moved, placed, overlap = pc.place_random_regions(regions, brain, max_overlap=0.5)
+    assert overlap[0] == 1.0 and overlap[1] == pytest.approx(2 / 5) and overlap[2] == 0.0
+    assert placed.tolist() == [False, True, True]
+    assert not moved[0].any() and moved[1].sum() == 40
+    _, strict, _ = pc.place_random_regions(regions, brain, max_overlap=0.0)
+    assert strict.tolist() == [False, False, True]
+    with pytest.raises(InputError, match="max_overlap"):
+        pc.place_random_regions(regions, brain, max_overlap=2.0)
 
 
 def test_translate_pads_with_background() -> None:

@@ -8,12 +8,16 @@ noise anywhere in the brain would have hurt as much.
 
 Per image: (a) noise inside the localized region (the paper's box, or its largest component),
 (b) the image translated by ``shift`` voxels (background fills the vacated band; no wrap-around),
-(c) the same noise field inside the region moved to a random offset where it does not overlap the
-original and covers at least as many brain voxels. Noise is added only on brain voxels in (a) and
-(c), so (c) perturbs at least as much brain as (a) and the comparison is conservative.
+(c) the same noise field inside the region moved by a random offset to brain it does not already
+cover, perturbing at least as many brain voxels. Noise is added only on brain voxels in (a) and
+(c), so (c) perturbs at least as much brain as (a); any residual overlap with the CAM region also
+makes (c) more harmful. Both make "CAM noise hurts more" a conservative finding.
 
-Random placement is batched: the brain coverage and the self-overlap of the region at *every*
-offset are two cross-correlations, computed with zero-padded FFTs over the spatial dims (2D or 3D).
+Random placement is batched: the brain coverage and the fresh (non-overlapping) brain coverage of
+the region at *every* offset are two cross-correlations, computed with zero-padded FFTs over the
+spatial dims (2D or 3D). Large regions (a 20 %-threshold box can span half the slice) may find no
+fully disjoint place; ``max_overlap`` bounds how much overlap is accepted, and images beyond it
+are left out of that comparison and counted.
 """
 
 from __future__ import annotations
@@ -94,27 +98,37 @@ def place_random_regions(
     regions: Tensor,
     brain: Tensor,
     generator: torch.Generator | None = None,
+    max_overlap: float = 0.25,
     max_elements: int = 2**24,
-) -> tuple[Tensor, Tensor]:
-    """Move each region to a random offset: inside the field, no overlap, ≥ its brain coverage.
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Move each region by a random offset to brain it does not already cover.
 
-    Among offsets that keep the region in the field and do not overlap it, one reaching at least
-    the original brain coverage is drawn at random; if none does, the best-covering one is used.
-    Returns ``(moved, placed)``: the moved regions and a bool ``(N,)``, False where no
-    non-overlapping offset exists (e.g. the region spans the field); those are left empty.
-    ``max_elements`` bounds the offset arrays of one chunk (3D volumes need chunking).
+    Let ``own`` be the region's brain voxels. Eligible offsets keep the region in the field and
+    cover at least ``own`` brain voxels (so noise there perturbs at least as much brain). Among
+    them: the most *fresh* brain voxels (outside the original region, counted up to ``own``),
+    then the fewest shared ones, then a random draw among ties. ``overlap`` is the share of the
+    moved region's brain voxels that lie inside the original region (0 = fully disjoint).
+
+    Returns ``(moved, placed, overlap)``: moved regions, bool ``(N,)`` (``overlap ≤
+    max_overlap``; unplaced regions are returned empty) and the overlap ``(N,)``. A region too
+    large to move away (e.g. a box spanning the field) is not placed. ``max_elements`` bounds
+    the offset arrays of one chunk (3D volumes are processed a few at a time).
     """
-    per_offset_grid = 1
+    if not 0.0 <= max_overlap <= 1.0:
+        raise InputError("max_overlap must be in [0, 1]", value=max_overlap)
+    grid = 1
     for s in regions.shape[1:]:
-        per_offset_grid *= 2 * s
-    chunk = max(1, max_elements // per_offset_grid)
-    if regions.shape[0] > chunk:
-        parts = [
-            _place_chunk(regions[i : i + chunk], brain[i : i + chunk], generator)
-            for i in range(0, regions.shape[0], chunk)
-        ]
-        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-    return _place_chunk(regions, brain, generator)
+        grid *= 2 * s
+    chunk = max(1, max_elements // grid)
+    parts = [
+        _place_chunk(regions[i : i + chunk], brain[i : i + chunk], generator)
+        for i in range(0, regions.shape[0], chunk)
+    ]
+    moved = torch.cat([p[0] for p in parts])
+    overlap = torch.cat([p[1] for p in parts])
+    placed = overlap <= max_overlap
+    moved &= placed.view([-1] + [1] * (regions.ndim - 1))
+    return moved, placed, overlap
 
 
 def _place_chunk(
@@ -122,10 +136,11 @@ def _place_chunk(
 ) -> tuple[Tensor, Tensor]:
     n, spatial = regions.shape[0], tuple(regions.shape[1:])
     d = len(spatial)
-    r = regions.double()
-    coverage = _correlate(r, brain.double()).round()
-    overlap = _correlate(r, r).round()
-    own = (r * brain.double()).flatten(1).sum(1)  # coverage at offset 0
+    r, b = regions.double(), brain.double()
+    # Brain voxels covered by the moved region, and those of them outside the original region.
+    coverage = _correlate(r, b).round()
+    fresh = _correlate(r, b * (1 - r)).round()
+    own = (r * b).flatten(1).sum(1).view([n] + [1] * d)  # coverage at offset 0
     boxes = boxes_from_regions(regions)
     fits = torch.ones_like(coverage, dtype=torch.bool)
     offsets_per_axis = []
@@ -137,14 +152,19 @@ def _place_chunk(
         view = [n] + [1] * d
         view[axis + 1] = 2 * size
         fits &= ok.view(view)
-    candidate = fits & (overlap == 0)
-    # Integer coverage (capped at the original) plus a random fraction < 1: offsets reaching the
-    # original coverage win and are drawn uniformly; otherwise the best coverage wins.
-    capped = torch.minimum(coverage, own.view([n] + [1] * d))
-    noise = seeded_rand(tuple(coverage.shape), generator, regions.device).double() * 0.5
-    key = torch.where(candidate, capped + noise, torch.full_like(capped, -1.0))
+    eligible = fits & (coverage >= own)  # offset 0 always qualifies
+    # Lexicographic key on integers: most fresh brain voxels (capped at own), then fewest brain
+    # voxels shared with the original region, then a random fraction < 1 to draw among ties.
+    capped = torch.minimum(fresh, own)
+    shared = coverage - fresh
+    big = float(r[0].numel() + 1)
+    jitter = seeded_rand(tuple(coverage.shape), generator, regions.device).double() * 0.5
+    key = torch.where(eligible, capped * big - shared + jitter, torch.full_like(capped, -big))
     best = key.flatten(1).argmax(1)
-    placed = candidate.flatten(1).any(1)
+    best_shared = shared.flatten(1).gather(1, best[:, None])[:, 0]
+    best_cover = coverage.flatten(1).gather(1, best[:, None])[:, 0]
+    # Share of the moved region's brain voxels that fall inside the original region.
+    overlap = torch.where(best_cover > 0, best_shared / best_cover.clamp_min(1), 0.0)
     # Unravel the flat index into per-axis signed offsets.
     chosen = []
     rest = best
@@ -166,8 +186,7 @@ def _place_chunk(
         flat_src = flat_src + (src.clamp(0, size - 1) * stride).view(view)
         stride *= size
     moved = regions.flatten(1).gather(1, flat_src.flatten(1)).view_as(regions) & valid
-    moved &= placed.view([n] + [1] * d)
-    return moved, placed
+    return moved, overlap
 
 
 def paired_comparison(
@@ -231,6 +250,7 @@ def perturbation_check(
     batch_size: int = 64,
     n_bootstrap: int = 2000,
     alpha: float = 0.05,
+    max_overlap: float = 0.25,
     connectivity: Connectivity = "full",
 ) -> dict[str, Any]:
     """Noise in the CAM region vs translation vs noise in a random region of the same shape.
@@ -242,7 +262,9 @@ def perturbation_check(
     original, cam_noise, translation, random_noise (mean target-class softmax probability);
     ``comparisons`` → ``cam_vs_translation`` and ``cam_vs_random`` (:func:`paired_comparison`
     of the per-image confidence differences, positive when CAM noise hurt more);
-    ``cam_hurts_more_than_translation`` / ``..._random`` (bool); ``n_random_placed``;
+    ``cam_hurts_more_than_translation`` / ``..._random`` (bool); ``n_random_placed`` and
+    ``random_overlap_mean`` (see :func:`place_random_regions`; images whose random region
+    would overlap more than ``max_overlap`` are left out of the random comparison);
     ``settings``; and ``per_image`` tensors (confidence and correctness per condition, the
     region masks) for figures — drop it before writing JSON.
     """
@@ -269,7 +291,9 @@ def perturbation_check(
 
     boxes, component = bounding_boxes(maps, threshold, connectivity=connectivity)
     cam_region = box_masks(boxes, spatial) if region == "box" else component
-    random_region, placed = place_random_regions(cam_region, brain, generator)
+    random_region, placed, overlap = place_random_regions(
+        cam_region, brain, generator, max_overlap=max_overlap
+    )
 
     noise = seeded_rand(tuple(images.shape), generator, images.device, normal=True) * noise_std
     # Same noise field for (a) and (c), on brain voxels only (see module docstring).
@@ -321,12 +345,14 @@ def perturbation_check(
         "cam_hurts_more_than_translation": comparisons["cam_vs_translation"]["cam_hurts_more"],
         "cam_hurts_more_than_random": comparisons["cam_vs_random"]["cam_hurts_more"],
         "n_random_placed": int(placed.sum()),
+        "random_overlap_mean": float(overlap[placed].mean()) if placed.any() else float("nan"),
         "settings": {
             "noise_std": float(noise_std),
             "threshold": float(threshold),
             "region": region,
             "shift": list(shift),
             "alpha": float(alpha),
+            "max_overlap": float(max_overlap),
             "n_bootstrap": int(n_bootstrap),
         },
         "per_image": {
@@ -335,5 +361,6 @@ def perturbation_check(
             "cam_region": cam_region,
             "random_region": random_region,
             "random_placed": placed,
+            "random_overlap": overlap,
         },
     }
