@@ -31,6 +31,8 @@ from braincam.provenance import library_versions
 
 AXES = ("axial", "coronal", "sagittal")
 FAILURE_COLUMNS = ("participant_id", "step", "file", "error")
+# How long to wait for a Dask scheduler before giving up (distributed retries until then).
+DASK_CONNECT_TIMEOUT = "10s"
 
 
 @dataclass
@@ -157,7 +159,7 @@ def run_subjects(
         from distributed import Client, as_completed
 
         try:
-            client = Client(dask_scheduler, timeout="10s", set_as_default=False)
+            client = Client(dask_scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ConfigError(
                 f"cannot connect to the Dask scheduler {dask_scheduler!r}: {exc}"
@@ -172,7 +174,9 @@ def run_subjects(
                 pure=False,
             )
             outcomes = _run_parallel(
-                (f.result() for f in as_completed(futures)), len(records), progress=progress
+                (f.result() for f in as_completed(futures, loop=client.loop)),
+                len(records),
+                progress=progress,
             )
         finally:
             client.close()
