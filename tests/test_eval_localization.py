@@ -208,12 +208,17 @@ def test_auroc_matches_sklearn_with_ties() -> None:
         assert ours[i].item() == pytest.approx(ref, abs=1e-6)
 
 
-def test_matches_quantus_on_random_inputs() -> None:
+@pytest.mark.parametrize("spatial", [(14, 14), (3, 6, 7)])
+def test_matches_quantus_on_random_inputs(spatial: tuple[int, ...]) -> None:
     quantus = pytest.importorskip("quantus")
     rng = np.random.default_rng(0)
-    a = rng.random((6, 1, 14, 14))  # continuous: no ties, non-negative: no clipping
-    s = (rng.random((6, 1, 14, 14)) > 0.7).astype(float)
-    x = rng.random((6, 1, 14, 14))  # Quantus validates x_batch; the metrics never use it
+    a = rng.random((6, *spatial))  # continuous: no ties; non-negative: no clipping
+    s = rng.random((6, *spatial)) > 0.7
+    # Quantus 0.6 only takes 2D images. These four metrics only see the flattened voxels, so a
+    # volume is handed to it as a (D·H, W) image and must give braincam's 3D result.
+    flat_shape = (6, 1, int(np.prod(spatial[:-1])), spatial[-1])
+    a_q, s_q = a.reshape(flat_shape), s.reshape(flat_shape).astype(float)
+    x = rng.random(flat_shape)  # Quantus validates x_batch; the metrics never use it
     y = np.zeros(6, dtype=int)
     kwargs = {"disable_warnings": True, "normalise": False, "abs": False}
     pairs = {
@@ -222,10 +227,10 @@ def test_matches_quantus_on_random_inputs() -> None:
         "relevance_rank_accuracy": (quantus.RelevanceRankAccuracy, loc.relevance_rank_accuracy),
         "auroc": (quantus.AUC, loc.auroc),
     }
-    maps, masks = torch.from_numpy(a[:, 0]), torch.from_numpy(s[:, 0]).bool()
+    maps, masks = torch.from_numpy(a), torch.from_numpy(s)
     for name, (metric_cls, ours) in pairs.items():
         ref = np.asarray(
-            metric_cls(**kwargs)(model=None, x_batch=x, y_batch=y, a_batch=a, s_batch=s),
+            metric_cls(**kwargs)(model=None, x_batch=x, y_batch=y, a_batch=a_q, s_batch=s_q),
             dtype=float,
         )
         np.testing.assert_allclose(ours(maps, masks).numpy(), ref, atol=1e-9, err_msg=name)
