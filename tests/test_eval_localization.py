@@ -75,6 +75,15 @@ def test_pointing_game_ties_are_shared() -> None:
     assert loc.pointing_game(maps, masks, ties="any").item() == 1.0
 
 
+def test_rank_accuracy_shares_ties_at_the_cut() -> None:
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = masks[0, 0, 1] = True  # K = 2
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 0, 0] = 1.0  # best voxel, in the mask
+    maps[0, 0, 1] = maps[0, 2, 2] = maps[0, 3, 3] = 0.5  # three tied for the last place, one in
+    assert loc.relevance_rank_accuracy(maps, masks).item() == pytest.approx((1 + 1 / 3) / 2)
+
+
 def test_pointing_game_tolerance_is_euclidean() -> None:
     masks = torch.zeros(1, 20, 20, dtype=torch.bool)
     masks[0, 0, 0] = True
