@@ -78,6 +78,8 @@ def test_curve_end_points_and_auc() -> None:
     assert res["deletion"].shape == (3, 5) and res["random_insertion"].shape == (3, 5)
     summary = fa.summarize_faithfulness(res)
     assert summary["deletion_auc"] == pytest.approx(float(res["deletion_auc"].mean()))
+    assert summary["mean_insertion"] == pytest.approx(res["insertion"].mean(0).tolist())
+    assert summary["fractions"] == pytest.approx([0, 0.25, 0.5, 0.75, 1])
 
 
 def test_batching_and_2d_3d_agree() -> None:

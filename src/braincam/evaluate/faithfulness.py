@@ -252,10 +252,14 @@ def deletion_insertion(
     return out
 
 
-def summarize_faithfulness(result: dict[str, Tensor]) -> dict[str, float]:
-    """Mean AUCs over images (and the mean curves' end points are in the curves themselves)."""
-    return {
-        name: float(values.double().mean())
-        for name, values in result.items()
-        if name.endswith("_auc")
-    }
+def summarize_faithfulness(result: dict[str, Tensor]) -> dict[str, float | list[float]]:
+    """JSON-ready summary: mean AUC per curve over images, mean curves and their fractions."""
+    out: dict[str, float | list[float]] = {}
+    for name, values in result.items():
+        if name.endswith("_auc"):
+            out[name] = float(values.double().mean())
+        elif name == "fractions":
+            out[name] = values.double().tolist()
+        else:
+            out[f"mean_{name}"] = values.double().mean(0).tolist()
+    return out

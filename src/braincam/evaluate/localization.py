@@ -97,10 +97,6 @@ def _check_threshold(threshold: float) -> float:
     return float(threshold)
 
 
-def _spatial_dims(maps: Tensor) -> tuple[int, ...]:
-    return tuple(range(1, maps.ndim))
-
-
 def _nan_where_empty(values: Tensor, masks: Tensor) -> Tensor:
     empty = masks.flatten(1).sum(1) == 0
     return values.masked_fill(empty, float("nan"))
@@ -153,7 +149,7 @@ def largest_components(regions: Tensor, connectivity: Connectivity = "full") -> 
             value=getattr(regions, "shape", type(regions).__name__),
         )
     regions = regions != 0
-    # scipy.ndimage.label has no torch counterpart: the one documented trip to the CPU.
+    # scipy.ndimage.label has no torch counterpart: a documented trip to the CPU, once per batch.
     labels_np, _ = ndimage.label(
         regions.cpu().numpy(), structure=_structure(regions.ndim - 1, connectivity)
     )
