@@ -6,58 +6,17 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from braincam.config import TrainConfig
-from braincam.data.slices import SliceSource, SliceSpec, SliceStore, build_slice_store
-from braincam.data.splits import make_splits, save_splits
+from braincam.data.slices import SliceStore
 from braincam.errors import InputError
 from braincam.explain import ExplainConfig, explain_run, heatmap_dir
-from braincam.train import fit, load_trained, normalize
-
-SHAPE = (20, 22, 18)
+from braincam.train import load_trained, normalize
 
 
-def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> SliceSource:
-    """A small 'brain' ellipsoid; class b has a bright blob near the centre (its mask)."""
-    i, j, k = np.meshgrid(*(np.arange(s) for s in SHAPE), indexing="ij")
-    brain = ((i - 10) / 8.0) ** 2 + ((j - 11) / 9.0) ** 2 + ((k - 9) / 7.0) ** 2 < 1
-    data = brain * (0.3 + 0.05 * rng.standard_normal(SHAPE))
-    blob = ((i - 12) ** 2 + (j - 9) ** 2 + (k - 10) ** 2) < 9
-    if label == "b":
-        data = data + 0.6 * blob
-    affine = np.diag([2.0, 2.0, 2.0, 1.0])
-    img_path = dir_ / f"{pid}_fa.nii.gz"
-    mask_path = dir_ / f"{pid}_mask.nii.gz"
-    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), img_path)
-    nib.save(nib.Nifti1Image((blob & (label == "b")).astype(np.uint8), affine), mask_path)
-    return SliceSource(pid, label, [img_path], mask_path)
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("explain")
-    rng = np.random.default_rng(0)
-    sources = [_subject(root, f"sub-{i:02d}", "ab"[i % 2], rng) for i in range(10)]
-    labels = pd.DataFrame(
-        {"participant_id": [s.participant_id for s in sources], "label": [s.label for s in sources]}
-    )
-    splits = make_splits(labels, (0.6, 0.2, 0.2), seed=0)
-    work = root / "work"
-    save_splits(splits, work / "splits.tsv")
-    build_slice_store(
-        work / "slices", sources, splits, SliceSpec(per_axis=3, size=32), progress=False
-    )
-    cfg = TrainConfig(epochs=2, batch_size=8, seed=0, accelerator="cpu", devices=1)
-    run = root / "run"
-    fit(work, run, model="tinycnn-gap", config=cfg, progress=False)
-    return work, run
-
-
-def test_maps_align_with_store_rows(trained_run: tuple[Path, Path]) -> None:
-    work, run = trained_run
+def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
+    work, run = tiny_run
     res = explain_run(run, ExplainConfig(methods=("cam", "gradcam"), overlays=4), progress=False)
     store = SliceStore.open(work / "slices")
     table = res.slices()
@@ -81,8 +40,8 @@ def test_maps_align_with_store_rows(trained_run: tuple[Path, Path]) -> None:
     assert (res.out_dir / "overlays" / "cam.png").stat().st_size > 1000
 
 
-def test_nifti_backprojection_on_subject_grid(trained_run: tuple[Path, Path]) -> None:
-    work, run = trained_run
+def test_nifti_backprojection_on_subject_grid(tiny_run: tuple[Path, Path]) -> None:
+    work, run = tiny_run
     res = explain_run(run, ExplainConfig(methods=("gradcam",), overlays=0), progress=False)
     store = SliceStore.open(work / "slices")
     pid = res.slices()["participant_id"].iloc[0]
@@ -93,8 +52,8 @@ def test_nifti_backprojection_on_subject_grid(trained_run: tuple[Path, Path]) ->
     assert np.isfinite(data).all() and data.max() > 0
 
 
-def test_rerun_skips_and_target_change_recomputes(trained_run: tuple[Path, Path]) -> None:
-    _, run = trained_run
+def test_rerun_skips_and_target_change_recomputes(tiny_run: tuple[Path, Path]) -> None:
+    _, run = tiny_run
     cfg = ExplainConfig(methods=("gradcam",), overlays=0, nifti=False)
     explain_run(run, cfg, progress=False)
     again = explain_run(run, cfg, progress=False)
@@ -107,8 +66,8 @@ def test_rerun_skips_and_target_change_recomputes(trained_run: tuple[Path, Path]
     assert (heatmap_dir(run, "test") / "meta.json").is_file()
 
 
-def test_bad_method_and_target(trained_run: tuple[Path, Path]) -> None:
-    _, run = trained_run
+def test_bad_method_and_target(tiny_run: tuple[Path, Path]) -> None:
+    _, run = tiny_run
     with pytest.raises(InputError, match="unknown CAM method"):
         explain_run(run, ExplainConfig(methods=("nope",)), progress=False)
     with pytest.raises(InputError, match="class name"):

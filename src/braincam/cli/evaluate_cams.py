@@ -1,0 +1,53 @@
+"""`braincam evaluate-cams`: measure whether a run's heatmaps are right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from braincam.cli._app import app
+
+
+@app.command("evaluate-cams")
+def evaluate_cams(
+    run_dir: Annotated[Path, typer.Argument(help="a training run directory (braincam train)")],
+    methods: Annotated[str, typer.Option(help="comma-separated CAM methods")] = (
+        "cam,gradcam,gradcampp"
+    ),
+    split: Annotated[str, typer.Option(help="train | val | test")] = "test",
+    threshold: Annotated[float, typer.Option(help="box threshold, fraction of max")] = 0.2,
+    noise_std: Annotated[float, typer.Option(help="perturbation noise (z-score units)")] = 1.0,
+    max_images: Annotated[
+        int, typer.Option(help="slices for perturbation/faithfulness (0 = all)")
+    ] = 256,
+    sanity_images: Annotated[int, typer.Option(min=1, help="slices for the sanity check")] = 16,
+    regions: Annotated[bool, typer.Option(help="brain-region attribution in MNI space")] = True,
+    atlas: Annotated[str, typer.Option(help="atlas: AAL or AAL3")] = "AAL",
+    seed: Annotated[int, typer.Option(help="random seed (baselines, subsampling)")] = 0,
+) -> None:
+    """Localization, perturbation, faithfulness, sanity, consistency and brain regions.
+
+    Tables go to RUN_DIR/cam_eval/SPLIT/*.tsv; a compact summary to the work directory's
+    summary.json (section cam_evaluation). Heatmaps are computed first if missing (explain).
+    """
+    from braincam.evaluate.cams import CamEvalConfig, eval_dir
+    from braincam.evaluate.cams import evaluate_cams as run
+
+    config = CamEvalConfig(
+        split=split,
+        methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
+        threshold=threshold,
+        noise_std=noise_std,
+        max_images=max_images or None,
+        sanity_images=sanity_images,
+        regions=regions,
+        atlas=atlas,
+        seed=seed,
+    )
+    summary = run(run_dir, config)
+    typer.echo(
+        f"tables in {eval_dir(run_dir, split)}; "
+        + ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
+    )

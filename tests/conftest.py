@@ -1,0 +1,56 @@
+"""Shared fixtures: a tiny trained run (slice store + tinycnn-gap) used by explain/evaluate tests.
+
+Trained once per test session because training is the slow part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from braincam.config import TrainConfig
+from braincam.data.slices import SliceSource, SliceSpec, build_slice_store
+from braincam.data.splits import make_splits, save_splits
+from braincam.train import fit
+
+SHAPE = (20, 22, 18)
+
+
+def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> SliceSource:
+    """A small 'brain' ellipsoid; class b has a bright blob near the centre (its mask)."""
+    i, j, k = np.meshgrid(*(np.arange(s) for s in SHAPE), indexing="ij")
+    brain = ((i - 10) / 8.0) ** 2 + ((j - 11) / 9.0) ** 2 + ((k - 9) / 7.0) ** 2 < 1
+    data = brain * (0.3 + 0.05 * rng.standard_normal(SHAPE))
+    blob = ((i - 12) ** 2 + (j - 9) ** 2 + (k - 10) ** 2) < 9
+    if label == "b":
+        data = data + 0.6 * blob
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    img_path = dir_ / f"{pid}_fa.nii.gz"
+    mask_path = dir_ / f"{pid}_mask.nii.gz"
+    nib.save(nib.Nifti1Image(data.astype(np.float32), affine), img_path)
+    nib.save(nib.Nifti1Image((blob & (label == "b")).astype(np.uint8), affine), mask_path)
+    return SliceSource(pid, label, [img_path], mask_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tiny_run")
+    rng = np.random.default_rng(0)
+    sources = [_subject(root, f"sub-{i:02d}", "ab"[i % 2], rng) for i in range(10)]
+    labels = pd.DataFrame(
+        {"participant_id": [s.participant_id for s in sources], "label": [s.label for s in sources]}
+    )
+    splits = make_splits(labels, (0.6, 0.2, 0.2), seed=0)
+    work = root / "work"
+    save_splits(splits, work / "splits.tsv")
+    build_slice_store(
+        work / "slices", sources, splits, SliceSpec(per_axis=3, size=32), progress=False
+    )
+    cfg = TrainConfig(epochs=2, batch_size=8, seed=0, accelerator="cpu", devices=1)
+    run = root / "run"
+    fit(work, run, model="tinycnn-gap", config=cfg, progress=False)
+    return work, run
