@@ -227,6 +227,7 @@ def test_outputs_summary_splits_and_mask_counts(dataset: Path, tmp_path: Path) -
     hits = index[index["mask_pixels"] > 0].groupby("participant_id").size()
     assert summary["mask_slices"] == {p: int(hits.get(p, 0)) for p in sorted([*GOOD, BAD])}
     assert sum(summary["mask_slices"].values()) > 0
+    assert summary["slice_store"]["n_slices"] == len(index)
     assert summary["parameters"]["fit_method"] == "WLS" and summary["parameters"]["seed"] == 3
     assert summary["versions"]["dipy"] != "absent"
     row = summary["participants"][0]

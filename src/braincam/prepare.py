@@ -234,8 +234,8 @@ def _build_slices(
     outcomes: dict[str, SubjectOutcome],
     splits: pd.DataFrame,
     config: PrepareConfig,
-) -> tuple[Path, pd.DataFrame]:
-    from braincam.data.slices import SliceSource, SliceSpec, build_slice_store
+) -> tuple[Path, pd.DataFrame, dict]:
+    from braincam.data.slices import SliceSource, SliceSpec, build_slice_store, store_summary
 
     sources = [
         SliceSource(
@@ -253,9 +253,9 @@ def _build_slices(
         voxel_size=config.voxel_size,
     )
     store_dir = work_dir / "slices"
-    build_slice_store(store_dir, sources, splits, spec, progress=config.progress)
+    store = build_slice_store(store_dir, sources, splits, spec, progress=config.progress)
     index = pd.read_csv(store_dir / "index.tsv", sep="\t", dtype={"participant_id": str})
-    return store_dir, index
+    return store_dir, index, store_summary(store)
 
 
 def prepare(
@@ -306,6 +306,7 @@ def prepare(
     splits = None
     store_dir = None
     index = None
+    store_info: dict | None = None
     if done:
         from braincam.data.splits import make_splits, save_splits
 
@@ -318,7 +319,7 @@ def prepare(
             splits = None
     if splits is not None:
         try:
-            store_dir, index = _build_slices(work_dir, records, by_pid, splits, config)
+            store_dir, index, store_info = _build_slices(work_dir, records, by_pid, splits, config)
         except BraincamError as exc:
             failures.append(
                 Failure.from_error(exc, subject=getattr(exc, "subject", None) or "*", step="slices")
@@ -353,6 +354,7 @@ def prepare(
         },
         store_dir=store_dir,
         work_dir=work_dir,
+        store_info=store_info,
     )
     update_summary(work_dir, "prepare", summary)
     return PrepareResult(
@@ -381,6 +383,7 @@ def _summary(
     timing: dict[str, float],
     store_dir: Path | None,
     work_dir: Path,
+    store_info: dict | None = None,
 ) -> dict:
     """The ``prepare`` section of summary.json (schema in docs/prepare.md)."""
     split_of = (
@@ -429,6 +432,7 @@ def _summary(
         "splits": split_members,
         "slices_per_split": slices_per_split,
         "mask_slices": mask_slices,
+        "slice_store": store_info,
         "failures": [asdict(f) for f in failures],
         "outputs": {
             "derivatives": str(derivatives_root(work_dir).relative_to(work_dir)),
