@@ -111,6 +111,7 @@ def test_empty_masks_are_nan_and_excluded() -> None:
     summary = loc.summarize_table(table)
     assert summary["n_scored"] == 2 and summary["n_excluded"] == 1
     assert summary["pointing_game"] == 1.0
+    assert summary["tolerance"] == pytest.approx(15 * 12 / 224)  # Zhang's 15 px at 224², scaled
 
 
 def test_random_maps_are_at_chance() -> None:

@@ -398,9 +398,9 @@ def localization_table(
 
     Keys: ``has_mask`` (bool), ``mask_fraction`` (the chance level of mass and rank accuracy),
     ``pointing_game`` (strict), ``pointing_game_tolerant`` (``tolerance`` voxels; default
-    :func:`default_tolerance`), ``relevance_mass``, ``relevance_rank_accuracy``,
-    ``iou_threshold``, ``iou_box``, ``auroc``. Samples without mask voxels are NaN everywhere;
-    :func:`summarize_table` excludes and counts them.
+    :func:`default_tolerance`; recorded in the ``tolerance`` column), ``relevance_mass``,
+    ``relevance_rank_accuracy``, ``iou_threshold``, ``iou_box``, ``auroc``. Samples without
+    mask voxels are NaN everywhere; :func:`summarize_table` excludes and counts them.
     """
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
@@ -413,6 +413,7 @@ def localization_table(
         "mask_fraction": fraction,
         "pointing_game": pointing_game(maps, masks),
         "pointing_game_tolerant": pointing_game(maps, masks, tolerance=tolerance),
+        "tolerance": torch.full_like(fraction, float(tolerance)),
         "relevance_mass": relevance_mass(maps, masks),
         "relevance_rank_accuracy": relevance_rank_accuracy(maps, masks),
         "iou_threshold": iou_threshold(maps, masks, threshold, connectivity=connectivity),
