@@ -253,3 +253,21 @@ def test_bad_arguments_raise_input_error() -> None:
         cascading_randomization(
             model, _inputs(2), None, lambda m, x, t: x.sum(), generator=torch.Generator()
         )
+
+
+def test_targets_default_to_original_predictions_at_every_step(trained: TinyCNN) -> None:
+    x, _ = _toy_data(6, seed=4)
+    expected = trained(x).argmax(1)
+    seen: list[Tensor] = []
+
+    def recording(model: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        assert targets is not None
+        seen.append(targets.clone())
+        return gradcam(model, inputs, targets)
+
+    cascading_randomization(
+        trained, x, None, recording, generator=torch.Generator().manual_seed(0), batch_size=4
+    )
+    assert len(seen) == 2 * 5  # original + 4 steps, two batches each
+    got = torch.cat(seen).reshape(5, 6)
+    assert (got == expected).all()

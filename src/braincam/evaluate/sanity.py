@@ -297,6 +297,16 @@ def _explain_batched(
     return maps.detach().float()
 
 
+def _predicted(model: nn.Module, inputs: Tensor, batch_size: int | None) -> Tensor | None:
+    """Predicted classes if the model outputs logits (N, classes), else None."""
+    step = batch_size or len(inputs)
+    with torch.no_grad():
+        outs = [model(inputs[i : i + step]) for i in range(0, len(inputs), step)]
+    if not all(isinstance(o, Tensor) and o.ndim == 2 for o in outs):
+        return None
+    return torch.cat(outs).argmax(1)
+
+
 def _flag(summary_last: pd.Series, threshold: float) -> bool:
     values = [summary_last["spearman_mean"], summary_last["spearman_abs_mean"]]
     defined = [v for v in values if not math.isnan(v)]
@@ -347,7 +357,9 @@ def cascading_randomization(
     ``model.named_modules()``) defaults to every module owning parameters, in forward order; the
     test walks them from the last (output) to the first. With ``cumulative=False`` each layer is
     randomized alone on a fresh copy (the paper's independent randomization). ``targets`` are
-    passed to ``explain`` unchanged at every step, so maps are always for the same class.
+    passed to ``explain`` unchanged at every step, so maps are always for the same class; when
+    None and the model returns logits ``(N, classes)``, the original model's predicted classes are
+    used (a randomized model predicts something else, and its map would answer another question).
     """
     _check_inputs(model, inputs, targets, explain)
     if not isinstance(generator, torch.Generator):
@@ -366,6 +378,8 @@ def cascading_randomization(
     if not layers:
         raise InputError("the model has no parameter layers to randomize", value=type(model))
 
+    if targets is None:
+        targets = _predicted(work, inputs, batch_size)
     original = _explain_batched(explain, work, inputs, targets, batch_size)
     rows = []
     kept: dict[str, Tensor] = {"original": original} if keep_maps else {}
