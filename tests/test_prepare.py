@@ -379,3 +379,40 @@ def test_bad_config_values() -> None:
         PrepareConfig(split_ratios=(0.5, 0.5, 0.5))
     with pytest.raises(ConfigError, match="workers"):
         PrepareConfig(workers=0)
+
+
+@pytest.mark.filterwarnings("ignore:class .* has only:UserWarning")
+def test_cli_participant_label_and_options(dataset: Path, tmp_path: Path) -> None:
+    work = tmp_path / "w"
+    args = [
+        "prepare",
+        str(dataset),
+        str(work),
+        "--label",
+        "group",
+        "--size",
+        "16",
+        "--slices-per-axis",
+        "1",
+        "--axes",
+        "axial,coronal",
+        "--no-progress",
+        "--participant-label",
+        "01",
+        "--participant-label",
+        "sub-02",
+        "--participant-label",
+        "03",
+        "--fit-method",
+        "ols",
+        "--split-ratios",
+        "0.6,0.2,0.2",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((work / "summary.json").read_text())["prepare"]
+    assert summary["subjects"] == ["sub-01", "sub-02", "sub-03"]
+    assert summary["parameters"]["fit_method"] == "OLS"
+    assert summary["parameters"]["split_ratios"] == [0.6, 0.2, 0.2]
+    index = pd.read_csv(work / "slices" / "index.tsv", sep="\t")
+    assert sorted(index["axis"].unique()) == ["axial", "coronal"] and len(index) == 3 * 2
