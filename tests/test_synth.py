@@ -34,7 +34,7 @@ from braincam.data.synth import (
 from braincam.errors import ConfigError, InputError
 
 # Tiny and coarse so the whole file stays fast; 4 subjects gives two per group.
-TINY = SynthConfig(subjects=4, seed=11, voxel_size=4.0, directions=30, b0_volumes=3)
+TINY = SynthConfig(subjects=4, seed=11, voxel_size=4.0, directions=12, b0_volumes=2)
 
 
 def _hashes(root: Path) -> dict[str, str]:

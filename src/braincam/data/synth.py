@@ -540,11 +540,20 @@ def _check_output(out: Path, overwrite: bool) -> bool:
     return True
 
 
-def _clear_previous(out: Path) -> None:
+def _remove_previous(out: Path) -> None:
     """Remove the subjects and ground truth of an earlier cohort so none is left stale."""
     for sub in out.glob("sub-*"):
         shutil.rmtree(sub)
     shutil.rmtree(out / "derivatives" / "groundtruth", ignore_errors=True)
+
+
+def _clear_previous(out: Path, overwrite: bool) -> None:
+    """Check ``out`` (see :func:`_check_output`) and clear an earlier synth dataset in it.
+
+    Also used by :mod:`braincam.data.synth_anat`.
+    """
+    if _check_output(out, overwrite):
+        _remove_previous(out)
 
 
 def synthesize(
@@ -570,7 +579,7 @@ def synthesize(
     stale = _check_output(out, overwrite)
     cohort = _prepare_cohort(config, template)  # checks the region before anything is written
     if stale:
-        _clear_previous(out)
+        _remove_previous(out)
     out.mkdir(parents=True, exist_ok=True)
     people = draw_participants(config)
     _write_dataset_files(out, config, people)
