@@ -271,3 +271,31 @@ def test_targets_default_to_original_predictions_at_every_step(trained: TinyCNN)
     assert len(seen) == 2 * 5  # original + 4 steps, two batches each
     got = torch.cat(seen).reshape(5, 6)
     assert (got == expected).all()
+
+
+@pytest.mark.parametrize(
+    ("cumulative", "expected"), [(True, [0, 1, 2, 3, 4]), (False, [0, 1, 1, 1, 1])]
+)
+def test_layers_randomized_per_step(cumulative: bool, expected: list[int]) -> None:
+    model = TinyCNN()
+    original = {k: v.clone() for k, v in model.named_parameters()}
+    changed: list[int] = []
+    top_first: list[list[str]] = []
+
+    def recording(m: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        params = m.named_parameters()
+        names = sorted({k.rsplit(".", 1)[0] for k, v in params if not torch.equal(v, original[k])})
+        changed.append(len(names))
+        top_first.append(names)
+        return edges(m, inputs, targets)
+
+    cascading_randomization(
+        model,
+        _inputs(2),
+        None,
+        recording,
+        generator=torch.Generator().manual_seed(0),
+        cumulative=cumulative,
+    )
+    assert changed == expected
+    assert top_first[1] == ["fc"]  # the output layer goes first
