@@ -236,7 +236,8 @@ def apply_to_mni(
 
     if order not in (0, 1):
         raise InputError("order must be 0 (nearest) or 1 (linear)", value=order)
-    ref = nifti_to_sitk(reference if reference is not None else mni_template(2.0))
+    reference = reference if reference is not None else mni_template(2.0)
+    ref = nifti_to_sitk(reference)
     interp = sitk.sitkLinear if order == 1 else sitk.sitkNearestNeighbor
     data = np.asarray(img.dataobj, dtype=np.float32)
     if data.ndim not in (3, 4):
@@ -248,8 +249,7 @@ def apply_to_mni(
         res = sitk.Resample(moving, ref, transform, interp, 0.0, sitk.sitkFloat32)
         outs.append(sitk.GetArrayFromImage(res).T)
     out = outs[0] if data.ndim == 3 else np.stack(outs, -1)
-    affine = reference.affine if reference is not None else mni_template(2.0).affine
-    return nib.Nifti1Image(out.astype(np.float32), affine)
+    return nib.Nifti1Image(out.astype(np.float32), reference.affine)
 
 
 def transform_points(transform, points_ras: np.ndarray) -> np.ndarray:
