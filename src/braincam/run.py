@@ -146,7 +146,7 @@ def run_experiment(
             check_model_name(name)
         except ValueError as exc:
             raise ConfigError(f"models.{i}: {exc}") from None
-    if cfg.bids is None:
+    if cfg.synth is not None:  # validated even when a BIDS directory makes it unused
         _synth_config(cfg)
     _prepare_config(cfg, progress)
 
