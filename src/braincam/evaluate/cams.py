@@ -100,7 +100,7 @@ def _load(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> _Context:
         explained=explained,
         table=table,
         images=images,
-        targets=torch.as_tensor(table["explained"].to_numpy()),
+        targets=torch.as_tensor(table["explained"].to_numpy().copy()),
         maps=maps,
         model_name=str(record["model"]),
         generator=torch.Generator().manual_seed(cfg.seed),
@@ -311,11 +311,12 @@ def consistency(ctx: _Context, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[s
 # ------------------------------------------------------------------------------- regions
 
 
-def regions(ctx: _Context, cfg: CamEvalConfig) -> dict[str, pd.DataFrame]:
+def regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> dict[str, pd.DataFrame]:
     """Heatmap mass per atlas region and lobe in MNI space, ranked per class; class differences.
 
     Synthetic cohorts carry the exact native→MNI mapping next to their ground-truth masks; for
-    other data each subject's image is registered affinely to the bundled MNI152 template.
+    other data each subject's image is registered affinely to the bundled MNI152 template. The
+    mean map per method and class is written to ``out/mni_mean_<method>_<class>.nii.gz``.
     """
     import nibabel as nib
 
@@ -334,7 +335,8 @@ def regions(ctx: _Context, cfg: CamEvalConfig) -> dict[str, pd.DataFrame]:
     atlas = load_atlas(cfg.atlas)
     nifti = ctx.explained.out_dir / "nifti"
     reference = mni_template(2.0)
-    atlas_2mm = None
+    sums: dict[tuple[str, str], tuple[Any, int, np.ndarray]] = {}
+    grid_atlases: dict[tuple[Any, bytes], Any] = {}
     tables = []
     for pid, group in ctx.table.groupby("participant_id"):
         meta = ctx.store.meta["subjects"][pid]
@@ -349,12 +351,21 @@ def regions(ctx: _Context, cfg: CamEvalConfig) -> dict[str, pd.DataFrame]:
             transform = register_to_mni(nib.load(meta["images"][0]))
             warped = apply_to_mni(stack, transform, reference=reference)
         data = np.moveaxis(np.asarray(warped.dataobj), -1, 0)
-        grid_atlas = resample_atlas(atlas, warped.affine, warped.shape[:3])
-        if atlas_2mm is None:
-            atlas_2mm = grid_atlas
+        key = (warped.shape[:3], warped.affine.tobytes())  # subjects usually share the MNI grid
+        if key not in grid_atlases:
+            grid_atlases[key] = resample_atlas(atlas, warped.affine, warped.shape[:3])
+        grid_atlas = grid_atlases[key]
         label = str(group["label"].iloc[0])
+        for method, vol in zip(ctx.maps, data, strict=True):
+            total, count, _ = sums.get((method, label), (0.0, 0, warped.affine))
+            sums[(method, label)] = (total + np.nan_to_num(vol), count + 1, warped.affine)
         info = pd.DataFrame({"participant_id": pid, "label": label, "method": list(ctx.maps)})
         tables.append(region_mass(data, grid_atlas, meta=info))
+    # the mean heatmap per method and class in MNI space, for the report's 3D view
+    for (method, label), (total, count, affine) in sums.items():
+        mean = nib.Nifti1Image((total / count).astype(np.float32), affine)
+        path = out / f"mni_mean_{method}_{label}.nii.gz"
+        write_atomic(path, lambda tmp, img=mean: nib.save(img, tmp))
     per_map = pd.concat(tables, ignore_index=True).assign(model=ctx.model_name)
     lobes = lobe_mass(per_map)
     return {
@@ -407,7 +418,7 @@ def _run_consistency(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
 
 
 def _run_regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
-    tables = regions(ctx, cfg)
+    tables = regions(ctx, cfg, out)
     for name, frame in tables.items():
         _write_tsv(frame, out / f"{name}.tsv")
     top = tables["lobe_ranking"].groupby(["method", "label"]).head(3)
