@@ -196,6 +196,8 @@ def test_cli_prints_failure_table_and_exits_nonzero(dataset: Path, tmp_path: Pat
 
 
 def test_single_class_fails_the_split_but_fa_finishes(dataset: Path, tmp_path: Path) -> None:
+    assert prepare(dataset, tmp_path / "w", PrepareConfig(**CFG)).ok
+    assert (tmp_path / "w" / "slices").is_dir()
     _participants(dataset, [(p, "young") for p in [*GOOD, BAD]])
     result = prepare(dataset, tmp_path / "w", PrepareConfig(**CFG))
     assert not result.ok
@@ -203,6 +205,7 @@ def test_single_class_fails_the_split_but_fa_finishes(dataset: Path, tmp_path: P
     assert "same label" in result.failures[0].error and result.failures[0].participant_id == "*"
     assert sorted(result.completed) == sorted([*GOOD, BAD])
     assert result.splits is None and not (tmp_path / "w" / "splits.tsv").exists()
+    assert not (tmp_path / "w" / "slices").exists()  # stale outputs of the earlier run removed
 
 
 def test_outputs_summary_splits_and_mask_counts(dataset: Path, tmp_path: Path) -> None:

@@ -7,8 +7,9 @@ One function, :func:`prepare`, drives the whole step; :class:`PrepareConfig` hol
 
 from __future__ import annotations
 
+import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -262,8 +263,6 @@ def prepare(
     bids_dir: str | Path,
     work_dir: str | Path,
     config: PrepareConfig | None = None,
-    *,
-    on_ingest: Callable[[IngestResult], None] | None = None,
 ) -> PrepareResult:
     """Run the whole preparation step; see docs/prepare.md for the outputs and summary schema.
 
@@ -280,8 +279,6 @@ def prepare(
     remove_stale_temps(work_dir, recursive=False)
 
     ingested = _ingest(data_dir, config)
-    if on_ingest is not None:
-        on_ingest(ingested)
     failures = list(ingested.failures)
     records = {r.participant_id: r for r in ingested.subjects}
 
@@ -317,6 +314,10 @@ def prepare(
         except InputError as exc:
             failures.append(Failure.from_error(exc, subject="*", step="split"))
             splits = None
+    if splits is None:
+        # Outputs of an earlier run no longer match these inputs; never leave them to be used.
+        (work_dir / "splits.tsv").unlink(missing_ok=True)
+        shutil.rmtree(work_dir / "slices", ignore_errors=True)
     if splits is not None:
         try:
             store_dir, index, store_info = _build_slices(work_dir, records, by_pid, splits, config)
