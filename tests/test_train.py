@@ -245,3 +245,21 @@ def test_store_index_mismatch_is_a_clear_error(tmp_path: Path, tiny_zoo: None) -
 def test_load_trained_without_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no trained model"):
         train_mod.load_trained(tmp_path)
+
+
+def test_changed_store_is_not_resumed(tmp_path: Path, tiny_zoo: None) -> None:
+    work = write_store(tmp_path / "work")
+    run = tmp_path / "run"
+    train_mod.fit(work, run, model="tiny", config=quick_config(epochs=1), progress=False)
+    index_path = work / "slices" / "index.tsv"
+    index = pd.read_csv(index_path, sep="\t")
+    index.loc[index["participant_id"] == "sub-01", "split"] = "val"
+    index.to_csv(index_path, sep="\t", index=False)
+    with pytest.raises(InputError, match="differs from the checkpoint"):
+        train_mod.fit(work, run, model="tiny", config=quick_config(epochs=2), resume=True)
+    # Automatic mode: the old checkpoint is set aside and training restarts at epoch 0.
+    with pytest.warns(UserWarning, match="starting afresh"):
+        train_mod.fit(work, run, model="tiny", config=quick_config(epochs=2), progress=False)
+    assert train_mod.read_metrics(run)["epoch"].tolist() == [0, 1]
+    _, record = train_mod.load_trained(run)
+    assert "sub-01" in record["split"]["val"]

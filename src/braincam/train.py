@@ -14,6 +14,7 @@ Outputs in ``RUN/``::
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -216,16 +217,47 @@ def _loggers(run_dir: Path) -> list[Any]:
     return loggers
 
 
-def _resolve_resume(run_dir: Path, resume: bool | None) -> Path | None:
+def _identity(model: str, store: StoreInfo) -> dict[str, Any]:
+    """What a checkpoint must have been trained on to be resumed: model, classes, split."""
+    meta_path = store.path / "meta.json"
+    fingerprint = read_json(meta_path).get("fingerprint") if meta_path.is_file() else None
+    return {
+        "model": model,
+        "classes": store.classes,
+        "split": store.subjects(),
+        "channels": store.channels,
+        "size": store.size,
+        "store_fingerprint": fingerprint,
+    }
+
+
+def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]) -> Path | None:
     last = run_dir / "checkpoints" / "last.ckpt"
+    inputs = run_dir / "inputs.json"
+    same_inputs = inputs.is_file() and read_json(inputs) == identity
+    if resume is None and last.is_file() and not same_inputs:
+        # The store (split, classes, images) or the model changed since that checkpoint:
+        # continuing it would mix two experiments, so start afresh.
+        warnings.warn(
+            f"{last} was trained on other inputs (model or slice store changed); starting afresh",
+            stacklevel=3,
+        )
+        resume = False
     if resume is None:
         return last if last.is_file() else None
     if resume:
         if not last.is_file():
             raise InputError("cannot resume: no last checkpoint", path=last)
+        if not same_inputs:
+            raise InputError(
+                "cannot resume: the model or the slice store differs from the checkpoint's "
+                "(use --no-resume to start afresh)",
+                path=last,
+            )
         return last
     # An explicit fresh start: stale checkpoints and epochs must not mix with the new run.
-    for stale in (*(run_dir / "checkpoints").glob("*.ckpt"), run_dir / "metrics.tsv"):
+    stale_files = (run_dir / "metrics.tsv", run_dir / "model.pt", run_dir / "record.json")
+    for stale in (*(run_dir / "checkpoints").glob("*.ckpt"), *stale_files):
         stale.unlink(missing_ok=True)
     return None
 
@@ -308,11 +340,12 @@ def fit(
     store.rows("val")  # validation drives checkpoints and early stopping: it must exist
     check_model_name(model)
 
-    done = _finished_summary(run_dir, model, cfg) if resume is not False else None
+    identity = _identity(model, store)
+    done = _finished_summary(run_dir, model, cfg, identity) if resume is not False else None
     if done is not None:
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt_path = _resolve_resume(run_dir, resume)
+    ckpt_path = _resolve_resume(run_dir, resume, identity)
 
     if cfg.normalize:
         mean, std = channel_stats(store.images_path, train_rows)
@@ -345,6 +378,8 @@ def fit(
         )
     datamodule = SliceDataModule(store, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)
+    if trainer.is_global_zero:
+        write_json(run_dir / "inputs.json", identity)
     trainer.fit(
         module,
         datamodule=datamodule,
@@ -411,10 +446,15 @@ def _update_section(work_dir: Path, section: str, key: str, value: Any) -> None:
     update_summary(work_dir, section, current)
 
 
-def _finished_summary(run_dir: Path, model: str, cfg: TrainConfig) -> dict[str, Any] | None:
-    """The summary of a completed run with the same model and config, else ``None``."""
+def _finished_summary(
+    run_dir: Path, model: str, cfg: TrainConfig, identity: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The summary of a completed run with the same model, config and inputs, else ``None``."""
     path = run_dir / "record.json"
-    if not (path.is_file() and (run_dir / "model.pt").is_file()):
+    inputs = run_dir / "inputs.json"
+    if not (path.is_file() and (run_dir / "model.pt").is_file() and inputs.is_file()):
+        return None
+    if read_json(inputs) != identity:
         return None
     record = read_json(path)
     same = record.get("model") == model and record.get("train_config") == cfg.model_dump(
