@@ -184,7 +184,7 @@ def test_sessions_and_runs_first_by_default_or_chosen(tmp_path: Path) -> None:
     for s in first.subjects:
         assert (s.session, s.run) == ("01", "1")
         assert s.dwi.name == f"{s.participant_id}_ses-01_run-1_dwi.nii.gz"
-    chosen = ingest_bids(root, label="group", session="02", run="2")
+    chosen = ingest_bids(root, label="group", session="ses-02", run="2")
     for s in chosen.subjects:
         assert s.dwi.name == f"{s.participant_id}_ses-02_run-2_dwi.nii.gz"
     missing = ingest_bids(root, label="group", session="07")

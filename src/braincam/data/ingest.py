@@ -276,6 +276,9 @@ def ingest_bids(
     looked up under ``masks_dir`` or, by default, every folder of ``derivatives/``.
     """
     bids_dir = Path(bids_dir)
+    # Accept "ses-01"/"run-1" as well as the bare labels.
+    session = None if session is None else str(session).removeprefix("ses-")
+    run = None if run is None else str(run).removeprefix("run-")
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", path=bids_dir)
     participants_tsv = bids_dir / "participants.tsv"
