@@ -1,0 +1,257 @@
+"""Network builders: torchvision backbones cut for a ~14×14 map, FC originals, small CPU CNNs.
+
+torchvision models are built on the meta device (no memory, no init cost for layers that are
+cut away), edited there, then materialised and initialised the way torchvision initialises each
+family — so a 138 M-parameter VGG classifier is never drawn only to be thrown away.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from braincam.models.heads import CamHead, CamNet, Pooling
+from braincam.models.weights import Transfer
+
+Built = tuple[nn.Module, Transfer | None]
+
+# Per torchvision architecture: the first conv (module path) and the family's init scheme.
+_FIRST_CONV = {
+    "alexnet": "features.0",
+    "vgg16": "features.0",
+    "vgg19": "features.0",
+    "googlenet": "conv1.conv",
+    "inception_v3": "Conv2d_1a_3x3.conv",
+    "resnet18": "conv1",
+    "resnet50": "conv1",
+}
+
+
+def _torchvision_on_meta(arch: str, **kwargs: object) -> nn.Module:
+    """torchvision's ``arch`` with random (meta) weights — never its download path."""
+    if arch in ("googlenet", "inception_v3"):
+        # The aux heads only serve ImageNet training; transform_input re-normalises for
+        # ImageNet RGB statistics, which MRI input does not have.
+        kwargs = {"aux_logits": False, "init_weights": True, "transform_input": False, **kwargs}
+    with torch.device("meta"):
+        return tvm.get_model(arch, weights=None, **kwargs)
+
+
+def _replace_conv_inputs(root: nn.Module, path: str, in_channels: int) -> None:
+    """Swap the conv at ``path`` for one taking ``in_channels`` inputs (same geometry)."""
+    old = root.get_submodule(path)
+    if not isinstance(old, nn.Conv2d):
+        raise TypeError(f"{path} is {type(old).__name__}, not Conv2d")
+    if old.in_channels == in_channels:
+        return
+    new = nn.Conv2d(
+        in_channels,
+        old.out_channels,
+        kernel_size=old.kernel_size,
+        stride=old.stride,
+        padding=old.padding,
+        dilation=old.dilation,
+        groups=old.groups,
+        bias=old.bias is not None,
+        device=old.weight.device,
+    )
+    parent_path, _, child = path.rpartition(".")
+    setattr(root.get_submodule(parent_path) if parent_path else root, child, new)
+
+
+def _init_layer(m: nn.Module, arch: str) -> None:
+    """Initialise one layer as torchvision's ``arch`` does (PyTorch's default otherwise)."""
+    family_conv = arch.startswith(("vgg", "resnet"))
+    truncated = arch in ("googlenet", "inception_v3")
+    if isinstance(m, nn.BatchNorm2d):
+        m.reset_running_stats()
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d) and family_conv:
+        nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Linear) and arch.startswith("vgg"):
+        nn.init.normal_(m.weight, 0.0, 0.01)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.Conv2d, nn.Linear)) and truncated:
+        default_std = 0.01 if arch == "googlenet" else 0.1
+        std = float(getattr(m, "stddev", default_std))
+        nn.init.trunc_normal_(m.weight, mean=0.0, std=std, a=-2.0, b=2.0)
+        if m.bias is not None:
+            m.bias.data.copy_(_default_bias(m))
+    elif callable(getattr(m, "reset_parameters", None)):
+        # AlexNet (and the AlexNet-BN convs), ResNet's fc: PyTorch's default, as in torchvision;
+        # any other parametrised layer too — never leave to_empty's uninitialised memory.
+        m.reset_parameters()
+
+
+def _default_bias(m: nn.Conv2d | nn.Linear) -> torch.Tensor:
+    """PyTorch's default bias init (uniform in ±1/sqrt(fan_in)), which torchvision keeps."""
+    fan_in = m.weight[0].numel()
+    bound = 1.0 / fan_in**0.5 if fan_in > 0 else 0.0
+    return torch.empty_like(m.bias).uniform_(-bound, bound)
+
+
+def _init_family(module: nn.Module, arch: str) -> None:
+    """Materialise ``module`` on the CPU and initialise it as torchvision does for ``arch``.
+
+    Each layer is drawn once (a 100 M-parameter classifier costs seconds per draw on a CPU).
+    """
+    module.to_empty(device="cpu")
+    for m in module.modules():
+        _init_layer(m, arch)
+
+
+def _children_through(model: nn.Module, last: str) -> OrderedDict[str, nn.Module]:
+    """The top-level children of ``model`` up to and including ``last``, names kept."""
+    kept: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, child in model.named_children():
+        kept[name] = child
+        if name == last:
+            return kept
+    raise KeyError(last)
+
+
+def _cut_torchvision(arch: str, last: str, features_end: int | None) -> nn.Sequential:
+    """torchvision ``arch`` (meta) through child ``last``; ``features[:features_end]`` if given.
+
+    Slicing an ``nn.Sequential`` keeps its original indices, so parameter names stay
+    torchvision's (``features.28.weight``) and ImageNet files load by name.
+    """
+    children = _children_through(_torchvision_on_meta(arch), last)
+    if features_end is not None:
+        children[last] = children[last][:features_end]
+    return nn.Sequential(children)
+
+
+def _out_channels(backbone: nn.Module, in_channels: int) -> int:
+    """Channels of the backbone's output, from a shape-only forward on the meta device."""
+    probe = torch.empty(1, in_channels, 96, 96, device="meta")
+    with torch.no_grad():
+        return int(backbone.to("meta")(probe).shape[1])
+
+
+def _strip_prefix(prefix: str) -> Callable[[str], str | None]:
+    def key_map(key: str) -> str | None:
+        return key[len(prefix) :] if key.startswith(prefix) else None
+
+    return key_map
+
+
+def build_cut_gap(
+    arch: str,
+    last: str,
+    features_end: int | None,
+    *,
+    pool: Pooling,
+    in_channels: int,
+    num_classes: int,
+    dropout: float,
+) -> Built:
+    """torchvision ``arch`` cut after ``last`` (and ``features_end``) + the CAM head."""
+    backbone = _cut_torchvision(arch, last, features_end)
+    _replace_conv_inputs(backbone, _FIRST_CONV[arch], in_channels)
+    channels = _out_channels(backbone, in_channels)
+    _init_family(backbone, arch)
+    head = CamHead(channels, num_classes, pool=pool, dropout=dropout)
+    transfer = Transfer(arch, _strip_prefix("backbone."), _FIRST_CONV[arch] + ".weight")
+    return CamNet(backbone, head), transfer
+
+
+def build_fc(
+    arch: str,
+    head_path: str,
+    cam_relu: str | None,
+    *,
+    in_channels: int,
+    num_classes: int,
+    dropout: float,
+) -> Built:
+    """torchvision ``arch`` with its own classifier; only the last Linear is replaced.
+
+    ``cam_relu`` (the ReLU after the last conv, the Grad-CAM layer) is made non-in-place so
+    hooks on its output see a tensor autograd does not overwrite.
+    """
+    kwargs: dict[str, object] = {"num_classes": num_classes}
+    if arch == "alexnet" or arch.startswith("vgg"):
+        kwargs["dropout"] = dropout  # ResNet's head has no dropout: replacing only the Linear
+    model = _torchvision_on_meta(arch, **kwargs)
+    _replace_conv_inputs(model, _FIRST_CONV[arch], in_channels)
+    if cam_relu is not None:
+        parent, _, child = cam_relu.rpartition(".")
+        setattr(model.get_submodule(parent), child, nn.ReLU(inplace=False))
+    _init_family(model, arch)
+    head_prefix = head_path + "."
+
+    def key_map(key: str) -> str | None:
+        return None if key.startswith(head_prefix) else key
+
+    return model, Transfer(arch, key_map, _FIRST_CONV[arch] + ".weight")
+
+
+# AlexNet-BN: AlexNet's features with BatchNorm after each conv (torchvision has none).
+_ALEXNET_CONVS = ((64, 11, 4, 2), (192, 5, 1, 2), (384, 3, 1, 1), (256, 3, 1, 1), (256, 3, 1, 1))
+_ALEXNET_POOL_AFTER = (0, 1)
+
+
+def alexnet_bn_features(in_channels: int) -> tuple[nn.Sequential, dict[str, str]]:
+    """AlexNet conv1–conv5 (+BN, ReLU; pools after conv1, conv2) and key map to torchvision's."""
+    layers: list[nn.Module] = []
+    key_map: dict[str, str] = {}
+    tv_index = 0  # index of the same conv in torchvision's alexnet.features
+    channels = in_channels
+    for i, (out, kernel, stride, pad) in enumerate(_ALEXNET_CONVS):
+        for suffix in ("weight", "bias"):
+            key_map[f"backbone.features.{len(layers)}.{suffix}"] = f"features.{tv_index}.{suffix}"
+        # The conv keeps its bias (redundant before BN) so every AlexNet conv tensor transfers.
+        conv = nn.Conv2d(channels, out, kernel, stride, pad)
+        layers += [conv, nn.BatchNorm2d(out), nn.ReLU(inplace=True)]
+        tv_index += 2
+        if i in _ALEXNET_POOL_AFTER:
+            layers.append(nn.MaxPool2d(kernel_size=3, stride=2))
+            tv_index += 1
+        channels = out
+    return nn.Sequential(*layers), key_map
+
+
+def build_alexnet_bn_gap(*, in_channels: int, num_classes: int, dropout: float) -> Built:
+    """AlexNet-BN cut after conv5 (+BN, ReLU) + the CAM head; conv weights from AlexNet."""
+    features, key_map = alexnet_bn_features(in_channels)
+    backbone = nn.Sequential(OrderedDict(features=features))
+    _init_family(backbone, "alexnet")
+    head = CamHead(_ALEXNET_CONVS[-1][0], num_classes, pool="gap", dropout=dropout)
+    return CamNet(backbone, head), Transfer("alexnet", key_map.get, "features.0.weight")
+
+
+def small_cnn_features(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
+    """Conv 3×3 → BN → ReLU blocks; 2×2 max-pool after every block but the last."""
+    blocks: list[nn.Module] = []
+    channels = in_channels
+    for i, width in enumerate(widths):
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        ]
+        if i < len(widths) - 1:
+            layers.append(nn.MaxPool2d(2))
+        blocks.append(nn.Sequential(*layers))
+        channels = width
+    return nn.Sequential(*blocks)
+
+
+def build_small_cnn(
+    widths: Sequence[int], head_width: int, *, in_channels: int, num_classes: int, dropout: float
+) -> Built:
+    """A small CNN for CPU work (input-size agnostic) + the CAM head; no pretrained weights."""
+    backbone = nn.Sequential(OrderedDict(features=small_cnn_features(in_channels, widths)))
+    for m in backbone.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    head = CamHead(widths[-1], num_classes, width=head_width, pool="gap", dropout=dropout)
+    return CamNet(backbone, head), None

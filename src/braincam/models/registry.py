@@ -1,0 +1,170 @@
+"""The model zoo: name → builder + metadata (CAM layer, classifier, feature size, input size)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from types import MappingProxyType
+from typing import Literal
+
+from torch import nn
+
+from braincam.errors import ModelError
+from braincam.models import backbones as bb
+from braincam.models.weights import find_imagenet_file, load_state_file, transfer_weights
+
+Head = Literal["gap", "gmp", "fc"]
+_GAP_CAM, _GAP_FC = "head.conv", "head.fc"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Registry metadata of one model.
+
+    ``cam_layer`` is a ``get_submodule`` name (the default CAM / Grad-CAM layer); ``classifier``
+    the ``nn.Linear`` whose weights CAM uses (``None`` for FC heads); ``feature_size`` the CAM
+    layer's spatial size at ``input_size``; ``pretrained`` the torchvision architecture whose
+    ImageNet weights load into it (``None``: train from scratch only).
+    """
+
+    name: str
+    family: str
+    head: Head
+    cam_layer: str
+    classifier: str | None
+    feature_size: tuple[int, int]
+    input_size: int
+    description: str
+    pretrained: str | None = None
+
+
+Builder = Callable[..., "bb.Built"]
+
+
+def _gap(
+    name: str,
+    family: str,
+    arch: str,
+    last: str,
+    features_end: int | None,
+    size: int,
+    description: str,
+    pool: Literal["gap", "gmp"] = "gap",
+) -> tuple[ModelSpec, Builder]:
+    spec = ModelSpec(
+        name, family, pool, _GAP_CAM, _GAP_FC, (size, size), 224, description, pretrained=arch
+    )
+    return spec, partial(bb.build_cut_gap, arch, last, features_end, pool=pool)
+
+
+def _fc(
+    name: str, family: str, arch: str, head_path: str, cam_layer: str, size: int, description: str
+) -> tuple[ModelSpec, Builder]:
+    # The Grad-CAM layer of an FC model is the ReLU after its last conv, or ResNet's layer4.
+    cam_relu = cam_layer if family != "resnet" else None
+    spec = ModelSpec(name, family, "fc", cam_layer, None, (size, size), 224, description, arch)
+    return spec, partial(bb.build_fc, arch, head_path, cam_relu)
+
+
+_ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
+    _gap("alexnet-gap", "alexnet", "alexnet", "features", 12, 13,
+         "AlexNet through conv5+ReLU, conv3x3/1024, GAP"),
+    (
+        ModelSpec("alexnet-bn-gap", "alexnet", "gap", _GAP_CAM, _GAP_FC, (13, 13), 224,
+                  "AlexNet with BatchNorm after each conv, through conv5, conv3x3/1024, GAP",
+                  pretrained="alexnet"),
+        bb.build_alexnet_bn_gap,
+    ),
+    _gap("vgg16-gap", "vgg", "vgg16", "features", 30, 14,
+         "VGG16 through conv5_3+ReLU, conv3x3/1024, GAP"),
+    _gap("vgg19-gap", "vgg", "vgg19", "features", 36, 14,
+         "VGG19 through conv5_4+ReLU, conv3x3/1024, GAP"),
+    _gap("googlenet-gap", "googlenet", "googlenet", "inception4e", None, 14,
+         "GoogLeNet through inception4e, conv3x3/1024, GAP"),
+    _gap("googlenet-gmp", "googlenet", "googlenet", "inception4e", None, 14,
+         "GoogLeNet through inception4e, conv3x3/1024, global max pooling", pool="gmp"),
+    _gap("inceptionv3-gap", "inception", "inception_v3", "Mixed_6e", None, 12,
+         "InceptionV3 through Mixed_6e (last 17x17 block at 299), conv3x3/1024, GAP"),
+    _gap("resnet18-gap", "resnet", "resnet18", "layer3", None, 14,
+         "ResNet18 through layer3, conv3x3/1024, GAP"),
+    _gap("resnet50-gap", "resnet", "resnet50", "layer3", None, 14,
+         "ResNet50 through layer3, conv3x3/1024, GAP"),
+    _fc("alexnet-fc", "alexnet", "alexnet", "classifier.6", "features.11", 13,
+        "AlexNet with its FC classifier (last Linear replaced)"),
+    _fc("vgg16-fc", "vgg", "vgg16", "classifier.6", "features.29", 14,
+        "VGG16 with its FC classifier (last Linear replaced)"),
+    _fc("vgg19-fc", "vgg", "vgg19", "classifier.6", "features.35", 14,
+        "VGG19 with its FC classifier (last Linear replaced)"),
+    _fc("resnet18-fc", "resnet", "resnet18", "fc", "layer4", 7,
+        "ResNet18 with its linear classifier (replaced)"),
+    _fc("resnet50-fc", "resnet", "resnet50", "fc", "layer4", 7,
+        "ResNet50 with its linear classifier (replaced)"),
+    (
+        ModelSpec("smallcnn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
+                  "4 conv blocks (32-64-128-256, BN, 3 max-pools), conv3x3/256, GAP; CPU-sized"),
+        partial(bb.build_small_cnn, (32, 64, 128, 256), 256),
+    ),
+    (
+        ModelSpec("tinycnn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
+                  "4 conv blocks (8-16-32-64, BN, 3 max-pools), conv3x3/64, GAP; for tests"),
+        partial(bb.build_small_cnn, (8, 16, 32, 64), 64),
+    ),
+)  # fmt: skip
+
+_REGISTRY: MappingProxyType[str, tuple[ModelSpec, Builder]] = MappingProxyType(
+    {spec.name: (spec, builder) for spec, builder in _ENTRIES}
+)
+
+
+def list_models() -> list[str]:
+    """All registered model names, in registry order (the studies' networks first)."""
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The metadata of model ``name``; ModelError listing the valid names if unknown."""
+    try:
+        return _REGISTRY[name][0]
+    except KeyError:
+        raise ModelError(
+            f"unknown model {name!r}; valid names: {', '.join(list_models())}"
+        ) from None
+
+
+def build_model(
+    name: str,
+    *,
+    in_channels: int = 1,
+    num_classes: int = 2,
+    weights: str | Path | None = None,
+    dropout: float = 0.5,
+) -> nn.Module:
+    """Build model ``name`` for ``in_channels`` inputs and ``num_classes`` outputs.
+
+    ``weights``: ``None`` (random init), ``"imagenet"`` (torchvision's file in the torch hub
+    cache, never downloaded) or a path to a torchvision ``state_dict``; loaded into the kept
+    backbone, the first conv adapted to ``in_channels``. The module carries ``cam_layer``,
+    ``classifier_layer`` and ``spec``.
+    """
+    spec = get_spec(name)
+    builder = _REGISTRY[name][1]
+    for arg, value, low in (("in_channels", in_channels, 1), ("num_classes", num_classes, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ModelError(f"{arg} must be an integer >= {low}, got {value!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ModelError(f"dropout must be in [0, 1), got {dropout!r}")
+    model, transfer = builder(in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+    if weights is not None:
+        if transfer is None:
+            raise ModelError(f"{name} has no ImageNet counterpart; use weights=None")
+        if isinstance(weights, str) and weights.lower() == "imagenet":
+            path = find_imagenet_file(transfer.arch)
+        else:
+            path = Path(weights)
+        transfer_weights(model, load_state_file(path), transfer, path)
+    model.spec = spec
+    model.cam_layer = spec.cam_layer
+    model.classifier_layer = spec.classifier
+    return model
