@@ -77,3 +77,17 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
         "sanity",
         "consistency",
     }
+
+
+def test_report_from_a_run_renders_every_section(evaluated) -> None:
+    from braincam.report.build import build_report
+
+    work, run, _ = evaluated
+    path = build_report(work, runs=[run], title="tiny <run>")
+    html = path.read_text()
+    for anchor in ("dataset", "models", "heatmaps", "evaluation", "regions", "provenance"):
+        assert f'id="{anchor}"' in html
+    assert "tiny &lt;run&gt;" in html
+    assert "baseline:uniform" in html  # localization read against its baseline
+    assert "deletion" in html and "Subject split" in html
+    assert html.count("data:image/png;base64,") >= 4

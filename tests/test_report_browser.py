@@ -19,22 +19,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from braincam.report import blocks as B
+from braincam.report.browser import check_report, find_chromium
 from braincam.report.render import write_report
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def _require_browser() -> None:
-    missing = CHROMIUM is None
+    missing = find_chromium() is None
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
@@ -43,34 +33,6 @@ def _require_browser() -> None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium/playwright missing in CI: .ci/run should have installed them")
         pytest.skip("chromium or playwright not installed")
-
-
-def check_report_in_browser(report: Path, screenshot: Path) -> dict:
-    """Load ``report`` headless; return console errors, broken images and viewer canvas sizes."""
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1300, "height": 900})
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(report.resolve().as_uri())
-        page.wait_for_load_state("load")
-        page.wait_for_timeout(1500)
-        broken = page.evaluate(
-            "Array.from(document.images)"
-            ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)"
-        )
-        n_images = page.evaluate("document.images.length")
-        canvases = []
-        for frame in page.frames[1:]:
-            canvases += frame.evaluate(
-                "Array.from(document.querySelectorAll('canvas')).map(c => [c.width, c.height])"
-            )
-        page.screenshot(path=str(screenshot), full_page=True)
-        browser.close()
-    return {"errors": errors, "broken": broken, "n_images": n_images, "canvases": canvases}
 
 
 def test_report_renders_in_chromium(tmp_path: Path) -> None:
@@ -88,10 +50,12 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
     report = write_report(tmp_path / "report.html", [section], title="browser check")
 
     shot = tmp_path / "report.png"
-    result = check_report_in_browser(report, shot)
-    assert result["errors"] == []
-    assert result["n_images"] >= 1 and result["broken"] == []
-    assert any(w > 0 and h > 0 for w, h in result["canvases"]), result["canvases"]
+    result = check_report(report, shot)
+    assert result.errors == []
+    assert result.n_images >= 1 and result.broken_images == []
+    assert result.n_viewers == 1
+    assert any(w > 0 and h > 0 for w, h in result.canvases), result.canvases
+    assert result.ok
     assert shot.stat().st_size > 10_000
     if out := os.environ.get("BRAINCAM_SCREENSHOT_DIR"):
         Path(out).mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,417 @@
+"""Assemble the HTML report of an experiment directory (``braincam run`` / ``braincam demo``).
+
+Reads what the pipeline wrote — ``summary.json``, ``config.yaml``, the slice store, each run's
+metrics, evaluations, heatmaps and heatmap evaluations — and renders one self-contained file.
+Missing parts (e.g. no CAM evaluation yet) become a short note instead of an error, so a report
+can be made at any stage.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from braincam.report import blocks as B
+from braincam.report.render import write_report
+
+
+def _read_tsv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+# ------------------------------------------------------------------------------- dataset
+
+
+def dataset_section(out: Path, summary: dict[str, Any]) -> B.Section:
+    """Subjects per class and split, example slices per axis, preprocessing parameters."""
+    from braincam.data.slices import SliceStore
+
+    sec = B.Section("dataset", "Dataset")
+    prep = summary.get("prepare")
+    if not prep:
+        return sec.add(B.note("No preparation summary found (run `braincam prepare`)."))
+    counts = pd.DataFrame(prep.get("participants", []))
+    if not counts.empty:
+        table = counts.pivot_table(
+            index="label", columns="split", values="participant_id", aggfunc="count", fill_value=0
+        ).reset_index()
+        sec.add(B.table(table, title="Subjects per class and split"))
+    slices = prep.get("slices_per_split")
+    if slices:
+        sec.add(B.text(f"Slices per split: {slices}"))
+    store_dir = out / "slices"
+    if (store_dir / "meta.json").is_file():
+        store = SliceStore.open(store_dir)
+        sec.add(example_slices(store))
+    params = prep.get("parameters", {})
+    if params:
+        frame = pd.DataFrame(
+            {"parameter": list(params), "value": [str(v) for v in params.values()]}
+        )
+        sec.add(B.table(frame, title="Preprocessing parameters"))
+    failures = prep.get("failures") or []
+    sec.add(B.text(f"Failed subjects: {len(failures)}"))
+    if failures:
+        sec.add(B.table(pd.DataFrame(failures), title="Failures"))
+    return sec
+
+
+def example_slices(store: Any) -> B.Block:
+    """The centre slice of each axis for the first subject of each class."""
+    plt = _plt()
+    index = store.index
+    axes = list(dict.fromkeys(index["axis"]))
+    classes = list(store.classes)
+    fig, grid = plt.subplots(
+        len(classes), len(axes), figsize=(2.4 * len(axes), 2.5 * len(classes)), squeeze=False
+    )
+    for r, label in enumerate(classes):
+        first = index[index["label"] == label]["participant_id"]
+        for c, axis in enumerate(axes):
+            ax = grid[r][c]
+            ax.set_axis_off()
+            if first.empty:
+                continue
+            rows = index[(index["participant_id"] == first.iloc[0]) & (index["axis"] == axis)]
+            if rows.empty:
+                continue
+            row = rows.index[len(rows) // 2]
+            ax.imshow(np.asarray(store.images[row][0]), cmap="gray")
+            ax.set_title(f"{label} · {first.iloc[0]} · {axis}", fontsize=8)
+    fig.tight_layout()
+    return B.figure_from_matplotlib(fig, title="Example slices (channel 0) per class and axis")
+
+
+# -------------------------------------------------------------------------------- models
+
+
+def models_section(out: Path, runs: list[Path]) -> B.Section:
+    """Comparison table, and per model its curves, test metrics and confusion matrix."""
+    sec = B.Section("models", "Models")
+    comparison = _read_tsv(out / "comparison.tsv")
+    if comparison is not None:
+        sec.add(B.table(comparison, title="Comparison (the dMRI study's Table I)"))
+        sec.add(
+            B.note(
+                "Subject-level accuracy aggregates the slice probabilities of each subject; it is "
+                "the honest figure, since slices of one subject are not independent."
+            )
+        )
+    for run in runs:
+        if (run / "curves.png").is_file():
+            sec.add(B.figure_from_file(run / "curves.png", title=f"{run.name}: training curves"))
+        test = run / "eval_test.json"
+        if test.is_file():
+            metrics = json.loads(test.read_text())
+            flat = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
+            if flat:
+                frame = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
+                sec.add(B.table(frame, title=f"{run.name}: test metrics"))
+        confusion = _read_tsv(run / "eval_test_confusion.tsv")
+        if confusion is not None:
+            sec.add(B.table(confusion, title=f"{run.name}: test confusion matrix"))
+    return sec
+
+
+# ------------------------------------------------------------------------------ heatmaps
+
+
+def _heatmaps(run: Path, split: str = "test") -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
+    root = run / "heatmaps" / split
+    if not (root / "meta.json").is_file():
+        return None
+    meta = json.loads((root / "meta.json").read_text())
+    table = pd.read_csv(root / "slices.tsv", sep="\t", dtype={"participant_id": str})
+    maps = {m: np.load(root / f"{m}.npy", mmap_mode="r") for m in meta["methods"]}
+    return table, maps
+
+
+def _pick_examples(table: pd.DataFrame, store: Any) -> list[int]:
+    """One slice per class: the one with most ground-truth mask pixels, else the centre one."""
+    picks = []
+    for _, group in table.groupby("label"):
+        rows = group["store_row"].to_numpy()
+        if store.masks is not None:
+            pixels = np.asarray(store.masks[rows]).reshape(len(rows), -1).sum(1)
+            if pixels.max() > 0:
+                picks.append(int(group.index[int(pixels.argmax())]))
+                continue
+        picks.append(int(group.index[len(group) // 2]))
+    return picks
+
+
+def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
+    """Same image under each model × method; per-method montages with boxes and outlines."""
+    from braincam.data.slices import SliceStore
+    from braincam.evaluate.localization import bounding_boxes
+    from braincam.report.figures import overlay_montage
+
+    sec = B.Section("heatmaps", "Heatmaps")
+    loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
+    if not loaded or not (out / "slices" / "meta.json").is_file():
+        return sec.add(B.note("No heatmaps yet (run `braincam explain`)."))
+    import torch
+
+    store = SliceStore.open(out / "slices")
+    first_table = next(iter(loaded.values()))[0]
+    picks = _pick_examples(first_table, store)
+    rows = first_table["store_row"].to_numpy()[picks]
+    images, titles, maps, masks = [], [], [], []
+    for name, (table, method_maps) in loaded.items():
+        local = [int(np.flatnonzero(table["store_row"].to_numpy() == r)[0]) for r in rows]
+        for method, m in method_maps.items():
+            for r, i in zip(rows, local, strict=True):
+                images.append(np.asarray(store.images[r][0]))
+                maps.append(np.asarray(m[i]))
+                masks.append(np.zeros_like(images[-1]) if store.masks is None else store.masks[r])
+                label = table["label"].iloc[i]
+                titles.append(f"{name} · {method} · {label}")
+    boxes, _ = bounding_boxes(torch.from_numpy(np.stack(maps)))
+    fig = overlay_montage(
+        np.stack(images),
+        np.stack(maps),
+        titles=titles,
+        boxes=boxes.numpy(),
+        masks=np.stack(masks),
+        columns=len(rows) * max(len(m) for _, m in loaded.values()),
+    )
+    sec.add(
+        B.figure_from_matplotlib(
+            fig,
+            title="The same slices under every model and method (the dMRI study's Fig. 7)",
+            caption="Green: the paper's box (20 % of the maximum, largest connected component). "
+            "White: ground-truth effect region where one exists.",
+        )
+    )
+    for run in runs:
+        for png in sorted((run / "heatmaps" / "test" / "overlays").glob("*.png")):
+            sec.add(
+                B.figure_from_file(
+                    png, title=f"{run.name} · {png.stem}: sample of test slices (per class)"
+                )
+            )
+    return sec
+
+
+# ---------------------------------------------------------------------------- evaluation
+
+
+def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
+    """Localization, perturbation, faithfulness, sanity, consistency — each with its baseline."""
+    sec = B.Section("evaluation", "Are the heatmaps right?")
+    found = False
+    for run in runs:
+        root = run / "cam_eval" / "test"
+        if not (root / "summary.json").is_file():
+            continue
+        found = True
+        loc = _read_tsv(root / "localization.tsv")
+        if loc is not None and not loc.empty:
+            cols = [
+                c
+                for c in (
+                    "method",
+                    "level",
+                    "n_scored",
+                    "pointing_game",
+                    "pointing_game_tolerant",
+                    "relevance_mass",
+                    "relevance_rank_accuracy",
+                    "iou_threshold",
+                    "iou_box",
+                    "auroc",
+                )
+                if c in loc.columns
+            ]
+            sec.add(B.table(loc[cols], title=f"{run.name}: localization against ground truth"))
+            sec.add(
+                B.note(
+                    "Read each method against the baseline rows: a uniform map scores the "
+                    "mask's share of the image on mass and rank accuracy, AUROC 0.5."
+                )
+            )
+        pert = _read_tsv(root / "perturbation.tsv")
+        if pert is not None:
+            sec.add(B.table(pert, title=f"{run.name}: perturbation check (dMRI study, quantified)"))
+            details = json.loads((root / "summary.json").read_text()).get("perturbation", {})
+            verdicts = [
+                f"{m}: CAM-region noise hurts more than translation: "
+                f"{d.get('cam_hurts_more_than_translation')}, more than a random region of equal "
+                f"area: {d.get('cam_hurts_more_than_random')}"
+                for m, d in details.items()
+                if isinstance(d, dict) and "cam_hurts_more_than_translation" in d
+            ]
+            for v in verdicts:
+                sec.add(B.text(v))
+        faith = _read_tsv(root / "faithfulness.tsv")
+        if faith is not None:
+            sec.add(B.table(faith, title=f"{run.name}: deletion / insertion AUC"))
+            sec.add(
+                B.note(
+                    "Lower deletion AUC and higher insertion AUC than the random order "
+                    "mean the map ranks pixels the model really uses."
+                )
+            )
+            sec.add(_faithfulness_figure(root, run.name))
+        sanity = _read_tsv(root / "sanity.tsv")
+        if sanity is not None:
+            sec.add(B.table(sanity, title=f"{run.name}: cascading randomization (Adebayo et al.)"))
+            flags = json.loads((root / "summary.json").read_text()).get("sanity", {})
+            for method, f in flags.items():
+                state = "FLAGGED — maps barely change" if f.get("flagged") else "passes"
+                sec.add(B.text(f"{method}: {state} ({f.get('rule')})"))
+        cons = _read_tsv(root / "consistency.tsv")
+        if cons is not None:
+            means = cons.groupby(["level", "method"])["mean_r"].mean().reset_index()
+            sec.add(B.table(means, title=f"{run.name}: consistency (mean pairwise correlation)"))
+    if not found:
+        sec.add(B.note("No heatmap evaluation yet (run `braincam evaluate-cams`)."))
+    return sec
+
+
+def _faithfulness_figure(root: Path, name: str) -> B.Block:
+    plt = _plt()
+    curves = np.load(root / "curves.npz")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
+        for key in curves.files:
+            method, curve = key.split(":", 1)
+            if curve.removeprefix("random_") != kind:
+                continue
+            label = "random order" if curve.startswith("random_") else method
+            style = "--" if curve.startswith("random_") else "-"
+            x = np.linspace(0, 1, len(curves[key]))
+            ax.plot(x, curves[key], style, label=label)
+        ax.set_title(kind)
+        ax.set_xlabel("fraction of pixels")
+        ax.set_ylabel("target-class probability")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return B.figure_from_matplotlib(fig, title=f"{name}: mean deletion and insertion curves")
+
+
+# ------------------------------------------------------------------------------- regions
+
+
+def regions_section(out: Path, runs: list[Path]) -> B.Section:
+    """Per-class lobe ranking with a bar chart, class differences, and the 3D mean heatmap."""
+    import nibabel as nib
+
+    sec = B.Section("regions", "Brain regions")
+    found = False
+    for run in runs:
+        root = run / "cam_eval" / "test"
+        ranking = _read_tsv(root / "lobe_ranking.tsv")
+        if ranking is None:
+            continue
+        found = True
+        sec.add(_lobe_bars(ranking, run.name))
+        top = ranking.sort_values(["method", "label", "rank"]).groupby(["method", "label"]).head(5)
+        sec.add(B.table(top, title=f"{run.name}: top lobes per class (fraction of heatmap mass)"))
+        diffs = _read_tsv(root / "region_differences.tsv")
+        if diffs is not None:
+            sec.add(B.table(diffs.head(10), title=f"{run.name}: regions that differ most"))
+        atlas = _read_tsv(root / "atlas.tsv")
+        if atlas is not None:
+            row = atlas.iloc[0]
+            sec.add(B.text(f"Atlas: {row['atlas']} from {row['source']}. {row['licence']}"))
+        for path in sorted(root.glob("mni_mean_gradcam_*.nii.gz"))[:2]:
+            label = path.name.removeprefix("mni_mean_gradcam_").removesuffix(".nii.gz")
+            sec.add(
+                B.brain_viewer(
+                    nib.load(path),
+                    title=f"{run.name}: mean Grad-CAM of class {label} in MNI space",
+                    caption="Interactive: click to move the cursor; threshold at 20 % of the max.",
+                )
+            )
+    if not found:
+        sec.add(B.note("No region attribution yet (run `braincam evaluate-cams`)."))
+    return sec
+
+
+def _lobe_bars(ranking: pd.DataFrame, name: str) -> B.Block:
+    plt = _plt()
+    methods = list(dict.fromkeys(ranking["method"]))
+    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 3.2), squeeze=False)
+    for ax, method in zip(axes[0], methods, strict=True):
+        part = ranking[(ranking["method"] == method) & (ranking["lobe"] != "outside")]
+        table = part.pivot_table(index="lobe", columns="label", values="mean")
+        table.sort_values(table.columns[0], ascending=False).plot.bar(ax=ax)
+        ax.set_title(method)
+        ax.set_ylabel("share of heatmap mass")
+    fig.tight_layout()
+    return B.figure_from_matplotlib(fig, title=f"{name}: heatmap mass per lobe and class")
+
+
+# ---------------------------------------------------------------------------- provenance
+
+
+def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
+    """Config, versions, seed, split and the commands that reproduce the run."""
+    from braincam.provenance import library_versions
+
+    sec = B.Section("provenance", "Provenance")
+    if (out / "config.yaml").is_file():
+        sec.add(B.preformatted((out / "config.yaml").read_text(), title="Configuration"))
+    versions = summary.get("prepare", {}).get("versions") or library_versions()
+    sec.add(
+        B.table(
+            pd.DataFrame({"library": list(versions), "version": list(versions.values())}),
+            title="Versions",
+        )
+    )
+    splits = _read_tsv(out / "splits.tsv")
+    if splits is not None:
+        sec.add(B.table(splits, title="Subject split"))
+    sec.add(
+        B.preformatted(
+            f"braincam run {out / 'config.yaml'} --out {out}\n"
+            f"braincam evaluate-cams {out / 'runs' / '<model>'}\n"
+            f"braincam report {out}",
+            title="Commands",
+        )
+    )
+    return sec
+
+
+def build_report(
+    out_dir: str | Path,
+    *,
+    runs: Sequence[str | Path] | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write ``OUT/report.html`` for an experiment directory and return its path.
+
+    ``runs`` defaults to every trained run under ``OUT/runs/``.
+    """
+    out = Path(out_dir)
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if runs is None:
+        runs = sorted(p for p in (out / "runs").glob("*") if (p / "model.pt").is_file())
+    runs = [Path(r) for r in runs]
+    sections = [
+        dataset_section(out, summary),
+        models_section(out, runs),
+        heatmaps_section(out, runs),
+        evaluation_section(out, runs),
+        regions_section(out, runs),
+        provenance_section(out, summary),
+    ]
+    name = title or f"braincam report — {out.resolve().name}"
+    subtitle = f"{len(runs)} model(s): " + ", ".join(r.name for r in runs)
+    return write_report(out / "report.html", sections, title=name, subtitle=subtitle)
