@@ -73,6 +73,35 @@ def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(zero, torch.zeros_like(num), num / torch.where(zero, 1.0, den))
 
 
+def _first_component(mat: Tensor, max_steps: int = 2000, tol: float = 1e-12) -> Tensor:
+    """Projection (N, P) of centred data (N, P, K) on its first principal axis, sign arbitrary.
+
+    Why not ``torch.linalg.svd``/``eigh``: multi-threaded LAPACK collapses on an oversubscribed
+    CPU (measured: seconds for 16 SVDs of 196×1024 that take milliseconds single-threaded),
+    while matrix products stay fast. So: power iteration on the smaller Gram matrix G (P×P or
+    K×K, float64), started from G's largest column and run to convergence (each step is a
+    matrix-vector product). A zero G gives a zero projection, never NaN.
+    """
+    mat = mat.float()
+    by_rows = mat.shape[1] <= mat.shape[2]
+    gram = (mat @ mat.transpose(1, 2) if by_rows else mat.transpose(1, 2) @ mat).double()
+    tiny = torch.finfo(torch.float64).tiny
+    col = gram.norm(dim=1).argmax(dim=1)
+    vec = gram.gather(2, col.view(-1, 1, 1).expand(-1, gram.shape[1], 1))
+    vec = vec / vec.norm(dim=1, keepdim=True).clamp_min(tiny)
+    for _ in range(max_steps):
+        nxt = gram @ vec
+        nxt = nxt / nxt.norm(dim=1, keepdim=True).clamp_min(tiny)
+        done = float((nxt - vec).abs().max()) < tol
+        vec = nxt
+        if done:
+            break
+    if by_rows:  # vec = u₁ (left singular vector): X v₁ = σ₁ u₁, σ₁² = u₁ᵀ G u₁
+        sigma = (vec.transpose(1, 2) @ gram @ vec).clamp_min(0).sqrt()
+        return (vec * sigma).squeeze(-1)
+    return (mat.double() @ vec).squeeze(-1)
+
+
 class CAMMethod:
     """Base of every method: resolve the layer once, then ``__call__`` per batch.
 
@@ -334,11 +363,10 @@ class EigenCAM(CAMMethod):
         spatial = act.shape[2:]
         mat = act.flatten(2).transpose(1, 2)  # (N, P, K)
         mat = torch.nan_to_num(mat - mat.mean(dim=1, keepdim=True))
-        _, _, vh = torch.linalg.svd(mat, full_matrices=False)
-        proj = (mat @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # (N, P)
+        proj = _first_component(mat)
         sign = torch.sign((proj * mat.mean(dim=2)).sum(dim=1, keepdim=True))
         proj = proj * torch.where(sign == 0, torch.ones_like(sign), sign)
-        return proj.reshape(act.shape[0], *spatial)
+        return proj.to(act.dtype).reshape(act.shape[0], *spatial)
 
 
 class ScoreCAM(CAMMethod):

@@ -1,0 +1,273 @@
+"""CAM engine speed against the plain forward pass and the reference libraries, same run.
+
+    .venv/bin/python benchmarks/bench_cam.py            # full: batch 16, 224², ≥5 repetitions
+    .venv/bin/python benchmarks/bench_cam.py --quick    # smoke run: batch 4, 2 repetitions
+
+For each model (vgg16-gap, resnet18-gap from ``braincam.models.build_model``, or equivalent
+torchvision-based stand-ins when the model zoo is not importable), one input batch is explained
+by every variant: the no-grad forward, braincam's methods, pytorch-grad-cam, torch-cam and MONAI
+(where installed and where they run). Variants are interleaved inside each repetition (forward,
+ours, theirs, forward, …; the order rotates between repetitions) so that load from other
+processes hits all of them alike; medians are reported as ratios to the median forward time.
+A 3-D CNN on a 96³ volume (batch 2) is timed the same way; failures are recorded, not hidden.
+Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from braincam.cam import compute_cams
+
+OURS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+PGC = {
+    "gradcam": "GradCAM",
+    "gradcampp": "GradCAMPlusPlus",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+    "hirescam": "HiResCAM",
+    "eigencam": "EigenCAM",
+}
+TORCHCAM = {
+    "cam": "CAM",
+    "gradcam": "GradCAM",
+    "gradcampp": "GradCAMpp",
+    "xgradcam": "XGradCAM",
+    "layercam": "LayerCAM",
+}
+MONAI = {"cam": "CAM", "gradcam": "GradCAM", "gradcampp": "GradCAMpp"}
+
+
+# -- models --------------------------------------------------------------------------------------
+class GapHead(nn.Module):
+    """conv3x3 → ReLU → global average pooling → linear (the registry's GAP head layout)."""
+
+    def __init__(self, cin: int, width: int, classes: int, dim: int = 2) -> None:
+        super().__init__()
+        conv = nn.Conv2d if dim == 2 else nn.Conv3d
+        self.conv = conv(cin, width, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.pool = nn.AdaptiveAvgPool2d(1) if dim == 2 else nn.AdaptiveAvgPool3d(1)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.relu(self.conv(x))).flatten(1))
+
+
+class Cut(nn.Module):
+    def __init__(self, features: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.features, self.head = features, head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def standin(name: str) -> nn.Module:
+    """torchvision-based equivalents of the registry's vgg16-gap / resnet18-gap (random init)."""
+    import torchvision
+
+    if name == "vgg16-gap":
+        feats = torchvision.models.vgg16().features[:30]  # through conv5_3 + ReLU
+        feats[0] = nn.Conv2d(1, 64, 3, padding=1)
+        model = Cut(feats, GapHead(512, 1024, 2))
+    elif name == "resnet18-gap":
+        r = torchvision.models.resnet18()
+        r.conv1 = nn.Conv2d(1, 64, 7, stride=2, padding=3, bias=False)
+        feats = nn.Sequential(r.conv1, r.bn1, r.relu, r.maxpool, r.layer1, r.layer2, r.layer3)
+        model = Cut(feats, GapHead(256, 1024, 2))
+    else:
+        raise SystemExit(f"no stand-in for {name}")
+    model.cam_layer = "head.conv"  # type: ignore[assignment]
+    model.classifier_layer = "head.fc"  # type: ignore[assignment]
+    return model
+
+
+def build(name: str) -> tuple[nn.Module, str]:
+    try:
+        from braincam.models import build_model
+
+        return build_model(name, in_channels=1, num_classes=2), "braincam.models.build_model"
+    except Exception as exc:  # the model zoo may not be there yet: say so and use the stand-in
+        print(f"(build_model({name!r}) unavailable: {exc!r}; using a stand-in)", file=sys.stderr)
+        return standin(name), "torchvision stand-in"
+
+
+def cnn3d() -> nn.Module:
+    """A small 3-D CNN: 4 conv blocks (16-32-64-128, BN, 3 max-pools), conv3x3x3/256, GAP."""
+    layers: list[nn.Module] = []
+    cin = 1
+    for i, cout in enumerate((16, 32, 64, 128)):
+        layers += [nn.Conv3d(cin, cout, 3, padding=1), nn.BatchNorm3d(cout), nn.ReLU(inplace=True)]
+        if i < 3:
+            layers.append(nn.MaxPool3d(2))
+        cin = cout
+    model = Cut(nn.Sequential(*layers), GapHead(128, 256, 2, dim=3))
+    model.cam_layer = "head.conv"  # type: ignore[assignment]
+    model.classifier_layer = "head.fc"  # type: ignore[assignment]
+    return model
+
+
+# -- variants ----------------------------------------------------------------------------------
+Variant = Callable[[], object]
+
+
+def variants(model: nn.Module, x: torch.Tensor, libs: set[str]) -> dict[str, Variant]:
+    layer_name: str = model.cam_layer  # type: ignore[assignment]
+    fc_name: str = model.classifier_layer  # type: ignore[assignment]
+    layer = model.get_submodule(layer_name)
+    out: dict[str, Variant] = {}
+
+    def forward() -> object:
+        with torch.no_grad():
+            return model(x)
+
+    out["forward"] = forward
+    for m in OURS:
+        out[f"ours:{m}"] = lambda m=m: compute_cams(model, x, m)
+
+    if "pgc" in libs:
+        import pytorch_grad_cam as pgc
+
+        for m, cls in PGC.items():
+
+            def run_pgc(cls: str = cls) -> object:
+                with getattr(pgc, cls)(model=model, target_layers=[layer]) as cam:
+                    return cam(input_tensor=x, targets=None)
+
+            out[f"pgc:{m}"] = run_pgc
+
+    if "torchcam" in libs:
+        import torchcam.methods as tc
+
+        for m, cls in TORCHCAM.items():
+
+            def run_tc(cls: str = cls, m: str = m) -> object:
+                kwargs = {"fc_layer": fc_name} if m == "cam" else {}
+                shape = tuple(x.shape[1:])
+                with getattr(tc, cls)(model, layer_name, input_shape=shape, **kwargs) as ext:
+                    with torch.set_grad_enabled(m != "cam"):
+                        scores = model(x)
+                    maps = ext(class_idx=scores.argmax(1).tolist(), scores=scores)[0]
+                # torch-cam stops at feature resolution: upsample like the others do
+                mode = "bilinear" if x.ndim == 4 else "trilinear"
+                return F.interpolate(maps.unsqueeze(1), x.shape[2:], mode=mode)
+
+            out[f"torchcam:{m}"] = run_tc
+
+    if "monai" in libs:
+        from monai.visualize import class_activation_maps as mc
+
+        for m, cls in MONAI.items():
+            # MONAI never removes its hooks and flips in-place flags: give it its own copy.
+            own = copy.deepcopy(model)
+            args = (own, layer_name, fc_name) if m == "cam" else (own, layer_name)
+            obj = getattr(mc, cls)(*args)
+            out[f"monai:{m}"] = lambda obj=obj: obj(x)
+    return out
+
+
+def measure(named: dict[str, Variant], reps: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+    times: dict[str, list[float]] = {k: [] for k in named}
+    failed: dict[str, str] = {}
+    keys = list(named)
+    for rep in range(reps + 1):  # repetition 0 is a warm-up
+        order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
+        for key in order:
+            if key in failed:
+                continue
+            start = time.perf_counter()
+            try:
+                named[key]()
+            except Exception as exc:  # a reference library failing is a result, not a crash
+                failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+                continue
+            if rep:
+                times[key].append(time.perf_counter() - start)
+        print(f"  repetition {rep}/{reps} done", file=sys.stderr, flush=True)
+    return times, failed
+
+
+def table(title: str, times: dict[str, list[float]], failed: dict[str, str]) -> list[str]:
+    fwd = statistics.median(times["forward"])
+    med = {k: statistics.median(v) for k, v in times.items() if v}
+    lines = [
+        f"**{title}** — forward (no grad) median {fwd:.3f} s over {len(times['forward'])} runs",
+        "",
+        "| method | braincam ×fwd | pytorch-grad-cam ×fwd | speed-up vs pgc | torch-cam ×fwd "
+        "| MONAI ×fwd |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def cell(key: str) -> str:
+        if key in failed:
+            return f"fails ({failed[key]})"
+        return f"{med[key] / fwd:.2f}" if key in med else "—"
+
+    for m in OURS:
+        speed = "—"
+        if f"pgc:{m}" in med and f"ours:{m}" in med:
+            speed = f"{med[f'pgc:{m}'] / med[f'ours:{m}']:.2f}×"
+        row = [m, cell(f"ours:{m}"), cell(f"pgc:{m}"), speed, cell(f"torchcam:{m}")]
+        row.append(cell(f"monai:{m}"))
+        lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def available_libs() -> set[str]:
+    libs = set()
+    for key, mod in (("pgc", "pytorch_grad_cam"), ("torchcam", "torchcam"), ("monai", "monai")):
+        try:
+            __import__(mod)
+            libs.add(key)
+        except ImportError:
+            print(f"({mod} not installed: skipped)", file=sys.stderr)
+    return libs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="batch 4, 2 repetitions")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
+    parser.add_argument("--models", default="vgg16-gap,resnet18-gap")
+    parser.add_argument("--no-3d", action="store_true")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    reps = args.reps or (2 if args.quick else 5)
+    batch = 4 if args.quick else 16
+    libs = available_libs()
+    out = [
+        f"`{' '.join(['.venv/bin/python', *sys.argv])}` — torch {torch.__version__}, "
+        f"{args.threads} threads, CPU, {reps} repetitions (+1 warm-up), medians",
+        "",
+    ]
+    for name in [m for m in args.models.split(",") if m]:
+        model, source = build(name)
+        model.eval()
+        x = torch.randn(batch, 1, 224, 224)
+        print(f"{name} ({source})", file=sys.stderr)
+        times, failed = measure(variants(model, x, libs), reps)
+        out += table(f"{name}, batch {batch}, 1×224×224 ({source})", times, failed)
+    if not args.no_3d:
+        model = cnn3d().eval()
+        size = 48 if args.quick else 96
+        x = torch.randn(2, 1, size, size, size)
+        print(f"3-D CNN {size}³", file=sys.stderr)
+        times, failed = measure(variants(model, x, libs), reps)
+        out += table(f"3-D CNN (bench stand-in), batch 2, 1×{size}³", times, failed)
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
