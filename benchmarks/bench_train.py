@@ -1,12 +1,13 @@
 """Training benchmarks (figures go to the "Training" section of BENCHMARKS.md).
 
-1. ``throughput``: images/s of one training step (forward + backward + SGD step) on batches
-   that are already normalized tensors in memory, against the same model fed by braincam's data
-   pipeline (memmapped slice store → DataLoader → z-scoring on the batch), and against a full
-   Lightning epoch through ``braincam.train.ClassifierModule`` (logging, hooks, checkpoint-free).
-   All three are interleaved in the same run; medians of ``--repeats`` runs.
+1. ``throughput``: time per training step (forward + backward + SGD step) on batches already
+   normalized in memory, against the same model fed by braincam's data pipeline (memmapped slice
+   store → shuffled DataLoader → z-scoring on the batch). The two alternate batch by batch, so
+   both see the same machine load (other processes share the 2 cores); also a full Lightning
+   epoch through ``braincam.train.ClassifierModule`` (hooks, logging), bracketed by in-memory
+   steps. Medians of per-batch times, then the median over ``--repeats``.
 
-       .venv/bin/python benchmarks/bench_train.py throughput --model smallcnn-gap --size 96
+       .venv/bin/python benchmarks/bench_train.py throughput --model smallcnn-gap --size 64
 
 2. ``accuracy``: ``braincam run configs/fast-cpu.yaml`` end to end (synthetic cohort → prepare
    → train → evaluate), printing wall time and the per-model comparison table.
@@ -62,91 +63,79 @@ def _step(model, opt, x, y) -> None:
     opt.step()
 
 
-def bench_in_memory(model, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """images/s on pre-normalized tensors already in memory."""
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
-    _step(model, opt, *batches[0])  # warm-up
-    t0 = time.perf_counter()
-    n = 0
-    for x, y in batches:
-        _step(model, opt, x, y)
-        n += x.shape[0]
-    return n / (time.perf_counter() - t0)
+def interleaved(model_name: str, store, batch_size: int, n_batches: int, mean, std):
+    """Per-batch seconds of the two paths, alternating batch by batch (same load conditions).
 
-
-def bench_pipeline(model, store, batch_size: int, n_batches: int, mean, std) -> float:
-    """images/s through SliceDataset + DataLoader (shuffled memmap reads) + batch z-scoring."""
+    ``in_memory``: one training step on a batch already normalized in memory.
+    ``pipeline``: fetch the next batch from the memmapped store (shuffled DataLoader), z-score
+    it, and the same training step on a second copy of the model.
+    """
     from braincam.data.datamodule import make_dataset, make_loader
+    from braincam.models import build_model
 
-    loader = make_loader(make_dataset(store, "train"), batch_size, shuffle=True)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    model.train()
+    rows = store.rows("train")
+    images = torch.from_numpy(np.load(store.images_path)[rows])
+    images = (images - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
+    targets = torch.as_tensor(store.index["target"].to_numpy()[rows])
+    mem_batches = list(zip(images.split(batch_size), targets.split(batch_size), strict=True))
     m = torch.tensor(mean).view(1, -1, 1, 1)
     s = torch.tensor(std).view(1, -1, 1, 1)
+    models = [build_model(model_name, in_channels=1, num_classes=2) for _ in range(2)]
+    opts = [torch.optim.SGD(md.parameters(), lr=1e-3, momentum=0.9) for md in models]
+    loader = make_loader(make_dataset(store, "train"), batch_size, shuffle=True)
     it = iter(loader)
-    x, y, _ = next(it)
-    _step(model, opt, (x - m) / s, y)  # warm-up
-    t0 = time.perf_counter()
-    n = 0
-    for i, (x, y, _) in enumerate(it):
-        if i >= n_batches:
-            break
-        _step(model, opt, (x - m) / s, y)
-        n += x.shape[0]
-    return n / (time.perf_counter() - t0)
+    times: dict[str, list[float]] = {"in_memory": [], "pipeline": [], "fetch": []}
+    for i in range(n_batches + 1):
+        x, y = mem_batches[i % len(mem_batches)]
+        t0 = time.perf_counter()
+        _step(models[0], opts[0], x, y)
+        t1 = time.perf_counter()
+        try:
+            xb, yb, _ = next(it)
+        except StopIteration:
+            it = iter(loader)
+            xb, yb, _ = next(it)
+        t2 = time.perf_counter()
+        _step(models[1], opts[1], (xb - m) / s, yb)
+        t3 = time.perf_counter()
+        if i > 0:  # the first batch warms up both paths
+            times["in_memory"].append(t1 - t0)
+            times["pipeline"].append(t3 - t1)
+            times["fetch"].append(t2 - t1)
+    return times
 
 
-class _EpochTimer:
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.images = 0
-        self.seconds = 0.0
-
-    def callback(self):
-        import lightning as L
-
-        timer = self
-
-        class Timer(L.Callback):
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-                if batch_idx == 1:  # after the first (warm-up) batch
-                    timer.start = time.perf_counter()
-                    timer.images = 0
-                if batch_idx >= 1:
-                    timer.images += batch[0].shape[0]
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-                timer.seconds = time.perf_counter() - timer.start
-
-        return Timer()
-
-
-def bench_lightning(model_name: str, store, batch_size: int, n_batches: int, mean, std) -> float:
-    """images/s of a Lightning training epoch through braincam's ClassifierModule."""
+def lightning_batches(model_name: str, store, batch_size: int, n_batches: int, mean, std):
+    """Per-batch seconds of a Lightning training epoch through braincam's ClassifierModule
+    (interval between consecutive batch starts: data fetch, hooks, logging, step)."""
     import lightning as L
 
     from braincam.config import TrainConfig
     from braincam.data.datamodule import SliceDataModule
     from braincam.train import ClassifierModule
 
+    stamps: list[float] = []
+
+    class Stamp(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            stamps.append(time.perf_counter())
+
     cfg = TrainConfig(batch_size=batch_size, epochs=1)
     module = ClassifierModule(model_name, 1, 2, cfg.model_dump(mode="json"), mean, std)
-    timer = _EpochTimer()
     trainer = L.Trainer(
         max_epochs=1,
         accelerator="cpu",
         devices=1,
-        limit_train_batches=n_batches + 1,
+        limit_train_batches=n_batches + 2,
         limit_val_batches=0,
         enable_checkpointing=False,
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[timer.callback()],
+        callbacks=[Stamp()],
     )
     trainer.fit(module, datamodule=SliceDataModule(store, batch_size=batch_size))
-    return timer.images / timer.seconds
+    return list(np.diff(stamps)[1:])
 
 
 def throughput(args: argparse.Namespace) -> None:
@@ -158,35 +147,49 @@ def throughput(args: argparse.Namespace) -> None:
         work = make_store(Path(tmp), args.batches * args.batch_size + 64, args.size)
         store = open_store(work / "slices")
         mean, std = channel_stats(store.images_path, store.rows("train"))
-        rows = store.rows("train")[: args.batches * args.batch_size]
-        images = torch.from_numpy(np.load(store.images_path)[rows])
-        images = (images - mean[0]) / std[0]
-        targets = torch.as_tensor(store.index["target"].to_numpy()[rows])
-        batches = list(
-            zip(images.split(args.batch_size), targets.split(args.batch_size), strict=True)
-        )
-        results: dict[str, list[float]] = {"in_memory": [], "pipeline": [], "lightning": []}
+        medians: dict[str, list[float]] = {"in_memory": [], "pipeline": [], "fetch": []}
+        medians["lightning"] = []
+        medians["in_memory_near_lightning"] = []
         for r in range(args.repeats):
+            times = interleaved(args.model, store, args.batch_size, args.batches, mean, std)
+            for key, values in times.items():
+                medians[key].append(statistics.median(values))
+            # Lightning cannot be interleaved batch by batch: bracket it with in-memory steps.
+            lt = lightning_batches(args.model, store, args.batch_size, args.batches, mean, std)
+            medians["lightning"].append(statistics.median(lt))
             model = build_model(args.model, in_channels=1, num_classes=2)
-            results["in_memory"].append(bench_in_memory(model, batches))
-            model = build_model(args.model, in_channels=1, num_classes=2)
-            results["pipeline"].append(
-                bench_pipeline(model, store, args.batch_size, args.batches, mean, std)
+            opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+            x = torch.randn(args.batch_size, 1, args.size, args.size)
+            y = torch.randint(0, 2, (args.batch_size,))
+            near = []
+            for _ in range(args.batches // 2):
+                t0 = time.perf_counter()
+                _step(model, opt, x, y)
+                near.append(time.perf_counter() - t0)
+            medians["in_memory_near_lightning"].append(statistics.median(near[1:]))
+            print(
+                f"repeat {r}: " + ", ".join(f"{k} {v[-1] * 1e3:.1f} ms" for k, v in medians.items())
             )
-            results["lightning"].append(
-                bench_lightning(args.model, store, args.batch_size, args.batches, mean, std)
-            )
-            print(f"repeat {r}: " + ", ".join(f"{k} {v[-1]:.1f}" for k, v in results.items()))
-    med = {k: statistics.median(v) for k, v in results.items()}
+    med = {k: statistics.median(v) for k, v in medians.items()}
     print(
         f"\nmodel {args.model}, {args.size}x{args.size}, batch {args.batch_size}, "
-        f"{args.batches} batches, {torch.get_num_threads()} threads, medians of {args.repeats}"
+        f"{args.batches} batches x {args.repeats} repeats, {torch.get_num_threads()} threads; "
+        "medians of per-batch times"
     )
-    print("| path | images/s | overhead vs in-memory |")
-    print("|---|---|---|")
-    for key in ("in_memory", "pipeline", "lightning"):
-        overhead = 100 * (med["in_memory"] / med[key] - 1)
-        print(f"| {key} | {med[key]:.1f} | {overhead:+.1f} % |")
+    print("| path | ms / batch | images/s | overhead vs in-memory |")
+    print("|---|---|---|---|")
+    rows = [
+        ("in memory (normalized tensors)", "in_memory", "in_memory"),
+        ("braincam pipeline (memmap → DataLoader → z-score)", "pipeline", "in_memory"),
+        ("  of which batch fetch", "fetch", None),
+        ("in memory (bracketing the Lightning run)", "in_memory_near_lightning", None),
+        ("Lightning epoch (ClassifierModule)", "lightning", "in_memory_near_lightning"),
+    ]
+    for label, key, ref in rows:
+        ms = med[key] * 1e3
+        ips = args.batch_size / med[key]
+        over = f"{100 * (med[key] / med[ref] - 1):+.1f} %" if ref and ref != key else ""
+        print(f"| {label} | {ms:.1f} | {ips:.0f} | {over} |")
 
 
 def accuracy(args: argparse.Namespace) -> None:

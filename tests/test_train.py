@@ -112,6 +112,9 @@ def test_train_step_and_model_roundtrip(tmp_path: Path, tiny_zoo: None) -> None:
         # Lightning checkpoints load with weights_only=True (only tensors and primitives).
         ckpt = torch.load(run / "checkpoints" / name, weights_only=True)
         assert "state_dict" in ckpt
+        assert ckpt["braincam"]["classes"] == ["young", "old"]
+        assert ckpt["braincam"]["split"]["val"] == ["sub-09", "sub-10"]
+        assert ckpt["braincam"]["normalization"]["mean"] == ckpt["hyper_parameters"]["mean"]
     table = train_mod.read_metrics(run)
     assert table["epoch"].tolist() == [0, 1]
     assert table[["train_loss", "val_loss", "train_acc", "val_acc"]].notna().all().all()

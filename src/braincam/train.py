@@ -80,6 +80,11 @@ class ClassifierModule(L.LightningModule):
         self.register_buffer("norm_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("norm_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augmenter = Augmenter(AugmentConfig.model_validate(self.cfg.augment.model_dump()))
+        # braincam's JSON-able record (classes, split, versions...), stored in every checkpoint.
+        self.record: dict[str, Any] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["braincam"] = self.record
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -357,6 +362,7 @@ def fit(
     module = ClassifierModule(
         model, store.channels, len(store.classes), cfg.model_dump(mode="json"), mean, std
     )
+    module.record = record
     checkpoint = ModelCheckpoint(
         dirpath=str(run_dir / "checkpoints"),
         filename="best",
