@@ -8,7 +8,16 @@ from importlib import import_module
 
 from braincam.cli._app import app, main
 
-COMMAND_MODULES = ("synth", "prepare", "train", "explain", "evaluate_cams", "report", "version")
+COMMAND_MODULES = (
+    "synth",
+    "prepare",
+    "train",
+    "explain",
+    "evaluate_cams",
+    "report",
+    "demo",
+    "version",
+)
 
 for _name in COMMAND_MODULES:
     import_module(f"braincam.cli.{_name}")
