@@ -42,6 +42,7 @@ def synth(
     overwrite: bool = typer.Option(
         False, "--overwrite", help="Replace an earlier braincam synth dataset in OUT_DIR."
     ),
+    workers: int = typer.Option(1, "--workers", help="Subjects simulated in parallel."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a young/old diffusion-MRI cohort (BIDS) with ground-truth masks and FA."""
@@ -63,5 +64,5 @@ def synth(
         warp_mm=warp_mm,
         orientation=orientation.upper(),
     )
-    out = synthesize(out_dir, config, overwrite=overwrite, progress=not quiet)
+    out = synthesize(out_dir, config, overwrite=overwrite, progress=not quiet, workers=workers)
     typer.echo(f"wrote {subjects} subjects to {out}")
