@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import io
 import re
 from collections.abc import Iterator
@@ -37,7 +36,9 @@ REQUIRED = [
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 # 64×64 keeps the step tests fast; smaller inputs shrink ResNet's layer4 to 1×1, where train-mode
 # BatchNorm over 2 values makes gradients explode, and InceptionV3's stem needs more than 32.
+# VGG has no BatchNorm and its conv stack is the costliest: 32×32 (conv5 at 2×2).
 SMALL = 64
+SMALLER = {"vgg": 32}
 # One real 224×224 CPU forward per family; the rest of the table is checked on the meta device.
 FAMILY_224 = ["alexnet-bn-gap", "vgg16-gap", "googlenet-gmp", "inceptionv3-gap", "resnet18-gap",
               "resnet18-fc", "smallcnn-gap"]  # fmt: skip
@@ -122,7 +123,8 @@ def test_builds_trains_and_round_trips(name: str, in_channels: int) -> None:
     assert model.spec == spec
     assert model.cam_layer == spec.cam_layer
     assert model.classifier_layer == spec.classifier
-    x = torch.randn(2, in_channels, SMALL, SMALL)
+    size = SMALLER.get(spec.family, SMALL)
+    x = torch.randn(2, in_channels, size, size)
     target = torch.tensor([0, num_classes - 1])
 
     # One SGD step (the studies' optimizer): finite gradients that reach the first layer.
@@ -133,7 +135,8 @@ def test_builds_trains_and_round_trips(name: str, in_channels: int) -> None:
     assert cam.ndim == 4 and cam.shape[0] == 2
     loss = nn.functional.cross_entropy(logits, target)
     loss.backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    # A sum is NaN/inf as soon as one element is, in one pass (isfinite().all() takes two).
+    assert all(p.grad is not None and torch.isfinite(p.grad.sum()) for p in model.parameters())
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     assert first.in_channels == in_channels
     assert first.weight.grad.abs().sum() > 0
@@ -151,17 +154,17 @@ def test_builds_trains_and_round_trips(name: str, in_channels: int) -> None:
         pooled = cam.mean((2, 3)) if spec.head == "gap" else cam.amax((2, 3))
         torch.testing.assert_close(logits, fc(pooled))
 
-    # state_dict → bytes → a zeroed copy, loaded with weights_only=True: identical outputs.
+    # state_dict → bytes; zero the model; load with weights_only=True: identical outputs again.
+    # (In place rather than into a copy: VGG-FC's 134 M parameters make copies slow.)
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     buffer.seek(0)
-    restored = copy.deepcopy(model)
     with torch.no_grad():
-        for tensor in restored.state_dict().values():
+        for tensor in model.state_dict().values():
             tensor.zero_()
-        assert not torch.equal(restored(x), logits)
-        restored.load_state_dict(torch.load(buffer, weights_only=True))
-        torch.testing.assert_close(restored(x), logits, rtol=0, atol=0)
+        assert not torch.equal(model(x), logits)
+        model.load_state_dict(torch.load(buffer, weights_only=True))
+        torch.testing.assert_close(model(x), logits, rtol=0, atol=0)
 
     if in_channels == 1:
         _check_table_row(model, spec)
