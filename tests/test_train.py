@@ -266,3 +266,14 @@ def test_changed_store_is_not_resumed(tmp_path: Path, tiny_zoo: None) -> None:
     assert train_mod.read_metrics(run)["epoch"].tolist() == [0, 1]
     _, record = train_mod.load_trained(run)
     assert "sub-01" in record["split"]["val"]
+
+
+def test_zoo_model_trains_and_loads(tmp_path: Path) -> None:
+    work = write_store(tmp_path / "work", channels=3)
+    cfg = quick_config(epochs=1, limit_train_batches=2)
+    train_mod.fit(work, tmp_path / "run", model="tinycnn-gap", config=cfg, progress=False)
+    model, record = train_mod.load_trained(tmp_path / "run")
+    assert record["model"] == "tinycnn-gap"
+    model.get_submodule(model.cam_layer)  # the zoo's CAM metadata survives the round-trip
+    x = train_mod.normalize(torch.rand(2, 3, 32, 32), record)
+    assert model(x).shape == (2, 2)
