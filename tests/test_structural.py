@@ -270,3 +270,23 @@ def test_failed_subject_is_an_outcome_not_an_exception(bids: Path, tmp_path: Pat
     outcome = st.process_anat_subject(broken, tmp_path / "work", st.AnatParams())
     assert outcome.status == "failed"
     assert outcome.file == str(tmp_path / "gone_FLAIR.nii.gz") and "FLAIR" in outcome.error
+
+
+def test_study_config_loads_with_the_study_models() -> None:
+    from braincam.config import load_config
+    from braincam.models import get_spec
+
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "ms-subtypes-3class.yaml")
+    families = {get_spec(m).family for m in config.models}
+    assert families == {"alexnet", "resnet", "vgg"}
+    heads = {m: get_spec(m).head for m in config.models}
+    assert {heads["vgg16-gap"], heads["vgg16-fc"], heads["vgg19-gap"], heads["vgg19-fc"]} == {
+        "gap",
+        "fc",
+    }
+    assert all(get_spec(m).pretrained for m in config.models)  # ImageNet transfer possible
+    assert config.prepare["split_ratios"] == [0.75, 0.10, 0.15]
+    assert config.prepare["modality"] == "anat" and config.prepare["mask_desc"] == "lesion"
+    assert config.synth["kind"] == "structural"
+    assert config.train.augment.affine.p > 0
