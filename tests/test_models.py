@@ -181,8 +181,10 @@ def _check_table_row(model: nn.Module, spec: ModelSpec) -> None:
         _, cam = _cam_output(model, torch.empty(1, 1, size, size, device="meta"))
         assert tuple(cam.shape[2:]) == spec.feature_size
         _, cam = _cam_output(model, torch.empty(1, 1, 224, 224, device="meta"))
+        _, cam96 = _cam_output(model, torch.empty(1, 1, 96, 96, device="meta"))
     n_params = sum(p.numel() for p in model.parameters())
     assert row[4] == f"{cam.shape[2]}×{cam.shape[3]}"
+    assert row[8] == f"{cam96.shape[2]}×{cam96.shape[3]}"
     assert int(row[5].replace(",", "")) == n_params
     assert int(row[6]) == cam.shape[1]
     assert int(row[7]) == spec.input_size

@@ -19,7 +19,7 @@ from braincam.models.weights import Transfer
 
 Built = tuple[nn.Module, Transfer | None]
 
-# Per torchvision architecture: the first conv (module path) and the family's init scheme.
+# Per torchvision architecture: the module path of the first conv (replaced for in_channels != 3).
 _FIRST_CONV = {
     "alexnet": "features.0",
     "vgg16": "features.0",

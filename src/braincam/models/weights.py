@@ -123,9 +123,12 @@ def transfer_weights(
     reference = reference_shapes(transfer.arch)
     unexpected = [k for k in state if k not in reference]
     if unexpected:
+        hint = ""
+        if any(k.startswith(("backbone.", "head.")) for k in unexpected):
+            hint = " (a braincam checkpoint? load it with model.load_state_dict instead)"
         raise ModelError(
             f"{source} does not match torchvision's {transfer.arch}: {len(unexpected)} unexpected "
-            f"keys: {_show(unexpected)}"
+            f"keys: {_show(unexpected)}{hint}"
         )
     wrong_in_file = [
         f"{k} {tuple(v.shape)} (expected {tuple(reference[k])})"
