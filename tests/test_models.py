@@ -296,6 +296,24 @@ def test_wrong_architecture_names_file_and_keys(resnet18_file: Path, tmp_path: P
     assert str(r50) in str(err.value) and "resnet18" in str(err.value)
 
 
+def test_braincam_checkpoint_is_not_imagenet_weights(tmp_path: Path) -> None:
+    path = _save(build_model("resnet18-gap").state_dict(), tmp_path / "mine.pth")
+    with pytest.raises(ModelError, match="a braincam checkpoint"):
+        build_model("resnet18-gap", weights=path)
+
+
+@pytest.mark.parametrize("name", ["tinycnn-gap", "resnet18-gap", "googlenet-gap"])
+def test_build_is_deterministic_given_the_seed(name: str) -> None:
+    torch.manual_seed(7)
+    first = build_model(name).state_dict()
+    torch.manual_seed(7)
+    second = build_model(name).state_dict()
+    torch.manual_seed(8)
+    third = build_model(name).state_dict()
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    assert not torch.equal(first["head.conv.0.weight"], third["head.conv.0.weight"])
+
+
 def test_shape_mismatch_names_the_key(resnet18_file: Path, tmp_path: Path) -> None:
     state = torch.load(resnet18_file, weights_only=True)
     state["layer2.0.conv1.weight"] = torch.zeros(128, 64, 1, 1)
