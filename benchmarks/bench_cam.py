@@ -10,7 +10,8 @@ by every variant: the no-grad forward, braincam's methods, pytorch-grad-cam, tor
 ours, theirs, forward, …; the order rotates between repetitions) so that load from other
 processes hits all of them alike; medians are reported as ratios to the median forward time.
 A 3-D CNN on a 96³ volume (batch 2) is timed the same way; failures are recorded, not hidden.
-Prints a Markdown table.
+Prints one Markdown table per model as soon as it is measured (per-variant times on stderr);
+``--skip`` leaves variants out (e.g. ``pgc:eigencam``, whose numpy SVD stalls on a loaded CPU).
 """
 
 from __future__ import annotations
@@ -191,9 +192,10 @@ def measure(named: dict[str, Variant], reps: int) -> tuple[dict[str, list[float]
             except Exception as exc:  # a reference library failing is a result, not a crash
                 failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
                 continue
+            took = time.perf_counter() - start
             if rep:
-                times[key].append(time.perf_counter() - start)
-        print(f"  repetition {rep}/{reps} done", file=sys.stderr, flush=True)
+                times[key].append(took)
+            print(f"  rep {rep} {key}: {took:.2f} s", file=sys.stderr, flush=True)
     return times, failed
 
 
@@ -238,7 +240,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 4, 2 repetitions")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
-    parser.add_argument("--models", default="vgg16-gap,resnet18-gap")
+    parser.add_argument("--models", default="resnet18-gap,3d,vgg16-gap", help="'3d': the 3-D CNN")
+    parser.add_argument("--skip", default="", help="variants to leave out, e.g. pgc:eigencam")
     parser.add_argument("--no-3d", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -247,26 +250,37 @@ def main() -> None:
     reps = args.reps or (2 if args.quick else 5)
     batch = 4 if args.quick else 16
     libs = available_libs()
-    out = [
-        f"`{' '.join(['.venv/bin/python', *sys.argv])}` — torch {torch.__version__}, "
-        f"{args.threads} threads, CPU, {reps} repetitions (+1 warm-up), medians",
-        "",
-    ]
+    skip = {s for s in args.skip.split(",") if s}
+
+    def pick(named: dict[str, Variant]) -> dict[str, Variant]:
+        return {k: v for k, v in named.items() if k not in skip}
+
+    def emit(lines: list[str]) -> None:  # each table as soon as it is measured
+        print("\n".join(lines), flush=True)
+
+    emit(
+        [
+            f"`{' '.join(['.venv/bin/python', *sys.argv])}` — torch {torch.__version__}, "
+            f"{args.threads} threads, CPU, {reps} repetitions (+1 warm-up), medians"
+            + (f"; skipped: {', '.join(sorted(skip))}" if skip else ""),
+            "",
+        ]
+    )
     for name in [m for m in args.models.split(",") if m]:
-        model, source = build(name)
-        model.eval()
-        x = torch.randn(batch, 1, 224, 224)
-        print(f"{name} ({source})", file=sys.stderr)
-        times, failed = measure(variants(model, x, libs), reps)
-        out += table(f"{name}, batch {batch}, 1×224×224 ({source})", times, failed)
-    if not args.no_3d:
-        model = cnn3d().eval()
-        size = 48 if args.quick else 96
-        x = torch.randn(2, 1, size, size, size)
-        print(f"3-D CNN {size}³", file=sys.stderr)
-        times, failed = measure(variants(model, x, libs), reps)
-        out += table(f"3-D CNN (bench stand-in), batch 2, 1×{size}³", times, failed)
-    print("\n".join(out))
+        if name == "3d":
+            if args.no_3d:
+                continue
+            model, size = cnn3d().eval(), (48 if args.quick else 96)
+            x = torch.randn(2, 1, size, size, size)
+            title = f"3-D CNN (bench stand-in), batch 2, 1×{size}³"
+        else:
+            model, source = build(name)
+            model.eval()
+            x = torch.randn(batch, 1, 224, 224)
+            title = f"{name}, batch {batch}, 1×224×224 ({source})"
+        print(title, file=sys.stderr)
+        times, failed = measure(pick(variants(model, x, libs)), reps)
+        emit(table(title, times, failed))
 
 
 if __name__ == "__main__":
