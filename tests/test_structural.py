@@ -176,9 +176,10 @@ def test_params_validate() -> None:
 
 
 @pytest.fixture(scope="module")
-def bids(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def bids(tmp_path_factory: pytest.TempPathFactory, template) -> Path:
     config = sa.AnatSynthConfig(subjects=3, seed=2, voxel_size=4.0)
-    return sa.synthesize_anat(tmp_path_factory.mktemp("anat") / "bids", config, progress=False)
+    out = tmp_path_factory.mktemp("anat") / "bids"
+    return sa.synthesize_anat(out, config, progress=False, template=template)
 
 
 def test_missing_contrast_names_subject_and_file(bids: Path, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from braincam.data import synth_anat as sa
+from braincam.data.anatomy import Template, load_template
 from braincam.data.structural import resample_to
 from braincam.errors import ConfigError, InputError
 
@@ -30,13 +31,19 @@ def _hashes(root: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return sa.synthesize_anat(tmp_path_factory.mktemp("anat") / "bids", TINY, progress=False)
+def template() -> Template:
+    return load_template(TINY.voxel_size)
 
 
 @pytest.fixture(scope="module")
-def tiny_cohort() -> sa._AnatCohort:
-    return sa._prepare_cohort(TINY)
+def cohort(tmp_path_factory: pytest.TempPathFactory, template: Template) -> Path:
+    out = tmp_path_factory.mktemp("anat") / "bids"
+    return sa.synthesize_anat(out, TINY, progress=False, template=template)
+
+
+@pytest.fixture(scope="module")
+def tiny_cohort(template: Template) -> sa._AnatCohort:
+    return sa._prepare_cohort(TINY, template)
 
 
 def test_bids_layout_and_participants(cohort: Path) -> None:
@@ -68,9 +75,11 @@ def test_bids_layout_and_participants(cohort: Path) -> None:
 
 
 def test_same_seed_same_bytes_other_seed_differs(
-    cohort: Path, tmp_path: Path, tiny_cohort: sa._AnatCohort
+    cohort: Path, tmp_path: Path, tiny_cohort: sa._AnatCohort, template: Template
 ) -> None:
-    again = sa.synthesize_anat(tmp_path / "again", TINY, progress=False)
+    again = sa.synthesize_anat(
+        tmp_path / "again", TINY, progress=False, workers=2, template=template
+    )
     assert _hashes(again) == _hashes(cohort)
     other = replace(TINY, seed=6)
     person = sa.draw_anat_participants(other)[0]

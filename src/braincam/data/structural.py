@@ -38,7 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from braincam.data.dmri import derivatives_root, file_sha256
+from braincam.data.dmri import _peak_rss_mib, derivatives_root, file_sha256
 from braincam.errors import BraincamError, ConfigError, InputError
 from braincam.io import atomic_path, read_json, write_json
 from braincam.provenance import library_versions
@@ -750,6 +750,8 @@ class AnatRecord:
     flair: Path
     mask: Path | None = None  # ground-truth (lesion) mask on the T1w grid
     true_xfm: dict[str, Path] = field(default_factory=dict)  # moving → ground-truth JSON
+    session: str | None = None  # same fields as SubjectRecord, so prepare's summary reads both
+    run: str | None = None
 
     @property
     def images(self) -> dict[str, Path]:
@@ -879,6 +881,12 @@ class AnatOutcome:
     file: str = ""
     error: str = ""
     seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+
+    @property
+    def fa(self) -> str:
+        """The grid-defining image (T1w), under the dMRI outcome's name for shared reporting."""
+        return self.images[0] if self.images else ""
 
 
 def anat_cache_key(record: AnatRecord, params: AnatParams) -> str:
@@ -937,6 +945,7 @@ def process_anat_subject(
                 transforms={m: x["MatrixRAS"] for m, x in xfm.items()},
                 kept_slices=side.get("SliceTrimming", {}),
                 seconds=time.perf_counter() - start,
+                peak_rss_mib=_peak_rss_mib(),
             )
         step = "preprocess"
         truth = {m: read_true_transform(p) for m, p in record.true_xfm.items()}
@@ -959,6 +968,7 @@ def process_anat_subject(
             file=getattr(exc, "path", None) or str(record.t1),
             error=message,
             seconds=time.perf_counter() - start,
+            peak_rss_mib=_peak_rss_mib(),
         )
     return AnatOutcome(
         pid,
@@ -969,6 +979,7 @@ def process_anat_subject(
         transforms={m: v.tolist() for m, v in out.transforms.items()},
         kept_slices=out.kept_slices,
         seconds=time.perf_counter() - start,
+        peak_rss_mib=_peak_rss_mib(),
     )
 
 

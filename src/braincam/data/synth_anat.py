@@ -227,8 +227,14 @@ def lateral_ventricles(template: Template) -> NDArray[np.bool_]:
     return (template.csf >= 0.4) & (depth >= 12.0) & box
 
 
-def _prepare_cohort(config: AnatSynthConfig) -> _AnatCohort:
-    template = load_template(config.voxel_size)
+def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -> _AnatCohort:
+    if template is None:
+        template = load_template(config.voxel_size)
+    elif not np.isclose(template.voxel_size, config.voxel_size):
+        raise ConfigError(
+            f"template voxel size {template.voxel_size:g} mm differs from voxel_size "
+            f"{config.voxel_size:g} mm"
+        )
     vent = lateral_ventricles(template)
     dist = ndi.distance_transform_edt(~vent) * template.voxel_size
     wm = template.wm >= 0.6
@@ -593,23 +599,46 @@ def synthesize_anat(
     *,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
+    template: Template | None = None,
 ) -> Path:
     """Write a synthetic structural BIDS cohort with ground truth to ``out_dir``.
 
-    Raises :class:`ConfigError` for parameters out of range and :class:`InputError` for a
-    non-empty ``out_dir`` (``overwrite`` replaces only an earlier ``braincam synth`` dataset).
+    ``template`` (``load_template(config.voxel_size)``) skips loading it again when several
+    cohorts are made in one process.
+    ``workers`` > 1 simulates subjects in parallel processes (joblib); each subject has its own
+    random stream, so the files are the same either way. Raises :class:`ConfigError` for
+    parameters out of range and :class:`InputError` for a non-empty ``out_dir``
+    (``overwrite`` replaces only an earlier ``braincam synth`` dataset).
     """
     from braincam.progress import track
 
     config = config or AnatSynthConfig()
     config.validate()
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1; got {workers!r}")
     out = Path(out_dir)
     _clear_previous(out, overwrite)  # before the slow template work: a refusal comes at once
-    cohort = _prepare_cohort(config)
+    cohort = _prepare_cohort(config, template)
     out.mkdir(parents=True, exist_ok=True)
     people = draw_anat_participants(config)
     _write_dataset_files(out, config, people)
-    for person in track(people, "Synthesizing subjects (T1w/T2w/FLAIR)", disable=not progress):
-        subj = simulate_subject(cohort, config, person)
-        _write_subject(out, cohort, subj, person.participant_id)
+    if workers == 1:
+        done = (_make_subject(out, cohort, config, person) for person in people)
+    else:
+        from joblib import Parallel, delayed
+
+        run = Parallel(n_jobs=workers, return_as="generator_unordered")
+        done = run(delayed(_make_subject)(out, cohort, config, person) for person in people)
+    for _ in track(
+        done, "Synthesizing subjects (T1w/T2w/FLAIR)", total=len(people), disable=not progress
+    ):
+        pass
     return out
+
+
+def _make_subject(
+    out: Path, cohort: _AnatCohort, config: AnatSynthConfig, person: AnatParticipant
+) -> str:
+    _write_subject(out, cohort, simulate_subject(cohort, config, person), person.participant_id)
+    return person.participant_id
