@@ -778,20 +778,23 @@ def ingest_anat(
     label: str = "group",
     participant_labels: Sequence[str] | None = None,
     mask_desc: str | None = "lesion",
+    masks_dir: str | Path | None = None,
     missing: Literal["error", "skip"] = "error",
 ) -> Any:
     """Find every subject's T1w, T2w and FLAIR (and ground truth) in a BIDS dataset.
 
     Labels come from ``participants.tsv``. A subject lacking a contrast raises InputError naming
     the subject and the expected file (``missing="error"``), or is skipped and listed as a
-    failure (``missing="skip"``). Returns an :class:`~braincam.data.ingest.IngestResult` whose
-    ``subjects`` are :class:`AnatRecord` objects.
+    failure (``missing="skip"``). Ground-truth masks ``*_desc-<mask_desc>_mask`` are looked up
+    under ``masks_dir`` or every folder of ``derivatives/``. Returns an
+    :class:`~braincam.data.ingest.IngestResult` whose ``subjects`` are :class:`AnatRecord` objects.
     """
     from braincam.data.ingest import (
         Failure,
         IngestResult,
         _find_mask,
         _labels_from_table,
+        _mask_roots,
         _read_tsv,
         normalize_participant,
     )
@@ -810,6 +813,9 @@ def ingest_anat(
     )
     on_disk = {p.name for p in root.glob("sub-*") if p.is_dir()}
     truth_root = root / "derivatives" / "groundtruth"
+    mask_roots = (
+        _mask_roots(root, None if masks_dir is None else Path(masks_dir)) if mask_desc else []
+    )
     records = []
     for pid in sorted(set(labels) | on_disk):
         if selected is not None and pid not in selected:
@@ -837,11 +843,10 @@ def ingest_anat(
             failures.append(Failure.from_error(err, subject=pid, step="ingest"))
             continue
         mask = None
-        if mask_desc:
-            for deriv in sorted(p for p in (root / "derivatives").glob("*") if p.is_dir()):
-                mask = _find_mask(deriv, pid, mask_desc, session=None, run=None)
-                if mask is not None:
-                    break
+        for deriv in mask_roots:
+            mask = _find_mask(deriv, pid, mask_desc or "", session=None, run=None)
+            if mask is not None:
+                break
         truth = {
             m: truth_root / pid / "anat" / f"{pid}_from-{m}_to-T1w_desc-true_xfm.json"
             for m in MOVING
