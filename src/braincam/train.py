@@ -333,8 +333,9 @@ def fit(
     """Train ``model`` on the slice store of ``work_dir``; write everything into ``run_dir``.
 
     ``resume=None`` continues from ``RUN/checkpoints/last.ckpt`` when it exists, ``True``
-    requires it, ``False`` starts afresh. A run already finished with the same model and
-    config is not trained again. Returns the training summary (``None`` on non-zero DDP ranks).
+    requires it, ``False`` starts afresh. A run already finished with the same model, config
+    and slice store is not trained again. Returns the training summary (``None`` on non-zero
+    DDP ranks).
     """
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
@@ -413,8 +414,7 @@ def _finish(
         if (table["epoch"] == ckpt["epoch"]).any()
         else None,
         "epochs_run": int(table["epoch"].max()) + 1,
-        "stopped_early": bool(trainer.current_epoch < trainer.max_epochs - 1)
-        or bool(getattr(trainer, "should_stop", False)),
+        "stopped_early": int(table["epoch"].max()) + 1 < int(trainer.max_epochs),
         "completed": True,
     }
     write_atomic(
