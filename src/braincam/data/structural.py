@@ -31,7 +31,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import nibabel as nib
 import numpy as np
@@ -39,9 +39,21 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from braincam.data.dmri import _peak_rss_mib, derivatives_root, file_sha256
+from braincam.data.ingest import (
+    Failure,
+    IngestResult,
+    _find_mask,
+    _labels_from_table,
+    _mask_roots,
+    _read_tsv,
+    normalize_participant,
+)
 from braincam.errors import BraincamError, ConfigError, InputError
 from braincam.io import atomic_path, read_json, write_json
 from braincam.provenance import library_versions
+
+if TYPE_CHECKING:  # the slice store imports torch: only for annotations here
+    from braincam.data.slices import SliceSource
 
 CONTRASTS = ("T1w", "T2w", "FLAIR")
 MOVING = ("T2w", "FLAIR")
@@ -780,7 +792,7 @@ def ingest_anat(
     mask_desc: str | None = "lesion",
     masks_dir: str | Path | None = None,
     missing: Literal["error", "skip"] = "error",
-) -> Any:
+) -> IngestResult:
     """Find every subject's T1w, T2w and FLAIR (and ground truth) in a BIDS dataset.
 
     Labels come from ``participants.tsv``. A subject lacking a contrast raises InputError naming
@@ -789,16 +801,6 @@ def ingest_anat(
     under ``masks_dir`` or every folder of ``derivatives/``. Returns an
     :class:`~braincam.data.ingest.IngestResult` whose ``subjects`` are :class:`AnatRecord` objects.
     """
-    from braincam.data.ingest import (
-        Failure,
-        IngestResult,
-        _find_mask,
-        _labels_from_table,
-        _mask_roots,
-        _read_tsv,
-        normalize_participant,
-    )
-
     if missing not in ("error", "skip"):
         raise ConfigError(f"missing must be 'error' or 'skip'; got {missing!r}")
     root = Path(bids_dir)
@@ -1021,7 +1023,9 @@ def run_anat_subjects(
     return sorted(outcomes, key=lambda o: o.participant_id)
 
 
-def slice_sources(records: Sequence[AnatRecord], outcomes: Sequence[AnatOutcome]) -> list[Any]:
+def slice_sources(
+    records: Sequence[AnatRecord], outcomes: Sequence[AnatOutcome]
+) -> list[SliceSource]:
     """Three-channel slice-store inputs (T1w, T2w, FLAIR; ground-truth mask), finished subjects."""
     from braincam.data.slices import SliceSource
 

@@ -18,7 +18,7 @@ The same seed gives byte-identical files. Details: docs/structural.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -114,7 +114,6 @@ class AnatSynthConfig:
     warp_mm: float = 4.0
     warp_smoothness_mm: float = 15.0
     orientation: str = "LAS"
-    extra: dict = field(default_factory=dict)  # free-form notes recorded in synth_config.json
 
     def validate(self) -> None:
         """Raise :class:`ConfigError` naming the first parameter out of range."""
