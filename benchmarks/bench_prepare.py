@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -29,14 +30,16 @@ from braincam.prepare import PrepareConfig, prepare
 t = time.perf_counter()
 r = prepare(sys.argv[1], sys.argv[2], PrepareConfig(label="group", workers=int(sys.argv[3]),
             force=True, progress=False))
-print(json.dumps({"wall": time.perf_counter() - t, "ok": r.ok,
-                  "main_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+u = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"wall": time.perf_counter() - t, "ok": r.ok, "main_peak_mib": u.ru_maxrss / 1024,
+                  "main_cpu_s": u.ru_utime + u.ru_stime}))
 """
 
 
 def run_prepare(cohort: Path, work: Path, workers: int) -> dict:
     """One `prepare` in a fresh process; wall time, peaks and the DTI step's time."""
     shutil.rmtree(work, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     t = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c", _RUNNER, str(cohort), str(work), str(workers)],
@@ -48,12 +51,18 @@ def run_prepare(cohort: Path, work: Path, workers: int) -> dict:
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     summary = json.loads((work / "summary.json").read_text())["prepare"]
     peaks = [p["peak_rss_mib"] for p in summary["participants"] if p["peak_rss_mib"]]
+    # Σ per-subject seconds / DTI wall: how many subjects were in flight on average (≈ workers
+    # when parallelism works, whatever the machine's load).
+    busy = sum(p["seconds"] or 0.0 for p in summary["participants"])
     return {
         "workers": workers,
         "process_wall_s": round(process_wall, 2),
         "prepare_wall_s": round(out["wall"], 2),
         "dti_s": summary["timing"]["dti_seconds"],
+        "concurrency": round(busy / summary["timing"]["dti_seconds"], 2),
         "main_peak_mib": round(out["main_peak_mib"], 1),
+        "main_cpu_s": round(out["main_cpu_s"], 1),
+        "load_avg_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "worker_peak_mib": round(max(peaks), 1),
         "ok": out["ok"],
         "n_subjects": len(summary["subjects"]),
@@ -150,6 +159,7 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, default=20)
     ap.add_argument("--dipy-subjects", type=int, default=3, help="subjects compared to DIPY")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--skip-accuracy", action="store_true", help="only the timing runs")
     args = ap.parse_args()
 
     if not (args.cohort / "participants.tsv").exists():
@@ -166,23 +176,29 @@ def main() -> None:
     for r in runs:
         r["speedup_prepare"] = round(base["prepare_wall_s"] / r["prepare_wall_s"], 2)
         r["speedup_dti"] = round(base["dti_s"] / r["dti_s"], 2)
-    agreement = fa_agreement(args.cohort, args.out / f"work-w{args.workers[0]}", args.dipy_subjects)
-    masks = mask_study(args.cohort)
-    result = {"dwi_shape": shape, "runs": runs, "fa": agreement, "mask_study": masks}
+    result: dict = {"dwi_shape": shape, "runs": runs}
+    if not args.skip_accuracy:
+        work = args.out / f"work-w{args.workers[0]}"
+        result["fa"] = fa_agreement(args.cohort, work, args.dipy_subjects)
+        result["mask_study"] = mask_study(args.cohort)
     (args.out / "bench_prepare.json").write_text(json.dumps(result, indent=2) + "\n")
 
     print(f"cohort: {args.cohort} (DWI {shape})\n")
     print(
         "| workers | prepare wall (s) | DTI step (s) | speed-up (prepare / DTI) "
-        "| main peak (MiB) | peak per worker (MiB) |"
+        "| concurrency | main peak (MiB) | peak per worker (MiB) | main CPU (s) | load avg |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in runs:
         print(
             f"| {r['workers']} | {r['prepare_wall_s']} | {r['dti_s']} | "
-            f"{r['speedup_prepare']}× / {r['speedup_dti']}× | {r['main_peak_mib']} | "
-            f"{r['worker_peak_mib']} |"
+            f"{r['speedup_prepare']}× / {r['speedup_dti']}× | {r['concurrency']} | "
+            f"{r['main_peak_mib']} | "
+            f"{r['worker_peak_mib']} | {r['main_cpu_s']} | {r['load_avg_1min']} |"
         )
+    if args.skip_accuracy:
+        return
+    agreement, masks = result["fa"], result["mask_study"]
     print(
         f"\nFA vs DIPY direct (max |Δ| in mask, {args.dipy_subjects} subjects): "
         f"{agreement['max_abs_diff_vs_dipy']:.2e}"
