@@ -208,6 +208,21 @@ def test_unreadable_contrast_names_subject_and_file(bids: Path, tmp_path: Path) 
     assert info.value.subject == "sub-01" and info.value.path == str(bad)
 
 
+def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bids"
+    shutil.copytree(bids, copy)
+    t2 = sa.anat_paths(copy, "sub-01")["T2w"]
+    img = nib.load(t2)
+    nib.save(nib.Nifti1Image(np.zeros((*img.shape, 2), np.int16), img.affine), t2)  # 4D
+    mask = sa.anat_groundtruth_paths(copy, "sub-03")["lesion_mask"]
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), mask)  # wrong grid
+    result = st.ingest_anat(copy, label="group")
+    assert [r.participant_id for r in result.subjects] == ["sub-02"]
+    found = {f.participant_id: f for f in result.failures}
+    assert found["sub-01"].file == str(t2) and "3D" in found["sub-01"].error
+    assert found["sub-03"].file == str(mask) and "grid" in found["sub-03"].error
+
+
 def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path: Path) -> None:
     from braincam.data.slices import SliceSpec, extract_slices
 

@@ -42,12 +42,14 @@ from braincam.data.dmri import _peak_rss_mib, derivatives_root, file_sha256
 from braincam.data.ingest import (
     Failure,
     IngestResult,
+    _check_mask,
     _find_mask,
     _labels_from_table,
     _mask_roots,
     _read_tsv,
     normalize_participant,
 )
+from braincam.data.validate import load_nifti_header
 from braincam.errors import BraincamError, ConfigError, InputError
 from braincam.io import atomic_path, read_json, write_json
 from braincam.provenance import library_versions
@@ -784,6 +786,21 @@ def find_contrast(subject_dir: Path, participant_id: str, suffix: str) -> Path |
     return found[0] if found else None
 
 
+def check_anat_headers(record: AnatRecord) -> None:
+    """Header-level checks at ingest (as for DWI): each contrast a readable 3D NIfTI, the
+    ground-truth mask on the T1w grid. InputError naming the subject and file otherwise."""
+    pid = record.participant_id
+    for contrast, path in record.images.items():
+        shape = tuple(int(n) for n in load_nifti_header(path, subject=pid).shape)
+        if len(shape) == 4 and shape[3] == 1:
+            shape = shape[:3]
+        if len(shape) != 3 or min(shape) < 2:
+            raise InputError(f"{contrast} must be a 3D image", subject=pid, path=path, value=shape)
+    if record.mask is not None:
+        t1 = load_nifti_header(record.t1, subject=pid)
+        _check_mask(record.mask, t1.shape, t1.affine, subject=pid)
+
+
 def ingest_anat(
     bids_dir: str | Path,
     *,
@@ -853,17 +870,21 @@ def ingest_anat(
             m: truth_root / pid / "anat" / f"{pid}_from-{m}_to-T1w_desc-true_xfm.json"
             for m in MOVING
         }
-        records.append(
-            AnatRecord(
-                pid,
-                labels[pid],
-                found["T1w"],
-                found["T2w"],
-                found["FLAIR"],
-                mask,  # type: ignore[arg-type]
-                {m: p for m, p in truth.items() if p.is_file()},
-            )
+        record = AnatRecord(
+            pid,
+            labels[pid],
+            found["T1w"],  # type: ignore[arg-type]
+            found["T2w"],  # type: ignore[arg-type]
+            found["FLAIR"],  # type: ignore[arg-type]
+            mask,
+            {m: p for m, p in truth.items() if p.is_file()},
         )
+        try:
+            check_anat_headers(record)
+        except InputError as exc:  # a bad file spoils only its subject
+            failures.append(Failure.from_error(exc, subject=pid, step="ingest"))
+            continue
+        records.append(record)
     if selected is not None:
         for pid in sorted(selected - set(labels) - on_disk):
             err = InputError(
