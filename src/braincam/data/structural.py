@@ -925,7 +925,8 @@ def anat_cache_key(record: AnatRecord, params: AnatParams) -> str:
     payload = {
         "inputs": {c: file_sha256(p) for c, p in record.images.items()},
         "truth": {m: file_sha256(p) for m, p in sorted(record.true_xfm.items())},
-        "params": _params_dict(params),
+        # Threads are an execution detail (workers > 1 run one each): not part of the key.
+        "params": {k: v for k, v in _params_dict(params).items() if k != "threads"},
         "simpleitk": sitk.Version.VersionString(),
         "skimage": skimage.__version__,
         "cache_version": CACHE_VERSION,
