@@ -12,10 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from braincam.config import TrainConfig
-from braincam.data.slices import SliceSource, SliceSpec, build_slice_store
-from braincam.data.splits import make_splits, save_splits
-from braincam.train import fit
+from braincam.data.slices import SliceSource
 
 SHAPE = (20, 22, 18)
 
@@ -38,6 +35,12 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    # imported here so that collecting the other tests does not load torch and lightning
+    from braincam.config import TrainConfig
+    from braincam.data.slices import SliceSpec, build_slice_store
+    from braincam.data.splits import make_splits, save_splits
+    from braincam.train import fit
+
     root = tmp_path_factory.mktemp("tiny_run")
     rng = np.random.default_rng(0)
     sources = [_subject(root, f"sub-{i:02d}", "ab"[i % 2], rng) for i in range(10)]

@@ -39,3 +39,17 @@ def test_main_prints_domain_error_without_traceback() -> None:
     assert proc.returncode == 2
     assert "bad thing; subject=sub-07" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_atomic_writes_use_the_umask_mode(tmp_path) -> None:
+    import os
+
+    from braincam.io import write_text_atomic
+
+    old = os.umask(0o022)
+    try:
+        path = write_text_atomic(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert (path.stat().st_mode & 0o777) == 0o644
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
