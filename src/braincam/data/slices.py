@@ -28,14 +28,15 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
+
+if TYPE_CHECKING:  # torch is imported lazily: prepare's workers need it only to resize
+    import torch
 
 from braincam.data.splits import check_splits
 from braincam.errors import ConfigError, InputError
@@ -251,6 +252,9 @@ def _resize(arr: np.ndarray, size: int, *, nearest: bool) -> np.ndarray:
     """Resize (n, C, L, L) to (n, C, size, size): align_corners=False, antialiased to shrink."""
     if arr.shape[-1] == size:
         return arr
+    import torch
+    import torch.nn.functional as F
+
     t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
     if nearest:
         # nearest-exact samples floor((dst + 0.5) * scale): the same pixel-centre convention.
@@ -399,7 +403,7 @@ def backproject(
     several slices/axes are averaged. Uncovered voxels are NaN; ``return_count=True`` also
     returns the number of slices averaged per voxel.
     """
-    if isinstance(values, torch.Tensor):
+    if not isinstance(values, np.ndarray) and hasattr(values, "detach"):  # a torch tensor
         values = values.detach().cpu().numpy()
     values = np.asarray(values, dtype=np.float64)
     m_all = np.asarray(pixel_to_world, dtype=np.float64)
