@@ -56,7 +56,7 @@ class GapHead(nn.Module):
         super().__init__()
         conv = nn.Conv2d if dim == 2 else nn.Conv3d
         self.conv = conv(cin, width, 3, padding=1)
-        self.relu = nn.ReLU(inplace=True)
+        self.relu = nn.ReLU(inplace=False)  # as the registry's CamHead (MONAI fails otherwise)
         self.pool = nn.AdaptiveAvgPool2d(1) if dim == 2 else nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Linear(width, classes)
 
@@ -215,7 +215,7 @@ def table(title: str, times: dict[str, list[float]], failed: dict[str, str]) -> 
             return f"fails ({failed[key]})"
         return f"{med[key] / fwd:.2f}" if key in med else "—"
 
-    for m in OURS:
+    for m in [m for m in OURS if any(k.endswith(f":{m}") for k in times)]:
         speed = "—"
         if f"pgc:{m}" in med and f"ours:{m}" in med:
             speed = f"{med[f'pgc:{m}'] / med[f'ours:{m}']:.2f}×"
@@ -242,6 +242,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--models", default="resnet18-gap,3d,vgg16-gap", help="'3d': the 3-D CNN")
     parser.add_argument("--skip", default="", help="variants to leave out, e.g. pgc:eigencam")
+    parser.add_argument("--methods", default=",".join(OURS), help="methods to time (all)")
     parser.add_argument("--no-3d", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -252,8 +253,14 @@ def main() -> None:
     libs = available_libs()
     skip = {s for s in args.skip.split(",") if s}
 
+    methods = {m for m in args.methods.split(",") if m}
+
     def pick(named: dict[str, Variant]) -> dict[str, Variant]:
-        return {k: v for k, v in named.items() if k not in skip}
+        return {
+            k: v
+            for k, v in named.items()
+            if k not in skip and (k == "forward" or k.split(":")[1] in methods)
+        }
 
     def emit(lines: list[str]) -> None:  # each table as soon as it is measured
         print("\n".join(lines), flush=True)
@@ -262,7 +269,8 @@ def main() -> None:
         [
             f"`{' '.join(['.venv/bin/python', *sys.argv])}` — torch {torch.__version__}, "
             f"{args.threads} threads, CPU, {reps} repetitions (+1 warm-up), medians"
-            + (f"; skipped: {', '.join(sorted(skip))}" if skip else ""),
+            + (f"; skipped: {', '.join(sorted(skip))}" if skip else "")
+            + (f"; methods: {', '.join(sorted(methods))}" if methods != set(OURS) else ""),
             "",
         ]
     )
