@@ -387,12 +387,17 @@ def fit(
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)
     if trainer.is_global_zero:
         write_json(run_dir / "inputs.json", identity)
-    trainer.fit(
-        module,
-        datamodule=datamodule,
-        ckpt_path=str(ckpt_path) if ckpt_path else None,
-        weights_only=True,
-    )
+    with warnings.catch_warnings():
+        # Expected here, not a user problem: batch hooks live in the module by design, and a
+        # resumed run writes into its own checkpoint directory.
+        warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+        warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+        trainer.fit(
+            module,
+            datamodule=datamodule,
+            ckpt_path=str(ckpt_path) if ckpt_path else None,
+            weights_only=True,
+        )
     if not trainer.is_global_zero:
         return None
     return _finish(run_dir, work_dir, record, checkpoint, trainer)
