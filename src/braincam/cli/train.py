@@ -98,10 +98,10 @@ def train(
     )
     summary = fit(work_dir, run_dir, model=model, config=cfg, resume=resume, progress=progress)
     if summary is not None:
+        loss, acc = summary["best_val_loss"], summary["best_val_acc"]
+        scores = "" if loss is None or acc is None else f" (val loss {loss:.4f}, val acc {acc:.3f})"
         print(
-            f"trained {model}: best epoch {summary['best_epoch']} "
-            f"(val loss {summary['best_val_loss']:.4f}, val acc {summary['best_val_acc']:.3f}) "
-            f"→ {run_dir / 'model.pt'}"
+            f"trained {model}: best epoch {summary['best_epoch']}{scores} → {run_dir / 'model.pt'}"
         )
 
 
