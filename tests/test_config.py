@@ -119,3 +119,12 @@ def test_dmri_config_follows_the_study() -> None:
     aug = t.augment
     assert min(aug.hflip.p, aug.noise.p, aug.resized_crop.p, aug.erasing.p) > 0
     assert cfg.prepare["size"] == 224 and cfg.prepare["slices_per_axis"] == 16
+
+
+def test_cams_section_defaults_and_validation() -> None:
+    cfg = parse_config(minimal())
+    assert cfg.cams.enabled and cfg.cams.methods == ["cam", "gradcam", "gradcampp"]
+    with pytest.raises(ConfigError, match=r"cams\.methods.*unknown CAM method"):
+        parse_config(minimal(cams={"methods": ["gradcam", "magic"]}))
+    with pytest.raises(ConfigError, match=r"cams\.threshold"):
+        parse_config(minimal(cams={"threshold": 1.5}))

@@ -156,6 +156,30 @@ class EvaluateConfig(_Section):
     batch_size: int = Field(64, ge=1)
 
 
+class CamsConfig(_Section):
+    """Heatmaps and their evaluation after training (``braincam explain`` + ``evaluate-cams``)."""
+
+    enabled: bool = True
+    methods: list[str] = Field(["cam", "gradcam", "gradcampp"], min_length=1)
+    split: Literal["train", "val", "test"] = "test"
+    threshold: float = Field(0.2, gt=0, lt=1, description="box threshold, fraction of the max")
+    noise_std: float = Field(1.0, gt=0, description="perturbation noise, z-score units")
+    max_images: int | None = Field(256, ge=1, description="slices for perturbation/faithfulness")
+    sanity_images: int = Field(16, ge=1)
+    regions: bool = True
+    atlas: Literal["AAL", "AAL3"] = "AAL"
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        from braincam.cam import METHODS
+
+        unknown = [m for m in value if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown CAM method(s) {unknown}; choose from {sorted(METHODS)}")
+        return value
+
+
 class ExperimentConfig(_Section):
     """A whole experiment: data (BIDS, or synthesized), preparation, models, training, evaluation.
 
@@ -171,6 +195,7 @@ class ExperimentConfig(_Section):
     models: list[str] = Field(..., min_length=1)
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    cams: CamsConfig = CamsConfig()
 
     @model_validator(mode="after")
     def _data_source(self) -> ExperimentConfig:

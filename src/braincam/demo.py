@@ -11,7 +11,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from braincam.explain import DEFAULT_METHODS
 from braincam.io import update_summary
 
 #: The experiment config the demo runs (a small CPU-sized version of the dMRI study).
@@ -32,27 +31,30 @@ def run_demo(
     out: str | Path,
     *,
     config: str | Path | None = None,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     progress: bool = True,
 ) -> Path:
-    """Run the whole pipeline into ``out``; return the report's path."""
-    from braincam.evaluate.cams import CamEvalConfig, evaluate_cams
-    from braincam.report.build import build_report
+    """Run the whole pipeline into ``out``; return the report's path.
+
+    ``methods`` overrides the config's CAM methods (default: CAM, Grad-CAM, Grad-CAM++).
+    """
+    from braincam.config import load_config
     from braincam.run import run_experiment
 
     start = time.perf_counter()
     out = Path(out)
-    result = run_experiment(config or demo_config_path(), out=out, progress=progress)
-    for run in result["runs"]:
-        evaluate_cams(run, CamEvalConfig(methods=tuple(methods)), progress=progress)
-    report = build_report(out)
+    cfg = load_config(config or demo_config_path())
+    if methods is not None:
+        cfg.cams.methods = list(methods)
+    result = run_experiment(cfg, out=out, progress=progress)
+    report = result["report"]
     update_summary(
         out,
         "demo",
         {
             "report": report.name,
             "runs": [Path(r).name for r in result["runs"]],
-            "methods": list(methods),
+            "methods": list(cfg.cams.methods),
             "seconds": round(time.perf_counter() - start, 1),
         },
     )

@@ -1,4 +1,5 @@
-"""``braincam run``: one experiment config → (synth) → prepare → train every model → evaluate.
+"""``braincam run``: one config → (synth) → prepare → train every model → evaluate → explain →
+evaluate the heatmaps → report.
 
 ``OUT`` is the work directory of the experiment::
 
@@ -7,7 +8,9 @@
     OUT/slices/, splits.tsv  from ``prepare``
     OUT/runs/<model>/        one training run per model (see ``braincam.train``)
     OUT/comparison.tsv, .md  validation and test accuracy per model (the dMRI study's Table I)
-    OUT/summary.json         sections prepare, training, evaluation, comparison
+    OUT/runs/<model>/heatmaps/, cam_eval/   heatmaps and their evaluation (``cams`` section)
+    OUT/report.html          the self-contained report
+    OUT/summary.json         sections prepare, training, evaluation, comparison, cam_evaluation
 
 Every step is skipped when its outputs exist for the same parameters, so re-running resumes.
 """
@@ -43,6 +46,7 @@ def _synth_config(cfg: ExperimentConfig) -> Any:
     from braincam.data.synth import SynthConfig
 
     params = dict(cfg.synth or {})
+    params.pop("workers", None)  # how to run, not what to make: not part of the data's identity
     for key in ("young_ages", "old_ages"):
         if key in params:
             params[key] = tuple(params[key])
@@ -79,13 +83,14 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
     from braincam.data.synth import synthesize
 
     synth = _synth_config(cfg)
+    workers = int((cfg.synth or {}).get("workers", 1))
     bids = out / "bids"
     stamp = out / ".synth-params.json"
     params = dataclasses.asdict(synth)
     complete = (bids / "dataset_description.json").is_file() and stamp.is_file()
     if complete and read_json(stamp) == read_json_roundtrip(params):
         return bids
-    synthesize(bids, synth, overwrite=True, progress=progress)
+    synthesize(bids, synth, overwrite=True, progress=progress, workers=workers)
     write_json(stamp, params)
     return bids
 
@@ -170,8 +175,36 @@ def run_experiment(
         )
         runs.append(run_dir)
     table = compare_runs(runs, out_dir) if runs else None
+    if cfg.cams.enabled:
+        _evaluate_heatmaps(cfg, runs, progress)
+    report = None
+    if runs:
+        from braincam.report.build import build_report
+
+        report = build_report(out_dir, runs=runs, title=f"braincam — {cfg.name}")
     return {
         "out": out_dir,
         "runs": runs,
         "comparison": table,
+        "report": report,
     }
+
+
+def _evaluate_heatmaps(cfg: ExperimentConfig, runs: list[Path], progress: bool) -> None:
+    """Explain every run with the configured CAM methods and evaluate the heatmaps."""
+    from braincam.evaluate.cams import CamEvalConfig, evaluate_cams
+
+    cams = cfg.cams
+    settings = CamEvalConfig(
+        split=cams.split,
+        methods=tuple(cams.methods),
+        threshold=cams.threshold,
+        noise_std=cams.noise_std,
+        max_images=cams.max_images,
+        sanity_images=cams.sanity_images,
+        regions=cams.regions,
+        atlas=cams.atlas,
+        seed=cfg.train.seed,
+    )
+    for run_dir in runs:
+        evaluate_cams(run_dir, settings, progress=progress)

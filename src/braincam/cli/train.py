@@ -141,3 +141,5 @@ def run(
         md = (Path(result["out"]) / "comparison.md").read_text()
         print(md)
         print(f"results in {result['out']}")
+    if result.get("report") is not None:
+        print(f"report: {Path(result['report']).resolve()}")
