@@ -307,3 +307,67 @@ def test_study_config_loads_with_the_study_models() -> None:
     assert config.prepare["modality"] == "anat" and config.prepare["mask_desc"] == "lesion"
     assert config.synth["kind"] == "structural"
     assert config.train.augment.affine.p > 0
+
+
+# --------------------------------------------------------------------------- CLI and prepare
+
+
+def test_cli_synth_structural_and_bad_kind(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from braincam.cli import app
+
+    runner = CliRunner()
+    out = tmp_path / "bids"
+    args = ["synth", str(out), "--kind", "structural", "-n", "3", "--voxel-size", "4"]
+    result = runner.invoke(app, [*args, "--groups", "hc,rr,sp", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert all(p.is_file() for p in sa.anat_paths(out, "sub-03").values())
+    groups = (out / "participants.tsv").read_text().split()
+    assert {"hc", "rr", "sp"} <= set(groups)
+    bad = runner.invoke(app, ["synth", str(tmp_path / "x"), "--kind", "pet", "--quiet"])
+    # The console script (cli._app.main) prints domain errors; CliRunner keeps the exception.
+    assert bad.exit_code != 0 and isinstance(bad.exception, ConfigError)
+    assert "--kind" in str(bad.exception)
+
+
+def test_cli_prepare_anat_missing_contrast_is_a_clear_error(bids: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from braincam.cli import app
+
+    copy = tmp_path / "bids"
+    shutil.copytree(bids, copy)
+    sa.anat_paths(copy, "sub-03")["T2w"].unlink()
+    args = ["prepare", str(copy), str(tmp_path / "work"), "--label", "group"]
+    result = CliRunner().invoke(app, [*args, "--modality", "anat", "--no-progress"])
+    assert result.exit_code != 0 and isinstance(result.exception, InputError)
+    assert result.exception.subject == "sub-03" and "T2w" in str(result.exception)
+    assert result.exception.path == str(copy / "sub-03" / "anat" / "sub-03_T2w.nii.gz")
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:class .* has only")  # 2 subjects per class: tiny splits
+def test_prepare_anat_end_to_end(tmp_path: Path, template) -> None:
+    """6 subjects → N4/registration/equalization → 3-channel slice store + registration summary."""
+    from braincam.data.slices import SliceStore
+    from braincam.prepare import PrepareConfig, prepare
+
+    config = sa.AnatSynthConfig(subjects=6, seed=4, voxel_size=4.0)
+    bids = sa.synthesize_anat(tmp_path / "bids", config, progress=False, template=template)
+    pconf = PrepareConfig(
+        modality="anat", axes=("axial",), slices_per_axis=6, size=32, workers=2, progress=False
+    )
+    result = prepare(bids, tmp_path / "work", pconf)
+    assert result.ok, result.failures
+    store = SliceStore.open(result.store_dir)
+    assert store.channels == 3 and store.classes == ["control", "rrms", "spms"]
+    assert (result.store_dir / "masks.npy").is_file()
+    reg = result.summary["registration"]
+    assert set(reg["subjects"]) == {f"sub-0{i}" for i in range(1, 7)}
+    for moving in ("T2w", "FLAIR"):
+        assert reg["median_error"][moving]["subjects"] == 6
+        assert reg["median_error"][moving]["rotation_deg"] < 1.0
+        assert reg["median_error"][moving]["translation_mm"] < 1.0
+    again = prepare(bids, tmp_path / "work", replace(pconf, workers=1))
+    assert again.summary["n_subjects"]["skipped"] == 6

@@ -62,6 +62,11 @@ class PrepareConfig:
     masks_dir: Path | None = None
     force: bool = False
     progress: bool = True
+    # Structural MRI (docs/structural.md): T1w/T2w/FLAIR → N4 → co-registration → equalization.
+    modality: str = "dwi"  # dwi | anat
+    equalize: str = "adaptive"  # anat: global | adaptive | none
+    trim_threshold: float = 0.10  # anat: keep slices with brain area ≥ this × the largest's
+    missing_contrast: str = "error"  # anat: error | skip (the subject is listed as a failure)
 
     def __post_init__(self) -> None:
         from braincam.data.splits import validate_ratios
@@ -82,6 +87,22 @@ class PrepareConfig:
         if self.participant_labels is not None:
             self.participant_labels = tuple(self.participant_labels)
         self.dti_params()  # validates fit_method and mask parameters early
+        if self.modality not in ("dwi", "anat"):
+            raise ConfigError(f"modality must be dwi or anat, got {self.modality!r}")
+        if self.modality == "anat":
+            if self.manifest is not None or self.dask_scheduler:
+                raise ConfigError("modality anat reads BIDS with joblib workers only")
+            if self.missing_contrast not in ("error", "skip"):
+                raise ConfigError(
+                    f"missing_contrast must be error or skip, got {self.missing_contrast!r}"
+                )
+            self.anat_params()
+
+    def anat_params(self):  # -> braincam.data.structural.AnatParams
+        """The structural preprocessing parameters (and cache key) for ``modality="anat"``."""
+        from braincam.data.structural import AnatParams
+
+        return AnatParams(equalize=self.equalize, trim_threshold=self.trim_threshold)
 
     def dti_params(self) -> DTIParams:
         """The subset of options that define the FA/MD computation (and its cache key)."""
@@ -207,6 +228,19 @@ def write_failures(work_dir: str | Path, failures: Sequence[Failure]) -> Path:
 
 
 def _ingest(data_dir: Path, config: PrepareConfig) -> IngestResult:
+    if config.modality == "anat":
+        from braincam.data.structural import ingest_anat
+
+        # "effect" is the dMRI default; a structural cohort's ground truth is its lesion mask.
+        desc = "lesion" if config.mask_desc == "effect" else config.mask_desc
+        return ingest_anat(
+            data_dir,
+            label=config.label,
+            participant_labels=config.participant_labels,
+            mask_desc=desc,
+            masks_dir=config.masks_dir,
+            missing=config.missing_contrast,  # type: ignore[arg-type]
+        )
     if config.manifest is not None:
         return ingest_manifest(
             config.manifest,
@@ -242,7 +276,9 @@ def _build_slices(
         SliceSource(
             participant_id=pid,
             label=records[pid].label,
-            images=[Path(outcomes[pid].fa)],
+            # anat outcomes carry three co-registered channels (T1w, T2w, FLAIR); dMRI one FA map.
+            images=[Path(p) for p in getattr(outcomes[pid], "images", ())]
+            or [Path(outcomes[pid].fa)],
             mask=records[pid].mask,
         )
         for pid in splits["participant_id"]
@@ -284,15 +320,27 @@ def prepare(
 
     write_dataset_description(work_dir)
     t_fit = time.perf_counter()
-    outcomes = run_subjects(
-        ingested.subjects,
-        work_dir,
-        config.dti_params(),
-        workers=config.workers,
-        dask_scheduler=config.dask_scheduler,
-        force=config.force,
-        progress=config.progress,
-    )
+    if config.modality == "anat":
+        from braincam.data.structural import run_anat_subjects
+
+        outcomes = run_anat_subjects(
+            ingested.subjects,
+            work_dir,
+            config.anat_params(),
+            workers=config.workers,
+            force=config.force,
+            progress=config.progress,
+        )
+    else:
+        outcomes = run_subjects(
+            ingested.subjects,
+            work_dir,
+            config.dti_params(),
+            workers=config.workers,
+            dask_scheduler=config.dask_scheduler,
+            force=config.force,
+            progress=config.progress,
+        )
     fit_seconds = time.perf_counter() - t_fit
     by_pid = {o.participant_id: o for o in outcomes}
     for o in outcomes:
@@ -357,6 +405,11 @@ def prepare(
         work_dir=work_dir,
         store_info=store_info,
     )
+    if config.modality == "anat":
+        from braincam.data.structural import registration_summary
+
+        # Estimated transforms per subject and, with ground truth, errors (per subject, median).
+        summary["registration"] = registration_summary(outcomes)
     update_summary(work_dir, "prepare", summary)
     return PrepareResult(
         work_dir=work_dir,
@@ -400,7 +453,8 @@ def _summary(
                 "label": r.label,
                 "session": r.session,
                 "run": r.run,
-                "dwi": str(r.dwi),
+                "dwi": str(r.dwi) if hasattr(r, "dwi") else None,
+                "anat": {k: str(v) for k, v in r.images.items()} if hasattr(r, "images") else None,
                 "status": o.status if o else "not run",
                 "fa": str(Path(o.fa).relative_to(work_dir)) if o and o.fa else None,
                 "split": split_of.get(r.participant_id),

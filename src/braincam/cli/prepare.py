@@ -57,6 +57,18 @@ def prepare(
         None, help="BIDS-derivatives folder of subject-space masks (default: BIDS/derivatives/*)."
     ),
     force: bool = typer.Option(False, help="Recompute FA even when the cache is valid."),
+    modality: str = typer.Option(
+        "dwi", help="dwi (DTI → FA) or anat (T1w/T2w/FLAIR → N4, co-registration, equalization)."
+    ),
+    equalize: str = typer.Option(
+        "adaptive", help="anat: histogram equalization, global|adaptive|none."
+    ),
+    trim_threshold: float = typer.Option(
+        0.10, help="anat: keep slices whose brain area is ≥ this × the largest slice's."
+    ),
+    missing_contrast: str = typer.Option(
+        "error", help="anat: a subject without T1w/T2w/FLAIR stops (error) or is listed (skip)."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Validate inputs, fit DTI (FA/MD), split subjects and build the 2.5D slice store."""
@@ -88,12 +100,17 @@ def prepare(
         masks_dir=masks,
         force=force,
         progress=progress,
+        modality=modality,
+        equalize=equalize,
+        trim_threshold=trim_threshold,
+        missing_contrast=missing_contrast,
     )
     result = prepare(bids_dir, work_dir, config)
     console = Console()
     s = result.summary["n_subjects"]
+    what = "T1w/T2w/FLAIR" if modality == "anat" else "FA maps"
     console.print(
-        f"FA maps: {s['computed']} computed, {s['skipped']} skipped (cached), "
+        f"{what}: {s['computed']} computed, {s['skipped']} skipped (cached), "
         f"{s['failed']} failed; splits: {result.slices_per_split or '-'} slices"
     )
     if result.mask_slices:

@@ -43,11 +43,50 @@ def synth(
         False, "--overwrite", help="Replace an earlier braincam synth dataset in OUT_DIR."
     ),
     workers: int = typer.Option(1, "--workers", help="Subjects simulated in parallel."),
+    kind: str = typer.Option(
+        "dwi", "--kind", help="dwi (young/old diffusion) or structural (T1w/T2w/FLAIR, MS groups)."
+    ),
+    groups: str = typer.Option(
+        "control,rrms,spms", "--groups", help="structural: the three group names (comma-separated)."
+    ),
+    bias_strength: float = typer.Option(
+        0.25, "--bias-strength", help="structural: bias field spans ×(1 ± this)."
+    ),
+    misregistration_deg: float = typer.Option(
+        3.0, "--misregistration-deg", help="structural: T2w/FLAIR rotation vs T1w, ± per axis."
+    ),
+    misregistration_mm: float = typer.Option(
+        3.0, "--misregistration-mm", help="structural: T2w/FLAIR shift vs T1w, ± per axis."
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a young/old diffusion-MRI cohort (BIDS) with ground-truth masks and FA."""
     from braincam.data.synth import SynthConfig, synthesize
 
+    if kind not in ("dwi", "structural"):
+        from braincam.errors import ConfigError
+
+        raise ConfigError(f"--kind must be dwi or structural, got {kind!r}")
+    if kind == "structural":
+        from braincam.data.synth_anat import AnatSynthConfig, synthesize_anat
+
+        names = tuple(g.strip() for g in groups.split(","))
+        anat = AnatSynthConfig(
+            subjects=subjects,
+            seed=seed,
+            voxel_size=voxel_size,
+            groups=names,  # type: ignore[arg-type]  # validate() checks there are three
+            bias_strength=bias_strength,
+            misregistration_deg=misregistration_deg,
+            misregistration_mm=misregistration_mm,
+            warp_mm=warp_mm,
+            orientation=orientation.upper(),
+        )
+        out = synthesize_anat(
+            out_dir, anat, overwrite=overwrite, progress=not quiet, workers=workers
+        )
+        typer.echo(f"wrote {subjects} subjects (T1w/T2w/FLAIR) to {out}")
+        return
     config = SynthConfig(
         subjects=subjects,
         seed=seed,
