@@ -43,14 +43,20 @@ def _dataclass_config(cls: type, params: dict[str, Any], section: str) -> Any:
 
 
 def _synth_config(cfg: ExperimentConfig) -> Any:
+    """The synthesis dataclass of the config's ``synth`` section (``kind``: dwi | structural)."""
     from braincam.data.synth import SynthConfig
+    from braincam.data.synth_anat import AnatSynthConfig
 
     params = dict(cfg.synth or {})
     params.pop("workers", None)  # how to run, not what to make: not part of the data's identity
-    for key in ("young_ages", "old_ages"):
+    kind = params.pop("kind", "dwi")
+    if kind not in ("dwi", "structural"):
+        raise ConfigError(f"synth.kind: must be 'dwi' or 'structural', got {kind!r}")
+    cls = SynthConfig if kind == "dwi" else AnatSynthConfig
+    for key in ("young_ages", "old_ages", "groups"):
         if key in params:
             params[key] = tuple(params[key])
-    synth = _dataclass_config(SynthConfig, params, "synth")
+    synth = _dataclass_config(cls, params, "synth")
     try:
         synth.validate()
     except ConfigError as exc:
@@ -81,6 +87,7 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
             raise InputError("BIDS directory not found", path=bids)
         return bids
     from braincam.data.synth import synthesize
+    from braincam.data.synth_anat import AnatSynthConfig, synthesize_anat
 
     synth = _synth_config(cfg)
     workers = int((cfg.synth or {}).get("workers", 1))
@@ -90,7 +97,8 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
     complete = (bids / "dataset_description.json").is_file() and stamp.is_file()
     if complete and read_json(stamp) == read_json_roundtrip(params):
         return bids
-    synthesize(bids, synth, overwrite=True, progress=progress, workers=workers)
+    make = synthesize_anat if isinstance(synth, AnatSynthConfig) else synthesize
+    make(bids, synth, overwrite=True, progress=progress, workers=workers)
     write_json(stamp, params)
     return bids
 
