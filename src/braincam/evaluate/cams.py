@@ -23,7 +23,6 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from braincam.errors import InputError
 from braincam.explain import DEFAULT_METHODS, ExplainConfig, ExplainResult, explain_run
 from braincam.io import read_json, update_summary, write_atomic, write_json
 
@@ -155,19 +154,14 @@ def localization_3d(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
             mask_path = ctx.store.meta["subjects"][pid].get("mask")
             if not mask_path:
                 continue
-            mask = torch.from_numpy(np.asarray(nib.load(mask_path).dataobj) > 0)[None]
+            mask = _mask_on_source_grid(ctx.store, pid, mask_path)
             if not mask.any():
                 continue
             if method.startswith("baseline:"):
-                like = mask.float()
-                heat = baseline_maps(like, method.split(":")[1], ctx.generator)
+                heat = baseline_maps(mask.float(), method.split(":")[1], ctx.generator)
             else:
                 img = nib.load(nifti / f"{pid}_desc-{method}_heatmap.nii.gz")
                 heat = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
-            if heat.shape != mask.shape:
-                raise InputError(
-                    "back-projected map and mask grids differ", subject=pid, path=mask_path
-                )
             per_subject.append(localization_table(heat, mask, threshold=cfg.threshold))
         if per_subject:
             merged = {k: torch.cat([t[k] for t in per_subject]) for k in per_subject[0]}
@@ -180,6 +174,23 @@ def localization_3d(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
                 }
             )
     return pd.DataFrame(records)
+
+
+def _mask_on_source_grid(store: Any, pid: str, mask_path: str) -> Tensor:
+    """The subject's ground-truth mask on the grid its heatmaps were back-projected to.
+
+    The grids differ when preprocessing cropped the image (structural slice trimming), so the
+    mask is resampled (nearest neighbour) in world space.
+    """
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    mask_img = nib.load(mask_path)
+    affine, shape = store.grid(pid, "source")
+    same = tuple(mask_img.shape[:3]) == tuple(shape) and np.allclose(mask_img.affine, affine)
+    if not same:
+        mask_img = resample_from_to(mask_img, (tuple(shape), affine), order=0)
+    return torch.from_numpy(np.asarray(mask_img.dataobj) > 0)[None]
 
 
 # ------------------------------------------------------------------ perturbation, faithfulness
