@@ -93,7 +93,7 @@ def _is_missing(value: object) -> bool:
     )
 
 
-def _read_tsv(path: Path, *, what: str) -> pd.DataFrame:
+def read_tsv(path: Path, *, what: str) -> pd.DataFrame:
     if not path.is_file():
         raise InputError(f"{what} not found", path=path)
     try:
@@ -102,7 +102,7 @@ def _read_tsv(path: Path, *, what: str) -> pd.DataFrame:
         raise InputError(f"cannot read {what}: {exc}", path=path) from exc
 
 
-def _labels_from_table(
+def labels_from_table(
     table: pd.DataFrame, label: str, *, path: Path
 ) -> tuple[dict[str, str], list[Failure]]:
     """Map participant → label; duplicates and missing labels become failures."""
@@ -138,7 +138,7 @@ def _select(ids: Iterable[str], participant_labels: Sequence[str] | None) -> set
     return {normalize_participant(p) for p in participant_labels}
 
 
-def _find_mask(
+def find_mask(
     root: Path, participant_id: str, desc: str, *, session: str | None, run: str | None
 ) -> Path | None:
     """The subject's ``*_desc-<desc>_mask.nii[.gz]`` under ``root/sub-XX`` (None if absent).
@@ -174,7 +174,7 @@ def _mask_roots(data_root: Path, masks_dir: Path | None) -> list[Path]:
     return sorted(p for p in deriv.iterdir() if p.is_dir()) if deriv.is_dir() else []
 
 
-def _check_mask(mask: Path, shape: tuple[int, ...], affine: np.ndarray, *, subject: str) -> None:
+def check_mask(mask: Path, shape: tuple[int, ...], affine: np.ndarray, *, subject: str) -> None:
     img = load_nifti_header(mask, subject=subject)
     if tuple(img.shape[:3]) != tuple(shape[:3]) or not np.allclose(img.affine, affine, atol=1e-3):
         raise InputError(
@@ -210,7 +210,7 @@ def _validate_record(
     )
     if mask is not None:
         affine = load_nifti_header(dwi, subject=participant_id).affine
-        _check_mask(mask, shape, affine, subject=participant_id)
+        check_mask(mask, shape, affine, subject=participant_id)
     return SubjectRecord(
         participant_id=participant_id,
         label=label,
@@ -282,8 +282,8 @@ def ingest_bids(
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", path=bids_dir)
     participants_tsv = bids_dir / "participants.tsv"
-    labels, failures = _labels_from_table(
-        _read_tsv(participants_tsv, what="participants table"), label, path=participants_tsv
+    labels, failures = labels_from_table(
+        read_tsv(participants_tsv, what="participants table"), label, path=participants_tsv
     )
     dup_subjects = {f.participant_id for f in failures}
     files = _bids_dwi_files(bids_dir)
@@ -331,7 +331,7 @@ def ingest_bids(
         ses, rn = _entity(dwi, "ses"), _entity(dwi, "run")
         mask = None
         for root in mask_roots:
-            mask = _find_mask(root, pid, mask_desc or "", session=ses, run=rn)
+            mask = find_mask(root, pid, mask_desc or "", session=ses, run=rn)
             if mask is not None:
                 break
         try:
@@ -379,11 +379,11 @@ def ingest_manifest(
     ``mask`` column gives a ground-truth mask per subject.
     """
     manifest = Path(manifest)
-    table = _read_tsv(manifest, what="manifest")
+    table = read_tsv(manifest, what="manifest")
     missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
     if missing:
         raise InputError("manifest lacks required columns", path=manifest, value=missing)
-    labels, failures = _labels_from_table(table, label, path=manifest)
+    labels, failures = labels_from_table(table, label, path=manifest)
     base = Path(base_dir) if base_dir is not None else manifest.parent
     selected = _select(labels, participant_labels)
 

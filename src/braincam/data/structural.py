@@ -42,12 +42,12 @@ from braincam.data.dmri import _peak_rss_mib, derivatives_root, file_sha256
 from braincam.data.ingest import (
     Failure,
     IngestResult,
-    _check_mask,
-    _find_mask,
-    _labels_from_table,
     _mask_roots,
-    _read_tsv,
+    check_mask,
+    find_mask,
+    labels_from_table,
     normalize_participant,
+    read_tsv,
 )
 from braincam.data.validate import load_nifti_header
 from braincam.errors import BraincamError, ConfigError, InputError
@@ -798,7 +798,7 @@ def check_anat_headers(record: AnatRecord) -> None:
             raise InputError(f"{contrast} must be a 3D image", subject=pid, path=path, value=shape)
     if record.mask is not None:
         t1 = load_nifti_header(record.t1, subject=pid)
-        _check_mask(record.mask, t1.shape, t1.affine, subject=pid)
+        check_mask(record.mask, t1.shape, t1.affine, subject=pid)
 
 
 def ingest_anat(
@@ -824,8 +824,8 @@ def ingest_anat(
     if not root.is_dir():
         raise InputError("BIDS folder not found", path=root)
     table_path = root / "participants.tsv"
-    labels, failures = _labels_from_table(
-        _read_tsv(table_path, what="participants table"), label, path=table_path
+    labels, failures = labels_from_table(
+        read_tsv(table_path, what="participants table"), label, path=table_path
     )
     selected = (
         {normalize_participant(p) for p in participant_labels} if participant_labels else None
@@ -863,7 +863,7 @@ def ingest_anat(
             continue
         mask = None
         for deriv in mask_roots:
-            mask = _find_mask(deriv, pid, mask_desc or "", session=None, run=None)
+            mask = find_mask(deriv, pid, mask_desc or "", session=None, run=None)
             if mask is not None:
                 break
         truth = {

@@ -263,14 +263,14 @@ def mni_region_path(bids_dir: str | Path) -> Path:
     )
 
 
-def _software() -> dict[str, str]:
+def software() -> dict[str, str]:
     from braincam.provenance import library_versions
 
     return {"Name": "braincam", "Version": library_versions()["braincam"]}
 
 
 def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participant]) -> None:
-    soft = _software()
+    soft = software()
     write_json(
         out / "dataset_description.json",
         {
@@ -342,7 +342,7 @@ class _Cohort:
     mni_points: NDArray[np.float64]  # voxel centres of the template grid (MNI mm)
 
 
-def _native_shape(template: Template, config: SynthConfig) -> tuple[int, int, int]:
+def native_shape(template: Template, config: SynthConfig) -> tuple[int, int, int]:
     """Even-sized field of view that holds every drawn brain (size, tilt and warp included)."""
     lo, hi = template.brain_bbox_mm(threshold=0.05)
     half = (hi - lo) / 2.0 + template.voxel_size
@@ -352,7 +352,7 @@ def _native_shape(template: Template, config: SynthConfig) -> tuple[int, int, in
     return tuple(int(2 * np.ceil(h / config.voxel_size)) for h in half)  # type: ignore[return-value]
 
 
-def _native_affine(config: SynthConfig, centre_mm: NDArray, shape: tuple[int, ...]) -> NDArray:
+def native_affine(config: SynthConfig, centre_mm: NDArray, shape: tuple[int, ...]) -> NDArray:
     """Voxel → scanner mm with the array's middle on ``centre_mm`` (LAS or RAS axes)."""
     signs = np.array([-1.0 if config.orientation == "LAS" else 1.0, 1.0, 1.0])
     affine = np.diag([*(signs * config.voxel_size), 1.0])
@@ -373,7 +373,7 @@ def _prepare_cohort(config: SynthConfig, template: Template | None) -> _Cohort:
     # Deep white matter (far from cortex) gets the higher FA; σ = 3 mm.
     wm_core = ndi.gaussian_filter(template.wm, 3.0 / template.voxel_size)
     bvals, bvecs = gradient_scheme(config.directions, config.b0_volumes, config.bvalue)
-    shape = _native_shape(template, config)
+    shape = native_shape(template, config)
     return _Cohort(template, wm_core, region, shape, bvals, bvecs, template.points())
 
 
@@ -400,7 +400,7 @@ def _subject(
 
     # Centre the field of view on this subject's brain (prepare slices around the middle).
     centre = transform.to_native(tpl.brain_center_mm()[None, :])[0]
-    affine = _native_affine(config, centre, cohort.shape)
+    affine = native_affine(config, centre, cohort.shape)
     mni = transform.to_mni(grid_coordinates(cohort.shape, affine))
 
     ijk = voxel_indices(tpl.affine, mni)  # shared by every template map sampled below
@@ -493,7 +493,7 @@ def _write_subject(
         dwi_dir / f"{pid}_dwi.json",
         {
             "Description": "Simulated single-shell diffusion MRI (braincam synth)",
-            "SoftwareVersions": f"braincam {_software()['Version']}",
+            "SoftwareVersions": f"braincam {software()['Version']}",
             "SimulatedSNR": config.snr if np.isfinite(config.snr) else "inf",
             "SimulatedNoise": "Rician",
             "bValue": config.bvalue,
@@ -556,7 +556,7 @@ def _remove_previous(out: Path) -> None:
     shutil.rmtree(out / "derivatives" / "groundtruth", ignore_errors=True)
 
 
-def _clear_previous(out: Path, overwrite: bool) -> None:
+def clear_previous(out: Path, overwrite: bool) -> None:
     """Check ``out`` (see :func:`_check_output`) and clear an earlier synth dataset in it.
 
     Also used by :mod:`braincam.data.synth_anat`.

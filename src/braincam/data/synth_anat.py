@@ -39,13 +39,13 @@ from braincam.data.anatomy import (
 )
 from braincam.data.synth import (
     BIDS_VERSION,
-    _clear_previous,
-    _native_affine,
-    _native_shape,
-    _software,
     add_rician_noise,
+    clear_previous,
+    native_affine,
+    native_shape,
     participant_ids,
     save_nifti,
+    software,
 )
 from braincam.errors import ConfigError
 from braincam.io import write_json, write_text_atomic
@@ -241,7 +241,7 @@ def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -
     vpts = pts[vent]
     return _AnatCohort(
         template=template,
-        shape=_native_shape(template, config),  # type: ignore[arg-type]  # same field names
+        shape=native_shape(template, config),  # type: ignore[arg-type]  # same field names
         periventricular=pts[wm & (dist <= 10.0)],
         deep_wm=pts[wm & (dist > 10.0)],
         ventricle_centre=vpts.mean(0),
@@ -405,7 +405,7 @@ def simulate_subject(
     )
     lesions = draw_lesions(rng, cohort, effect)
     centre = transform.to_native(tpl.brain_center_mm()[None, :])[0]
-    affine = _native_affine(config, centre, cohort.shape)  # type: ignore[arg-type]
+    affine = native_affine(config, centre, cohort.shape)  # type: ignore[arg-type]
     grid = grid_coordinates(cohort.shape, affine)
     sigma = 0.0 if not np.isfinite(config.snr) else 1.0 / config.snr
 
@@ -497,7 +497,7 @@ def draw_anat_participants(config: AnatSynthConfig) -> list[AnatParticipant]:
 
 
 def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatParticipant]) -> None:
-    soft = _software()
+    soft = software()
     write_json(
         out / "dataset_description.json",
         {
@@ -571,7 +571,7 @@ def _write_subject(out: Path, cohort: _AnatCohort, subj: AnatSubject, pid: str) 
             raw[contrast].with_name(f"{pid}_{contrast}.json"),
             {
                 "Description": f"Simulated {contrast} image (braincam synth --kind structural)",
-                "SoftwareVersions": f"braincam {_software()['Version']}",
+                "SoftwareVersions": f"braincam {software()['Version']}",
                 "SimulatedBiasField": "exp(random quadratic), own scanner frame",
                 "SimulatedNoise": "Rician",
             },
@@ -617,7 +617,7 @@ def synthesize_anat(
     if workers < 1:
         raise ConfigError(f"workers must be >= 1; got {workers!r}")
     out = Path(out_dir)
-    _clear_previous(out, overwrite)  # before the slow template work: a refusal comes at once
+    clear_previous(out, overwrite)  # before the slow template work: a refusal comes at once
     cohort = _prepare_cohort(config, template)
     out.mkdir(parents=True, exist_ok=True)
     people = draw_anat_participants(config)
