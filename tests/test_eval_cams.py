@@ -91,3 +91,17 @@ def test_report_from_a_run_renders_every_section(evaluated) -> None:
     assert "baseline:uniform" in html  # localization read against its baseline
     assert "deletion" in html and "Subject split" in html
     assert html.count("data:image/png;base64,") >= 4
+
+
+def test_run_report_renders_in_chromium(evaluated, tmp_path) -> None:
+    """The report of a real (tiny) run, not a hand-made page: images decode, no JS errors."""
+    from braincam.report.browser import check_report
+    from braincam.report.build import build_report
+    from test_report_browser import _require_browser
+
+    _require_browser()
+    work, run, _ = evaluated
+    path = build_report(work, runs=[run])
+    result = check_report(path, tmp_path / "run-report.png")
+    assert result.errors == [] and result.broken_images == []
+    assert result.n_images >= 4
