@@ -13,8 +13,10 @@ from __future__ import annotations
 import gzip
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -269,12 +271,24 @@ def software() -> dict[str, str]:
     return {"Name": "braincam", "Version": library_versions()["braincam"]}
 
 
-def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participant]) -> None:
+def write_cohort_files(
+    out: Path,
+    *,
+    name: str,
+    people: Sequence[Any],
+    group_description: str,
+    levels: dict[str, str],
+) -> Path:
+    """The BIDS files every synthetic cohort has; returns the ground-truth derivatives folder.
+
+    Writes ``dataset_description.json``, ``participants.tsv`` / ``.json`` (participant_id, age,
+    group; ``people`` need those three attributes) and the ground truth's own description.
+    """
     soft = software()
     write_json(
         out / "dataset_description.json",
         {
-            "Name": "braincam synthetic diffusion MRI cohort",
+            "Name": name,
             "BIDSVersion": BIDS_VERSION,
             "DatasetType": "raw",
             "License": "CC0",
@@ -290,14 +304,7 @@ def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participan
         {
             "participant_id": {"Description": "Unique participant identifier"},
             "age": {"Description": "Age at the (simulated) scan", "Units": "year"},
-            "group": {
-                "Description": "Age group",
-                "Levels": {
-                    "young": f"{config.young_ages[0]}–{config.young_ages[1]} years",
-                    "old": f"{config.old_ages[0]}–{config.old_ages[1]} years; FA reduced by "
-                    f"{config.effect_size:g} in region {config.effect_region!s}",
-                },
-            },
+            "group": {"Description": group_description, "Levels": levels},
         },
     )
     gt = out / "derivatives" / "groundtruth"
@@ -310,6 +317,22 @@ def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participan
             "GeneratedBy": [{**soft, "Description": "braincam synth ground truth"}],
             "SourceDatasets": [{"URL": "../../"}],
         },
+    )
+    return gt
+
+
+def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participant]) -> None:
+    levels = {
+        "young": f"{config.young_ages[0]}–{config.young_ages[1]} years",
+        "old": f"{config.old_ages[0]}–{config.old_ages[1]} years; FA reduced by "
+        f"{config.effect_size:g} in region {config.effect_region!s}",
+    }
+    gt = write_cohort_files(
+        out,
+        name="braincam synthetic diffusion MRI cohort",
+        people=people,
+        group_description="Age group",
+        levels=levels,
     )
     settings = asdict(config)
     settings["effect_region"] = str(config.effect_region)

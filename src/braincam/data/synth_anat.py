@@ -38,7 +38,6 @@ from braincam.data.anatomy import (
     voxel_indices,
 )
 from braincam.data.synth import (
-    BIDS_VERSION,
     add_rician_noise,
     clear_previous,
     native_affine,
@@ -46,6 +45,7 @@ from braincam.data.synth import (
     participant_ids,
     save_nifti,
     software,
+    write_cohort_files,
 )
 from braincam.errors import ConfigError
 from braincam.io import write_json, write_text_atomic
@@ -497,21 +497,6 @@ def draw_anat_participants(config: AnatSynthConfig) -> list[AnatParticipant]:
 
 
 def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatParticipant]) -> None:
-    soft = software()
-    write_json(
-        out / "dataset_description.json",
-        {
-            "Name": "braincam synthetic structural MRI cohort (T1w, T2w, FLAIR)",
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "raw",
-            "License": "CC0",
-            "GeneratedBy": [{**soft, "Description": "braincam synth (simulated data)"}],
-        },
-    )
-    rows = ["participant_id\tage\tgroup"] + [
-        f"{p.participant_id}\t{p.age}\t{p.group}" for p in people
-    ]
-    write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")
     levels = {
         name: (
             f"mean {eff.lesions:g} WM lesions ({eff.periventricular:.0%} periventricular, "
@@ -520,24 +505,12 @@ def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatPa
         )
         for name, eff in zip(config.groups, config.effects, strict=True)
     }
-    write_json(
-        out / "participants.json",
-        {
-            "participant_id": {"Description": "Unique participant identifier"},
-            "age": {"Description": "Age at the (simulated) scan", "Units": "year"},
-            "group": {"Description": "Diagnostic group (simulated)", "Levels": levels},
-        },
-    )
-    gt = out / "derivatives" / "groundtruth"
-    write_json(
-        gt / "dataset_description.json",
-        {
-            "Name": "braincam synth ground truth",
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "derivative",
-            "GeneratedBy": [{**soft, "Description": "braincam synth ground truth"}],
-            "SourceDatasets": [{"URL": "../../"}],
-        },
+    gt = write_cohort_files(
+        out,
+        name="braincam synthetic structural MRI cohort (T1w, T2w, FLAIR)",
+        people=people,
+        group_description="Diagnostic group (simulated)",
+        levels=levels,
     )
     lut = ["index\tname"] + [f"{k}\t{v}" for k, v in DSEG_LABELS.items()]
     write_text_atomic(gt / "desc-tissue_dseg.tsv", "\n".join(lut) + "\n")
