@@ -6,9 +6,9 @@
 For each model (vgg16-gap, resnet18-gap from ``braincam.models.build_model``, or equivalent
 torchvision-based stand-ins when the model zoo is not importable), one input batch is explained
 by every variant: the no-grad forward, braincam's methods, pytorch-grad-cam, torch-cam and MONAI
-(where installed and where they run). Variants are interleaved inside each repetition (forward,
-ours, theirs, forward, …; the order rotates between repetitions) so that load from other
-processes hits all of them alike; medians are reported as ratios to the median forward time.
+(where installed and where they run). Every variant runs right after a no-grad forward of the same
+batch, and each cell is the median over repetitions of that pair's ratio (the order of variants
+rotates between repetitions), so slow phases of a shared CPU hit both sides of a ratio alike.
 A 3-D CNN on a 96³ volume (batch 2) is timed the same way; failures are recorded, not hidden.
 Prints one Markdown table per model as soon as it is measured (per-variant times on stderr);
 ``--skip`` leaves variants out (e.g. ``pgc:eigencam``, whose numpy SVD stalls on a loaded CPU).
@@ -177,33 +177,58 @@ def variants(model: nn.Module, x: torch.Tensor, libs: set[str]) -> dict[str, Var
     return out
 
 
-def measure(named: dict[str, Variant], reps: int) -> tuple[dict[str, list[float]], dict[str, str]]:
+def measure(
+    named: dict[str, Variant], reps: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]], dict[str, str]]:
+    """Time every variant ``reps`` times (after one warm-up), each right after its own forward.
+
+    Returns per-variant times, per-variant *paired ratios* (variant time / the forward timed
+    just before it) and failures. Why paired: on a shared virtual CPU the speed of the same
+    batch drifts by ±30 % over a minute; a variant and the forward next to it see the same
+    phase, so their ratio is far steadier than a ratio of two medians taken minutes apart.
+    """
     times: dict[str, list[float]] = {k: [] for k in named}
+    ratios: dict[str, list[float]] = {k: [] for k in named if k != "forward"}
     failed: dict[str, str] = {}
-    keys = list(named)
+    keys = [k for k in named if k != "forward"]
+
+    def timed(key: str) -> float | None:
+        start = time.perf_counter()
+        try:
+            named[key]()
+        except Exception as exc:  # a reference library failing is a result, not a crash
+            failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+            return None
+        return time.perf_counter() - start
+
     for rep in range(reps + 1):  # repetition 0 is a warm-up
         order = keys[rep % len(keys) :] + keys[: rep % len(keys)]
         for key in order:
             if key in failed:
                 continue
-            start = time.perf_counter()
-            try:
-                named[key]()
-            except Exception as exc:  # a reference library failing is a result, not a crash
-                failed[key] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:70]}"
+            fwd = timed("forward")
+            took = timed(key)
+            if fwd is None or took is None:
                 continue
-            took = time.perf_counter() - start
             if rep:
+                times["forward"].append(fwd)
                 times[key].append(took)
-            print(f"  rep {rep} {key}: {took:.2f} s", file=sys.stderr, flush=True)
-    return times, failed
+                ratios[key].append(took / fwd)
+            print(f"  rep {rep} {key}: {took:.2f} s (forward {fwd:.2f} s)", file=sys.stderr)
+    return times, ratios, failed
 
 
-def table(title: str, times: dict[str, list[float]], failed: dict[str, str]) -> list[str]:
+def table(
+    title: str,
+    times: dict[str, list[float]],
+    ratios: dict[str, list[float]],
+    failed: dict[str, str],
+) -> list[str]:
     fwd = statistics.median(times["forward"])
-    med = {k: statistics.median(v) for k, v in times.items() if v}
+    med = {k: statistics.median(v) for k, v in ratios.items() if v}
     lines = [
-        f"**{title}** — forward (no grad) median {fwd:.3f} s over {len(times['forward'])} runs",
+        f"**{title}** — forward (no grad) median {fwd:.3f} s over {len(times['forward'])} runs; "
+        "cells: median over repetitions of (variant time / the forward timed just before it)",
         "",
         "| method | braincam ×fwd | pytorch-grad-cam ×fwd | speed-up vs pgc | torch-cam ×fwd "
         "| MONAI ×fwd |",
@@ -213,7 +238,7 @@ def table(title: str, times: dict[str, list[float]], failed: dict[str, str]) -> 
     def cell(key: str) -> str:
         if key in failed:
             return f"fails ({failed[key]})"
-        return f"{med[key] / fwd:.2f}" if key in med else "—"
+        return f"{med[key]:.2f}" if key in med else "—"
 
     for m in [m for m in OURS if any(k.endswith(f":{m}") for k in times)]:
         speed = "—"
@@ -287,8 +312,8 @@ def main() -> None:
             x = torch.randn(batch, 1, 224, 224)
             title = f"{name}, batch {batch}, 1×224×224 ({source})"
         print(title, file=sys.stderr)
-        times, failed = measure(pick(variants(model, x, libs)), reps)
-        emit(table(title, times, failed))
+        times, ratios, failed = measure(pick(variants(model, x, libs)), reps)
+        emit(table(title, times, ratios, failed))
 
 
 if __name__ == "__main__":
