@@ -101,6 +101,26 @@ def test_pointing_game_tolerance_is_euclidean() -> None:
     assert loc.default_tolerance((224, 224)) == 15.0
 
 
+def test_precomputed_zone_gives_the_same_tolerant_score() -> None:
+    masks = torch.zeros(2, 20, 20, dtype=torch.bool)
+    masks[0, 0, 0] = masks[1, 10, 10] = True
+    maps = torch.zeros(2, 20, 20)
+    maps[0, 3, 4] = 1.0  # distance 5 from sample 0's mask voxel
+    maps[1, 10, 17] = 1.0  # distance 7 from sample 1's
+    zone = loc.tolerance_zone(masks, 5.0)
+    assert zone[0, 3, 4] and not zone[1, 10, 17] and zone.sum() < zone.numel()
+    expected = loc.pointing_game(maps, masks, tolerance=5.0)
+    assert expected.tolist() == [1.0, 0.0]
+    assert torch.equal(loc.pointing_game(maps, masks, tolerance=5.0, zone=zone), expected)
+    table = loc.localization_table(maps, masks, tolerance=5.0, zone=zone)
+    assert torch.equal(table["pointing_game_tolerant"], expected)
+    assert torch.equal(loc.tolerance_zone(masks, 0.0), masks)
+    with pytest.raises(InputError, match="zone"):
+        loc.pointing_game(maps, masks, tolerance=5.0, zone=zone[:1])
+    with pytest.raises(InputError, match="tolerance"):
+        loc.tolerance_zone(masks, -1.0)
+
+
 def test_empty_masks_are_nan_and_excluded() -> None:
     masks = _square_masks()
     masks[1] = False

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import cached_property
 from importlib import metadata, resources
 
 import numpy as np
@@ -176,6 +177,14 @@ class Atlas:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.labels.shape)
+
+    @cached_property
+    def index(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ids, inverse, voxels)``: the labels present (sorted), each voxel's position in
+        ``ids`` (flat), and the voxel count per id. Computed once per atlas grid (a sort of the
+        whole volume), then shared by every map summed on it."""
+        ids, inverse = np.unique(self.labels.ravel(), return_inverse=True)
+        return ids, inverse.ravel(), np.bincount(inverse.ravel(), minlength=len(ids))
 
 
 def _package_file(name: str) -> resources.abc.Traversable:

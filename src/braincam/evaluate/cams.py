@@ -115,9 +115,30 @@ def _subsample(n: int, limit: int | None, generator: torch.Generator) -> Tensor:
 # ------------------------------------------------------------------------ localization
 
 
+def _score_candidates(
+    candidates: dict[str, Tensor], masks: Tensor, cfg: CamEvalConfig, tolerance: float | None
+) -> dict[str, dict[str, Tensor]]:
+    """Localization tables of several map sets against the same masks.
+
+    The mask-only work (the tolerant pointing game's distance transform) is done once for all
+    of them. (Each map set is scored on its own: one batch of all would multiply the memory.)
+    """
+    from braincam.evaluate.localization import default_tolerance, localization_table, tolerance_zone
+
+    if tolerance is None:
+        tolerance = default_tolerance(tuple(masks.shape[1:]))
+    zone = tolerance_zone(masks, tolerance)
+    return {
+        name: localization_table(
+            maps, masks, threshold=cfg.threshold, tolerance=tolerance, zone=zone
+        )
+        for name, maps in candidates.items()
+    }
+
+
 def localization(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
     """Localization metrics on slices with ground-truth mask pixels, per method and baseline."""
-    from braincam.evaluate.localization import baseline_maps, localization_table, summarize_table
+    from braincam.evaluate.localization import baseline_maps, summarize_table
 
     if ctx.store.masks is None:
         return pd.DataFrame()
@@ -131,48 +152,53 @@ def localization(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
     like = next(iter(candidates.values()))
     candidates["baseline:uniform"] = baseline_maps(like, "uniform")
     candidates["baseline:random"] = baseline_maps(like, "random", ctx.generator)
-    records = []
-    for name, maps in candidates.items():
-        summary = summarize_table(
-            localization_table(maps, masks, threshold=cfg.threshold, tolerance=cfg.tolerance)
-        )
-        records.append({"model": ctx.model_name, "method": name, "level": "slice", **summary})
-    return pd.DataFrame(records)
+    tables = _score_candidates(candidates, masks, cfg, cfg.tolerance)
+    return pd.DataFrame(
+        [
+            {"model": ctx.model_name, "method": name, "level": "slice", **summarize_table(t)}
+            for name, t in tables.items()
+        ]
+    )
 
 
 def localization_3d(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
-    """Localization of the back-projected 3D maps against each subject's native mask."""
+    """Localization of the back-projected 3D maps against each subject's native mask.
+
+    Per subject the mask is read once and every method and baseline is scored against it in
+    one batch; the per-subject rows are then averaged per method.
+    """
     import nibabel as nib
 
-    from braincam.evaluate.localization import baseline_maps, localization_table, summarize_table
+    from braincam.evaluate.localization import baseline_maps, summarize_table
 
     nifti = ctx.explained.out_dir / "nifti"
+    per_method: dict[str, list[dict[str, Tensor]]] = {}
+    for pid in sorted(ctx.table["participant_id"].unique()):
+        mask_path = ctx.store.meta["subjects"][pid].get("mask")
+        if not mask_path:
+            continue
+        mask = _mask_on_source_grid(ctx.store, pid, mask_path)
+        if not mask.any():
+            continue
+        candidates = {}
+        for method in ctx.maps:
+            img = nib.load(nifti / f"{pid}_desc-{method}_heatmap.nii.gz")
+            candidates[method] = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
+        candidates["baseline:uniform"] = baseline_maps(mask.float(), "uniform")
+        candidates["baseline:random"] = baseline_maps(mask.float(), "random", ctx.generator)
+        for name, table in _score_candidates(candidates, mask, cfg, None).items():
+            per_method.setdefault(name, []).append(table)
     records = []
-    for method in [*ctx.maps, "baseline:uniform", "baseline:random"]:
-        per_subject = []
-        for pid in sorted(ctx.table["participant_id"].unique()):
-            mask_path = ctx.store.meta["subjects"][pid].get("mask")
-            if not mask_path:
-                continue
-            mask = _mask_on_source_grid(ctx.store, pid, mask_path)
-            if not mask.any():
-                continue
-            if method.startswith("baseline:"):
-                heat = baseline_maps(mask.float(), method.split(":")[1], ctx.generator)
-            else:
-                img = nib.load(nifti / f"{pid}_desc-{method}_heatmap.nii.gz")
-                heat = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
-            per_subject.append(localization_table(heat, mask, threshold=cfg.threshold))
-        if per_subject:
-            merged = {k: torch.cat([t[k] for t in per_subject]) for k in per_subject[0]}
-            records.append(
-                {
-                    "model": ctx.model_name,
-                    "method": method,
-                    "level": "volume",
-                    **summarize_table(merged),
-                }
-            )
+    for method, per_subject in per_method.items():
+        merged = {k: torch.cat([t[k] for t in per_subject]) for k in per_subject[0]}
+        records.append(
+            {
+                "model": ctx.model_name,
+                "method": method,
+                "level": "volume",
+                **summarize_table(merged),
+            }
+        )
     return pd.DataFrame(records)
 
 

@@ -114,17 +114,15 @@ def consistency(
     table = _as_table(table, len(maps))
     by = [by] if isinstance(by, str) else list(by)
     _columns(table, by + ([exclude_same] if exclude_same else []), "consistency")
+    # Centre and scale every map once; a group's correlations are then one small matrix product.
+    unit, ok = _unit_rows(maps)
+    codes = (
+        torch.as_tensor(pd.factorize(table[exclude_same])[0]) if exclude_same is not None else None
+    )
     rows = []
     for key, idx in table.groupby(by, sort=True, dropna=False).indices.items():
         key = key if isinstance(key, tuple) else (key,)
-        sel = torch.as_tensor(idx, dtype=torch.long)
-        r = correlation_matrix(maps[sel])
-        pair = torch.triu(torch.ones_like(r, dtype=torch.bool), diagonal=1)
-        if exclude_same is not None:
-            codes = torch.as_tensor(pd.factorize(table[exclude_same].iloc[idx])[0])
-            pair &= codes[:, None] != codes[None, :]
-        vals = r[pair]
-        vals = vals[~torch.isnan(vals)]
+        vals = _pair_values(unit, ok, codes, torch.as_tensor(idx, dtype=torch.long))
         n = len(vals)
         rows.append(
             dict(zip(by, key, strict=True))
@@ -138,6 +136,21 @@ def consistency(
             }
         )
     return pd.DataFrame(rows)
+
+
+def _pair_values(unit: Tensor, ok: Tensor, codes: Tensor | None, sel: Tensor) -> Tensor:
+    """Defined correlations of the distinct pairs among ``unit[sel]`` (pairs of equal ``codes``
+    excluded)."""
+    if len(sel) < 2:  # most groups of the across-models/methods levels hold a single map
+        return unit.new_empty(0)
+    a = unit[sel]
+    r = (a @ a.T).clamp(-1.0, 1.0)
+    pair = torch.triu(torch.ones_like(r, dtype=torch.bool), diagonal=1)
+    pair &= ok[sel][:, None] & ok[sel][None, :]
+    if codes is not None:
+        c = codes[sel]
+        pair &= c[:, None] != c[None, :]
+    return r[pair]
 
 
 #: The four groupings of the study: (name, group-by columns, column whose equal values don't pair).

@@ -47,6 +47,7 @@ __all__ = [
     "seeded_rand",
     "summarize_table",
     "threshold_regions",
+    "tolerance_zone",
 ]
 
 Connectivity = Literal["full", "face"]
@@ -225,9 +226,15 @@ def default_tolerance(spatial_shape: tuple[int, ...]) -> float:
     return 15.0 * max(spatial_shape) / 224.0
 
 
-def _within_distance(masks: Tensor, tolerance: float) -> Tensor:
-    """Voxels whose Euclidean distance to the nearest mask voxel is ≤ ``tolerance``."""
-    if tolerance <= 0:
+def tolerance_zone(masks: Tensor, tolerance: float) -> Tensor:
+    """Voxels whose Euclidean distance to the nearest mask voxel is ≤ ``tolerance`` (bool).
+
+    The tolerant pointing game's hit zone. It depends on the masks only, so callers scoring
+    several map sets against the same masks compute it once and pass it as ``zone=``.
+    """
+    if tolerance < 0:
+        raise InputError("tolerance must be ≥ 0 (voxels)", value=tolerance)
+    if tolerance == 0:
         return masks
     if not bool(masks.any()):
         return masks
@@ -246,6 +253,8 @@ def pointing_game(
     masks: Tensor,
     tolerance: float = 0.0,
     ties: Literal["fraction", "any"] = "fraction",
+    *,
+    zone: Tensor | None = None,
 ) -> Tensor:
     """Pointing game (Zhang et al.): is the map's maximum inside the mask? → float ``(N,)``.
 
@@ -254,7 +263,8 @@ def pointing_game(
     fraction of tied maximal voxels that hit (the expected hit under a random choice among them;
     a constant map scores the fraction of the field that hits, i.e. chance); ``"any"`` scores 1 if
     any tied maximum hits (Quantus' rule, which gives a constant map 1). Without ties both are
-    0 or 1. Empty masks give NaN.
+    0 or 1. Empty masks give NaN. ``zone``: :func:`tolerance_zone` of ``masks`` already computed
+    for this ``tolerance`` (it is the costly part; the caller vouches that it matches).
     """
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
@@ -264,7 +274,11 @@ def pointing_game(
         raise InputError("ties must be 'fraction' or 'any'", value=ties)
     flat = maps.flatten(1)
     is_max = flat == flat.amax(1, keepdim=True)
-    hit_zone = _within_distance(masks, float(tolerance)).flatten(1)
+    if zone is None:
+        zone = tolerance_zone(masks, float(tolerance))
+    elif tuple(zone.shape) != tuple(masks.shape):
+        raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
+    hit_zone = zone.to(masks.device).flatten(1)
     hits = (is_max & hit_zone).sum(1)
     if ties == "fraction":
         score = hits.double() / is_max.sum(1).double()
@@ -393,6 +407,7 @@ def localization_table(
     threshold: float = 0.2,
     tolerance: float | None = None,
     connectivity: Connectivity = "full",
+    zone: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Every localization metric per sample, as ``(N,)`` tensors keyed by name.
 
@@ -401,6 +416,8 @@ def localization_table(
     :func:`default_tolerance`; recorded in the ``tolerance`` column), ``relevance_mass``,
     ``relevance_rank_accuracy``, ``iou_threshold``, ``iou_box``, ``auroc``. Samples without
     mask voxels are NaN everywhere; :func:`summarize_table` excludes and counts them.
+    ``zone``: ``tolerance_zone(masks, tolerance)`` when the caller scores several map sets
+    against the same masks (computed here otherwise).
     """
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
@@ -412,7 +429,7 @@ def localization_table(
         "has_mask": has_mask,
         "mask_fraction": fraction,
         "pointing_game": pointing_game(maps, masks),
-        "pointing_game_tolerant": pointing_game(maps, masks, tolerance=tolerance),
+        "pointing_game_tolerant": pointing_game(maps, masks, tolerance=tolerance, zone=zone),
         "tolerance": torch.full_like(fraction, float(tolerance)),
         "relevance_mass": relevance_mass(maps, masks),
         "relevance_rank_accuracy": relevance_rank_accuracy(maps, masks),

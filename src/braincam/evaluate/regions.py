@@ -296,14 +296,13 @@ def region_mass(
     n = len(maps)
     if meta is not None and (not isinstance(meta, pd.DataFrame) or len(meta) != n):
         raise InputError("meta must be a DataFrame with one row per map", value=type(meta))
-    ids, inverse = np.unique(atlas.labels.ravel(), return_inverse=True)
+    ids, inverse, voxels = atlas.index
     inv = torch.as_tensor(inverse, dtype=torch.long, device=maps.device)
     flat = maps.flatten(1).double().clamp_min(0)
     mass = torch.zeros((n, len(ids)), dtype=torch.float64, device=maps.device)
     mass.index_add_(1, inv, flat)
     total = mass.sum(1, keepdim=True)
     fraction = torch.where(total > 0, mass / total.clamp_min(1e-300), torch.nan)
-    voxels = np.bincount(inverse, minlength=len(ids))
     share = voxels / voxels.sum()
     unknown = [int(i) for i in ids if int(i) not in atlas.names]
     if unknown:
