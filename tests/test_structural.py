@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from braincam.data import anat_cohort as cohort
 from braincam.data import structural as st
 from braincam.data import synth_anat as sa
 from braincam.data.anatomy import load_template, rotation_matrix
@@ -188,9 +189,9 @@ def test_missing_contrast_names_subject_and_file(bids: Path, tmp_path: Path) -> 
     flair = sa.anat_paths(copy, "sub-02")["FLAIR"]
     flair.unlink()
     with pytest.raises(InputError, match="FLAIR") as info:
-        st.ingest_anat(copy, label="group")
+        cohort.ingest_anat(copy, label="group")
     assert info.value.subject == "sub-02" and info.value.path == str(flair)
-    skipped = st.ingest_anat(copy, label="group", missing="skip")
+    skipped = cohort.ingest_anat(copy, label="group", missing="skip")
     assert [r.participant_id for r in skipped.subjects] == ["sub-01", "sub-03"]
     assert [(f.participant_id, f.file) for f in skipped.failures] == [("sub-02", str(flair))]
     raw = sa.anat_paths(copy, "sub-02")
@@ -216,7 +217,7 @@ def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Pat
     nib.save(nib.Nifti1Image(np.zeros((*img.shape, 2), np.int16), img.affine), t2)  # 4D
     mask = sa.anat_groundtruth_paths(copy, "sub-03")["lesion_mask"]
     nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), mask)  # wrong grid
-    result = st.ingest_anat(copy, label="group")
+    result = cohort.ingest_anat(copy, label="group")
     assert [r.participant_id for r in result.subjects] == ["sub-02"]
     found = {f.participant_id: f for f in result.failures}
     assert found["sub-01"].file == str(t2) and "3D" in found["sub-01"].error
@@ -226,12 +227,12 @@ def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Pat
 def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path: Path) -> None:
     from braincam.data.slices import SliceSpec, extract_slices
 
-    ingested = st.ingest_anat(bids, label="group")
+    ingested = cohort.ingest_anat(bids, label="group")
     record = ingested.subjects[0]
     assert set(record.true_xfm) == {"T2w", "FLAIR"} and record.mask is not None
     params = st.AnatParams(equalize="global")
     work = tmp_path / "work"
-    outcome = st.process_anat_subject(record, work, params)
+    outcome = cohort.process_anat_subject(record, work, params)
     assert outcome.status == "computed", outcome.error
     paths = st.anat_derivative_paths(work, record.participant_id)
     assert all(p.is_file() for p in paths.all())
@@ -259,21 +260,21 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
         assert np.allclose(side["MatrixRAS"], outcome.transforms[moving])
     sidecar = json.loads(paths.sidecars["T2w"].read_text())
     assert sidecar["Parameters"]["equalize"] == "global" and sidecar["Transform"]
-    summary = st.registration_summary([outcome])
+    summary = cohort.registration_summary([outcome])
     assert summary["median_error"]["T2w"]["subjects"] == 1
 
     # Cached: a second run skips and reports the same errors; other params recompute.
     # (threads are not part of the key: workers > 1 run one SimpleITK thread each).
-    again = st.process_anat_subject(record, work, replace(params, threads=1))
+    again = cohort.process_anat_subject(record, work, replace(params, threads=1))
     assert again.status == "skipped"
     for moving, err in outcome.errors.items():
         assert again.errors[moving] == pytest.approx(err)
-    assert st.process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
+    assert cohort.process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
         "computed"
     )
 
     # The three volumes are the slice store's three channels, with the lesion mask.
-    source = st.slice_sources([record], [outcome])[0]
+    source = cohort.slice_sources([record], [outcome])[0]
     assert len(source.images) == 3 and source.mask == record.mask
     spec = SliceSpec(axes=("axial",), per_axis=4, size=32)
     slices = extract_slices([nib.load(p) for p in source.images], spec, nib.load(source.mask))
@@ -282,9 +283,9 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
 
 
 def test_failed_subject_is_an_outcome_not_an_exception(bids: Path, tmp_path: Path) -> None:
-    record = st.ingest_anat(bids, label="group").subjects[0]
+    record = cohort.ingest_anat(bids, label="group").subjects[0]
     broken = replace(record, flair=tmp_path / "gone_FLAIR.nii.gz")
-    outcome = st.process_anat_subject(broken, tmp_path / "work", st.AnatParams())
+    outcome = cohort.process_anat_subject(broken, tmp_path / "work", st.AnatParams())
     assert outcome.status == "failed"
     assert outcome.file == str(tmp_path / "gone_FLAIR.nii.gz") and "FLAIR" in outcome.error
 

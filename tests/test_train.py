@@ -44,9 +44,18 @@ def write_store(
     store = work / "slices"
     store.mkdir(parents=True, exist_ok=True)
     np.save(store / "images.npy", np.stack(images).astype(np.float32))
+    # pixel → world matrices are not used by training, but a store always has them
+    np.save(store / "pixel_to_world.npy", np.zeros((len(rows), 4, 3)))
     cols = ["participant_id", "label", "target", "split", "axis", "position"]
-    pd.DataFrame(rows, columns=cols).to_csv(store / "index.tsv", sep="\t", index=False)
-    meta = {"classes": ["young", "old"], "size": size, "channels": channels, "axes": ["axial"]}
+    index = pd.DataFrame(rows, columns=cols).assign(mask_pixels=0)
+    index.to_csv(store / "index.tsv", sep="\t", index=False)
+    meta = {
+        "classes": ["young", "old"],
+        "size": size,
+        "channels": channels,
+        "axes": ["axial"],
+        "n_slices": len(rows),
+    }
     (store / "meta.json").write_text(json.dumps(meta))
     return work
 
@@ -241,7 +250,7 @@ def test_empty_split_is_a_clear_error(tmp_path: Path, tiny_zoo: None) -> None:
 def test_store_index_mismatch_is_a_clear_error(tmp_path: Path, tiny_zoo: None) -> None:
     work = write_store(tmp_path / "work")
     np.save(work / "slices" / "images.npy", np.zeros((3, 1, 32, 32), np.float32))
-    with pytest.raises(InputError, match="index rows"):
+    with pytest.raises(InputError, match=r"disagree with index\.tsv"):
         train_mod.fit(work, tmp_path / "run", model="tiny")
 
 

@@ -229,7 +229,7 @@ def write_failures(work_dir: str | Path, failures: Sequence[Failure]) -> Path:
 
 def _ingest(data_dir: Path, config: PrepareConfig) -> IngestResult:
     if config.modality == "anat":
-        from braincam.data.structural import ingest_anat
+        from braincam.data.anat_cohort import ingest_anat
 
         # "effect" is the dMRI default; a structural cohort's ground truth is its lesion mask.
         desc = "lesion" if config.mask_desc == "effect" else config.mask_desc
@@ -321,7 +321,7 @@ def prepare(
     write_dataset_description(work_dir)
     t_fit = time.perf_counter()
     if config.modality == "anat":
-        from braincam.data.structural import run_anat_subjects
+        from braincam.data.anat_cohort import run_anat_subjects
 
         outcomes = run_anat_subjects(
             ingested.subjects,
@@ -406,7 +406,7 @@ def prepare(
         store_info=store_info,
     )
     if config.modality == "anat":
-        from braincam.data.structural import registration_summary
+        from braincam.data.anat_cohort import registration_summary
 
         # Estimated transforms per subject and, with ground truth, errors (per subject, median).
         summary["registration"] = registration_summary(outcomes)

@@ -26,7 +26,15 @@ from torch import Tensor, nn
 
 from braincam.config import AugmentConfig, TrainConfig
 from braincam.data.augment import Augmenter
-from braincam.data.datamodule import SliceDataModule, StoreInfo, channel_stats, open_store
+from braincam.data.datamodule import (
+    SliceDataModule,
+    channel_stats,
+    images_path,
+    open_store,
+    split_rows,
+    split_subjects,
+)
+from braincam.data.slices import SliceStore
 from braincam.errors import InputError, ModelError
 from braincam.io import read_json, update_summary, write_atomic, write_json
 from braincam.provenance import library_versions
@@ -222,14 +230,14 @@ def _loggers(run_dir: Path) -> list[Any]:
     return loggers
 
 
-def _identity(model: str, store: StoreInfo) -> dict[str, Any]:
+def _identity(model: str, store: SliceStore) -> dict[str, Any]:
     """What a checkpoint must have been trained on to be resumed: model, classes, split."""
     meta_path = store.path / "meta.json"
     fingerprint = read_json(meta_path).get("fingerprint") if meta_path.is_file() else None
     return {
         "model": model,
         "classes": store.classes,
-        "split": store.subjects(),
+        "split": split_subjects(store),
         "channels": store.channels,
         "size": store.size,
         "store_fingerprint": fingerprint,
@@ -270,7 +278,7 @@ def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]
 def _record(
     *,
     model: str,
-    store: StoreInfo,
+    store: SliceStore,
     work_dir: Path,
     cfg: TrainConfig,
     mean: list[float],
@@ -288,7 +296,7 @@ def _record(
         "classes": store.classes,
         "input": {"channels": store.channels, "size": store.size},
         "normalization": {"enabled": cfg.normalize, "mean": mean, "std": std},
-        "split": store.subjects(),
+        "split": split_subjects(store),
         "store": str(store.path.resolve()),
         "work_dir": str(work_dir.resolve()),
         "train_config": cfg.model_dump(mode="json"),
@@ -342,8 +350,8 @@ def fit(
     cfg = config or TrainConfig()
     work_dir, run_dir = Path(work_dir), Path(run_dir)
     store = open_store(work_dir / "slices")
-    train_rows = store.rows("train")
-    store.rows("val")  # validation drives checkpoints and early stopping: it must exist
+    train_rows = split_rows(store, "train")
+    split_rows(store, "val")  # validation drives checkpoints and early stopping: it must exist
     check_model_name(model)
 
     identity = _identity(model, store)
@@ -354,7 +362,7 @@ def fit(
     ckpt_path = _resolve_resume(run_dir, resume, identity)
 
     if cfg.normalize:
-        mean, std = channel_stats(store.images_path, train_rows)
+        mean, std = channel_stats(images_path(store), train_rows)
     else:
         mean, std = [0.0] * store.channels, [1.0] * store.channels
     record = _record(model=model, store=store, work_dir=work_dir, cfg=cfg, mean=mean, std=std)

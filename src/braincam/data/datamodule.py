@@ -7,94 +7,75 @@ and each worker process opens its own memmap (the handle is dropped when pickled
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from braincam.data.slices import SliceStore
 from braincam.errors import InputError
 
 SPLITS = ("train", "val", "test")
 _INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position")
 
 
-@dataclass(frozen=True)
-class StoreInfo:
-    """What training needs to know about a slice store (the images stay on disk)."""
-
-    path: Path
-    index: pd.DataFrame
-    classes: list[str]
-    channels: int
-    size: int
-
-    @property
-    def images_path(self) -> Path:
-        return self.path / "images.npy"
-
-    def rows(self, split: str) -> np.ndarray:
-        """Row numbers (into ``images``) of the slices in ``split``; error if there are none."""
-        if split not in SPLITS:
-            raise InputError(f"unknown split (expected one of {list(SPLITS)})", value=split)
-        rows = np.flatnonzero(self.index["split"].to_numpy() == split)
-        if rows.size == 0:
-            raise InputError(
-                f"split '{split}' of the slice store has no slices", path=self.path / "index.tsv"
-            )
-        return rows
-
-    def subjects(self) -> dict[str, list[str]]:
-        """Sorted participant IDs per split (empty splits included)."""
-        by_split = self.index.groupby("split")["participant_id"].unique()
-        return {s: sorted(by_split.get(s, [])) for s in SPLITS}
-
-
-def open_store(path: str | Path) -> StoreInfo:
-    """Read a slice store's index and metadata and check them against ``images.npy``."""
+def open_store(path: str | Path) -> SliceStore:
+    """Open a slice store for training: :meth:`SliceStore.open` plus what training relies on
+    (the index columns, float32 images, at least two classes, targets in range)."""
     path = Path(path)
     if path.name != "slices" and (path / "slices").is_dir():
         path = path / "slices"  # a work directory was given
-    for name in ("images.npy", "index.tsv", "meta.json"):
-        if not (path / name).is_file():
-            raise InputError(
-                "slice store is missing a file (run `braincam prepare` first)", path=path / name
-            )
-    index = pd.read_csv(path / "index.tsv", sep="\t", dtype={"participant_id": str})
-    missing = [c for c in _INDEX_COLUMNS if c not in index.columns]
+    if not (path / "meta.json").is_file():
+        raise InputError(
+            "slice store is missing a file (run `braincam prepare` first)", path=path / "meta.json"
+        )
+    store = SliceStore.open(path)
+    missing = [c for c in _INDEX_COLUMNS if c not in store.index.columns]
     if missing:
         raise InputError(f"slice index lacks columns {missing}", path=path / "index.tsv")
-    meta = json.loads((path / "meta.json").read_text())
-    images = np.load(path / "images.npy", mmap_mode="r")
-    if images.ndim != 4 or images.shape[0] != len(index) or images.dtype != np.float32:
+    images = store.images
+    if images.ndim != 4 or images.dtype != np.float32:
         raise InputError(
-            f"images.npy must be float32 (N, C, S, S) with N = {len(index)} index rows",
+            "images.npy must be float32 (N, C, S, S)",
             path=path / "images.npy",
             value=f"{images.dtype} {images.shape}",
         )
-    classes = [str(c) for c in meta.get("classes", [])]
-    if len(classes) < 2:
+    if len(store.classes) < 2:
         raise InputError("meta.json must list at least two classes", path=path / "meta.json")
-    targets = index["target"].to_numpy()
-    if targets.min() < 0 or targets.max() >= len(classes):
+    targets = store.index["target"].to_numpy()
+    if targets.min() < 0 or targets.max() >= len(store.classes):
         raise InputError(
-            f"index targets must lie in 0..{len(classes) - 1}",
+            f"index targets must lie in 0..{len(store.classes) - 1}",
             path=path / "index.tsv",
             value=sorted(set(targets.tolist())),
         )
-    return StoreInfo(
-        path=path,
-        index=index,
-        classes=classes,
-        channels=int(images.shape[1]),
-        size=int(images.shape[2]),
-    )
+    return store
+
+
+def split_rows(store: SliceStore, split: str) -> np.ndarray:
+    """Row numbers (into ``images``) of the slices in ``split``; error if there are none."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split (expected one of {list(SPLITS)})", value=split)
+    rows = np.flatnonzero(store.index["split"].to_numpy() == split)
+    if rows.size == 0:
+        raise InputError(
+            f"split '{split}' of the slice store has no slices", path=store.path / "index.tsv"
+        )
+    return rows
+
+
+def split_subjects(store: SliceStore) -> dict[str, list[str]]:
+    """Sorted participant IDs per split (empty splits included)."""
+    return {s: sorted(store.subjects(s)) for s in SPLITS}
+
+
+def images_path(store: SliceStore) -> Path:
+    """The store's image array (opened per worker process by :class:`SliceDataset`)."""
+    return store.path / "images.npy"
 
 
 def channel_stats(
@@ -162,10 +143,10 @@ class SliceDataset(Dataset):
         return images, self.targets[torch.from_numpy(items_arr)], torch.from_numpy(rows)
 
 
-def make_dataset(store: StoreInfo, split: str) -> SliceDataset:
+def make_dataset(store: SliceStore, split: str) -> SliceDataset:
     """The dataset of one split of ``store``."""
-    rows = store.rows(split)
-    return SliceDataset(store.images_path, rows, store.index["target"].to_numpy()[rows])
+    rows = split_rows(store, split)
+    return SliceDataset(images_path(store), rows, store.index["target"].to_numpy()[rows])
 
 
 def make_loader(
@@ -187,7 +168,7 @@ class SliceDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        store: StoreInfo,
+        store: SliceStore,
         *,
         batch_size: int = 16,
         eval_batch_size: int | None = None,

@@ -225,7 +225,7 @@ def _save_map(path: Path, data: np.ndarray, like: nib.Nifti1Image, dtype: type) 
         nib.save(img, tmp)
 
 
-def _peak_rss_mib() -> float:
+def peak_rss_mib() -> float:
     # ru_maxrss is KiB on Linux, bytes on macOS.
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
@@ -284,7 +284,7 @@ def process_subject(
                 fa=str(paths.fa),
                 mask=str(paths.mask),
                 seconds=time.perf_counter() - start,
-                peak_rss_mib=_peak_rss_mib(),
+                peak_rss_mib=peak_rss_mib(),
             )
         step = "validate"
         img, data = load_dwi_data(record.dwi, subject=pid)
@@ -344,7 +344,7 @@ def process_subject(
             file=getattr(exc, "path", None) or str(record.dwi),
             error=error,
             seconds=time.perf_counter() - start,
-            peak_rss_mib=_peak_rss_mib(),
+            peak_rss_mib=peak_rss_mib(),
         )
     return SubjectOutcome(
         pid,
@@ -352,7 +352,7 @@ def process_subject(
         fa=str(paths.fa),
         mask=str(paths.mask),
         seconds=time.perf_counter() - start,
-        peak_rss_mib=_peak_rss_mib(),
+        peak_rss_mib=peak_rss_mib(),
     )
 
 

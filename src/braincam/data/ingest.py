@@ -164,7 +164,7 @@ def find_mask(
     return min(found, key=score)
 
 
-def _mask_roots(data_root: Path, masks_dir: Path | None) -> list[Path]:
+def find_mask_roots(data_root: Path, masks_dir: Path | None) -> list[Path]:
     """Folders searched for ground-truth masks: ``masks_dir`` or every ``derivatives/*``."""
     if masks_dir is not None:
         if not masks_dir.is_dir():
@@ -289,7 +289,9 @@ def ingest_bids(
     files = _bids_dwi_files(bids_dir)
     selected = _select(files, participant_labels)
     mask_roots = (
-        _mask_roots(bids_dir, None if masks_dir is None else Path(masks_dir)) if mask_desc else []
+        find_mask_roots(bids_dir, None if masks_dir is None else Path(masks_dir))
+        if mask_desc
+        else []
     )
 
     records: list[SubjectRecord] = []

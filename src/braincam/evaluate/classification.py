@@ -160,7 +160,7 @@ def evaluate_run(
     ``eval_<split>_confusion.tsv``. The run's work directory gets a ``summary.json`` section
     ``evaluation`` keyed by the run's name.
     """
-    from braincam.data.datamodule import open_store
+    from braincam.data.datamodule import open_store, split_subjects
     from braincam.train import load_trained
 
     run_dir = Path(run_dir)
@@ -172,7 +172,7 @@ def evaluate_run(
             f"slice store classes {store.classes} differ from the model's {record['classes']}",
             path=store.path,
         )
-    current = store.subjects()
+    current = split_subjects(store)
     classes = record["classes"]
     results: dict[str, dict[str, Any]] = {}
     for split in splits:
