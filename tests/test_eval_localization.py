@@ -264,3 +264,25 @@ def test_matches_quantus_on_random_inputs(spatial: tuple[int, ...]) -> None:
             dtype=float,
         )
         np.testing.assert_allclose(ours(maps, masks).numpy(), ref, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(6, 12, 13), (3, 5, 9, 8)])
+def test_table_equals_each_metric_function(shape: tuple[int, ...]) -> None:
+    """The table's shared-sort path gives what every public metric gives on its own."""
+    gen = torch.Generator().manual_seed(7)
+    maps = (torch.rand(shape, generator=gen) * 6).floor()  # coarse values: many ties
+    masks = torch.rand(shape, generator=gen) > 0.7
+    masks[0] = False  # an empty mask: NaN in both paths
+    table = loc.localization_table(maps, masks, threshold=0.3, tolerance=1.5)
+    expected = {
+        "pointing_game": loc.pointing_game(maps, masks),
+        "pointing_game_tolerant": loc.pointing_game(maps, masks, tolerance=1.5),
+        "relevance_mass": loc.relevance_mass(maps, masks),
+        "relevance_rank_accuracy": loc.relevance_rank_accuracy(maps, masks),
+        "iou_threshold": loc.iou_threshold(maps, masks, 0.3),
+        "iou_box": loc.iou_box(maps, masks, 0.3),
+        "auroc": loc.auroc(maps, masks),
+    }
+    for name, values in expected.items():
+        assert torch.allclose(table[name], values, equal_nan=True), name
+        assert math.isnan(table[name][0].item()), name

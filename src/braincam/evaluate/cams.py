@@ -371,7 +371,7 @@ def regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> dict[str, pd.DataFr
 
     atlas = load_atlas(cfg.atlas)
     nifti = ctx.explained.out_dir / "nifti"
-    reference = mni_template(2.0)
+    reference = None  # the MNI template is only needed to register real data: loaded on demand
     sums: dict[tuple[str, str], tuple[Any, int, np.ndarray]] = {}
     grid_atlases: dict[tuple[Any, bytes], Any] = {}
     tables = []
@@ -385,6 +385,8 @@ def regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> dict[str, pd.DataFr
         if coords is not None and coords.is_file():
             warped = warp_to_mni(stack, nib.load(coords))
         else:
+            if reference is None:
+                reference = mni_template(2.0)
             transform = register_to_mni(nib.load(meta["images"][0]))
             warped = apply_to_mni(stack, transform, reference=reference)
         data = np.moveaxis(np.asarray(warped.dataobj), -1, 0)

@@ -112,7 +112,10 @@ def normalize_maps(maps: Tensor) -> Tensor:
     All voxels of a constant map equal its maximum, so they all pass any threshold ≤ 1: the
     "localized region" of a map without information is the whole field, by definition.
     """
-    maps = check_maps(maps)
+    return _normalized(check_maps(maps))
+
+
+def _normalized(maps: Tensor) -> Tensor:
     flat = maps.flatten(1)
     lo = flat.amin(1, keepdim=True)
     span = flat.amax(1, keepdim=True) - lo
@@ -123,6 +126,11 @@ def normalize_maps(maps: Tensor) -> Tensor:
 def threshold_regions(maps: Tensor, threshold: float = 0.2) -> Tensor:
     """Voxels whose min-max normalized value is ≥ ``threshold`` (default 20 % of the max)."""
     return normalize_maps(maps) >= _check_threshold(threshold)
+
+
+def _thresholded(maps: Tensor, threshold: float) -> Tensor:
+    """:func:`threshold_regions` on maps already checked (no second finiteness pass)."""
+    return _normalized(maps) >= threshold
 
 
 def _structure(spatial_ndim: int, connectivity: Connectivity) -> np.ndarray:
@@ -272,19 +280,20 @@ def pointing_game(
         raise InputError("tolerance must be ≥ 0 (voxels)", value=tolerance)
     if ties not in ("fraction", "any"):
         raise InputError("ties must be 'fraction' or 'any'", value=ties)
-    flat = maps.flatten(1)
-    is_max = flat == flat.amax(1, keepdim=True)
     if zone is None:
         zone = tolerance_zone(masks, float(tolerance))
     elif tuple(zone.shape) != tuple(masks.shape):
         raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
-    hit_zone = zone.to(masks.device).flatten(1)
+    score = _pointing(maps.flatten(1), zone.to(masks.device).flatten(1), ties)
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _pointing(flat: Tensor, hit_zone: Tensor, ties: str) -> Tensor:
+    is_max = flat == flat.amax(1, keepdim=True)
     hits = (is_max & hit_zone).sum(1)
     if ties == "fraction":
-        score = hits.double() / is_max.sum(1).double()
-    else:
-        score = (hits > 0).double()
-    return _nan_where_empty(score.to(maps.dtype), masks)
+        return hits.double() / is_max.sum(1).double()
+    return (hits > 0).double()
 
 
 def relevance_mass(maps: Tensor, masks: Tensor) -> Tensor:
@@ -295,13 +304,16 @@ def relevance_mass(maps: Tensor, masks: Tensor) -> Tensor:
     """
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
-    pos = maps.clamp_min(0).flatten(1).double()
-    m = masks.flatten(1)
+    score = _mass(maps.flatten(1), masks.flatten(1))
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _mass(flat: Tensor, m: Tensor) -> Tensor:
+    pos = flat.clamp_min(0).double()
     total = pos.sum(1)
     inside = (pos * m).sum(1)
     fraction = m.double().mean(1)
-    score = torch.where(total > 0, inside / total.clamp_min(1e-300), fraction)
-    return _nan_where_empty(score.to(maps.dtype), masks)
+    return torch.where(total > 0, inside / total.clamp_min(1e-300), fraction)
 
 
 def relevance_rank_accuracy(maps: Tensor, masks: Tensor) -> Tensor:
@@ -313,18 +325,23 @@ def relevance_rank_accuracy(maps: Tensor, masks: Tensor) -> Tensor:
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
     flat = maps.flatten(1)
-    m = masks.flatten(1)
+    score = _rank_accuracy(flat, masks.flatten(1), flat.sort(1).values)
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _rank_accuracy(flat: Tensor, m: Tensor, ascending: Tensor) -> Tensor:
+    """Core of :func:`relevance_rank_accuracy`; ``ascending`` = each row of ``flat`` sorted."""
     k = m.sum(1)  # (N,)
-    ordered = flat.sort(1, descending=True).values
-    kth = ordered.gather(1, (k - 1).clamp_min(0)[:, None])  # value of the K-th best voxel
+    last = flat.shape[1] - 1
+    # value of the K-th best voxel: position P − K of the ascending order
+    kth = ascending.gather(1, (last - (k - 1).clamp_min(0))[:, None])
     above, tied = flat > kth, flat == kth
     n_above = above.sum(1).double()
     in_above = (above & m).sum(1).double()
     n_tied = tied.sum(1).double()
     in_tied = (tied & m).sum(1).double()
     kd = k.double()
-    score = (in_above + (kd - n_above) * in_tied / n_tied) / kd.clamp_min(1)
-    return _nan_where_empty(score.to(maps.dtype), masks)
+    return (in_above + (kd - n_above) * in_tied / n_tied) / kd.clamp_min(1)
 
 
 def _iou(a: Tensor, b: Tensor) -> Tensor:
@@ -343,7 +360,7 @@ def iou_threshold(
     """IoU between the map thresholded at ``threshold`` × max and the mask → ``(N,)``."""
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
-    regions = threshold_regions(maps, threshold)
+    regions = _thresholded(maps, _check_threshold(threshold))
     if largest_component:
         regions = largest_components(regions, connectivity)
     return _nan_where_empty(_iou(regions, masks).to(maps.dtype), masks)
@@ -365,11 +382,17 @@ def iou_box(
     masks = check_masks(masks, maps)
     if against not in ("mask", "box"):
         raise InputError("against must be 'mask' or 'box'", value=against)
-    boxes, _ = bounding_boxes(maps, threshold, largest_component=True, connectivity=connectivity)
-    spatial = tuple(maps.shape[1:])
-    pred = box_masks(boxes, spatial)
+    regions = _thresholded(maps, _check_threshold(threshold))
+    score = _iou_box(largest_components(regions, connectivity), masks, against)
+    return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _iou_box(component: Tensor, masks: Tensor, against: str) -> Tensor:
+    """IoU of the box around ``component`` (the paper's largest component) with the truth."""
+    spatial = tuple(masks.shape[1:])
+    pred = box_masks(boxes_from_regions(component), spatial)
     truth = masks if against == "mask" else box_masks(boxes_from_regions(masks), spatial)
-    return _nan_where_empty(_iou(pred, truth).to(maps.dtype), masks)
+    return _iou(pred, truth)
 
 
 def auroc(maps: Tensor, masks: Tensor) -> Tensor:
@@ -381,20 +404,32 @@ def auroc(maps: Tensor, masks: Tensor) -> Tensor:
     """
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
-    flat = maps.flatten(1).contiguous()
-    m = masks.flatten(1)
-    ordered = flat.sort(1).values
-    # Mid-rank (1-based) of each voxel: (#smaller + #smaller-or-equal + 1) / 2. Float64 because
-    # rank sums over a 3D volume exceed float32's exact integer range.
-    lower = torch.searchsorted(ordered, flat, right=False).double()
-    upper = torch.searchsorted(ordered, flat, right=True).double()
-    ranks = (lower + upper + 1) / 2
+    ascending, order = maps.flatten(1).sort(1)
+    return _auroc(masks.flatten(1), ascending, order).to(maps.dtype)
+
+
+def _auroc(m: Tensor, ascending: Tensor, order: Tensor) -> Tensor:
+    """Core of :func:`auroc` from each row sorted ascending (values and their positions).
+
+    Mid-rank (1-based) of a voxel = (#smaller + #smaller-or-equal + 1) / 2. In sorted order a tie
+    group occupies positions [start, end), so #smaller = start and #smaller-or-equal = end: a
+    running maximum of group starts and a running minimum (from the right) of group ends give
+    both for every voxel in linear time. Float64: rank sums over a volume exceed float32's
+    exact integers.
+    """
+    n, p = ascending.shape
+    pos = torch.arange(p, device=ascending.device).expand(n, p)
+    change = ascending[:, 1:] != ascending[:, :-1]
+    edge = torch.ones((n, 1), dtype=torch.bool, device=ascending.device)
+    starts = torch.where(torch.cat([edge, change], 1), pos, 0).cummax(1).values
+    ends_at = torch.where(torch.cat([change, edge], 1), pos + 1, p)
+    ends = ends_at.flip(1).cummin(1).values.flip(1)
+    ranks = (starts + ends + 1).double() / 2
+    in_mask = m.gather(1, order)
     n_pos = m.sum(1).double()
-    n_neg = m.shape[1] - n_pos
-    rank_sum = (ranks * m).sum(1)
-    u = rank_sum - n_pos * (n_pos + 1) / 2
-    score = torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp_min(1), torch.nan)
-    return score.to(maps.dtype)
+    n_neg = p - n_pos
+    u = (ranks * in_mask).sum(1) - n_pos * (n_pos + 1) / 2
+    return torch.where((n_pos > 0) & (n_neg > 0), u / (n_pos * n_neg).clamp_min(1), torch.nan)
 
 
 # --------------------------------------------------------------------------- tables
@@ -419,23 +454,37 @@ def localization_table(
     ``zone``: ``tolerance_zone(masks, tolerance)`` when the caller scores several map sets
     against the same masks (computed here otherwise).
     """
-    maps = check_maps(maps)
-    masks = check_masks(masks, maps)
+    maps = check_maps(maps).contiguous()
+    masks = check_masks(masks, maps).contiguous()
+    threshold = _check_threshold(threshold)
     if tolerance is None:
         tolerance = default_tolerance(tuple(maps.shape[1:]))
-    has_mask = masks.flatten(1).any(1)
-    fraction = _nan_where_empty(masks.flatten(1).to(maps.dtype).mean(1), masks)
+    if zone is None:
+        zone = tolerance_zone(masks, float(tolerance))
+    elif tuple(zone.shape) != tuple(masks.shape):
+        raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
+    # Validated once here; each metric's core then works on the flat views (one sort shared by
+    # rank accuracy and AUROC, one thresholding shared by both IoUs).
+    flat, m = maps.flatten(1), masks.flatten(1)
+    empty = ~m.any(1)
+    ascending, order = flat.sort(1)
+    regions = _thresholded(maps, threshold)
+    component = largest_components(regions, connectivity)
+
+    def nan_empty(values: Tensor) -> Tensor:
+        return values.to(maps.dtype).masked_fill(empty, float("nan"))
+
     return {
-        "has_mask": has_mask,
-        "mask_fraction": fraction,
-        "pointing_game": pointing_game(maps, masks),
-        "pointing_game_tolerant": pointing_game(maps, masks, tolerance=tolerance, zone=zone),
-        "tolerance": torch.full_like(fraction, float(tolerance)),
-        "relevance_mass": relevance_mass(maps, masks),
-        "relevance_rank_accuracy": relevance_rank_accuracy(maps, masks),
-        "iou_threshold": iou_threshold(maps, masks, threshold, connectivity=connectivity),
-        "iou_box": iou_box(maps, masks, threshold, connectivity=connectivity),
-        "auroc": auroc(maps, masks),
+        "has_mask": ~empty,
+        "mask_fraction": nan_empty(m.to(maps.dtype).mean(1)),
+        "pointing_game": nan_empty(_pointing(flat, m, "fraction")),
+        "pointing_game_tolerant": nan_empty(_pointing(flat, zone.flatten(1), "fraction")),
+        "tolerance": torch.full((len(maps),), float(tolerance), dtype=maps.dtype),
+        "relevance_mass": nan_empty(_mass(flat, m)),
+        "relevance_rank_accuracy": nan_empty(_rank_accuracy(flat, m, ascending)),
+        "iou_threshold": nan_empty(_iou(regions, masks)),
+        "iou_box": nan_empty(_iou_box(component, masks, "mask")),
+        "auroc": _auroc(m, ascending, order).to(maps.dtype),
     }
 
 
