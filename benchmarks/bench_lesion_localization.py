@@ -47,7 +47,7 @@ def best_run(out: Path, by: str) -> str:
     if by not in table.columns:
         sys.exit(f"{out / 'comparison.tsv'} has no column {by!r}: {list(table.columns)}")
     ranked = table.sort_values([by, "val_auc"], ascending=False, na_position="last")
-    print(markdown(table.round(3)))
+    print(markdown(table.round(4)))
     print(f"\nbest by {by}: {ranked.iloc[0]['run']}\n")
     return str(ranked.iloc[0]["run"])
 
@@ -66,7 +66,7 @@ def main() -> None:
     loc = pd.read_csv(path, sep="\t")
     table = loc[list(COLUMNS)].rename(columns=COLUMNS)
     table["mass ÷ chance"] = table["mass in mask"] / table["mask fraction"]
-    print(markdown(table.round(3)))
+    print(markdown(table.round(4)))
 
 
 if __name__ == "__main__":
