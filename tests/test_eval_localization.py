@@ -286,3 +286,30 @@ def test_table_equals_each_metric_function(shape: tuple[int, ...]) -> None:
     for name, values in expected.items():
         assert torch.allclose(table[name], values, equal_nan=True), name
         assert math.isnan(table[name][0].item()), name
+
+
+def test_cropped_transforms_equal_the_whole_field() -> None:
+    """Zone and components are computed on the occupied box only; the result is the same."""
+    from scipy import ndimage
+
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.zeros(3, 20, 18, 16, dtype=torch.bool)
+    masks[0, 2:5, 3:6, 1:3] = True  # near a corner: the grown box is clipped
+    masks[1, 12:14, 10:15, 9:12] = True
+    # sample 2 empty
+    for tol in (0.5, 2.0, 3.7):
+        ref = [
+            ndimage.distance_transform_edt(~m.numpy()) <= tol if m.any() else np.zeros_like(m)
+            for m in masks
+        ]
+        assert torch.equal(loc.tolerance_zone(masks, tol), torch.from_numpy(np.stack(ref)))
+    regions = torch.rand(3, 20, 18, 16, generator=gen) > 0.8
+    regions[:, :4] = False  # an empty margin the crop drops
+    got = loc.largest_components(regions)
+    for i, r in enumerate(regions.numpy()):
+        lab, _ = ndimage.label(r, structure=np.ones((3, 3, 3)))
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        first_largest = lab.ravel()[np.flatnonzero(sizes[lab.ravel()] == sizes.max())[0]]
+        assert torch.equal(got[i], torch.from_numpy(lab == first_largest)), i
+    assert not loc.largest_components(torch.zeros(2, 5, 5, dtype=torch.bool)).any()

@@ -175,6 +175,21 @@ def test_region_differences_finds_the_differing_regions() -> None:
     assert pre["diff"] > 0.8 and pre["p"] < 0.01 and pre["cohen_d"] > 2
     wm = m1.set_index("region").loc["White_Matter"]
     assert abs(wm["diff"]) < 0.05
+    # the vectorized statistics equal scipy's Welch test and the pooled-SD Cohen's d per region
+    from scipy import stats
+
+    table = _class_table()
+    for region in ("Precentral_L", "White_Matter"):
+        rows = table[(table["model"] == "m1") & (table["region"] == region)]
+        xa = rows.loc[rows["label"] == "A", "fraction"].to_numpy()
+        xb = rows.loc[rows["label"] == "B", "fraction"].to_numpy()
+        ref = stats.ttest_ind(xa, xb, equal_var=False)
+        pooled = np.sqrt((2 * xa.var(ddof=1) + 2 * xb.var(ddof=1)) / 4)
+        got = m1.set_index("region").loc[region]
+        assert got["t"] == pytest.approx(ref.statistic, rel=1e-9)
+        assert got["p"] == pytest.approx(ref.pvalue, rel=1e-6)
+        assert got["cohen_d"] == pytest.approx((xa.mean() - xb.mean()) / pooled, rel=1e-9)
+        assert (got["n_a"], got["n_b"]) == (3, 3)
     with pytest.raises(InputError, match="class column"):
         region_differences(_class_table(), class_col="group")
 

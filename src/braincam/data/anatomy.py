@@ -163,8 +163,12 @@ _MNI_FILES = {
 }
 
 
-def mni152_arrays() -> tuple[dict[str, NDArray[np.float32]], NDArray[np.float64]]:
+def mni152_arrays(
+    keys: tuple[str, ...] = ("t1", "gm", "wm"),
+) -> tuple[dict[str, NDArray[np.float32]], NDArray[np.float64]]:
     """nilearn's bundled 1 mm MNI152 T1, GM and WM maps (each scaled to [0, 1]) and affine.
+
+    ``keys``: which of ``"t1"``, ``"gm"``, ``"wm"`` to read (all three share one grid).
 
     Reads the files nilearn ships in ``nilearn/datasets/data`` directly, exactly as
     ``nilearn.datasets.load_mni152_{,gm_,wm_}template(resolution=1)`` do (load, divide by the
@@ -178,22 +182,26 @@ def mni152_arrays() -> tuple[dict[str, NDArray[np.float32]], NDArray[np.float64]
     spec = importlib.util.find_spec("nilearn")
     roots = list(spec.submodule_search_locations or []) if spec else []
     data_dir = Path(roots[0], "datasets", "data") if roots else None
-    paths = {k: data_dir / f for k, f in _MNI_FILES.items()} if data_dir else {}
+    unknown = sorted(set(keys) - set(_MNI_FILES))
+    if unknown or not keys:
+        raise ValueError(f"keys must be among {sorted(_MNI_FILES)}; got {list(keys)}")
+    paths = {k: data_dir / _MNI_FILES[k] for k in keys} if data_dir else {}
     if paths and all(p.is_file() for p in paths.values()):
         imgs = {k: nib.load(str(p)) for k, p in paths.items()}
     else:  # pragma: no cover - depends on nilearn's packaging
         from nilearn import datasets
 
-        imgs = {
-            "t1": datasets.load_mni152_template(resolution=1),
-            "gm": datasets.load_mni152_gm_template(resolution=1),
-            "wm": datasets.load_mni152_wm_template(resolution=1),
+        loaders = {
+            "t1": datasets.load_mni152_template,
+            "gm": datasets.load_mni152_gm_template,
+            "wm": datasets.load_mni152_wm_template,
         }
+        imgs = {k: loaders[k](resolution=1) for k in keys}
     arrays = {}
     for key, img in imgs.items():
         data = np.asarray(img.get_fdata(dtype=np.float32))
         arrays[key] = data / np.float32(data.max())
-    return arrays, np.asarray(imgs["gm"].affine, dtype=np.float64)
+    return arrays, np.asarray(imgs[keys[0]].affine, dtype=np.float64)
 
 
 def load_template(voxel_size: float = 1.0, *, margin_mm: float = 12.0) -> Template:

@@ -236,12 +236,11 @@ def load_atlas(name: str = "AAL", *, white_matter: bool = True, wm_threshold: fl
 
 
 def _add_white_matter(labels: np.ndarray, affine: np.ndarray, threshold: float) -> np.ndarray:
-    from nilearn.datasets import load_mni152_wm_template
+    from braincam.data.anatomy import mni152_arrays
 
-    wm = load_mni152_wm_template(resolution=1)
-    prob = resample_volume(
-        np.asarray(wm.get_fdata(), dtype=np.float32), wm.affine, affine, labels.shape
-    )
+    # nilearn's bundled 1 mm WM map, read without importing nilearn.datasets (seconds)
+    maps, wm_affine = mni152_arrays(("wm",))
+    prob = resample_volume(maps["wm"], wm_affine, affine, labels.shape)
     out = labels.copy()
     out[(labels == 0) & (prob > threshold)] = WHITE_MATTER_ID
     return out

@@ -20,6 +20,7 @@ field. A map that is zero or negative everywhere counts as constant.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -158,9 +159,13 @@ def largest_components(regions: Tensor, connectivity: Connectivity = "full") -> 
             value=getattr(regions, "shape", type(regions).__name__),
         )
     regions = regions != 0
+    # Components live inside the occupied bounding box: label only that (raster order, and so
+    # the tie rule, is the same in a crop).
+    box = _occupied_box(regions)
+    crop = regions[box]
     # scipy.ndimage.label has no torch counterpart: a documented trip to the CPU, once per batch.
     labels_np, _ = ndimage.label(
-        regions.cpu().numpy(), structure=_structure(regions.ndim - 1, connectivity)
+        crop.cpu().numpy(), structure=_structure(regions.ndim - 1, connectivity)
     )
     labels = torch.from_numpy(labels_np.astype(np.int64)).to(regions.device).flatten(1)
     sizes = torch.bincount(labels.flatten())
@@ -168,8 +173,9 @@ def largest_components(regions: Tensor, connectivity: Connectivity = "full") -> 
     voxel_size = sizes[labels]
     # argmax returns the first maximal voxel: the tie rule "first in raster order".
     keep = labels.gather(1, voxel_size.argmax(1, keepdim=True))
-    out = (labels == keep) & (keep > 0)
-    return out.view(regions.shape)
+    out = torch.zeros_like(regions)
+    out[box] = ((labels == keep) & (keep > 0)).view(crop.shape)
+    return out
 
 
 def boxes_from_regions(regions: Tensor) -> Tensor:
@@ -246,14 +252,35 @@ def tolerance_zone(masks: Tensor, tolerance: float) -> Tensor:
         return masks
     if not bool(masks.any()):
         return masks
-    spatial = masks.shape[1:]
+    # Nothing farther than the tolerance from every mask voxel can be in the zone: the
+    # transform only runs on the masks' bounding box grown by the tolerance (exact, and a
+    # small part of a volume when the region is).
+    box = _occupied_box(masks, math.ceil(tolerance))
+    crop = masks[box]
+    spatial = crop.shape[1:]
     # The batch axis gets a spacing larger than any in-sample distance + tolerance, so the
     # nearest mask voxel found is always in the same sample (one scipy call for the batch).
     far = float(sum(spatial)) + tolerance + 1.0
     dist = ndimage.distance_transform_edt(
-        ~masks.cpu().numpy(), sampling=(far,) + (1.0,) * len(spatial)
+        ~crop.cpu().numpy(), sampling=(far,) + (1.0,) * len(spatial)
     )
-    return torch.from_numpy(dist <= tolerance).to(masks.device)
+    zone = torch.zeros_like(masks, dtype=torch.bool)
+    zone[box] = torch.from_numpy(dist <= tolerance).to(masks.device)
+    return zone
+
+
+def _occupied_box(x: Tensor, pad: int = 0) -> tuple[slice, ...]:
+    """Index ``(all samples, *spatial slices)`` of the bounding box of every sample's nonzero
+    voxels together, grown by ``pad`` voxels per side (clipped); the full field if empty."""
+    present = x.any(0)
+    box: list[slice] = [slice(None)]
+    for axis, size in enumerate(present.shape):
+        others = tuple(a for a in range(present.ndim) if a != axis)
+        hit = torch.nonzero(present.any(dim=others) if others else present).flatten()
+        if hit.numel() == 0:
+            return (slice(None),) * x.ndim
+        box.append(slice(max(0, int(hit[0]) - pad), min(size, int(hit[-1]) + pad + 1)))
+    return tuple(box)
 
 
 def pointing_game(

@@ -399,54 +399,56 @@ def region_differences(
     ``|diff|`` with a ``rank``. Each map is one observation: average slices per subject first if
     subjects, not slices, are the unit of interest.
     """
-    from scipy import stats
-
     if value not in _VALUE_COLUMNS:
         raise InputError(f"value must be one of {_VALUE_COLUMNS}", value=value)
     if class_col not in table.columns:
         raise InputError("class column missing from the table", value=class_col)
     by = _group_columns(table, by, ("model", "method"))
     unit = ["region_id", "region", "lobe"] if "region" in table.columns else ["lobe"]
-    keep = table[table["lobe"] != OUTSIDE]
-    rows = []
+    keep = table[table["lobe"] != OUTSIDE].dropna(subset=[value])
+    parts = []
     groups = keep.groupby(by, sort=True, dropna=False) if by else [((), keep)]
     for key, part in groups:
         key = key if isinstance(key, tuple) else (key,)
+        # count, mean and sample variance per (region, class) in one pass; each class pair is
+        # then a vectorized join over regions (no Python loop over regions)
+        per_class = part.groupby([*unit, class_col], sort=False)[value].agg(
+            ["count", "mean", "var"]
+        )
         classes = sorted(part[class_col].dropna().unique().tolist())
         for a, b in itertools.combinations(classes, 2):
-            for ukey, u in part.groupby(unit, sort=False, dropna=False):
-                ukey = ukey if isinstance(ukey, tuple) else (ukey,)
-                xa = u.loc[u[class_col] == a, value].dropna().to_numpy()
-                xb = u.loc[u[class_col] == b, value].dropna().to_numpy()
-                if len(xa) == 0 or len(xb) == 0:
-                    continue
-                diff = float(xa.mean() - xb.mean())
-                t = p = d = math.nan
-                if len(xa) > 1 and len(xb) > 1:
-                    pooled = math.sqrt(
-                        ((len(xa) - 1) * xa.var(ddof=1) + (len(xb) - 1) * xb.var(ddof=1))
-                        / (len(xa) + len(xb) - 2)
-                    )
-                    d = diff / pooled if pooled > 0 else math.nan
-                    if pooled > 0:
-                        t, p = (float(v) for v in stats.ttest_ind(xa, xb, equal_var=False))
-                rows.append(
-                    dict(zip(by, key, strict=True))
-                    | dict(zip(unit, ukey, strict=True))
-                    | {
-                        "class_a": a,
-                        "class_b": b,
-                        "n_a": len(xa),
-                        "n_b": len(xb),
-                        "mean_a": float(xa.mean()),
-                        "mean_b": float(xb.mean()),
-                        "diff": diff,
-                        "cohen_d": d,
-                        "t": t,
-                        "p": p,
-                    }
+            pair = pd.merge(
+                per_class.xs(a, level=class_col),
+                per_class.xs(b, level=class_col),
+                left_index=True,
+                right_index=True,
+                suffixes=("_a", "_b"),
+            )
+            if pair.empty:
+                continue
+            parts.append(
+                _class_pair_stats(pair).assign(
+                    **dict(zip(by, key, strict=True)), class_a=a, class_b=b
                 )
-    out = pd.DataFrame(rows)
+            )
+    out = pd.concat(parts) if parts else pd.DataFrame()
+    if not out.empty:
+        out = out.reset_index()[
+            [
+                *by,
+                *unit,
+                "class_a",
+                "class_b",
+                "n_a",
+                "n_b",
+                "mean_a",
+                "mean_b",
+                "diff",
+                "cohen_d",
+                "t",
+                "p",
+            ]
+        ]
     if out.empty:
         return out
     out["abs_diff"] = out["diff"].abs()
@@ -454,6 +456,41 @@ def region_differences(
     out["rank"] = out.groupby(pair, sort=False)["abs_diff"].rank(ascending=False, method="min")
     out = out.sort_values([*pair, "rank"], kind="stable").drop(columns="abs_diff")
     return out.reset_index(drop=True)
+
+
+def _class_pair_stats(pair: pd.DataFrame) -> pd.DataFrame:
+    """Mean difference, Cohen's d (pooled SD) and Welch's t-test per region of a class pair.
+
+    ``pair`` has ``count_a, mean_a, var_a, count_b, mean_b, var_b`` (sample variances). With
+    fewer than two maps in a class, or no variance at all, d, t and p are NaN.
+    """
+    from scipy import stats
+
+    na, nb = pair["count_a"].to_numpy(float), pair["count_b"].to_numpy(float)
+    va, vb = pair["var_a"].to_numpy(float), pair["var_b"].to_numpy(float)
+    diff = pair["mean_a"].to_numpy(float) - pair["mean_b"].to_numpy(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pooled = np.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
+        ok = (na > 1) & (nb > 1) & (pooled > 0)
+        se2a, se2b = va / na, vb / nb
+        t = diff / np.sqrt(se2a + se2b)
+        df = (se2a + se2b) ** 2 / (se2a**2 / (na - 1) + se2b**2 / (nb - 1))
+        p = 2 * stats.t.sf(np.abs(t), df)
+        d = diff / pooled
+    nan = np.full_like(diff, np.nan)
+    return pd.DataFrame(
+        {
+            "n_a": na.astype(int),
+            "n_b": nb.astype(int),
+            "mean_a": pair["mean_a"].to_numpy(float),
+            "mean_b": pair["mean_b"].to_numpy(float),
+            "diff": diff,
+            "cohen_d": np.where(ok, d, nan),
+            "t": np.where(ok, t, nan),
+            "p": np.where(ok, p, nan),
+        },
+        index=pair.index,
+    )
 
 
 def maps_on_atlas(
