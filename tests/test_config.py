@@ -92,11 +92,14 @@ def test_override_applies_dotted_paths_and_revalidates() -> None:
         override(cfg, {"train.devices": 0})
 
 
-@pytest.mark.parametrize("name", ["dmri-age-6models.yaml", "fast-cpu.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
 def test_shipped_configs_are_valid(name: str) -> None:
+    from braincam.models.registry import list_models
+
     cfg = load_config(CONFIGS / name)
     assert isinstance(cfg, ExperimentConfig)
-    assert all("gap" in m or "gmp" in m for m in cfg.models)
+    assert cfg.models and set(cfg.models) <= set(list_models())
+    assert cfg.cams.enabled and cfg.cams.methods  # every shipped experiment explains its models
 
 
 def test_dmri_config_follows_the_study() -> None:
