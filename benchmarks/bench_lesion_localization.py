@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from bench_eval_cams import markdown  # the same table writer (scripts run from benchmarks/)
 
 COLUMNS = {
     "method": "method",
@@ -32,13 +33,6 @@ COLUMNS = {
     "relevance_rank_accuracy": "rank accuracy",
     "auroc": "AUROC",
 }
-
-
-def markdown(frame: pd.DataFrame) -> str:
-    """A Markdown table (pandas' to_markdown needs the optional tabulate package)."""
-    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    return "\n".join(lines)
 
 
 def best_run(out: Path, by: str) -> str:

@@ -29,10 +29,6 @@ def open_store(path: str | Path) -> SliceStore:
     path = Path(path)
     if path.name != "slices" and (path / "slices").is_dir():
         path = path / "slices"  # a work directory was given
-    if not (path / "meta.json").is_file():
-        raise InputError(
-            "slice store is missing a file (run `braincam prepare` first)", path=path / "meta.json"
-        )
     store = SliceStore.open(path)
     missing = [c for c in _INDEX_COLUMNS if c not in store.index.columns]
     if missing:

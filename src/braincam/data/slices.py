@@ -743,7 +743,11 @@ class SliceStore:
         needed = ["meta.json", "images.npy", "index.tsv", "pixel_to_world.npy"]
         missing = [n for n in needed if not (path / n).is_file()]
         if missing:
-            raise InputError("missing or incomplete slice store", path=path, value=missing)
+            raise InputError(
+                "slice store is missing or incomplete (run `braincam prepare` first)",
+                path=path,
+                value=missing,
+            )
         try:
             meta = read_json(path / "meta.json")
             images = np.load(path / "images.npy", mmap_mode="r")

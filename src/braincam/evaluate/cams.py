@@ -164,8 +164,8 @@ def localization(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
 def localization_3d(ctx: _Context, cfg: CamEvalConfig) -> pd.DataFrame:
     """Localization of the back-projected 3D maps against each subject's native mask.
 
-    Per subject the mask is read once and every method and baseline is scored against it in
-    one batch; the per-subject rows are then averaged per method.
+    Per subject the mask is read once and every method and baseline is scored against it
+    (sharing its distance transform); the per-subject rows are then averaged per method.
     """
     import nibabel as nib
 

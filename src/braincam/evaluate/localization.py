@@ -307,12 +307,18 @@ def pointing_game(
         raise InputError("tolerance must be ≥ 0 (voxels)", value=tolerance)
     if ties not in ("fraction", "any"):
         raise InputError("ties must be 'fraction' or 'any'", value=ties)
-    if zone is None:
-        zone = tolerance_zone(masks, float(tolerance))
-    elif tuple(zone.shape) != tuple(masks.shape):
-        raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
-    score = _pointing(maps.flatten(1), zone.to(masks.device).flatten(1), ties)
+    zone = _resolve_zone(masks, float(tolerance), zone)
+    score = _pointing(maps.flatten(1), zone.flatten(1), ties)
     return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def _resolve_zone(masks: Tensor, tolerance: float, zone: Tensor | None) -> Tensor:
+    """The caller's precomputed hit zone (shape-checked, on the masks' device), else computed."""
+    if zone is None:
+        return tolerance_zone(masks, tolerance)
+    if tuple(zone.shape) != tuple(masks.shape):
+        raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
+    return zone.to(masks.device)
 
 
 def _pointing(flat: Tensor, hit_zone: Tensor, ties: str) -> Tensor:
@@ -486,10 +492,7 @@ def localization_table(
     threshold = _check_threshold(threshold)
     if tolerance is None:
         tolerance = default_tolerance(tuple(maps.shape[1:]))
-    if zone is None:
-        zone = tolerance_zone(masks, float(tolerance))
-    elif tuple(zone.shape) != tuple(masks.shape):
-        raise InputError(f"zone must have the masks' shape {tuple(masks.shape)}", value=zone.shape)
+    zone = _resolve_zone(masks, float(tolerance), zone)
     # Validated once here; each metric's core then works on the flat views (one sort shared by
     # rank accuracy and AUROC, one thresholding shared by both IoUs).
     flat, m = maps.flatten(1), masks.flatten(1)
