@@ -32,6 +32,7 @@ err_console = Console(stderr=True)
 # deprecations inside their code); braincam's own warnings are never in this list.
 THIRD_PARTY_NOISE = (
     (FutureWarning, r".*_register_pytree_node` is deprecated"),
+    (FutureWarning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
     (UserWarning, r".*'partition' will ignore the 'mask' of the MaskedArray"),
     (UserWarning, r".*'argpartition' will ignore the 'mask' of the MaskedArray"),
 )
