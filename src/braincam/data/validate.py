@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from braincam.errors import InputError
 
@@ -67,7 +68,11 @@ def check_grid(img: nib.Nifti1Image, path: Path, *, subject: str | None) -> None
             value=str(dtype),
         )
     ndim = len(img.shape)
-    zooms = np.asarray(header.get_zooms()[: min(ndim, 3)], dtype=np.float64)
+    # nibabel silently replaces zero or negative pixdim by 1 or |pixdim| when it loads a
+    # header: read the header as written to see what the file really says.
+    with ImageOpener(path) as f:
+        raw = type(header).from_fileobj(f, check=False)
+    zooms = np.asarray(raw["pixdim"][1 : 1 + min(ndim, 3)], dtype=np.float64)
     if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
         raise InputError(
             "voxel sizes (pixdim) must be positive and finite",
