@@ -99,19 +99,24 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, targets, rows = batch
-        augment = self.trainer is not None and self.trainer.training and self.augmenter.enabled
+    def prepare_images(self, images: Tensor, *, train: bool) -> Tensor:
+        """Z-score a batch (and augment it when ``train``), on its device.
+
+        Done in the step, not in ``on_after_batch_transfer``: Lightning may transfer the first
+        batch of an epoch before ``on_train_epoch_start``, where :class:`EpochSeed` seeds the
+        random draws, and a resumed run must draw exactly what an uninterrupted one does.
+        """
+        augment = train and self.augmenter.enabled
         if augment:
             images = self.augmenter.before_normalize(images)
         images = (images - self.norm_mean) / self.norm_std
         if augment:
             images = self.augmenter.after_normalize(images)
-        return images, targets, rows
+        return images
 
     def _step(self, batch: Any, stage: str) -> Tensor:
         images, targets, _ = batch
-        logits = self.model(images)
+        logits = self.model(self.prepare_images(images, train=stage == "train"))
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(dim=1) == targets).float().mean()
         n = targets.shape[0]
@@ -305,11 +310,11 @@ def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]
             stacklevel=3,
         )
         resume = False
-    if resume is None:
-        return last if last.is_file() else None
     if resume is not False and last.is_file():
         # Lightning would fail with a traceback on a truncated or foreign file: check it first.
         read_checkpoint(last, keys=("state_dict", "epoch", "loops", "braincam"))
+    if resume is None:
+        return last if last.is_file() else None
     if resume:
         if not last.is_file():
             raise InputError("cannot resume: no last checkpoint", path=last)
@@ -450,9 +455,8 @@ def fit(
     if trainer.is_global_zero:
         write_json(run_dir / "inputs.json", identity)
     with warnings.catch_warnings():
-        # Expected here, not a user problem: batch hooks live in the module by design, and a
-        # resumed run writes into its own checkpoint directory.
-        warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+        # Expected here, not a user problem: a resumed run writes into its own checkpoint
+        # directory.
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(
             module,

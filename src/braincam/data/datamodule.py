@@ -188,6 +188,9 @@ def make_loader(
         dataset,
         batch_size=batch_size,
         sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
+        # Its own generator: creating an iterator then draws no number from the global RNG,
+        # whose draws in training must not depend on when Lightning creates the iterator.
+        generator=torch.Generator().manual_seed(int(seed)),
         num_workers=num_workers,
         collate_fn=_collate_batch,
         persistent_workers=num_workers > 0,
