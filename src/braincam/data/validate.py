@@ -10,6 +10,7 @@ Two levels, so that ingest stays cheap and the expensive part runs in the (paral
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def load_nifti_header(path: Path, *, subject: str | None) -> nib.Nifti1Image:
 def check_grid(img: nib.Nifti1Image, path: Path, *, subject: str | None) -> None:
     """Header sanity every image needs before its data are read: a supported numeric data
     type, positive finite voxel sizes, an invertible affine and a size under the cap."""
+    n_bytes = int(np.prod([int(s) for s in img.shape], dtype=np.float64)) * 8
+    if n_bytes > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"image too large: {n_bytes / 2**30:.1f} GiB as float64 exceeds the "
+            f"{MAX_IMAGE_BYTES / 2**30:g} GiB cap; shape",
+            subject=subject,
+            path=path,
+            value=tuple(int(s) for s in img.shape),
+        )
     header = img.header
     dtype = np.dtype(header.get_data_dtype())
     if dtype.kind not in "biuf" or dtype.names is not None:
@@ -89,15 +99,6 @@ def check_grid(img: nib.Nifti1Image, path: Path, *, subject: str | None) -> None
             path=path,
             value=np.round(linear, 6).tolist(),
         )
-    n_bytes = int(np.prod([int(s) for s in img.shape], dtype=np.float64)) * 8
-    if n_bytes > MAX_IMAGE_BYTES:
-        raise InputError(
-            f"image too large: {n_bytes / 2**30:.1f} GiB as float64 exceeds the "
-            f"{MAX_IMAGE_BYTES / 2**30:g} GiB cap; shape",
-            subject=subject,
-            path=path,
-            value=tuple(int(s) for s in img.shape),
-        )
 
 
 def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:
@@ -123,7 +124,10 @@ def _read_table(path: Path, *, subject: str | None, what: str) -> np.ndarray:
     if not Path(path).is_file():
         raise InputError(f"{what} file missing", subject=subject, path=path)
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            # An empty file: numpy warns, then braincam says so itself (below).
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except (ValueError, OSError) as exc:
         raise InputError(
             f"cannot parse {what} file", subject=subject, path=path, value=str(exc)
