@@ -219,3 +219,25 @@ def test_quiet_cli_filters_third_party_noise_only() -> None:
         logger.removeHandler(handler)
         logger.setLevel(old_level)
     assert [r.getMessage() for r in records] == ["GPU available: False, used: False"]
+
+
+def test_train_cli_prints_no_third_party_noise(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    work = write_store(tmp_path / "work")
+    code = "from braincam.cli import main; main()"
+    args = ["train", str(work), str(tmp_path / "run"), "--model", "tinycnn-gap", "--epochs", "1"]
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONWARNINGS": "default"},
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out
+    assert "trained tinycnn-gap" in out  # ours is kept
+    for noise in ("💡", "litlogger", "LeafSpec", "_register_pytree_node", "'partition'"):
+        assert noise not in out, (noise, out)
