@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,8 @@ from braincam.data.dmri import (
 )
 from braincam.data.ingest import Failure, IngestResult, SubjectRecord, ingest_bids, ingest_manifest
 from braincam.data.validate import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
-from braincam.errors import BraincamError, ConfigError, InputError
+from braincam.errors import BraincamError, ConfigError, InputError, OutputError
+from braincam.guard import OUTPUT_ERRNOS, ensure_dir, output_error
 from braincam.io import atomic_path, update_summary
 from braincam.progress import make_progress
 from braincam.provenance import library_versions
@@ -67,6 +69,8 @@ class PrepareConfig:
     equalize: str = "adaptive"  # anat: global | adaptive | none
     trim_threshold: float = 0.10  # anat: keep slices with brain area ≥ this × the largest's
     missing_contrast: str = "error"  # anat: error | skip (the subject is listed as a failure)
+    # A BIDS dataset without dataset_description.json is refused unless this is set (a warning).
+    allow_missing_description: bool = False
 
     def __post_init__(self) -> None:
         from braincam.data.splits import validate_ratios
@@ -203,10 +207,13 @@ def run_subjects(
         finally:
             client.close()
     elif workers > 1:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        # loky processes; joblib caps BLAS threads per worker at cpu_count // n_jobs.
-        parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
+        from braincam.workers import parallel as worker_pool
+
+        # loky processes that die with this one; joblib caps BLAS threads per worker at
+        # cpu_count // n_jobs.
+        parallel = worker_pool(workers, return_as="generator_unordered")
         jobs = parallel(delayed(process_subject)(r, work, params, force=force) for r in records)
         outcomes = _run_parallel(jobs, len(records), progress=progress)
     else:
@@ -240,6 +247,7 @@ def _ingest(data_dir: Path, config: PrepareConfig) -> IngestResult:
             mask_desc=desc,
             masks_dir=config.masks_dir,
             missing=config.missing_contrast,  # type: ignore[arg-type]
+            allow_missing_description=config.allow_missing_description,
         )
     if config.manifest is not None:
         return ingest_manifest(
@@ -260,7 +268,49 @@ def _ingest(data_dir: Path, config: PrepareConfig) -> IngestResult:
         masks_dir=config.masks_dir,
         b0_threshold=config.b0_threshold,
         bvec_tolerance=config.bvec_tolerance,
+        allow_missing_description=config.allow_missing_description,
     )
+
+
+def check_labels(ingested: IngestResult, config: PrepareConfig) -> None:
+    """Before any expensive step: the valid subjects must be splittable (≥ 2 classes, ≥ 3
+    subjects), else InputError naming the label column, the table and the classes found."""
+    from braincam.data.splits import _validate_labels
+
+    if not ingested.subjects:
+        return  # every subject failed at ingest: the failures say why
+    labels = pd.DataFrame(
+        {
+            "participant_id": [r.participant_id for r in ingested.subjects],
+            "label": [r.label for r in ingested.subjects],
+        }
+    )
+    try:
+        _validate_labels(labels)
+    except InputError as exc:
+        source = config.manifest or Path(ingested.source) / "participants.tsv"
+        raise InputError(
+            f"label column {config.label!r} cannot be split: {exc}", path=source
+        ) from None
+
+
+@contextmanager
+def writing_outputs(work_dir: Path) -> Iterator[None]:
+    """Turn an OSError met while writing into WORK (full or read-only disk, a file in the way)
+    into one OutputError naming the path; errors that are not about outputs pass through."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        name = str(exc.filename or "")
+        in_work = bool(name) and (
+            Path(name).resolve() == work_dir.resolve()
+            or work_dir.resolve() in Path(name).resolve().parents
+        )
+        if exc.errno in OUTPUT_ERRNOS or in_work:
+            raise output_error(exc) from None
+        raise
 
 
 def _build_slices(
@@ -303,18 +353,29 @@ def prepare(
     """Run the whole preparation step; see docs/prepare.md for the outputs and summary schema.
 
     Raises InputError/ConfigError only for problems that stop everything (no participants
-    table, unknown label column, unreachable Dask scheduler); per-subject problems end up in
-    ``result.failures``.
+    table, unknown label column, a label that cannot be split, unreachable Dask scheduler) —
+    before WORK is created; OutputError when WORK cannot be written (a file in the way, a
+    read-only or full disk). Per-subject problems end up in ``result.failures``.
     """
     t0 = time.perf_counter()
     config = config or PrepareConfig()
     data_dir, work_dir = Path(bids_dir), Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise OutputError("work directory is an existing file, not a folder", path=work_dir)
+    # Everything that can stop the whole run is checked before WORK is created or touched.
+    ingested = _ingest(data_dir, config)
+    check_labels(ingested, config)
+    with writing_outputs(work_dir):
+        return _prepare(data_dir, work_dir, config, ingested, t0)
+
+
+def _prepare(
+    data_dir: Path, work_dir: Path, config: PrepareConfig, ingested: IngestResult, t0: float
+) -> PrepareResult:
+    ensure_dir(work_dir)
     # A killed run (SIGKILL skips `finally`) may have left temp files; they are never outputs.
     remove_stale_temps(derivatives_root(work_dir))
     remove_stale_temps(work_dir, recursive=False)
-
-    ingested = _ingest(data_dir, config)
     failures = list(ingested.failures)
     records = {r.participant_id: r for r in ingested.subjects}
 

@@ -29,6 +29,7 @@ from braincam.data.augment import Augmenter
 from braincam.data.datamodule import (
     SliceDataModule,
     channel_stats,
+    epoch_seed,
     images_path,
     open_store,
     split_rows,
@@ -36,6 +37,7 @@ from braincam.data.datamodule import (
 )
 from braincam.data.slices import SliceStore
 from braincam.errors import InputError, ModelError
+from braincam.guard import load_refusal
 from braincam.io import read_json, update_summary, write_atomic, write_json
 from braincam.provenance import library_versions
 
@@ -97,19 +99,24 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, targets, rows = batch
-        augment = self.trainer is not None and self.trainer.training and self.augmenter.enabled
+    def prepare_images(self, images: Tensor, *, train: bool) -> Tensor:
+        """Z-score a batch (and augment it when ``train``), on its device.
+
+        Done in the step, not in ``on_after_batch_transfer``: Lightning may transfer the first
+        batch of an epoch before ``on_train_epoch_start``, where :class:`EpochSeed` seeds the
+        random draws, and a resumed run must draw exactly what an uninterrupted one does.
+        """
+        augment = train and self.augmenter.enabled
         if augment:
             images = self.augmenter.before_normalize(images)
         images = (images - self.norm_mean) / self.norm_std
         if augment:
             images = self.augmenter.after_normalize(images)
-        return images, targets, rows
+        return images
 
     def _step(self, batch: Any, stage: str) -> Tensor:
         images, targets, _ = batch
-        logits = self.model(images)
+        logits = self.model(self.prepare_images(images, train=stage == "train"))
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(dim=1) == targets).float().mean()
         n = targets.shape[0]
@@ -211,6 +218,53 @@ class EpochTable(L.Callback):
         plot_curves(table, self.png)
 
 
+class EpochSeed(L.Callback):
+    """Seed Python, NumPy and torch at the start of every training epoch from (seed, epoch).
+
+    Dropout and augmentation then draw the same numbers in epoch ``k`` whether the run went
+    straight through or was stopped and resumed from the checkpoint of epoch ``k - 1``; the
+    data order comes from :class:`~braincam.data.datamodule.EpochShuffle` the same way.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import random
+
+        import numpy as np
+
+        value = epoch_seed(self.seed, trainer.current_epoch) + trainer.global_rank
+        random.seed(value)
+        np.random.seed(value % 2**32)  # noqa: NPY002 - libraries may draw from it
+        torch.manual_seed(value)
+
+
+CHECKPOINT_HINT = "`braincam train --no-resume` starts the run over"
+
+
+def read_checkpoint(path: str | Path, *, keys: tuple[str, ...] = ("state_dict",)) -> dict:
+    """``torch.load(path, weights_only=True)`` of a braincam checkpoint or model file.
+
+    A truncated, foreign or unsafe file raises InputError naming it, saying it is not a valid
+    braincam checkpoint and that ``--no-resume`` starts over.
+    """
+    path = Path(path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for bad files
+        reason = load_refusal(exc)
+        data = None
+    else:
+        missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+        reason = f"keys {missing} missing" if missing else ""
+    if reason:
+        raise InputError(
+            f"not a valid braincam checkpoint ({reason}); {CHECKPOINT_HINT}", path=path
+        ) from None
+    return data  # type: ignore[return-value]
+
+
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """The per-epoch table ``RUN/metrics.tsv``."""
     return pd.read_csv(Path(run_dir) / "metrics.tsv", sep="\t")
@@ -256,6 +310,9 @@ def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]
             stacklevel=3,
         )
         resume = False
+    if resume is not False and last.is_file():
+        # Lightning would fail with a traceback on a truncated or foreign file: check it first.
+        read_checkpoint(last, keys=("state_dict", "epoch", "loops", "braincam"))
     if resume is None:
         return last if last.is_file() else None
     if resume:
@@ -381,7 +438,7 @@ def fit(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [EpochTable(run_dir), checkpoint]
+    callbacks: list[Any] = [EpochSeed(cfg.seed), EpochTable(run_dir), checkpoint]
     if cfg.early_stopping.enabled:
         callbacks.append(
             EarlyStopping(
@@ -391,14 +448,15 @@ def fit(
                 min_delta=cfg.early_stopping.min_delta,
             )
         )
-    datamodule = SliceDataModule(store, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    datamodule = SliceDataModule(
+        store, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+    )
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)
     if trainer.is_global_zero:
         write_json(run_dir / "inputs.json", identity)
     with warnings.catch_warnings():
-        # Expected here, not a user problem: batch hooks live in the module by design, and a
-        # resumed run writes into its own checkpoint directory.
-        warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+        # Expected here, not a user problem: a resumed run writes into its own checkpoint
+        # directory.
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(
             module,
@@ -416,7 +474,7 @@ def _finish(
 ) -> dict[str, Any]:
     """Write ``model.pt`` (best weights + record), ``record.json`` and the summary section."""
     best_path = Path(checkpoint.best_model_path or run_dir / "checkpoints" / "last.ckpt")
-    ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(best_path, keys=("state_dict", "epoch"))
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     table = read_metrics(run_dir)
@@ -496,13 +554,14 @@ def load_trained(
     path = Path(run_dir) / "model.pt"
     if not path.is_file():
         raise InputError("no trained model in the run directory (run `braincam train`)", path=path)
-    try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-    except Exception as exc:  # a truncated or foreign file: say which one
-        raise InputError(f"cannot read trained model: {exc}", path=path) from None
+    saved = read_checkpoint(path, keys=("state_dict", "record"))
     record = saved.get("record", {})
-    if record.get("format") != RECORD_FORMAT:
-        raise InputError("not a braincam model file", path=path, value=record.get("format"))
+    if not isinstance(record, dict) or record.get("format") != RECORD_FORMAT:
+        raise InputError(
+            f"not a valid braincam checkpoint (not a braincam model file); {CHECKPOINT_HINT}",
+            path=path,
+            value=record.get("format") if isinstance(record, dict) else type(record).__name__,
+        )
     cfg = record["model_config"]
     model = build_model(
         record["model"],

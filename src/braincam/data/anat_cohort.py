@@ -24,6 +24,7 @@ from braincam.data.dmri import file_sha256, peak_rss_mib
 from braincam.data.ingest import (
     Failure,
     IngestResult,
+    check_dataset_description,
     check_mask,
     find_mask,
     find_mask_roots,
@@ -43,6 +44,7 @@ from braincam.data.structural import (
 )
 from braincam.data.validate import load_nifti_header
 from braincam.errors import BraincamError, ConfigError, InputError
+from braincam.guard import OUTPUT_ERRNOS, is_bids_label, output_error
 from braincam.io import read_json
 
 if TYPE_CHECKING:  # the slice store imports torch: only for annotations here
@@ -105,6 +107,7 @@ def ingest_anat(
     mask_desc: str | None = "lesion",
     masks_dir: str | Path | None = None,
     missing: Literal["error", "skip"] = "error",
+    allow_missing_description: bool = False,
 ) -> IngestResult:
     """Find every subject's T1w, T2w and FLAIR (and ground truth) in a BIDS dataset.
 
@@ -119,6 +122,7 @@ def ingest_anat(
     root = Path(bids_dir)
     if not root.is_dir():
         raise InputError("BIDS folder not found", path=root)
+    check_dataset_description(root, allow_missing=allow_missing_description)
     table_path = root / "participants.tsv"
     labels, failures = labels_from_table(
         read_tsv(table_path, what="participants table"), label, path=table_path
@@ -127,6 +131,13 @@ def ingest_anat(
         {normalize_participant(p) for p in participant_labels} if participant_labels else None
     )
     on_disk = {p.name for p in root.glob("sub-*") if p.is_dir()}
+    for name in sorted(on_disk):
+        if not is_bids_label(name.removeprefix("sub-")):
+            raise InputError(
+                "subject folder is not a BIDS label ('sub-' followed by letters and digits)",
+                path=root / name,
+                value=name,
+            )
     truth_root = root / "derivatives" / "groundtruth"
     mask_roots = (
         find_mask_roots(root, None if masks_dir is None else Path(masks_dir)) if mask_desc else []
@@ -285,6 +296,8 @@ def process_anat_subject(
             extra_sidecar={"BraincamCacheKey": key},
         )
     except Exception as exc:  # one subject's failure must not stop the batch
+        if isinstance(exc, OSError) and exc.errno in OUTPUT_ERRNOS:
+            raise output_error(exc) from None  # a full/read-only disk stops the batch
         message = str(exc) if isinstance(exc, BraincamError) else f"{type(exc).__name__}: {exc}"
         return AnatOutcome(
             pid,
@@ -327,10 +340,12 @@ def run_anat_subjects(
     if workers > 1:
         from dataclasses import replace
 
-        from joblib import Parallel, delayed
+        from joblib import delayed
+
+        from braincam.workers import parallel
 
         one = replace(params, threads=params.threads or 1)
-        jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(
+        jobs = parallel(workers, return_as="generator_unordered")(
             delayed(process_anat_subject)(r, work, one, force=force) for r in records
         )
     else:

@@ -32,6 +32,7 @@ from braincam.data.validate import (
     read_gradients,
 )
 from braincam.errors import BraincamError, ConfigError
+from braincam.guard import inside, output_error
 from braincam.io import atomic_path, read_json, write_json
 from braincam.provenance import library_versions
 
@@ -116,8 +117,9 @@ def derivatives_root(work_dir: str | Path) -> Path:
 
 
 def derivative_paths(work_dir: str | Path, participant_id: str) -> DerivativePaths:
-    """Output paths of ``participant_id`` (names fixed by docs/architecture.md)."""
-    d = derivatives_root(work_dir) / participant_id / "dwi"
+    """Output paths of ``participant_id`` (names fixed by docs/architecture.md), checked to
+    lie inside WORK."""
+    d = inside(work_dir, derivatives_root(work_dir) / participant_id / "dwi")
     fa = d / f"{participant_id}_model-tensor_param-fa_dwimap.nii.gz"
     md = d / f"{participant_id}_model-tensor_param-md_dwimap.nii.gz"
     return DerivativePaths(
@@ -335,22 +337,33 @@ def process_subject(
             ),
         )
         _save_map(paths.fa, fa, img, np.float32)
+    except OSError as exc:
+        if step == "write" and not isinstance(exc, BraincamError):
+            # A full or read-only disk is not this subject's fault: stop the batch with one
+            # message (atomic writes leave no partial file under a final name).
+            raise output_error(exc) from None
+        return _failed(record, step, exc, start)
     except Exception as exc:  # one subject's failure must not stop the batch
-        error = str(exc) if isinstance(exc, BraincamError) else f"{type(exc).__name__}: {exc}"
-        return SubjectOutcome(
-            pid,
-            "failed",
-            step=step,
-            file=getattr(exc, "path", None) or str(record.dwi),
-            error=error,
-            seconds=time.perf_counter() - start,
-            peak_rss_mib=peak_rss_mib(),
-        )
+        return _failed(record, step, exc, start)
     return SubjectOutcome(
         pid,
         "computed",
         fa=str(paths.fa),
         mask=str(paths.mask),
+        seconds=time.perf_counter() - start,
+        peak_rss_mib=peak_rss_mib(),
+    )
+
+
+def _failed(record: SubjectRecord, step: str, exc: Exception, start: float) -> SubjectOutcome:
+    """A ``failed`` outcome naming the step, the file and the message."""
+    error = str(exc) if isinstance(exc, BraincamError) else f"{type(exc).__name__}: {exc}"
+    return SubjectOutcome(
+        record.participant_id,
+        "failed",
+        step=step,
+        file=getattr(exc, "path", None) or str(record.dwi),
+        error=error,
         seconds=time.perf_counter() - start,
         peak_rss_mib=peak_rss_mib(),
     )

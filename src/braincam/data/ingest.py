@@ -12,7 +12,9 @@ file name) order unless ``session``/``run`` pick one.
 
 from __future__ import annotations
 
+import json
 import re
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from braincam.data.validate import (
     read_gradients,
 )
 from braincam.errors import InputError
+from braincam.guard import check_participant_id, is_bids_label
 
 MANIFEST_COLUMNS = ("participant_id", "dwi", "bval", "bvec")
 _MISSING = {"", "n/a", "na", "nan", "none"}
@@ -80,9 +83,27 @@ class IngestResult:
 
 
 def normalize_participant(value: object) -> str:
-    """``"01"`` or ``"sub-01"`` → ``"sub-01"``."""
-    text = str(value).strip()
-    return text if text.startswith("sub-") else f"sub-{text}"
+    """``"01"`` or ``"sub-01"`` → ``"sub-01"``; not a BIDS label (``sub-`` + alphanumerics)
+    raises InputError naming the value."""
+    return check_participant_id(value)
+
+
+def participant_ids(table: pd.DataFrame, *, path: Path) -> pd.Series:
+    """The table's ``participant_id`` column as BIDS IDs; every bad row is named (1-based)."""
+    ids, bad = [], []
+    for row, value in enumerate(table["participant_id"], start=1):
+        try:
+            ids.append(check_participant_id(value, path=path, row=row))
+        except InputError:
+            bad.append((row, str(value)))
+    if bad:
+        rows = ", ".join(f"row {r}: {v!r}" for r, v in bad)
+        raise InputError(
+            f"participant_id is not a BIDS label ('sub-' followed by letters and digits) in {rows}",
+            path=path,
+            value=bad[0][1],
+        )
+    return pd.Series(ids, index=table.index, dtype=object)
 
 
 def _is_missing(value: object) -> bool:
@@ -115,7 +136,7 @@ def labels_from_table(
             value=[c for c in table.columns if c != "participant_id"],
         )
     failures: list[Failure] = []
-    ids = table["participant_id"].map(normalize_participant)
+    ids = participant_ids(table, path=path)
     dup = ids.duplicated(keep=False)
     for pid in sorted(set(ids[dup])):
         err = InputError("duplicate subject", subject=pid, path=path, value=int((ids == pid).sum()))
@@ -224,6 +245,36 @@ def _validate_record(
     )
 
 
+def check_dataset_description(bids_dir: Path, *, allow_missing: bool = False) -> None:
+    """A BIDS dataset has a readable ``dataset_description.json`` at its root.
+
+    Missing: InputError, or a warning when ``allow_missing`` (``--allow-missing-description``).
+    Present but not a JSON object: always InputError.
+    """
+    path = bids_dir / "dataset_description.json"
+    if not path.is_file():
+        message = (
+            "not a BIDS dataset: dataset_description.json is missing "
+            "(pass --allow-missing-description to read it anyway)"
+        )
+        if not allow_missing:
+            raise InputError(message, path=path)
+        warnings.warn(f"{path}: dataset_description.json is missing; reading anyway", stacklevel=3)
+        return
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            "unreadable dataset_description.json", path=path, value=f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(content, dict):
+        raise InputError(
+            "dataset_description.json must hold a JSON object",
+            path=path,
+            value=type(content).__name__,
+        )
+
+
 def _sibling(dwi: Path, ext: str) -> Path:
     name = re.sub(r"\.nii(\.gz)?$", ext, dwi.name)
     return dwi.with_name(name)
@@ -241,6 +292,12 @@ def _bids_dwi_files(bids_dir: Path) -> dict[str, list[tuple[tuple[str, str, str,
         if "sub" not in ent:
             continue
         path = Path(art.get_absolute_path())
+        if not is_bids_label(str(ent["sub"])):
+            raise InputError(
+                "subject folder is not a BIDS label ('sub-' followed by letters and digits)",
+                path=path,
+                value=f"sub-{ent['sub']}",
+            )
         key = (
             str(ent.get("ses", "")),
             str(ent.get("run", "")).zfill(6),  # run-2 before run-10
@@ -267,6 +324,7 @@ def ingest_bids(
     masks_dir: str | Path | None = None,
     b0_threshold: float = DEFAULT_B0_THRESHOLD,
     bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE,
+    allow_missing_description: bool = False,
 ) -> IngestResult:
     """Find each subject's DWI (+ bval/bvec, label, ground-truth mask) in a BIDS dataset.
 
@@ -281,6 +339,7 @@ def ingest_bids(
     run = None if run is None else str(run).removeprefix("run-")
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", path=bids_dir)
+    check_dataset_description(bids_dir, allow_missing=allow_missing_description)
     participants_tsv = bids_dir / "participants.tsv"
     labels, failures = labels_from_table(
         read_tsv(participants_tsv, what="participants table"), label, path=participants_tsv
@@ -394,7 +453,7 @@ def ingest_manifest(
         return p if p.is_absolute() else base / p
 
     records: list[SubjectRecord] = []
-    table = table.assign(_pid=table["participant_id"].map(normalize_participant))
+    table = table.assign(_pid=participant_ids(table, path=manifest))
     for _, row in table.sort_values("_pid", kind="mergesort").iterrows():
         pid = row["_pid"]
         if pid not in labels or (selected is not None and pid not in selected):

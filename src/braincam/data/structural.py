@@ -39,6 +39,7 @@ from scipy import ndimage as ndi
 
 from braincam.data.dmri import derivatives_root
 from braincam.errors import ConfigError, InputError
+from braincam.guard import inside
 from braincam.io import atomic_path, write_json
 from braincam.provenance import library_versions
 
@@ -498,7 +499,7 @@ class AnatPaths:
 
 def anat_derivative_paths(work_dir: str | Path, participant_id: str) -> AnatPaths:
     """Output paths of one subject (T1w first: channel order of the slice store)."""
-    d = derivatives_root(work_dir) / participant_id / "anat"
+    d = inside(work_dir, derivatives_root(work_dir) / participant_id / "anat")
     p = participant_id
     images = {
         "T1w": d / f"{p}_desc-preproc_T1w.nii.gz",

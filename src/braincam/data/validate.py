@@ -10,16 +10,20 @@ Two levels, so that ingest stays cheap and the expensive part runs in the (paral
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 
 from braincam.errors import InputError
 
 # Volumes with b at or below this are treated as b=0 (scanners record b=5 or b=10 for "b0").
 DEFAULT_B0_THRESHOLD = 50.0
+# Largest image read (as float64 in memory); bigger headers are refused before any data is read.
+MAX_IMAGE_BYTES = 16 * 2**30
 # Tolerated deviation of |g| from 1 for diffusion-weighted volumes (DIPY's own default atol).
 DEFAULT_BVEC_TOLERANCE = 0.01
 
@@ -52,8 +56,54 @@ def load_nifti_header(path: Path, *, subject: str | None) -> nib.Nifti1Image:
     return img
 
 
+def check_grid(img: nib.Nifti1Image, path: Path, *, subject: str | None) -> None:
+    """Header sanity every image needs before its data are read: a supported numeric data
+    type, positive finite voxel sizes, an invertible affine and a size under the cap."""
+    n_bytes = int(np.prod([int(s) for s in img.shape], dtype=np.float64)) * 8
+    if n_bytes > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"image too large: {n_bytes / 2**30:.1f} GiB as float64 exceeds the "
+            f"{MAX_IMAGE_BYTES / 2**30:g} GiB cap; shape",
+            subject=subject,
+            path=path,
+            value=tuple(int(s) for s in img.shape),
+        )
+    header = img.header
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.kind not in "biuf" or dtype.names is not None:
+        raise InputError(
+            "unsupported NIfTI data type (need integers or floats)",
+            subject=subject,
+            path=path,
+            value=str(dtype),
+        )
+    ndim = len(img.shape)
+    # nibabel silently replaces zero or negative pixdim by 1 or |pixdim| when it loads a
+    # header: read the header as written to see what the file really says.
+    with ImageOpener(path) as f:
+        raw = type(header).from_fileobj(f, check=False)
+    zooms = np.asarray(raw["pixdim"][1 : 1 + min(ndim, 3)], dtype=np.float64)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        raise InputError(
+            "voxel sizes (pixdim) must be positive and finite",
+            subject=subject,
+            path=path,
+            value=tuple(float(z) for z in zooms),
+        )
+    affine = np.asarray(img.affine, dtype=np.float64)
+    linear = affine[:3, :3]
+    if not np.all(np.isfinite(affine)) or abs(float(np.linalg.det(linear))) < 1e-12:
+        raise InputError(
+            "the image's affine (voxel → world) is singular or not finite",
+            subject=subject,
+            path=path,
+            value=np.round(linear, 6).tolist(),
+        )
+
+
 def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:
-    """Return the DWI's shape after checking it is a readable 4D NIfTI with ≥ 2 volumes."""
+    """Return the DWI's shape after checking it is a readable 4D NIfTI with ≥ 2 volumes,
+    a numeric data type, positive voxel sizes, an invertible affine and a size under the cap."""
     img = load_nifti_header(path, subject=subject)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 4:
@@ -65,6 +115,7 @@ def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:
             path=path,
             value=shape,
         )
+    check_grid(img, path, subject=subject)
     return shape
 
 
@@ -73,7 +124,10 @@ def _read_table(path: Path, *, subject: str | None, what: str) -> np.ndarray:
     if not Path(path).is_file():
         raise InputError(f"{what} file missing", subject=subject, path=path)
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            # An empty file: numpy warns, then braincam says so itself (below).
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except (ValueError, OSError) as exc:
         raise InputError(
             f"cannot parse {what} file", subject=subject, path=path, value=str(exc)
@@ -179,9 +233,10 @@ def load_dwi_data(path: Path, *, subject: str | None) -> tuple[nib.Nifti1Image, 
         raise InputError("DWI must be a 4D NIfTI", subject=subject, path=path, value=data.shape)
     finite = np.isfinite(data)
     if not finite.all():
-        n_bad = int(data.size - np.count_nonzero(finite))
+        # Voxels (x, y, z) with a NaN/Inf in any volume, as docs/prepare.md documents.
+        n_bad = int(np.count_nonzero(~finite.all(axis=-1)))
         raise InputError(
-            "DWI data contain NaN/Inf; number of non-finite values",
+            "DWI data contain NaN/Inf; number of voxels with a non-finite value",
             subject=subject,
             path=path,
             value=n_bad,
