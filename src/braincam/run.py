@@ -210,6 +210,8 @@ def _evaluate_heatmaps(cfg: ExperimentConfig, runs: list[Path], progress: bool) 
         methods=tuple(cams.methods),
         threshold=cams.threshold,
         noise_std=cams.noise_std,
+        strengths=tuple(cams.strengths),
+        n_random=cams.n_random,
         max_images=cams.max_images,
         sanity_images=cams.sanity_images,
         regions=cams.regions,

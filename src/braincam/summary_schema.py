@@ -23,9 +23,11 @@ __all__ = [
     "SchemaError",
     "Summary",
     "load_summary",
+    "validate_cam_evaluation",
     "validate_section",
     "validate_summary",
 ]
+
 
 class SchemaError(BraincamError, ValueError):
     """A result that does not match the summary schema (a bug where it was made, or a
@@ -222,6 +224,7 @@ class RegionTest(_Model):
 
 class MethodPerturbation(RegionTest):
     hurts_more_than_random: bool
+    random_overlap_mean: Number
     translation: dict[str, Number]
 
 
@@ -229,7 +232,7 @@ class PerturbationRow(Row):
     model: str
     method: str
     condition: str
-    strength: float
+    strength: Number
     n: int
 
 
@@ -267,13 +270,14 @@ class SanityEntry(_Model):
     final_spearman_abs: Number
     final_ssim: Number
     random_pairs_ssim: Number
+    random_pairs_spearman: Number
     n_images: int
     steps: list[SanityStep]
 
 
 class ConsistencyRow(_Model):
     level: str
-    method: str
+    method: str | None  # None for the across-methods level
     mean_r: Number
 
 
@@ -362,6 +366,14 @@ def validate_section(section: str, data: Any) -> Any:
     return data
 
 
+def validate_cam_evaluation(data: Any) -> CamEvaluation:
+    """One run's heatmap evaluation (``RUN/cam_eval/<split>/summary.json``)."""
+    try:
+        return CamEvaluation.model_validate(data)
+    except ValidationError as exc:
+        raise SchemaError(f"cam_evaluation does not match its schema:\n{exc}") from None
+
+
 def validate_summary(data: Any) -> Summary:
     """The whole summary as a :class:`Summary` (raise ``InputError`` when it does not match)."""
     try:
@@ -379,5 +391,5 @@ def load_summary(path: str | Path) -> Summary:
         return Summary()
     try:
         return validate_summary(json.loads(path.read_text()))
-    except InputError as exc:
-        raise SchemaError(str(exc), path=path) from None
+    except SchemaError as exc:
+        raise SchemaError(f"{path}: {exc}") from None
