@@ -110,7 +110,7 @@ def test_every_documented_section_has_a_model() -> None:
 )
 def test_sections_are_strict(section: str, data: object, path: tuple) -> None:
     assert validate_section(section, data) is data
-    for bad in ("0.9", "nan", np.float32(0.5), [0.5]):
+    for bad in ("0.9", "nan", "None", [0.5], {"v": 0.5}):
         spoiled = copy.deepcopy(data)
         node = spoiled
         for part in path[:-1]:

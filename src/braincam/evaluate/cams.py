@@ -555,6 +555,11 @@ def _run_regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
     return {"atlas": tables["atlas"].iloc[0].to_dict(), "top_lobes": top.to_dict(orient="records")}
 
 
+def _num(value: Any) -> float | None:
+    """A figure for a verdict: None when missing or NaN (then the verdict is None too)."""
+    return None if value is None or value != value else float(value)
+
+
 def _row(rows: Any, **match: str) -> dict[str, Any] | None:
     for row in rows or []:
         if all(row.get(k) == v for k, v in match.items()):
@@ -572,7 +577,8 @@ def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any
     for method in methods:
         loc = _row(summary.get("localization"), method=method, level="slice")
         uni = _row(summary.get("localization"), method="baseline:uniform", level="slice")
-        mass, chance = (loc or {}).get("relevance_mass"), (uni or {}).get("relevance_mass")
+        mass = _num((loc or {}).get("relevance_mass"))
+        chance = _num((uni or {}).get("relevance_mass"))
         localizes = {
             "metric": "relevance mass in the ground-truth region (slices)",
             "figure": mass,
@@ -588,7 +594,7 @@ def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any
         )
         rd = _row(faith, method="baseline:random-order", curve="deletion")
         ri = _row(faith, method="baseline:random-order", curve="insertion")
-        values = [None if r is None else r.get("auc") for r in (d, i, rd, ri)]
+        values = [None if r is None else _num(r.get("auc")) for r in (d, i, rd, ri)]
         faithful = {
             "metric": "deletion AUC (lower is better)",
             "figure": values[0],
