@@ -37,7 +37,7 @@ class SchemaError(BraincamError, ValueError):
 Number = float | None  # strict float accepts JSON integers too; never a string
 Scalar = bool | int | float | str | None
 
-#: strings that mean a value was stringified on the way to JSON (``default=str``)
+#: strings that mean a value was stringified on the way to JSON (a str() fallback)
 _STRINGIFIED = {"True", "False", "nan", "NaN", "inf", "-inf", "None"}
 
 
