@@ -57,3 +57,19 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run = root / "run"
     fit(work, run, model="tinycnn-gap", config=cfg, progress=False)
     return work, run
+
+
+@pytest.fixture(scope="session")
+def cam_evaluation_summary(tiny_run: tuple[Path, Path]) -> dict:
+    """The tiny run's heatmap evaluation (a few maps; every family but regions)."""
+    from braincam.evaluate.cams import CamEvalConfig, evaluate_cams
+
+    _, run = tiny_run
+    cfg = CamEvalConfig(
+        methods=("cam", "gradcam"),
+        regions=False,
+        max_images=None,
+        sanity_images=4,
+        deletion_steps=5,
+    )
+    return evaluate_cams(run, cfg, progress=False)

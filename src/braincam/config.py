@@ -163,7 +163,13 @@ class CamsConfig(_Section):
     methods: list[str] = Field(["cam", "gradcam", "gradcampp"], min_length=1)
     split: Literal["train", "val", "test"] = "test"
     threshold: float = Field(0.2, gt=0, lt=1, description="box threshold, fraction of the max")
-    noise_std: float = Field(1.0, gt=0, description="perturbation noise, z-score units")
+    noise_std: float = Field(
+        0.05, ge=0, description="noise on imputed voxels (perturbation check), z-score units"
+    )
+    strengths: list[float] = Field(
+        [0.25, 0.5, 0.75, 1.0], min_length=1, description="perturbation dose-response"
+    )
+    n_random: int = Field(20, ge=20, description="random regions per image (baseline)")
     max_images: int | None = Field(256, ge=1, description="slices for perturbation/faithfulness")
     sanity_images: int = Field(16, ge=1)
     regions: bool = True

@@ -107,7 +107,9 @@ def read_json_roundtrip(data: Any) -> Any:
     """``data`` as it reads back from JSON (tuples → lists), to compare with a stored stamp."""
     import json
 
-    return json.loads(json.dumps(data, default=str))
+    from braincam.io import dumps_json
+
+    return json.loads(dumps_json(data))
 
 
 def _ensure_prepared(cfg: ExperimentConfig, bids: Path, out: Path, progress: bool) -> None:
@@ -208,6 +210,8 @@ def _evaluate_heatmaps(cfg: ExperimentConfig, runs: list[Path], progress: bool) 
         methods=tuple(cams.methods),
         threshold=cams.threshold,
         noise_std=cams.noise_std,
+        strengths=tuple(cams.strengths),
+        n_random=cams.n_random,
         max_images=cams.max_images,
         sanity_images=cams.sanity_images,
         regions=cams.regions,

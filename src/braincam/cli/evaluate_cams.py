@@ -18,7 +18,9 @@ def evaluate_cams(
     ),
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
     threshold: Annotated[float, typer.Option(help="box threshold, fraction of max")] = 0.2,
-    noise_std: Annotated[float, typer.Option(help="perturbation noise (z-score units)")] = 1.0,
+    noise_std: Annotated[
+        float, typer.Option(help="noise on imputed voxels, perturbation check (z-score units)")
+    ] = 0.05,
     max_images: Annotated[
         int, typer.Option(help="slices for perturbation/faithfulness (0 = all)")
     ] = 256,

@@ -24,7 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from braincam.explain import DEFAULT_METHODS, ExplainConfig, ExplainResult, explain_run
-from braincam.io import read_json, update_summary, write_atomic, write_json
+from braincam.io import read_json, to_jsonable, update_summary, write_atomic, write_json
+from braincam.summary_schema import validate_cam_evaluation
 
 COORDS_SUFFIX = "_from-MNI152NLin2009cAsym_to-native_coords.nii.gz"
 
@@ -39,8 +40,13 @@ class CamEvalConfig:
     threshold: float = 0.2
     #: pointing-game tolerance in pixels; None = Zhang et al.'s 15 px at 224², scaled
     tolerance: float | None = None
-    #: Gaussian noise std in normalized (z-scored) input units, for the perturbation check
-    noise_std: float = 1.0
+    #: noise added to the imputed voxels of the perturbation check, in z-scored input units
+    #: (ROAD's noisy linear imputation; 0.05 is the training augmentation's noise level)
+    noise_std: float = 0.05
+    #: dose–response: fractions of the way from the image to its imputed copy (last = verdict)
+    strengths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    #: random area-matched placements per image (the perturbation baseline)
+    n_random: int = 20
     #: translation in pixels per axis; None = 10 % of the slice size
     shift: tuple[int, ...] | None = None
     deletion_steps: int = 20
@@ -223,36 +229,75 @@ def _mask_on_source_grid(store: Any, pid: str, mask_path: str) -> Tensor:
 
 
 def perturbation(ctx: _Context, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The dMRI study's check: noise in the CAM region vs translation vs a random region."""
-    from braincam.evaluate.perturbation import perturbation_check
+    """Imputing the CAM region vs random regions of its shape, with positive/negative controls."""
+    from braincam.evaluate.perturbation import RULE, control_checks, perturbation_check
 
     pick = _subsample(len(ctx.images), cfg.max_images, ctx.generator)
     shift = cfg.shift or (max(1, ctx.images.shape[-1] // 10),) * (ctx.images.ndim - 2)
-    rows, details = [], {}
+    classes = list(ctx.record["classes"])
+    labels = torch.as_tensor([classes.index(str(v)) for v in ctx.table["label"]])
+    common = {
+        "class_names": classes,
+        "strengths": cfg.strengths,
+        "n_random": cfg.n_random,
+        "noise_std": cfg.noise_std,
+        "generator": ctx.generator,
+        "batch_size": cfg.batch_size,
+    }
+    rows, methods, settings = [], {}, {}
     for method, maps in ctx.maps.items():
         res = perturbation_check(
             ctx.model,
             ctx.images[pick],
             ctx.targets[pick],
             maps[pick],
-            noise_std=cfg.noise_std,
+            labels=labels[pick],
             threshold=cfg.threshold,
             shift=shift,
             brain_masks=_brain(ctx, pick),
-            generator=ctx.generator,
-            batch_size=cfg.batch_size,
+            **common,
         )
-        for condition, values in res["conditions"].items():
-            rows.append(
-                {"model": ctx.model_name, "method": method, "condition": condition, **values}
+        rows += [{"model": ctx.model_name, "method": method, **c} for c in res["conditions"]]
+        settings = res["settings"]
+        methods[method] = {
+            k: res[k]
+            for k in (
+                "region",
+                "comparison",
+                "per_class",
+                "dose_response",
+                "hurts_more_than_random",
+                "random_overlap_mean",
+                "translation",
             )
-        details[method] = {
-            "cam_hurts_more_than_translation": res["cam_hurts_more_than_translation"],
-            "cam_hurts_more_than_random": res["cam_hurts_more_than_random"],
-            "comparisons": res["comparisons"],
-            "settings": res["settings"],
         }
-    return pd.DataFrame(rows), details
+    controls: dict[str, Any] = {
+        "positive_control": None,
+        "negative_control": None,
+        "controls": {},
+    }
+    if ctx.store.masks is not None:
+        rows_all = ctx.table["store_row"].to_numpy()
+        truth = torch.from_numpy(np.asarray(ctx.store.masks[rows_all]) > 0)
+        has = torch.nonzero(truth.flatten(1).any(1))[:, 0]
+        if len(has):
+            has = has[_subsample(len(has), cfg.max_images, ctx.generator)]
+            controls = control_checks(
+                ctx.model,
+                ctx.images[has],
+                labels[has],
+                truth[has],
+                brain_masks=_brain(ctx, has),
+                **common,
+            )
+    section = {
+        "rule": RULE,
+        "settings": settings,
+        "conditions": rows,
+        "methods": methods,
+        **controls,
+    }
+    return pd.DataFrame(rows), section
 
 
 def _brain(ctx: _Context, pick: Tensor) -> Tensor:
@@ -301,27 +346,72 @@ def faithfulness(ctx: _Context, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[
 # -------------------------------------------------------------------------------- sanity
 
 
-def sanity(ctx: _Context, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cascading model-parameter randomization (Adebayo et al.) per method."""
+#: images whose maps at every randomization step are kept for the report's figure
+SANITY_FIGURE_IMAGES = 2
+
+
+def sanity(
+    ctx: _Context, cfg: CamEvalConfig
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
+    """Cascading model-parameter randomization (Adebayo et al.) per method.
+
+    Besides the per-step table: per method the flag, the final similarities, the similarity of
+    random pairs of original maps (Arun et al.'s chance level: two unrelated maps) and the mean
+    curve; and the maps of the first images at every step (``sanity_maps.npz``).
+    """
     from braincam.cam import compute_cams
-    from braincam.evaluate.sanity import cascading_randomization
+    from braincam.evaluate.sanity import cascading_randomization, similarity
 
     pick = _subsample(len(ctx.images), cfg.sanity_images, ctx.generator)
     x, t = ctx.images[pick], ctx.targets[pick]
+    keep = min(SANITY_FIGURE_IMAGES, len(pick))
     frames, flags = [], {}
+    figure: dict[str, np.ndarray] = {"images": x[:keep, 0].numpy()}
     for method in ctx.maps:
         explain: Callable[..., Tensor] = lambda model, inputs, targets, m=method: compute_cams(  # noqa: E731
             model, inputs, m, targets=targets
         )
         res = cascading_randomization(
-            ctx.model, x, t, explain, generator=torch.Generator().manual_seed(cfg.seed)
+            ctx.model,
+            x,
+            t,
+            explain,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            keep_maps=True,
         )
         summary = res.summary.copy()
         summary.insert(0, "method", method)
         summary.insert(0, "model", ctx.model_name)
         frames.append(summary)
-        flags[method] = {"flagged": res.flagged, "rule": res.rule}
-    return pd.concat(frames, ignore_index=True), flags
+        original = res.maps["original"]
+        chance = similarity(original, original.roll(1, 0)) if len(original) > 1 else None
+        last = res.summary.iloc[-1]
+        flags[method] = {
+            "flagged": res.flagged,
+            "rule": res.rule,
+            "threshold": res.threshold,
+            "final_spearman": float(last["spearman_mean"]),
+            "final_spearman_abs": float(last["spearman_abs_mean"]),
+            "final_ssim": float(last["ssim_mean"]),
+            "random_pairs_ssim": None if chance is None else float(chance["ssim"].nanmean()),
+            "random_pairs_spearman": None
+            if chance is None
+            else float(chance["spearman"].nanmean()),
+            "n_images": len(pick),
+            "steps": [
+                {
+                    "step": int(r["step"]),
+                    "layer": str(r["layer"]),
+                    "spearman_mean": float(r["spearman_mean"]),
+                    "spearman_abs_mean": float(r["spearman_abs_mean"]),
+                    "ssim_mean": float(r["ssim_mean"]),
+                }
+                for _, r in res.summary.iterrows()
+            ],
+        }
+        for step, (layer, maps) in enumerate(res.maps.items()):
+            figure[f"{method}:{step:03d}:{layer}"] = maps[:keep].numpy()
+    return pd.concat(frames, ignore_index=True), flags, figure
 
 
 # --------------------------------------------------------------------------- consistency
@@ -430,9 +520,9 @@ def _run_localization(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
 
 
 def _run_perturbation(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
-    frame, details = perturbation(ctx, cfg)
+    frame, section = perturbation(ctx, cfg)
     _write_tsv(frame, out / "perturbation.tsv")
-    return {"conditions": frame.to_dict(orient="records"), **details}
+    return section
 
 
 def _run_faithfulness(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
@@ -443,8 +533,9 @@ def _run_faithfulness(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
 
 
 def _run_sanity(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
-    frame, flags = sanity(ctx, cfg)
+    frame, flags, figure = sanity(ctx, cfg)
     _write_tsv(frame, out / "sanity.tsv")
+    write_atomic(out / "sanity_maps.npz", lambda tmp: np.savez(tmp, **figure))
     return flags
 
 
@@ -462,6 +553,91 @@ def _run_regions(ctx: _Context, cfg: CamEvalConfig, out: Path) -> Any:
         _write_tsv(frame, out / f"{name}.tsv")
     top = tables["lobe_ranking"].groupby(["method", "label"]).head(3)
     return {"atlas": tables["atlas"].iloc[0].to_dict(), "top_lobes": top.to_dict(orient="records")}
+
+
+def _num(value: Any) -> float | None:
+    """A figure for a verdict: None when missing or NaN (then the verdict is None too)."""
+    return None if value is None or value != value else float(value)
+
+
+def _row(rows: Any, **match: str) -> dict[str, Any] | None:
+    for row in rows or []:
+        if all(row.get(k) == v for k, v in match.items()):
+            return row
+    return None
+
+
+def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any]:
+    """Per method: localizes, faithful, passes randomization, perturbation — each a figure, its
+    chance baseline and a boolean verdict (None when the family did not run or has no data).
+
+    The report's verdict table shows exactly these values; nothing is recomputed there.
+    """
+    out = {}
+    for method in methods:
+        loc = _row(summary.get("localization"), method=method, level="slice")
+        uni = _row(summary.get("localization"), method="baseline:uniform", level="slice")
+        mass = _num((loc or {}).get("relevance_mass"))
+        chance = _num((uni or {}).get("relevance_mass"))
+        localizes = {
+            "metric": "relevance mass in the ground-truth region (slices)",
+            "figure": mass,
+            "baseline": chance,
+            "verdict": None if mass is None or chance is None else bool(mass > chance),
+            "rule": "the map's mass inside the region exceeds a uniform map's (the region's "
+            "share of the slice)",
+        }
+        faith = summary.get("faithfulness")
+        d, i = (
+            _row(faith, method=method, curve="deletion"),
+            _row(faith, method=method, curve="insertion"),
+        )
+        rd = _row(faith, method="baseline:random-order", curve="deletion")
+        ri = _row(faith, method="baseline:random-order", curve="insertion")
+        values = [None if r is None else _num(r.get("auc")) for r in (d, i, rd, ri)]
+        faithful = {
+            "metric": "deletion AUC (lower is better)",
+            "figure": values[0],
+            "baseline": values[2],
+            "verdict": None
+            if any(v is None for v in values)
+            else bool(values[0] < values[2] and values[1] > values[3]),
+            "rule": "deletion AUC below and insertion AUC above the random order's",
+        }
+        san = (summary.get("sanity") or {}).get(method)
+        figure = None
+        if san is not None:
+            finals = [
+                v for v in (san["final_spearman"], san["final_spearman_abs"]) if v is not None
+            ]
+            figure = max(finals) if finals else None
+        randomization = {
+            "metric": "Spearman, original vs fully randomized maps",
+            "figure": figure,
+            "baseline": None if san is None else san.get("random_pairs_spearman"),
+            "verdict": None if san is None else not san["flagged"],
+            "rule": "passes unless the mean (absolute) Spearman after full randomization exceeds "
+            f"{san['threshold'] if san else 0.5}; baseline: two unrelated maps",
+        }
+        pert = ((summary.get("perturbation") or {}).get("methods") or {}).get(method)
+        comp = None if pert is None else pert["comparison"]
+        perturbation = {
+            "metric": "drop of target probability, CAM region (imputed)",
+            "figure": None if comp is None else comp["region_drop"],
+            "baseline": None if comp is None else comp["random_drop"],
+            "verdict": None if comp is None else comp["hurts_more"],
+            "rule": "CAM region hurts more than 20 random regions of its shape per image "
+            "(95 % CI of the paired difference above 0)",
+            "ci_low": None if comp is None else comp["ci_low"],
+            "ci_high": None if comp is None else comp["ci_high"],
+        }
+        out[method] = {
+            "localizes": localizes,
+            "faithful": faithful,
+            "randomization": randomization,
+            "perturbation": perturbation,
+        }
+    return out
 
 
 FAMILIES: dict[str, Callable[[_Context, CamEvalConfig, Path], Any]] = {
@@ -504,7 +680,10 @@ def evaluate_cams(
             summary[name] = run_family(ctx, config, out)
             seconds[name] = time.perf_counter() - start
             bar.advance(task)
+    summary["verdicts"] = verdicts(summary, tuple(ctx.maps))
     summary["seconds"] = seconds
+    summary = to_jsonable(summary)
+    validate_cam_evaluation(summary)  # typed before anything is written
     write_json(out / "summary.json", summary)
     work_summary = Path(ctx.record["work_dir"]) / "summary.json"
     section = read_json(work_summary).get("cam_evaluation", {}) if work_summary.is_file() else {}

@@ -18,6 +18,15 @@ import pandas as pd
 
 from braincam.report import blocks as B
 from braincam.report.render import write_report
+from braincam.summary_schema import (
+    CamEvaluation,
+    PerturbationSection,
+    SanityEntry,
+    Summary,
+    Verdict,
+    load_summary,
+    validate_cam_evaluation,
+)
 
 
 def _read_tsv(path: Path) -> pd.DataFrame | None:
@@ -36,34 +45,34 @@ def _plt() -> Any:
 # ------------------------------------------------------------------------------- dataset
 
 
-def dataset_section(out: Path, summary: dict[str, Any]) -> B.Section:
+def dataset_section(out: Path, summary: Summary) -> B.Section:
     """Subjects per class and split, example slices per axis, preprocessing parameters."""
     from braincam.data.slices import SliceStore
 
     sec = B.Section("dataset", "Dataset")
-    prep = summary.get("prepare")
-    if not prep:
+    prep = summary.prepare
+    if prep is None:
         return sec.add(B.note("No preparation summary found (run `braincam prepare`)."))
-    counts = pd.DataFrame(prep.get("participants", []))
+    counts = pd.DataFrame([p.model_dump() for p in prep.participants])
     if not counts.empty:
         table = counts.pivot_table(
             index="label", columns="split", values="participant_id", aggfunc="count", fill_value=0
         ).reset_index()
         sec.add(B.table(table, title="Subjects per class and split"))
-    slices = prep.get("slices_per_split")
+    slices = prep.slices_per_split
     if slices:
         sec.add(B.text(f"Slices per split: {slices}"))
     store_dir = out / "slices"
     if (store_dir / "meta.json").is_file():
         store = SliceStore.open(store_dir)
         sec.add(example_slices(store))
-    params = prep.get("parameters", {})
+    params = prep.parameters
     if params:
         frame = pd.DataFrame(
             {"parameter": list(params), "value": [str(v) for v in params.values()]}
         )
         sec.add(B.table(frame, title="Preprocessing parameters"))
-    failures = prep.get("failures") or []
+    failures = [f.model_dump() for f in prep.failures]
     sec.add(B.text(f"Failed subjects: {len(failures)}"))
     if failures:
         sec.add(B.table(pd.DataFrame(failures), title="Failures"))
@@ -99,7 +108,7 @@ def example_slices(store: Any) -> B.Block:
 # -------------------------------------------------------------------------------- models
 
 
-def models_section(out: Path, runs: list[Path]) -> B.Section:
+def models_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
     """Comparison table, and per model its curves, test metrics and confusion matrix."""
     sec = B.Section("models", "Models")
     comparison = _read_tsv(out / "comparison.tsv")
@@ -114,13 +123,21 @@ def models_section(out: Path, runs: list[Path]) -> B.Section:
     for run in runs:
         if (run / "curves.png").is_file():
             sec.add(B.figure_from_file(run / "curves.png", title=f"{run.name}: training curves"))
-        test = run / "eval_test.json"
-        if test.is_file():
-            metrics = json.loads(test.read_text())
-            flat = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-            if flat:
-                frame = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
-                sec.add(B.table(frame, title=f"{run.name}: test metrics"))
+        entry = (summary.evaluation or {}).get(run.name)
+        test = entry.test if entry is not None else None
+        if test is not None:
+            trained = (summary.training or {}).get(run.name)
+            k = len(trained.classes) if trained is not None else None
+            chance = None if not k else 1.0 / k  # balanced classes; AUC's chance is 0.5
+            frame = pd.DataFrame(
+                {
+                    "metric": ["slice accuracy", "subject accuracy", "AUC", "loss"],
+                    "value": [test.slice_accuracy, test.subject_accuracy, test.auc, test.loss],
+                    "chance": [chance, chance, 0.5, None],
+                    "n": [test.slices, test.subjects, test.slices, test.slices],
+                }
+            )
+            sec.add(B.table(frame, title=f"{run.name}: test metrics next to chance"))
         confusion = _read_tsv(run / "eval_test_confusion.tsv")
         if confusion is not None:
             sec.add(B.table(confusion, title=f"{run.name}: test confusion matrix"))
@@ -209,18 +226,128 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
 
 # ---------------------------------------------------------------------------- evaluation
 
+FAMILY_COLUMNS = (
+    ("localizes", "localizes (vs uniform map)"),
+    ("faithful", "faithful (vs random order)"),
+    ("randomization", "passes randomization (vs unrelated maps)"),
+    ("perturbation", "perturbation hurts (vs random regions)"),
+)
 
-def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
+
+def _cam_evaluation(out: Path, summary: Summary, run: Path) -> CamEvaluation | None:
+    """A run's heatmap evaluation, read through the schema (work summary, else the run's)."""
+    if summary.cam_evaluation and run.name in summary.cam_evaluation:
+        return summary.cam_evaluation[run.name]
+    path = run / "cam_eval" / "test" / "summary.json"
+    return validate_cam_evaluation(json.loads(path.read_text())) if path.is_file() else None
+
+
+def _verdict_cell(key: str, v: Verdict) -> list[B.Span]:
+    cell: list[B.Span] = [
+        (B.fmt_value(v.verdict) if v.verdict is not None else "n/a", f"{key}/verdict"),
+        (" — ", ""),
+        (B.fmt_value(v.figure), f"{key}/figure"),
+        (" vs ", ""),
+        (B.fmt_value(v.baseline), f"{key}/baseline"),
+    ]
+    if v.ci_low is not None or v.ci_high is not None:
+        cell += [
+            (" (difference 95 % CI ", ""),
+            (B.fmt_value(v.ci_low), f"{key}/ci_low"),
+            (", ", ""),
+            (B.fmt_value(v.ci_high), f"{key}/ci_high"),
+            (")", ""),
+        ]
+    return cell
+
+
+def _control_sentence(run: str, which: str, section: PerturbationSection) -> B.Block:
+    verdict = getattr(section, f"{which}_control")
+    test = section.controls.get(which)
+    base = f"cam_evaluation/{run}/perturbation"
+    label = {
+        "positive": "Positive control — imputing the planted ground-truth region hurts more than "
+        "random brain regions of its shape (expected: yes): ",
+        "negative": "Negative control — imputing a region of the same area outside the brain "
+        "hurts more than random brain regions (expected: no): ",
+    }[which]
+    spans: list[B.Span] = [(label, ""), (B.fmt_value(verdict), f"{base}/{which}_control")]
+    if test is not None:
+        c, k = test.comparison, f"{base}/controls/{which}/comparison"
+        spans += [
+            ("; drop ", ""),
+            (B.fmt_value(c.region_drop), f"{k}/region_drop"),
+            (" vs ", ""),
+            (B.fmt_value(c.random_drop), f"{k}/random_drop"),
+            (" for random regions; difference ", ""),
+            (B.fmt_value(c.mean_difference), f"{k}/mean_difference"),
+            (", 95 % CI [", ""),
+            (B.fmt_value(c.ci_low), f"{k}/ci_low"),
+            (", ", ""),
+            (B.fmt_value(c.ci_high), f"{k}/ci_high"),
+            ("], d_z ", ""),
+            (B.fmt_value(c.effect_size, 2), f"{k}/effect_size"),
+            ("; n = ", ""),
+            (str(c.n_images), f"{k}/n_images"),
+            (" images, random baseline n = ", ""),
+            (str(c.n_random), f"{k}/n_random"),
+            (" placements.", ""),
+        ]
+    return B.keyed(spans)
+
+
+def verdicts_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
+    """At the top: per model × method, each family's verdict with its figure and chance level."""
+    sec = B.Section("verdicts", "Verdicts")
+    found = False
+    for run in runs:
+        ev = _cam_evaluation(out, summary, run)
+        if ev is None or not ev.verdicts:
+            continue
+        found = True
+        cells = []
+        for method, v in ev.verdicts.items():
+            base = f"cam_evaluation/{run.name}/verdicts/{method}"
+            row = [[(method, "")]]
+            row += [_verdict_cell(f"{base}/{fam}", getattr(v, fam)) for fam, _ in FAMILY_COLUMNS]
+            cells.append(row)
+        sec.add(
+            B.keyed_table(
+                ["method", *(title for _, title in FAMILY_COLUMNS)],
+                cells,
+                title=f"{run.name} ({ev.model}): verdict — figure vs chance baseline",
+            )
+        )
+        first = next(iter(ev.verdicts.values()))
+        sec.add(
+            B.note(
+                "Rules. "
+                + " ".join(
+                    f"{title}: {getattr(first, fam).metric}; {getattr(first, fam).rule}."
+                    for fam, title in FAMILY_COLUMNS
+                )
+            )
+        )
+        if ev.perturbation is not None:
+            for which in ("positive", "negative"):
+                sec.add(_control_sentence(run.name, which, ev.perturbation))
+    if not found:
+        sec.add(B.note("No heatmap evaluation yet (run `braincam evaluate-cams`)."))
+    return sec
+
+
+def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
     """Localization, perturbation, faithfulness, sanity, consistency — each with its baseline."""
     sec = B.Section("evaluation", "Are the heatmaps right?")
     found = False
     for run in runs:
         root = run / "cam_eval" / "test"
-        if not (root / "summary.json").is_file():
+        ev = _cam_evaluation(out, summary, run)
+        if ev is None:
             continue
         found = True
-        loc = _read_tsv(root / "localization.tsv")
-        if loc is not None and not loc.empty:
+        if ev.localization:
+            loc = pd.DataFrame([r.model_dump() for r in ev.localization])
             cols = [
                 c
                 for c in (
@@ -244,43 +371,157 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
                     "mask's share of the image on mass and rank accuracy, AUROC 0.5."
                 )
             )
-        pert = _read_tsv(root / "perturbation.tsv")
-        if pert is not None:
-            sec.add(B.table(pert, title=f"{run.name}: perturbation check (dMRI study, quantified)"))
-            details = json.loads((root / "summary.json").read_text()).get("perturbation", {})
-            verdicts = [
-                f"{m}: CAM-region noise hurts more than translation: "
-                f"{d.get('cam_hurts_more_than_translation')}, more than a random region of equal "
-                f"area: {d.get('cam_hurts_more_than_random')}"
-                for m, d in details.items()
-                if isinstance(d, dict) and "cam_hurts_more_than_translation" in d
-            ]
-            for v in verdicts:
-                sec.add(B.text(v))
-        faith = _read_tsv(root / "faithfulness.tsv")
-        if faith is not None:
-            sec.add(B.table(faith, title=f"{run.name}: deletion / insertion AUC"))
+        if ev.perturbation is not None:
+            sec.add(_perturbation_blocks(run.name, ev.perturbation))
+            for block in _perturbation_tables(run.name, ev.perturbation):
+                sec.add(block)
+        if ev.faithfulness:
+            faith = pd.DataFrame([r.model_dump() for r in ev.faithfulness])
+            sec.add(B.table(faith, title=f"{run.name}: deletion / insertion AUC", collapsed=True))
             sec.add(
                 B.note(
                     "Lower deletion AUC and higher insertion AUC than the random order "
                     "mean the map ranks pixels the model really uses."
                 )
             )
-            sec.add(_faithfulness_figure(root, run.name))
-        sanity = _read_tsv(root / "sanity.tsv")
-        if sanity is not None:
-            sec.add(B.table(sanity, title=f"{run.name}: cascading randomization (Adebayo et al.)"))
-            flags = json.loads((root / "summary.json").read_text()).get("sanity", {})
-            for method, f in flags.items():
-                state = "FLAGGED — maps barely change" if f.get("flagged") else "passes"
-                sec.add(B.text(f"{method}: {state} ({f.get('rule')})"))
-        cons = _read_tsv(root / "consistency.tsv")
-        if cons is not None:
-            means = cons.groupby(["level", "method"])["mean_r"].mean().reset_index()
+            if (root / "curves.npz").is_file():
+                sec.add(_faithfulness_figure(root, run.name))
+        if ev.sanity:
+            sec.add(_sanity_curves(run.name, ev.sanity))
+            if (root / "sanity_maps.npz").is_file():
+                sec.add(_sanity_maps(root / "sanity_maps.npz", run.name))
+            for method, f in ev.sanity.items():
+                key = f"cam_evaluation/{run.name}/sanity/{method}"
+                sec.add(
+                    B.keyed(
+                        [
+                            (f"{method}: ", ""),
+                            (
+                                B.fmt_value(f.flagged, vocabulary=("FLAGGED", "passes")),
+                                f"{key}/flagged",
+                            ),
+                            (" — Spearman after full randomization ", ""),
+                            (B.fmt_value(f.final_spearman), f"{key}/final_spearman"),
+                            (" (absolute ", ""),
+                            (B.fmt_value(f.final_spearman_abs), f"{key}/final_spearman_abs"),
+                            ("), threshold ", ""),
+                            (B.fmt_value(f.threshold), f"{key}/threshold"),
+                            ("; two unrelated maps: ", ""),
+                            (B.fmt_value(f.random_pairs_spearman), f"{key}/random_pairs_spearman"),
+                            (f" ({f.rule}).", ""),
+                        ]
+                    )
+                )
+            sanity = _read_tsv(root / "sanity.tsv")
+            if sanity is not None:
+                sec.add(
+                    B.table(
+                        sanity,
+                        title=f"{run.name}: cascading randomization, every step",
+                        collapsed=True,
+                    )
+                )
+        if ev.consistency:
+            means = pd.DataFrame([r.model_dump() for r in ev.consistency])
             sec.add(B.table(means, title=f"{run.name}: consistency (mean pairwise correlation)"))
     if not found:
         sec.add(B.note("No heatmap evaluation yet (run `braincam evaluate-cams`)."))
     return sec
+
+
+def _perturbation_blocks(run: str, p: PerturbationSection) -> B.Block:
+    """The dose–response figure; the per-class and per-condition tables go below, collapsed."""
+    plt = _plt()
+    tests: dict[str, Any] = {**p.methods, **{f"control: {k}": v for k, v in p.controls.items()}}
+    fig, axes = plt.subplots(
+        1, len(tests), figsize=(3.3 * len(tests), 3.0), squeeze=False, sharey=True
+    )
+    for ax, (name, t) in zip(axes[0], tests.items(), strict=True):
+        x = [d.strength for d in t.dose_response]
+        ax.plot(x, [d.region_drop for d in t.dose_response], "o-", label="region")
+        ax.plot(x, [d.random_drop for d in t.dose_response], "s--", label="random regions")
+        lo = [np.nan if d.ci_low is None else d.ci_low for d in t.dose_response]
+        hi = [np.nan if d.ci_high is None else d.ci_high for d in t.dose_response]
+        diff = [np.nan if d.mean_difference is None else d.mean_difference for d in t.dose_response]
+        ax.plot(x, diff, "k:", label="difference")
+        ax.fill_between(x, lo, hi, color="grey", alpha=0.25, label="95 % CI of difference")
+        ax.axhline(0, color="k", lw=0.5)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("strength (fraction imputed)")
+    axes[0][0].set_ylabel("drop of target-class probability")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    return B.figure_from_matplotlib(
+        fig,
+        title=f"{run}: perturbation dose–response (ROAD noisy linear imputation)",
+        caption=p.rule,
+    )
+
+
+def _perturbation_tables(run: str, p: PerturbationSection) -> list[B.Block]:
+    rows = []
+    tests: dict[str, Any] = {**p.methods, **{f"control: {k}": v for k, v in p.controls.items()}}
+    for name, t in tests.items():
+        for label, c in {"all": t.comparison, **t.per_class}.items():
+            rows.append({"test": name, "true class": label, **c.model_dump()})
+    return [
+        B.table(pd.DataFrame(rows), title=f"{run}: perturbation per true class", collapsed=True),
+        B.table(
+            pd.DataFrame([r.model_dump() for r in p.conditions]),
+            title=f"{run}: perturbation conditions (accuracy, confidence, drop)",
+            collapsed=True,
+        ),
+    ]
+
+
+def _sanity_curves(run: str, sanity: dict[str, SanityEntry]) -> B.Block:
+    """Mean Spearman to the original maps as layers are randomized, one curve per method."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for method, f in sanity.items():
+        steps = [0] + [s.step for s in f.steps]
+        values = [1.0] + [np.nan if s.spearman_mean is None else s.spearman_mean for s in f.steps]
+        line = ax.plot(steps, values, "o-", ms=3, label=method)[0]
+        if f.random_pairs_spearman is not None:
+            ax.axhline(f.random_pairs_spearman, color=line.get_color(), ls=":", lw=0.8)
+    first = next(iter(sanity.values()))
+    ax.axhline(first.threshold, color="red", ls="--", lw=0.8, label="flag threshold")
+    ax.set_xticks([0] + [s.step for s in first.steps])
+    ax.set_xticklabels(["original"] + [s.layer for s in first.steps], rotation=60, fontsize=6)
+    ax.set_ylabel("Spearman to original maps")
+    ax.set_title("cascading randomization, output layer first (dotted: unrelated maps)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return B.figure_from_matplotlib(fig, title=f"{run}: cascading randomization (Adebayo et al.)")
+
+
+def _sanity_maps(path: Path, run: str) -> B.Block:
+    """The maps of one image at every randomization step, one row per method (Adebayo Fig. 2)."""
+    plt = _plt()
+    data = np.load(path)
+    image = data["images"][0]
+    methods: dict[str, list[str]] = {}
+    for key in data.files:
+        if key != "images":
+            methods.setdefault(key.split(":", 1)[0], []).append(key)
+    cols = max(len(v) for v in methods.values()) + 1
+    fig, grid = plt.subplots(
+        len(methods), cols, figsize=(1.3 * cols, 1.45 * len(methods)), squeeze=False
+    )
+    for r, (method, keys) in enumerate(methods.items()):
+        grid[r][0].imshow(image, cmap="gray")
+        grid[r][0].set_title("image", fontsize=6)
+        grid[r][0].set_ylabel(method, fontsize=7)
+        for c, key in enumerate(sorted(keys), start=1):
+            grid[r][c].imshow(data[key][0], cmap="jet")
+            grid[r][c].set_title(key.split(":", 2)[2], fontsize=5)
+        for ax in grid[r]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    return B.figure_from_matplotlib(
+        fig, title=f"{run}: maps at each randomization step (left: original; cumulative →)"
+    )
 
 
 def _faithfulness_figure(root: Path, name: str) -> B.Block:
@@ -360,14 +601,14 @@ def _lobe_bars(ranking: pd.DataFrame, name: str) -> B.Block:
 # ---------------------------------------------------------------------------- provenance
 
 
-def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
+def provenance_section(out: Path, summary: Summary) -> B.Section:
     """Config, versions, seed, split and the commands that reproduce the run."""
     from braincam.provenance import library_versions
 
     sec = B.Section("provenance", "Provenance")
     if (out / "config.yaml").is_file():
         sec.add(B.preformatted((out / "config.yaml").read_text(), title="Configuration"))
-    versions = summary.get("prepare", {}).get("versions") or library_versions()
+    versions = summary.prepare.versions if summary.prepare else library_versions()
     sec.add(
         B.table(
             pd.DataFrame({"library": list(versions), "version": list(versions.values())}),
@@ -399,16 +640,16 @@ def build_report(
     ``runs`` defaults to every trained run under ``OUT/runs/``.
     """
     out = Path(out_dir)
-    summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    summary = load_summary(out / "summary.json")
     if runs is None:
         runs = sorted(p for p in (out / "runs").glob("*") if (p / "model.pt").is_file())
     runs = [Path(r) for r in runs]
     sections = [
+        verdicts_section(out, summary, runs),
         dataset_section(out, summary),
-        models_section(out, runs),
+        models_section(out, summary, runs),
         heatmaps_section(out, runs),
-        evaluation_section(out, runs),
+        evaluation_section(out, summary, runs),
         regions_section(out, runs),
         provenance_section(out, summary),
     ]
