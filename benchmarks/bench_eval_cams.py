@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from braincam.evaluate import cams
+from braincam.pipeline import evaluate_cams as cams
 
 
 class ForwardTimer:

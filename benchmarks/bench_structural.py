@@ -44,8 +44,8 @@ def main() -> None:
     import nibabel as nib
     from scipy import ndimage as ndi
 
-    from braincam.data import structural as st
-    from braincam.data import synth_anat as sa
+    from braincam.modalities.anat import preprocess as st
+    from braincam.synth import anat as sa
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_structural_"))
     root = args.out or tmp

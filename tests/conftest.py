@@ -39,7 +39,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     from braincam.config import TrainConfig
     from braincam.data.slices import SliceSpec, build_slice_store
     from braincam.data.splits import make_splits, save_splits
-    from braincam.train import fit
+    from braincam.pipeline.train import fit
 
     root = tmp_path_factory.mktemp("tiny_run")
     rng = np.random.default_rng(0)
@@ -57,3 +57,13 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     run = root / "run"
     fit(work, run, model="tinycnn-gap", config=cfg, progress=False)
     return work, run
+
+
+@pytest.fixture
+def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let training build the tiny test model under the name ``tiny``."""
+    from braincam.pipeline import train as train_mod
+    from builders.store import tiny_build, tiny_check
+
+    monkeypatch.setattr(train_mod, "build_model", tiny_build)
+    monkeypatch.setattr(train_mod, "check_model_name", tiny_check)

@@ -183,8 +183,8 @@ class CamsConfig(_Section):
 class ExperimentConfig(_Section):
     """A whole experiment: data (BIDS, or synthesized), preparation, models, training, evaluation.
 
-    ``synth`` and ``prepare`` are passed as keyword arguments to ``braincam.data.synth`` and to
-    ``braincam.prepare.PrepareConfig``, which validate them.
+    ``synth`` and ``prepare`` are passed as keyword arguments to ``braincam.synth.dwi`` and to
+    ``braincam.pipeline.prepare.PrepareConfig``, which validate them.
     """
 
     name: str = "experiment"

@@ -32,8 +32,8 @@ def evaluate_cams(
     Tables go to RUN_DIR/cam_eval/SPLIT/*.tsv; a compact summary to the work directory's
     summary.json (section cam_evaluation). Heatmaps are computed first if missing (explain).
     """
-    from braincam.evaluate.cams import CamEvalConfig, eval_dir
-    from braincam.evaluate.cams import evaluate_cams as run
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, eval_dir
+    from braincam.pipeline.evaluate_cams import evaluate_cams as run
 
     config = CamEvalConfig(
         split=split,

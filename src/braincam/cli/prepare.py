@@ -75,7 +75,7 @@ def prepare(
     from rich.console import Console
     from rich.table import Table
 
-    from braincam.prepare import PrepareConfig, prepare
+    from braincam.pipeline.prepare import PrepareConfig, prepare
 
     config = PrepareConfig(
         label=label,

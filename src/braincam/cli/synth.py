@@ -61,14 +61,14 @@ def synth(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a young/old diffusion-MRI cohort (BIDS) with ground-truth masks and FA."""
-    from braincam.data.synth import SynthConfig, synthesize
+    from braincam.synth.dwi import SynthConfig, synthesize
 
     if kind not in ("dwi", "structural"):
         from braincam.errors import ConfigError
 
         raise ConfigError(f"--kind must be dwi or structural, got {kind!r}")
     if kind == "structural":
-        from braincam.data.synth_anat import AnatSynthConfig, synthesize_anat
+        from braincam.synth.anat import AnatSynthConfig, synthesize_anat
 
         names = tuple(g.strip() for g in groups.split(","))
         anat = AnatSynthConfig(

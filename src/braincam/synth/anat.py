@@ -1,0 +1,616 @@
+"""Synthetic structural cohort: T1w/T2w/FLAIR with MS-like lesions (``synth --kind structural``).
+
+Anatomy, warps and regions come from :mod:`braincam.synth.anatomy` (the same machinery as the
+diffusion cohort); writing, ids and noise from :mod:`braincam.synth.dwi`. Per subject:
+
+- tissue fractions (GM, WM, CSF) of the warped MNI152 template, contrast-specific intensities
+  (:data:`CONTRASTS`), Rician noise and a smooth multiplicative bias field per image, drawn in
+  that image's own scanner frame (a coil property, so it does not move with the head);
+- T2w and FLAIR on the T1w voxel grid but with the head moved by a small random rigid transform
+  (the ground truth a co-registration must recover), recorded as a 4×4 RAS matrix;
+- groups (default ``control``, ``rrms``, ``spms``) that differ as :class:`GroupEffect` says:
+  white-matter lesions (soft-edged ellipsoids, mostly periventricular; hyperintense on T2w and
+  FLAIR, hypointense on T1w), grey-matter atrophy and ventricle enlargement.
+
+Ground truth under ``derivatives/groundtruth/sub-XX/anat/`` (see :func:`anat_groundtruth_paths`).
+The same seed gives byte-identical files. Details: docs/structural.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from braincam.errors import ConfigError
+from braincam.io import write_json, write_text_atomic
+from braincam.synth.anatomy import (
+    TEMPLATE_SPACE,
+    SubjectTransform,
+    Template,
+    grid_coordinates,
+    load_template,
+    random_subject_transform,
+    rotation_matrix,
+    sample_volume,
+    transform_points,
+    voxel_indices,
+)
+from braincam.synth.dwi import (
+    add_rician_noise,
+    clear_previous,
+    native_affine,
+    native_shape,
+    participant_ids,
+    save_nifti,
+    software,
+    write_cohort_files,
+)
+
+#: BIDS suffixes of the three contrasts, in slice-store channel order.
+SUFFIXES = ("T1w", "T2w", "FLAIR")
+
+#: Relative signal of each tissue per contrast (pure white matter on T1w = 1). Written ×1000 as
+#: int16. Lesions: T1 "black holes" darker than WM, bright on T2w and FLAIR; CSF is suppressed on
+#: FLAIR, which is why periventricular lesions stand out there.
+CONTRASTS: dict[str, dict[str, float]] = {
+    "T1w": {"csf": 0.25, "gm": 0.65, "wm": 1.00, "lesion": 0.50},
+    "T2w": {"csf": 1.60, "gm": 0.95, "wm": 0.70, "lesion": 1.35},
+    "FLAIR": {"csf": 0.15, "gm": 0.85, "wm": 0.65, "lesion": 1.40},
+}
+SCALE = 1000.0
+DSEG_LABELS = {1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
+
+
+@dataclass(frozen=True)
+class GroupEffect:
+    """How one group differs from the template anatomy.
+
+    ``lesions``: mean lesion count (Poisson); ``periventricular``: fraction of lesions centred in
+    white matter within 10 mm of the lateral ventricles (the rest anywhere else in deep/
+    juxtacortical WM); ``radius_mm``: range of the ellipsoids' semi-axes; ``atrophy``: fraction
+    of grey matter replaced by CSF; ``ventricle_enlargement``: linear growth of the ventricles
+    (0.3 → 30 % wider at their centre, smoothly fading out over the surrounding tissue).
+    """
+
+    lesions: float = 0.0
+    periventricular: float = 0.8
+    radius_mm: tuple[float, float] = (2.0, 5.0)
+    atrophy: float = 0.0
+    ventricle_enlargement: float = 0.0
+    ages: tuple[int, int] = (25, 60)
+
+
+#: Defaults: controls have none; RRMS a moderate, mostly periventricular lesion load; SPMS about
+#: twice the load, larger lesions reaching further into deep WM, GM atrophy and wider ventricles.
+DEFAULT_EFFECTS = (
+    GroupEffect(ages=(25, 60)),
+    GroupEffect(lesions=10, periventricular=0.8, radius_mm=(2.0, 4.5), atrophy=0.02,
+                ventricle_enlargement=0.10, ages=(22, 50)),
+    GroupEffect(lesions=22, periventricular=0.6, radius_mm=(2.5, 6.0), atrophy=0.08,
+                ventricle_enlargement=0.35, ages=(40, 68)),
+)  # fmt: skip
+
+
+@dataclass
+class AnatSynthConfig:
+    """Parameters of a synthetic structural cohort (``braincam synth --kind structural``)."""
+
+    subjects: int = 30
+    seed: int = 0
+    voxel_size: float = 2.0
+    groups: tuple[str, str, str] = ("control", "rrms", "spms")
+    effects: tuple[GroupEffect, GroupEffect, GroupEffect] = DEFAULT_EFFECTS
+    snr: float = 40.0  # pure-WM T1w signal / noise sigma (same sigma for every contrast)
+    bias_strength: float = 0.25  # bias field spans about ×(1 ± strength) over the head
+    misregistration_deg: float = 3.0  # T2w/FLAIR vs T1w: uniform per axis, ± this
+    misregistration_mm: float = 3.0
+    rotation_deg: float = 5.0
+    translation_mm: float = 5.0
+    scale_range: float = 0.07
+    warp_mm: float = 4.0
+    warp_smoothness_mm: float = 15.0
+    orientation: str = "LAS"
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigError` naming the first parameter out of range."""
+        checks = [
+            ("subjects", 3 <= self.subjects <= 9999, "between 3 and 9999"),
+            ("voxel_size", 0.5 <= self.voxel_size <= 8.0, "between 0.5 and 8 mm"),
+            ("snr", self.snr > 0, "> 0 (inf for noise-free data)"),
+            ("bias_strength", 0.0 <= self.bias_strength < 1.0, "in [0, 1)"),
+            ("misregistration_deg", 0.0 <= self.misregistration_deg <= 20.0, "in [0, 20]"),
+            ("misregistration_mm", 0.0 <= self.misregistration_mm <= 20.0, "in [0, 20]"),
+            ("rotation_deg", 0.0 <= self.rotation_deg <= 30.0, "in [0, 30]"),
+            ("translation_mm", 0.0 <= self.translation_mm <= 50.0, "in [0, 50]"),
+            ("scale_range", 0.0 <= self.scale_range <= 0.3, "in [0, 0.3]"),
+            ("warp_mm", 0.0 <= self.warp_mm <= 0.4 * self.warp_smoothness_mm, "in [0, 0.4 × σ]"),
+            ("warp_smoothness_mm", self.warp_smoothness_mm > 0, "> 0"),
+            ("orientation", self.orientation in ("LAS", "RAS"), "LAS or RAS"),
+        ]
+        for name, ok, expected in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
+        groups = tuple(self.groups)
+        if len(groups) != 3 or len(set(groups)) != 3 or not all(str(g).strip() for g in groups):
+            raise ConfigError(f"groups must be 3 distinct non-empty names; got {groups!r}")
+        if len(self.effects) != 3:
+            raise ConfigError(f"effects must give one GroupEffect per group; got {self.effects!r}")
+        for name, eff in zip(groups, self.effects, strict=True):
+            lo, hi = eff.radius_mm
+            bad = (
+                ("lesions", eff.lesions >= 0 and eff.lesions <= 200, "in [0, 200]"),
+                ("periventricular", 0.0 <= eff.periventricular <= 1.0, "in [0, 1]"),
+                ("radius_mm", 0.5 <= lo <= hi <= 20.0, "(low, high) with 0.5 <= low <= high <= 20"),
+                ("atrophy", 0.0 <= eff.atrophy < 0.5, "in [0, 0.5)"),
+                ("ventricle_enlargement", 0.0 <= eff.ventricle_enlargement <= 1.0, "in [0, 1]"),
+                ("ages", 0 <= eff.ages[0] <= eff.ages[1], "(low, high), 0 <= low <= high"),
+            )
+            for key, ok, expected in bad:
+                if not ok:
+                    raise ConfigError(
+                        f"effects[{name}].{key} must be {expected}; got {getattr(eff, key)!r}"
+                    )
+
+
+@dataclass(frozen=True)
+class AnatParticipant:
+    """One synthetic subject's table row."""
+
+    participant_id: str
+    age: int
+    group: str
+    index: int
+    role: int  # 0, 1, 2: position of the group in ``config.groups``
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def anat_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
+    """Raw images of one subject, keyed by BIDS suffix (T1w, T2w, FLAIR)."""
+    base = Path(bids_dir) / participant_id / "anat"
+    return {s: base / f"{participant_id}_{s}.nii.gz" for s in SUFFIXES}
+
+
+def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
+    """Ground-truth files of one subject (only for datasets made by this generator).
+
+    Keys: ``lesion_mask`` (uint8, T1w grid), ``lesion_json`` (lesion list), ``dseg`` (tissue
+    labels, :data:`DSEG_LABELS`), ``xfm_T2w`` / ``xfm_FLAIR`` (true rigid transforms, JSON),
+    ``native_to_mni`` / ``mni_to_native`` (coordinate maps as in docs/architecture.md).
+    """
+    base = Path(bids_dir) / "derivatives" / "groundtruth" / participant_id / "anat"
+    p = participant_id
+    return {
+        "lesion_mask": base / f"{p}_desc-lesion_mask.nii.gz",
+        "lesion_json": base / f"{p}_desc-lesion_mask.json",
+        "dseg": base / f"{p}_desc-tissue_dseg.nii.gz",
+        "xfm_T2w": base / f"{p}_from-T2w_to-T1w_desc-true_xfm.json",
+        "xfm_FLAIR": base / f"{p}_from-FLAIR_to-T1w_desc-true_xfm.json",
+        "native_to_mni": base / f"{p}_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz",
+        "mni_to_native": base / f"{p}_from-{TEMPLATE_SPACE}_to-native_coords.nii.gz",
+    }
+
+
+def read_true_transform(path: str | Path) -> NDArray[np.float64]:
+    """The 4×4 RAS matrix of a ground-truth ``*_desc-true_xfm.json`` (T1w mm → moving mm)."""
+    from braincam.io import read_json
+
+    return np.asarray(read_json(path)["MatrixRAS"], dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- cohort anatomy
+
+
+@dataclass(frozen=True)
+class _AnatCohort:
+    template: Template
+    shape: tuple[int, int, int]
+    periventricular: NDArray[np.float64]  # (n, 3) MNI mm of candidate lesion centres
+    deep_wm: NDArray[np.float64]
+    ventricle_centre: NDArray[np.float64]
+    ventricle_sigma: NDArray[np.float64]
+
+
+def lateral_ventricles(template: Template) -> NDArray[np.bool_]:
+    """Lateral ventricles on the template grid: CSF ≥ 0.4, ≥ 12 mm deep inside the brain, in
+    the MNI box |x| ≤ 28, y ∈ [−45, 30], z ∈ [−2, 32] mm (≈ 22 ml at 2 mm)."""
+    p = template.points()
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    depth = ndi.distance_transform_edt(template.tissue >= 0.5) * template.voxel_size
+    box = (np.abs(x) <= 28) & (y >= -45) & (y <= 30) & (z >= -2) & (z <= 32)
+    return (template.csf >= 0.4) & (depth >= 12.0) & box
+
+
+def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -> _AnatCohort:
+    if template is None:
+        template = load_template(config.voxel_size)
+    elif not np.isclose(template.voxel_size, config.voxel_size):
+        raise ConfigError(
+            f"template voxel size {template.voxel_size:g} mm differs from voxel_size "
+            f"{config.voxel_size:g} mm"
+        )
+    vent = lateral_ventricles(template)
+    dist = ndi.distance_transform_edt(~vent) * template.voxel_size
+    wm = template.wm >= 0.6
+    pts = template.points()
+    vpts = pts[vent]
+    return _AnatCohort(
+        template=template,
+        shape=native_shape(template, config),  # type: ignore[arg-type]  # same field names
+        periventricular=pts[wm & (dist <= 10.0)],
+        deep_wm=pts[wm & (dist > 10.0)],
+        ventricle_centre=vpts.mean(0),
+        ventricle_sigma=vpts.std(0) * 1.5,
+    )
+
+
+# --------------------------------------------------------------------------- subject pieces
+
+
+@dataclass(frozen=True)
+class Lesion:
+    """An ellipsoid in MNI mm: centre, semi-axes and rotation (columns = axes)."""
+
+    centre: NDArray[np.float64]
+    radii: NDArray[np.float64]
+    rotation: NDArray[np.float64]
+    periventricular: bool
+
+
+def draw_lesions(
+    rng: np.random.Generator, cohort: _AnatCohort, effect: GroupEffect
+) -> list[Lesion]:
+    """Poisson(``effect.lesions``) ellipsoids centred on WM template voxels (jittered)."""
+    n = int(rng.poisson(effect.lesions)) if effect.lesions > 0 else 0
+    out = []
+    half = cohort.template.voxel_size / 2.0
+    for _ in range(n):
+        peri = bool(rng.random() < effect.periventricular) and len(cohort.periventricular) > 0
+        pool = cohort.periventricular if peri else cohort.deep_wm
+        centre = pool[rng.integers(len(pool))] + rng.uniform(-half, half, 3)
+        radii = rng.uniform(*effect.radius_mm, 3)
+        rot = rotation_matrix(rng.uniform(-np.pi, np.pi, 3))
+        out.append(Lesion(centre, radii, rot, peri))
+    return out
+
+
+def lesion_fraction(points_mni: NDArray, lesions: list[Lesion], voxel_size: float) -> NDArray:
+    """Soft lesion occupancy (0–1) at MNI points: 1 inside, a one-voxel ramp at the edge."""
+    pts = np.asarray(points_mni, dtype=np.float64)
+    frac = np.zeros(pts.shape[:-1], dtype=np.float32)
+    for les in lesions:
+        reach = float(les.radii.max()) + voxel_size
+        near = np.all(np.abs(pts - les.centre) <= reach, axis=-1)
+        if not near.any():
+            continue
+        local = (pts[near] - les.centre) @ les.rotation  # coordinates along the ellipsoid axes
+        r = np.sqrt(((local / les.radii) ** 2).sum(-1))
+        ramp = np.clip(0.5 + (1.0 - r) * les.radii.min() / voxel_size, 0.0, 1.0)
+        frac[near] = np.maximum(frac[near], ramp)
+    return frac
+
+
+def enlarge_ventricles(
+    points_mni: NDArray, centre: NDArray, sigma: NDArray, enlargement: float
+) -> NDArray[np.float64]:
+    """Where to sample the template so the ventricles look ``1 + enlargement`` times wider.
+
+    ``m' = m − k g(m) (m − c)`` with ``k = e / (1 + e)`` and a Gaussian envelope ``g``; a
+    diffeomorphism for ``k < 1`` (the radial derivative stays positive).
+    """
+    if enlargement <= 0:
+        return np.asarray(points_mni, dtype=np.float64)
+    d = np.asarray(points_mni, dtype=np.float64) - centre
+    g = np.exp(-0.5 * ((d / sigma) ** 2).sum(-1))
+    k = enlargement / (1.0 + enlargement)
+    return points_mni - (k * g)[..., None] * d
+
+
+def bias_field(
+    rng: np.random.Generator, shape: tuple[int, ...], strength: float
+) -> NDArray[np.float32]:
+    """Smooth multiplicative field ``exp(p(x))``, p a random quadratic in voxel coordinates
+    normalized to [−1, 1], scaled so ``max |p| = log(1 + strength)``."""
+    if strength <= 0:
+        return np.ones(shape, dtype=np.float32)
+    axes = [np.linspace(-1.0, 1.0, n) for n in shape[:3]]
+    x, y, z = np.meshgrid(*axes, indexing="ij")
+    terms = [x, y, z, x * y, x * z, y * z, x**2, y**2, z**2]
+    coef = rng.standard_normal(len(terms)) * np.array([1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
+    p = sum(c * t for c, t in zip(coef, terms, strict=True))
+    p = p - p.mean()
+    p *= np.log1p(strength) / max(float(np.abs(p).max()), 1e-9)
+    return np.exp(p).astype(np.float32)
+
+
+def random_rigid(
+    rng: np.random.Generator, centre: NDArray, max_deg: float, max_mm: float
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """A rigid transform about ``centre``: (4×4 matrix, angles in degrees, translation mm)."""
+    angles = rng.uniform(-max_deg, max_deg, 3)
+    shift = rng.uniform(-max_mm, max_mm, 3)
+    rot = rotation_matrix(np.deg2rad(angles))
+    m = np.eye(4)
+    m[:3, :3] = rot
+    m[:3, 3] = centre + shift - rot @ centre
+    return m, angles, shift
+
+
+@dataclass
+class AnatSubject:
+    """In-memory images and ground truth of one simulated subject (all on the T1w grid)."""
+
+    images: dict[str, NDArray[np.int16]]
+    affine: NDArray[np.float64]
+    lesion_mask: NDArray[np.uint8]
+    dseg: NDArray[np.uint8]
+    bias: dict[str, NDArray[np.float32]]
+    true_xfm: dict[str, NDArray[np.float64]]  # T1w world mm → T2w/FLAIR world mm
+    native_to_mni: NDArray[np.float32]
+    lesions: list[Lesion]
+    params: dict
+
+
+def _tissue_at(
+    cohort: _AnatCohort,
+    points_native: NDArray,
+    transform: SubjectTransform,
+    effect: GroupEffect,
+    lesions: list[Lesion],
+) -> tuple[dict[str, NDArray[np.float32]], NDArray[np.float64]]:
+    """Tissue fractions (csf, gm, wm, lesion) at native points, and their MNI coordinates."""
+    tpl = cohort.template
+    mni = transform.to_mni(points_native)
+    src = enlarge_ventricles(
+        mni, cohort.ventricle_centre, cohort.ventricle_sigma, effect.ventricle_enlargement
+    )
+    ijk = voxel_indices(tpl.affine, src)
+    gm, wm, csf = (
+        sample_volume(getattr(tpl, n), tpl.affine, src, indices=ijk) for n in ("gm", "wm", "csf")
+    )
+    if effect.atrophy > 0:
+        csf = csf + effect.atrophy * gm
+        gm = gm * (1.0 - effect.atrophy)
+    # Lesions move with the tissue (evaluated where the template is sampled) and replace WM.
+    lesion = lesion_fraction(src, lesions, tpl.voxel_size) * wm
+    wm = wm - lesion
+    return {"csf": csf, "gm": gm, "wm": wm, "lesion": lesion}, mni
+
+
+def _signal(fractions: dict[str, NDArray], contrast: str) -> NDArray[np.float32]:
+    table = CONTRASTS[contrast]
+    return sum(fractions[t] * np.float32(table[t]) for t in table).astype(np.float32)
+
+
+def simulate_subject(
+    cohort: _AnatCohort, config: AnatSynthConfig, person: AnatParticipant
+) -> AnatSubject:
+    """Simulate one subject's three contrasts and ground truth (deterministic in seed, index)."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, person.index]))
+    tpl = cohort.template
+    effect = config.effects[person.role]
+    transform = random_subject_transform(
+        rng,
+        tpl,
+        rotation_deg=config.rotation_deg,
+        translation_mm=config.translation_mm,
+        scale_range=config.scale_range,
+        warp_mm=config.warp_mm,
+        warp_smoothness_mm=config.warp_smoothness_mm,
+    )
+    lesions = draw_lesions(rng, cohort, effect)
+    centre = transform.to_native(tpl.brain_center_mm()[None, :])[0]
+    affine = native_affine(config, centre, cohort.shape)  # type: ignore[arg-type]
+    grid = grid_coordinates(cohort.shape, affine)
+    sigma = 0.0 if not np.isfinite(config.snr) else 1.0 / config.snr
+
+    images: dict[str, NDArray[np.int16]] = {}
+    bias: dict[str, NDArray[np.float32]] = {}
+    true_xfm: dict[str, NDArray[np.float64]] = {}
+    xfm_params: dict[str, dict] = {}
+    fractions, mni = _tissue_at(cohort, grid, transform, effect, lesions)
+    for contrast in SUFFIXES:
+        if contrast == "T1w":
+            frac = fractions
+        else:
+            # The head moved between sequences: the voxel at world q shows what the T1w shows at
+            # T⁻¹(q), so T (T1w mm → moving mm) is exactly what a registration should estimate.
+            xfm, angles, shift = random_rigid(
+                rng, centre, config.misregistration_deg, config.misregistration_mm
+            )
+            true_xfm[contrast] = xfm
+            xfm_params[contrast] = {"angles_deg": angles, "shift_mm": shift}
+            frac, _ = _tissue_at(
+                cohort, transform_points(np.linalg.inv(xfm), grid), transform, effect, lesions
+            )
+        bias[contrast] = bias_field(rng, cohort.shape, config.bias_strength)
+        clean = _signal(frac, contrast) * bias[contrast]
+        noisy = add_rician_noise(rng, clean, sigma) * np.float32(SCALE)
+        images[contrast] = np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
+
+    lesion_mask = (fractions["lesion"] >= 0.5).astype(np.uint8)
+    stack = np.stack([fractions["csf"], fractions["gm"], fractions["wm"]])
+    tissue = stack.sum(0) + fractions["lesion"]
+    dseg = np.where(tissue >= 0.5, stack.argmax(0) + 1, 0).astype(np.uint8)
+    dseg[lesion_mask > 0] = 4
+    voxel_ml = config.voxel_size**3 / 1000.0
+    params = {
+        "group": person.group,
+        "age": person.age,
+        "LesionCount": len(lesions),
+        "PeriventricularLesions": int(sum(les.periventricular for les in lesions)),
+        "LesionVolumeML": round(float(lesion_mask.sum()) * voxel_ml, 4),
+        "Atrophy": effect.atrophy,
+        "VentricleEnlargement": effect.ventricle_enlargement,
+        "Lesions": [
+            {
+                "CentreMNI": np.round(les.centre, 3).tolist(),
+                "RadiiMM": np.round(les.radii, 3).tolist(),
+                "Periventricular": les.periventricular,
+            }
+            for les in lesions
+        ],
+        "Misregistration": {
+            k: {
+                "RotationDeg": np.round(v["angles_deg"], 6).tolist(),
+                "TranslationMM": np.round(v["shift_mm"], 6).tolist(),
+            }
+            for k, v in xfm_params.items()
+        },
+        "LinearMNIToNative": np.round(transform.linear, 6).tolist(),
+        "TranslationMM": np.round(transform.translation, 6).tolist(),
+        "_transform": transform,
+    }
+    return AnatSubject(
+        images=images,
+        affine=affine,
+        lesion_mask=lesion_mask,
+        dseg=dseg,
+        bias=bias,
+        true_xfm=true_xfm,
+        native_to_mni=mni.astype(np.float32),
+        lesions=lesions,
+        params=params,
+    )
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def draw_anat_participants(config: AnatSynthConfig) -> list[AnatParticipant]:
+    """Groups balanced in thirds (order shuffled, so ids do not give the group away)."""
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 0xA7A7]))
+    n = config.subjects
+    roles = np.arange(n) % 3
+    rng.shuffle(roles)
+    out = []
+    for i, (pid, role) in enumerate(zip(participant_ids(n), roles, strict=True)):
+        lo, hi = config.effects[int(role)].ages
+        age = int(rng.integers(lo, hi + 1))
+        out.append(AnatParticipant(pid, age, str(config.groups[int(role)]), i, int(role)))
+    return out
+
+
+def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatParticipant]) -> None:
+    levels = {
+        name: (
+            f"mean {eff.lesions:g} WM lesions ({eff.periventricular:.0%} periventricular, "
+            f"semi-axes {eff.radius_mm[0]:g}–{eff.radius_mm[1]:g} mm), GM atrophy "
+            f"{eff.atrophy:g}, ventricles ×{1 + eff.ventricle_enlargement:g}"
+        )
+        for name, eff in zip(config.groups, config.effects, strict=True)
+    }
+    gt = write_cohort_files(
+        out,
+        name="braincam synthetic structural MRI cohort (T1w, T2w, FLAIR)",
+        people=people,
+        group_description="Diagnostic group (simulated)",
+        levels=levels,
+    )
+    lut = ["index\tname"] + [f"{k}\t{v}" for k, v in DSEG_LABELS.items()]
+    write_text_atomic(gt / "desc-tissue_dseg.tsv", "\n".join(lut) + "\n")
+    settings = asdict(config)
+    write_json(
+        gt / "synth_config.json",
+        {"kind": "structural", "config": settings, "template_space": TEMPLATE_SPACE,
+         "contrasts": CONTRASTS},
+    )  # fmt: skip
+
+
+def _xfm_json(matrix: NDArray, info: dict, moving: str) -> dict:
+    return {
+        "Description": (
+            f"True rigid transform: maps a point in T1w world mm (RAS) to the point of the "
+            f"{moving} image showing the same anatomy ({moving}(T(p)) = T1w(p)); this is the "
+            f"transform a registration with T1w fixed and {moving} moving estimates."
+        ),
+        "MatrixRAS": np.round(matrix, 10).tolist(),
+        "RotationDeg": info["RotationDeg"],
+        "TranslationMM": info["TranslationMM"],
+        "Convention": "rotation about x, then y, then z, about the T1w field-of-view centre",
+    }
+
+
+def _write_subject(out: Path, cohort: _AnatCohort, subj: AnatSubject, pid: str) -> None:
+    raw = anat_paths(out, pid)
+    for contrast in SUFFIXES:
+        save_nifti(raw[contrast], subj.images[contrast], subj.affine)
+        write_json(
+            raw[contrast].with_name(f"{pid}_{contrast}.json"),
+            {
+                "Description": f"Simulated {contrast} image (braincam synth --kind structural)",
+                "SoftwareVersions": f"braincam {software()['Version']}",
+                "SimulatedBiasField": "exp(random quadratic), own scanner frame",
+                "SimulatedNoise": "Rician",
+            },
+        )
+    gt = anat_groundtruth_paths(out, pid)
+    save_nifti(gt["lesion_mask"], subj.lesion_mask, subj.affine)
+    params = {k: v for k, v in subj.params.items() if not k.startswith("_")}
+    write_json(gt["lesion_json"], params)
+    save_nifti(gt["dseg"], subj.dseg, subj.affine)
+    for contrast, matrix in subj.true_xfm.items():
+        info = params["Misregistration"][contrast]
+        write_json(gt[f"xfm_{contrast}"], _xfm_json(matrix, info, contrast))
+    save_nifti(gt["native_to_mni"], subj.native_to_mni, subj.affine, compresslevel=1)
+    transform: SubjectTransform = subj.params["_transform"]
+    mni_to_native = transform.to_native(cohort.template.points()).astype(np.float32)
+    save_nifti(
+        gt["mni_to_native"], mni_to_native, cohort.template.affine, space_code=4, compresslevel=1
+    )
+
+
+def synthesize_anat(
+    out_dir: str | Path,
+    config: AnatSynthConfig | None = None,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    workers: int = 1,
+    template: Template | None = None,
+) -> Path:
+    """Write a synthetic structural BIDS cohort with ground truth to ``out_dir``.
+
+    ``template`` (``load_template(config.voxel_size)``) skips loading it again when several
+    cohorts are made in one process.
+    ``workers`` > 1 simulates subjects in parallel processes (joblib); each subject has its own
+    random stream, so the files are the same either way. Raises :class:`ConfigError` for
+    parameters out of range and :class:`InputError` for a non-empty ``out_dir``
+    (``overwrite`` replaces only an earlier ``braincam synth`` dataset).
+    """
+    from braincam.progress import track
+
+    config = config or AnatSynthConfig()
+    config.validate()
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1; got {workers!r}")
+    out = Path(out_dir)
+    clear_previous(out, overwrite)  # before the slow template work: a refusal comes at once
+    cohort = _prepare_cohort(config, template)
+    out.mkdir(parents=True, exist_ok=True)
+    people = draw_anat_participants(config)
+    _write_dataset_files(out, config, people)
+    if workers == 1:
+        done = (_make_subject(out, cohort, config, person) for person in people)
+    else:
+        from joblib import Parallel, delayed
+
+        run = Parallel(n_jobs=workers, return_as="generator_unordered")
+        done = run(delayed(_make_subject)(out, cohort, config, person) for person in people)
+    for _ in track(
+        done, "Synthesizing subjects (T1w/T2w/FLAIR)", total=len(people), disable=not progress
+    ):
+        pass
+    return out
+
+
+def _make_subject(
+    out: Path, cohort: _AnatCohort, config: AnatSynthConfig, person: AnatParticipant
+) -> str:
+    _write_subject(out, cohort, simulate_subject(cohort, config, person), person.participant_id)
+    return person.participant_id
