@@ -37,7 +37,8 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # imported here so that collecting the other tests does not load torch and lightning
     from braincam.config import TrainConfig
-    from braincam.data.slices import SliceSpec, build_slice_store
+    from braincam.data.slice_build import build_slice_store
+    from braincam.data.slices import SliceSpec
     from braincam.data.splits import make_splits, save_splits
     from braincam.pipeline.train import fit
 

@@ -12,13 +12,20 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from braincam.cohort import runner
 from braincam.errors import ConfigError, InputError
-from braincam.modalities.anat import cohort
-from braincam.modalities.anat import preprocess as st
+from braincam.imaging.registration import registration_error
+from braincam.imaging.resample import resample_to
+from braincam.modalities.anat.equalize import equalize, trim_range
+from braincam.modalities.anat.ingest import ingest_anat
+from braincam.modalities.anat.modality import ANAT, registration_summary
+from braincam.modalities.anat.n4 import foreground_mask, n4_correct
+from braincam.modalities.anat.preprocess import AnatParams, anat_derivative_paths, preprocess_anat
+from braincam.modalities.anat.registration import register_rigid
+from braincam.pipeline.prepare import slice_sources
 from braincam.synth import anat as sa
-from braincam.synth.anatomy import load_template, rotation_matrix
-
-LAS = np.array([[-4.0, 0, 0, 90], [0, 4, 0, -120], [0, 0, 4, -70], [0, 0, 0, 1]])
+from braincam.synth.anatomy import load_template
+from builders.geometry import rigid
 
 
 @pytest.fixture(scope="module")
@@ -26,42 +33,17 @@ def template():
     return load_template(4.0)
 
 
+def process_anat_subject(record, work_dir, params, *, force=False):
+    """One structural subject through the common batch runner."""
+    return runner.process_subject(ANAT, record, work_dir, params, force=force)
+
+
 def _contrast(tpl, weights: tuple[float, float, float]) -> np.ndarray:
     csf, gm, wm = weights
     return (tpl.csf * csf + tpl.gm * gm + tpl.wm * wm).astype(np.float32)
 
 
-def _rigid(deg: tuple[float, float, float], mm: tuple[float, float, float], centre) -> np.ndarray:
-    m = np.eye(4)
-    m[:3, :3] = rotation_matrix(np.deg2rad(deg))
-    m[:3, 3] = np.asarray(centre) + np.asarray(mm) - m[:3, :3] @ np.asarray(centre)
-    return m
-
-
 # --------------------------------------------------------------------------- geometry helpers
-
-
-def test_sitk_geometry_matches_nibabel_and_round_trips() -> None:
-    data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7)
-    img = st.to_sitk(data, LAS)
-    assert np.array_equal(st.from_sitk(img), data)
-    ras = LAS @ np.array([2.0, 3.0, 4.0, 1.0])
-    lps = img.TransformIndexToPhysicalPoint([2, 3, 4])
-    assert np.allclose(lps, [-ras[0], -ras[1], ras[2]])
-    m = _rigid((3.0, -2.0, 1.0), (1.5, -0.5, 2.0), (10.0, -20.0, 5.0))
-    assert np.allclose(st.sitk_to_ras_matrix(st.ras_to_sitk_transform(m)), m, atol=1e-9)
-
-
-def test_registration_error_measures_known_offsets() -> None:
-    centre = np.array([0.0, -10.0, 15.0])
-    true = _rigid((2.0, 0.0, 0.0), (1.0, 0.0, 0.0), centre)
-    est = _rigid((2.0, 0.0, 1.5), (1.0, 0.0, 0.0), centre)
-    err = st.registration_error(est, true, centre)
-    assert err["rotation_deg"] == pytest.approx(1.5, abs=1e-6)
-    assert err["translation_mm"] == pytest.approx(0.0, abs=1e-9)
-    shifted = true.copy()
-    shifted[:3, 3] += [0.0, 3.0, 4.0]
-    assert st.registration_error(shifted, true, centre)["translation_mm"] == pytest.approx(5.0)
 
 
 # --------------------------------------------------------------------------- N4
@@ -77,7 +59,7 @@ def test_n4_lowers_white_matter_cov(template) -> None:
     def cov(x: np.ndarray) -> float:
         return float(x[wm].std() / x[wm].mean())
 
-    corrected, field = st.n4_correct(noisy, template.affine, st.AnatParams())
+    corrected, field = n4_correct(noisy, template.affine, AnatParams())
     assert field.shape == t1.shape and np.all(field > 0)
     assert cov(noisy) > 0.1
     assert cov(corrected) < 0.6 * cov(noisy)
@@ -88,7 +70,7 @@ def test_n4_lowers_white_matter_cov(template) -> None:
 
 def test_n4_refuses_a_blank_image() -> None:
     with pytest.raises(InputError, match="empty"):
-        st.n4_correct(np.zeros((20, 20, 20), np.float32), np.eye(4), st.AnatParams())
+        n4_correct(np.zeros((20, 20, 20), np.float32), np.eye(4), AnatParams())
 
 
 # --------------------------------------------------------------------------- registration
@@ -100,15 +82,15 @@ def test_registration_recovers_known_rigid_transform(template) -> None:
     t2 = _contrast(template, (1.6, 0.95, 0.7))
     affine = template.affine
     centre = affine[:3, :3] @ ((np.array(t1.shape) - 1) / 2) + affine[:3, 3]
-    true = _rigid((4.0, -3.0, 2.5), (3.0, -2.0, 2.5), centre)
+    true = rigid((4.0, -3.0, 2.5), (3.0, -2.0, 2.5), centre)
     # Moving content at world q is the fixed anatomy at T⁻¹(q): sample T2 through T⁻¹.
-    moved = st.resample_to(t2, affine, t2.shape, affine, np.linalg.inv(true))
-    reg = st.register_rigid(t1, affine, moved, affine, st.AnatParams(), st.foreground_mask(t1))
-    err = st.registration_error(reg.matrix, true, centre)
+    moved = resample_to(t2, affine, t2.shape, affine, np.linalg.inv(true))
+    reg = register_rigid(t1, affine, moved, affine, AnatParams(), foreground_mask(t1))
+    err = registration_error(reg.matrix, true, centre)
     assert err["rotation_deg"] < 1.0, err
     assert err["translation_mm"] < 1.0, err
     # Identity would be far off: the test can fail.
-    assert st.registration_error(np.eye(4), true, centre)["rotation_deg"] > 4.0
+    assert registration_error(np.eye(4), true, centre)["rotation_deg"] > 4.0
 
 
 # --------------------------------------------------------------------------- equalization
@@ -118,7 +100,7 @@ def test_registration_recovers_known_rigid_transform(template) -> None:
 def test_equalize_range_and_in_brain_only(template, method: str) -> None:
     t1 = _contrast(template, (0.25, 0.65, 1.0)) * 800 + 50  # background 50, not 0
     mask = template.tissue > 0.5
-    out = st.equalize(t1, mask, method)
+    out = equalize(t1, mask, method)
     assert out.dtype == np.float32 and out.shape == t1.shape
     assert out.min() >= 0.0 and out.max() <= 1.0
     assert np.all(out[~mask] == 0.0)
@@ -131,9 +113,9 @@ def test_equalize_range_and_in_brain_only(template, method: str) -> None:
 
 def test_equalize_rejects_bad_mask_and_method() -> None:
     with pytest.raises(InputError, match="shapes"):
-        st.equalize(np.ones((4, 4, 4)), np.ones((4, 4, 3), bool))
+        equalize(np.ones((4, 4, 4)), np.ones((4, 4, 3), bool))
     with pytest.raises(ConfigError, match="equalize"):
-        st.equalize(np.ones((4, 4, 4)), np.ones((4, 4, 4), bool), "median")
+        equalize(np.ones((4, 4, 4)), np.ones((4, 4, 4), bool), "median")
 
 
 # --------------------------------------------------------------------------- trimming
@@ -146,31 +128,20 @@ def test_trim_range_follows_the_documented_rule() -> None:
         mask[:, :, k].flat[:a] = True
     assert mask.sum(axis=(0, 1)).tolist() == areas
     # ≥ 10 % of the largest slice (100 px): slices 3..10 (9 px at slice 9 sits inside the range).
-    assert st.trim_range(mask, 2, 0.10) == (3, 10)
-    assert st.trim_range(mask, 2, 0.5) == (4, 7)
-    assert st.trim_range(mask, 2, 0.0) == (0, 11)
+    assert trim_range(mask, 2, 0.10) == (3, 10)
+    assert trim_range(mask, 2, 0.5) == (4, 7)
+    assert trim_range(mask, 2, 0.0) == (0, 11)
     with pytest.raises(InputError, match="empty"):
-        st.trim_range(np.zeros((3, 3, 3), bool), 2)
-
-
-def test_crop_axis_keeps_world_positions_and_slice_axis() -> None:
-    data = np.random.default_rng(0).random((6, 7, 8))
-    cropped, affine = st.crop_axis(data, LAS, 2, 3, 5)
-    assert cropped.shape == (6, 7, 3)
-    assert np.array_equal(cropped[:, :, 0], data[:, :, 3])
-    assert np.allclose(affine @ [1, 2, 0, 1], LAS @ [1, 2, 3, 1])
-    assert st.slice_axis(LAS, "axial") == 2 and st.slice_axis(LAS, "sagittal") == 0
-    permuted = LAS[:, [2, 0, 1, 3]]  # voxel axis 0 now runs along z
-    assert st.slice_axis(permuted, "axial") == 0
+        trim_range(np.zeros((3, 3, 3), bool), 2)
 
 
 def test_params_validate() -> None:
     with pytest.raises(ConfigError, match="equalize"):
-        st.AnatParams(equalize="local")  # type: ignore[arg-type]
+        AnatParams(equalize="local")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="smoothing_sigmas"):
-        st.AnatParams(shrink_factors=(4, 2, 1), smoothing_sigmas=(1.0, 0.0))
+        AnatParams(shrink_factors=(4, 2, 1), smoothing_sigmas=(1.0, 0.0))
     with pytest.raises(ConfigError, match="trim_threshold"):
-        st.AnatParams(trim_threshold=1.5)
+        AnatParams(trim_threshold=1.5)
 
 
 # --------------------------------------------------------------------------- subject level
@@ -189,14 +160,14 @@ def test_missing_contrast_names_subject_and_file(bids: Path, tmp_path: Path) -> 
     flair = sa.anat_paths(copy, "sub-02")["FLAIR"]
     flair.unlink()
     with pytest.raises(InputError, match="FLAIR") as info:
-        cohort.ingest_anat(copy, label="group")
+        ingest_anat(copy, label="group")
     assert info.value.subject == "sub-02" and info.value.path == str(flair)
-    skipped = cohort.ingest_anat(copy, label="group", missing="skip")
+    skipped = ingest_anat(copy, label="group", missing="skip")
     assert [r.participant_id for r in skipped.subjects] == ["sub-01", "sub-03"]
     assert [(f.participant_id, f.file) for f in skipped.failures] == [("sub-02", str(flair))]
     raw = sa.anat_paths(copy, "sub-02")
     with pytest.raises(InputError, match="missing FLAIR") as info:
-        st.preprocess_anat(raw["T1w"], raw["T2w"], flair, tmp_path / "work")
+        preprocess_anat(raw["T1w"], raw["T2w"], flair, tmp_path / "work")
     assert "subject=sub-02" in str(info.value) and str(flair) in str(info.value)
 
 
@@ -205,7 +176,7 @@ def test_unreadable_contrast_names_subject_and_file(bids: Path, tmp_path: Path) 
     bad = tmp_path / "sub-01_T2w.nii.gz"
     bad.write_bytes(raw["T2w"].read_bytes()[:300])  # truncated
     with pytest.raises(InputError, match="T2w") as info:
-        st.preprocess_anat(raw["T1w"], bad, raw["FLAIR"], tmp_path / "work")
+        preprocess_anat(raw["T1w"], bad, raw["FLAIR"], tmp_path / "work")
     assert info.value.subject == "sub-01" and info.value.path == str(bad)
 
 
@@ -217,7 +188,7 @@ def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Pat
     nib.save(nib.Nifti1Image(np.zeros((*img.shape, 2), np.int16), img.affine), t2)  # 4D
     mask = sa.anat_groundtruth_paths(copy, "sub-03")["lesion_mask"]
     nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), mask)  # wrong grid
-    result = cohort.ingest_anat(copy, label="group")
+    result = ingest_anat(copy, label="group")
     assert [r.participant_id for r in result.subjects] == ["sub-02"]
     found = {f.participant_id: f for f in result.failures}
     assert found["sub-01"].file == str(t2) and "3D" in found["sub-01"].error
@@ -225,16 +196,16 @@ def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Pat
 
 
 def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path: Path) -> None:
-    from braincam.data.slices import SliceSpec, extract_slices
+    from braincam.data.slicing import SliceSpec, extract_slices
 
-    ingested = cohort.ingest_anat(bids, label="group")
+    ingested = ingest_anat(bids, label="group")
     record = ingested.subjects[0]
     assert set(record.true_xfm) == {"T2w", "FLAIR"} and record.mask is not None
-    params = st.AnatParams(equalize="global")
+    params = AnatParams(equalize="global")
     work = tmp_path / "work"
-    outcome = cohort.process_anat_subject(record, work, params)
+    outcome = process_anat_subject(record, work, params)
     assert outcome.status == "computed", outcome.error
-    paths = st.anat_derivative_paths(work, record.participant_id)
+    paths = anat_derivative_paths(work, record.participant_id)
     assert all(p.is_file() for p in paths.all())
     imgs = [nib.load(p) for p in outcome.images]
     assert [Path(p).name.split("_desc-")[1] for p in outcome.images] == [
@@ -248,33 +219,34 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
         data = np.asarray(img.dataobj)
         assert data.min() >= 0 and data.max() <= 1 and np.all(data[~brain] == 0)
     # Trimmed along the axial axis by the recorded rule; world positions kept.
-    kept = outcome.kept_slices
+    kept = outcome.details.kept_slices
     raw_t1 = nib.load(record.t1)
     assert kept["kept"] == imgs[0].shape[2] < raw_t1.shape[2] == kept["total"]
     assert np.allclose(imgs[0].affine @ [0, 0, 0, 1], raw_t1.affine @ [0, 0, kept["first"], 1])
     # Registration against the recorded truth: well under 1° and 1 mm at 4 mm voxels.
     for moving in ("T2w", "FLAIR"):
-        assert outcome.errors[moving]["rotation_deg"] < 1.0
-        assert outcome.errors[moving]["translation_mm"] < 1.0
+        assert outcome.details.errors[moving]["rotation_deg"] < 1.0
+        assert outcome.details.errors[moving]["translation_mm"] < 1.0
         side = json.loads(paths.xfm_json[moving].read_text())
-        assert np.allclose(side["MatrixRAS"], outcome.transforms[moving])
+        assert np.allclose(side["MatrixRAS"], outcome.details.transforms[moving])
     sidecar = json.loads(paths.sidecars["T2w"].read_text())
     assert sidecar["Parameters"]["equalize"] == "global" and sidecar["Transform"]
-    summary = cohort.registration_summary([outcome])
+    summary = registration_summary([outcome])
     assert summary["median_error"]["T2w"]["subjects"] == 1
 
     # Cached: a second run skips and reports the same errors; other params recompute.
     # (threads are not part of the key: workers > 1 run one SimpleITK thread each).
-    again = cohort.process_anat_subject(record, work, replace(params, threads=1))
+    again = process_anat_subject(record, work, replace(params, threads=1))
     assert again.status == "skipped"
-    for moving, err in outcome.errors.items():
-        assert again.errors[moving] == pytest.approx(err)
-    assert cohort.process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
+    for moving, err in outcome.details.errors.items():
+        assert again.details.errors[moving] == pytest.approx(err)
+    assert process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
         "computed"
     )
 
     # The three volumes are the slice store's three channels, with the lesion mask.
-    source = cohort.slice_sources([record], [outcome])[0]
+    pid = record.participant_id
+    source = slice_sources({pid: record}, {pid: outcome}, [pid])[0]
     assert len(source.images) == 3 and source.mask == record.mask
     spec = SliceSpec(axes=("axial",), per_axis=4, size=32)
     slices = extract_slices([nib.load(p) for p in source.images], spec, nib.load(source.mask))
@@ -283,9 +255,9 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
 
 
 def test_failed_subject_is_an_outcome_not_an_exception(bids: Path, tmp_path: Path) -> None:
-    record = cohort.ingest_anat(bids, label="group").subjects[0]
+    record = ingest_anat(bids, label="group").subjects[0]
     broken = replace(record, flair=tmp_path / "gone_FLAIR.nii.gz")
-    outcome = cohort.process_anat_subject(broken, tmp_path / "work", st.AnatParams())
+    outcome = process_anat_subject(broken, tmp_path / "work", AnatParams())
     assert outcome.status == "failed"
     assert outcome.file == str(tmp_path / "gone_FLAIR.nii.gz") and "FLAIR" in outcome.error
 

@@ -344,10 +344,10 @@ def test_dask_local_cluster(dataset: Path, tmp_path: Path) -> None:
 def test_unreachable_dask_scheduler_is_a_config_error(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import braincam.pipeline.prepare
+    import braincam.cohort.runner
     from braincam.errors import ConfigError
 
-    monkeypatch.setattr(braincam.pipeline.prepare, "DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(braincam.cohort.runner, "DASK_CONNECT_TIMEOUT", "1s")
 
     with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9"):
         prepare(dataset, tmp_path / "w", PrepareConfig(**CFG, dask_scheduler="tcp://127.0.0.1:9"))

@@ -14,7 +14,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
-from braincam.modalities.anat.preprocess import resample_to
+from braincam.imaging.resample import resample_to
 from braincam.synth import anat as sa
 from braincam.synth.anatomy import Template, load_template
 

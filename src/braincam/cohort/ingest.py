@@ -21,11 +21,11 @@ import numpy as np
 import pandas as pd
 
 from braincam.errors import InputError
+from braincam.imaging.nifti import load_nifti_header
 from braincam.modalities.dwi.validate import (
     DEFAULT_B0_THRESHOLD,
     DEFAULT_BVEC_TOLERANCE,
     check_dwi_header,
-    load_nifti_header,
     read_gradients,
 )
 

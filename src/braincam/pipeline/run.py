@@ -43,20 +43,20 @@ def _dataclass_config(cls: type, params: dict[str, Any], section: str) -> Any:
 
 
 def _synth_config(cfg: ExperimentConfig) -> Any:
-    """The synthesis dataclass of the config's ``synth`` section (``kind``: dwi | structural)."""
-    from braincam.synth.anat import AnatSynthConfig
-    from braincam.synth.dwi import SynthConfig
+    """The synthesis dataclass of the config's ``synth`` section (``kind``: dwi | anat; the old
+    ``structural`` is accepted with a deprecation warning)."""
+    from braincam.synth import get_generator
 
     params = dict(cfg.synth or {})
     params.pop("workers", None)  # how to run, not what to make: not part of the data's identity
-    kind = params.pop("kind", "dwi")
-    if kind not in ("dwi", "structural"):
-        raise ConfigError(f"synth.kind: must be 'dwi' or 'structural', got {kind!r}")
-    cls = SynthConfig if kind == "dwi" else AnatSynthConfig
+    try:
+        generator = get_generator(params.pop("kind", "dwi"))
+    except ConfigError as exc:
+        raise ConfigError(f"synth.{exc}") from None
     for key in ("young_ages", "old_ages", "groups"):
         if key in params:
             params[key] = tuple(params[key])
-    synth = _dataclass_config(cls, params, "synth")
+    synth = _dataclass_config(generator.config_class, params, "synth")
     try:
         synth.validate()
     except ConfigError as exc:
@@ -86,8 +86,7 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
         if not bids.is_dir():
             raise InputError("BIDS directory not found", path=bids)
         return bids
-    from braincam.synth.anat import AnatSynthConfig, synthesize_anat
-    from braincam.synth.dwi import synthesize
+    from braincam.synth import generator_for
 
     synth = _synth_config(cfg)
     workers = int((cfg.synth or {}).get("workers", 1))
@@ -97,8 +96,7 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
     complete = (bids / "dataset_description.json").is_file() and stamp.is_file()
     if complete and read_json(stamp) == read_json_roundtrip(params):
         return bids
-    make = synthesize_anat if isinstance(synth, AnatSynthConfig) else synthesize
-    make(bids, synth, overwrite=True, progress=progress, workers=workers)
+    generator_for(synth).synthesize(bids, synth, overwrite=True, progress=progress, workers=workers)
     write_json(stamp, params)
     return bids
 
