@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from braincam.errors import ConfigError
-from braincam.modalities import Modality, get_modality, modality_names, register_modality
 from braincam.modalities import _MODALITIES as REGISTRY
+from braincam.modalities import Modality, get_modality, modality_names, register_modality
 from builders.modality import TOY
 
 
