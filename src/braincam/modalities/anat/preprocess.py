@@ -215,7 +215,7 @@ def preprocess_anat(
     to ``out_dir/derivatives/braincam/sub-XX/anat/``).
 
     ``true_transforms`` (moving contrast → 4×4 RAS, T1w mm → moving mm, e.g. from
-    :func:`braincam.synth.anat.read_true_transform`) adds registration errors. Raises
+    :func:`braincam.imaging.groundtruth.read_true_transform`) adds registration errors. Raises
     InputError naming the subject and file for a missing, unreadable, non-3D or blank input.
     """
     params = params or AnatParams()

@@ -21,13 +21,13 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from braincam.cohort.ingest import SubjectRecord
 from braincam.errors import BraincamError, ConfigError
 from braincam.imaging.derivatives import derivatives_root
 from braincam.imaging.hashing import file_sha256
 from braincam.imaging.nifti import write_nifti
 from braincam.io import read_json, write_json
 from braincam.modalities.base import Preprocessed, Step
+from braincam.modalities.dwi.ingest import SubjectRecord
 from braincam.modalities.dwi.validate import (
     DEFAULT_B0_THRESHOLD,
     DEFAULT_BVEC_TOLERANCE,

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from braincam.cohort.ingest import IngestResult, SubjectRecord, ingest_bids, ingest_manifest
+from braincam.cohort.ingest import IngestResult
 from braincam.modalities.base import Preprocessed, Step
 from braincam.modalities.dwi.dti import (
     DTIParams,
@@ -16,6 +16,7 @@ from braincam.modalities.dwi.dti import (
     input_hashes,
     is_cached,
 )
+from braincam.modalities.dwi.ingest import SubjectRecord, ingest_bids, ingest_manifest
 
 if TYPE_CHECKING:
     from braincam.cohort.runner import SubjectOutcome

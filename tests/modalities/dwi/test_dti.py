@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 from braincam.cohort import runner
-from braincam.cohort.ingest import SubjectRecord, ingest_bids
 from braincam.errors import ConfigError
 from braincam.modalities.dwi.dti import (
     DTIParams,
@@ -20,6 +19,7 @@ from braincam.modalities.dwi.dti import (
     input_hashes,
     is_cached,
 )
+from braincam.modalities.dwi.ingest import SubjectRecord, ingest_bids
 from braincam.modalities.dwi.modality import DWI
 from builders.dwi import EVALS, LABELS, brain_ball, make_bids, write_dwi
 
