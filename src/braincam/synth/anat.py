@@ -38,7 +38,6 @@ from braincam.synth.anatomy import (
     Template,
     grid_coordinates,
     load_template,
-    random_subject_transform,
     sample_volume,
     transform_points,
     voxel_indices,
@@ -50,6 +49,7 @@ from braincam.synth.common import (
     native_shape,
     participant_ids,
     software,
+    subject_transform,
     write_cohort_files,
 )
 from braincam.synth.pathology import (
@@ -277,15 +277,7 @@ def simulate_subject(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, person.index]))
     tpl = cohort.template
     effect = config.effects[person.role]
-    transform = random_subject_transform(
-        rng,
-        tpl,
-        rotation_deg=config.rotation_deg,
-        translation_mm=config.translation_mm,
-        scale_range=config.scale_range,
-        warp_mm=config.warp_mm,
-        warp_smoothness_mm=config.warp_smoothness_mm,
-    )
+    transform = subject_transform(rng, tpl, config)
     lesions = draw_lesions(rng, cohort, effect)
     centre = transform.to_native(tpl.brain_center_mm()[None, :])[0]
     affine = native_affine(config, centre, cohort.shape)  # type: ignore[arg-type]

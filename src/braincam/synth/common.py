@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from braincam.errors import InputError
 from braincam.io import write_json, write_text_atomic
-from braincam.synth.anatomy import Template
+from braincam.synth.anatomy import SubjectTransform, Template, random_subject_transform
 
 
 class GridSettings(Protocol):
@@ -23,8 +23,10 @@ class GridSettings(Protocol):
     voxel_size: float
     orientation: str
     rotation_deg: float
+    translation_mm: float
     scale_range: float
     warp_mm: float
+    warp_smoothness_mm: float
 
 
 BIDS_VERSION = "1.9.0"
@@ -169,3 +171,18 @@ def clear_previous(out: Path, overwrite: bool) -> None:
     """
     if _check_output(out, overwrite):
         _remove_previous(out)
+
+
+def subject_transform(
+    rng: np.random.Generator, template: Template, config: GridSettings
+) -> SubjectTransform:
+    """A subject's anatomy: the template moved and warped as ``config`` says (both kinds)."""
+    return random_subject_transform(
+        rng,
+        template,
+        rotation_deg=config.rotation_deg,
+        translation_mm=config.translation_mm,
+        scale_range=config.scale_range,
+        warp_mm=config.warp_mm,
+        warp_smoothness_mm=config.warp_smoothness_mm,
+    )

@@ -28,7 +28,6 @@ from braincam.synth.anatomy import (
     Template,
     grid_coordinates,
     load_template,
-    random_subject_transform,
     region_mask,
     sample_volume,
     tract_weights,
@@ -43,6 +42,7 @@ from braincam.synth.common import (
     native_shape,
     participant_ids,
     software,
+    subject_transform,
     write_cohort_files,
 )
 
@@ -270,15 +270,7 @@ def _subject(
     """Simulate one subject: images (keyed by output name) and per-subject parameters."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1, person.index]))
     tpl = cohort.template
-    transform: SubjectTransform = random_subject_transform(
-        rng,
-        tpl,
-        rotation_deg=config.rotation_deg,
-        translation_mm=config.translation_mm,
-        scale_range=config.scale_range,
-        warp_mm=config.warp_mm,
-        warp_smoothness_mm=config.warp_smoothness_mm,
-    )
+    transform: SubjectTransform = subject_transform(rng, tpl, config)
     fa_factor = float(np.clip(1.0 + config.fa_subject_sd * rng.standard_normal(), 0.8, 1.2))
     old = person.group == GROUPS[1]
 
