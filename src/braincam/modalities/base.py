@@ -20,7 +20,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from braincam.cohort.ingest import IngestResult
     from braincam.cohort.runner import SubjectOutcome
-    from braincam.pipeline.prepare import PrepareConfig
+
+#: The options of ``prepare`` a modality reads (``braincam.pipeline.prepare.PrepareConfig``);
+#: named, not imported, so that modalities never import the pipeline above them.
+PrepareConfig = Any
 
 
 @dataclass

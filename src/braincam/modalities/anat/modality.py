@@ -28,11 +28,10 @@ from braincam.modalities.anat.preprocess import (
     params_dict,
     preprocess_anat,
 )
-from braincam.modalities.base import Preprocessed, Step
+from braincam.modalities.base import PrepareConfig, Preprocessed, Step
 
 if TYPE_CHECKING:
     from braincam.cohort.runner import SubjectOutcome
-    from braincam.pipeline.prepare import PrepareConfig
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from braincam.cohort.ingest import IngestResult
-from braincam.modalities.base import Preprocessed, Step
+from braincam.modalities.base import PrepareConfig, Preprocessed, Step
 from braincam.modalities.dwi.dti import (
     DTIParams,
     cache_key,
@@ -20,7 +20,6 @@ from braincam.modalities.dwi.ingest import SubjectRecord, ingest_bids, ingest_ma
 
 if TYPE_CHECKING:
     from braincam.cohort.runner import SubjectOutcome
-    from braincam.pipeline.prepare import PrepareConfig
 
 
 class Diffusion:
