@@ -265,11 +265,11 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
 
     # Cached: a second run skips and reports the same errors; other params recompute.
     # (threads are not part of the key: workers > 1 run one SimpleITK thread each).
-    again = cohort.process_anat_subject(record, work, replace(params, threads=1))
+    again = cohort.process_anat_subject(record, work, params.replace(threads=1))
     assert again.status == "skipped"
     for moving, err in outcome.errors.items():
         assert again.errors[moving] == pytest.approx(err)
-    assert cohort.process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
+    assert cohort.process_anat_subject(record, work, params.replace(trim_axis=None)).status == (
         "computed"
     )
 
@@ -304,9 +304,9 @@ def test_study_config_loads_with_the_study_models() -> None:
         "fc",
     }
     assert all(get_spec(m).pretrained for m in config.models)  # ImageNet transfer possible
-    assert config.prepare["split_ratios"] == [0.75, 0.10, 0.15]
-    assert config.prepare["modality"] == "anat" and config.prepare["mask_desc"] == "lesion"
-    assert config.synth["kind"] == "structural"
+    assert config.prepare.split_ratios == (0.75, 0.10, 0.15)
+    assert config.prepare.modality == "anat" and config.prepare.mask_desc == "lesion"
+    assert config.synth is not None and config.synth.kind == "structural"
     assert config.train.augment.affine.p > 0
     assert config.cams.methods == ["cam", "gradcam", "gradcampp"] and config.cams.regions
 
@@ -371,5 +371,5 @@ def test_prepare_anat_end_to_end(tmp_path: Path, template) -> None:
         assert reg["median_error"][moving]["subjects"] == 6
         assert reg["median_error"][moving]["rotation_deg"] < 1.0
         assert reg["median_error"][moving]["translation_mm"] < 1.0
-    again = prepare(bids, tmp_path / "work", replace(pconf, workers=1))
+    again = prepare(bids, tmp_path / "work", pconf.replace(workers=1))
     assert again.summary["n_subjects"]["skipped"] == 6

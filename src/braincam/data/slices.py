@@ -26,7 +26,7 @@ import shutil
 import uuid
 import zlib
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,53 +38,18 @@ from scipy import ndimage
 if TYPE_CHECKING:  # torch is imported lazily: prepare's workers need it only to resize
     import torch
 
+from braincam.config.prepare import AXES, SliceSpec  # noqa: F401  # AXES: re-exported
 from braincam.data.splits import check_splits
 from braincam.errors import ConfigError, InputError
 from braincam.io import read_json, write_json
 from braincam.progress import track
 from braincam.provenance import library_versions
 
-AXES = ("axial", "coronal", "sagittal")
 # Array axis of the RAS+ canonical grid held fixed by each slice orientation.
 FIXED_AXIS = {"sagittal": 0, "coronal": 1, "axial": 2}
 FORMAT_VERSION = 1
 INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position", "mask_pixels")
 NA = "n/a"  # BIDS spelling of a missing value in TSV files
-
-
-@dataclass(frozen=True)
-class SliceSpec:
-    """How slices are taken from a volume (recorded in the store's meta.json)."""
-
-    axes: tuple[str, ...] = AXES
-    per_axis: int = 16
-    size: int = 224
-    voxel_size: float | None = None  # isotropic mm; None → the image's smallest voxel size
-    step: int = 1  # distance between consecutive slices, in isotropic voxels
-    order: int = 1  # image interpolation: 1 linear (default), 0 nearest
-
-    def __post_init__(self) -> None:
-        axes = (self.axes,) if isinstance(self.axes, str) else tuple(self.axes)
-        object.__setattr__(self, "axes", axes)
-        bad = [a for a in axes if a not in AXES]
-        if not axes or bad or len(set(axes)) != len(axes):
-            raise ConfigError(f"slice axes must be distinct values of {AXES}, got {axes!r}")
-        for name, low in (("per_axis", 1), ("size", 2), ("step", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ConfigError(f"slices.{name} must be an integer >= {low}, got {value!r}")
-        if self.voxel_size is not None and not (
-            np.isfinite(self.voxel_size) and self.voxel_size > 0
-        ):
-            raise ConfigError(f"slices.voxel_size must be positive mm, got {self.voxel_size!r}")
-        if self.order not in (0, 1):
-            raise ConfigError(f"slices.order must be 0 (nearest) or 1 (linear), got {self.order!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        d = asdict(self)
-        d["axes"] = list(self.axes)
-        return d
 
 
 @dataclass

@@ -22,6 +22,7 @@ from braincam.cohort.ingest import (
     ingest_bids,
     ingest_manifest,
 )
+from braincam.config.prepare import PrepareConfig
 from braincam.errors import BraincamError, ConfigError, InputError
 from braincam.io import atomic_path, update_summary
 from braincam.modalities.dwi.dti import (
@@ -32,101 +33,12 @@ from braincam.modalities.dwi.dti import (
     remove_stale_temps,
     write_dataset_description,
 )
-from braincam.modalities.dwi.validate import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
 from braincam.progress import make_progress
 from braincam.provenance import library_versions
 
-AXES = ("axial", "coronal", "sagittal")
 FAILURE_COLUMNS = ("participant_id", "step", "file", "error")
 # How long to wait for a Dask scheduler before giving up (distributed retries until then).
 DASK_CONNECT_TIMEOUT = "10s"
-
-
-@dataclass
-class PrepareConfig:
-    """Every option of ``braincam prepare`` (defaults = the CLI's defaults)."""
-
-    label: str = "group"
-    manifest: Path | None = None
-    participant_labels: tuple[str, ...] | None = None
-    session: str | None = None
-    run: str | None = None
-    fit_method: str = "WLS"
-    median_radius: int = 2
-    numpass: int = 1
-    b0_threshold: float = DEFAULT_B0_THRESHOLD
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE
-    workers: int = 1
-    dask_scheduler: str | None = None
-    split_ratios: tuple[float, float, float] = (0.75, 0.10, 0.15)
-    seed: int = 0
-    axes: tuple[str, ...] = AXES
-    slices_per_axis: int = 16
-    size: int = 224
-    voxel_size: float | None = None
-    mask_desc: str | None = "effect"
-    masks_dir: Path | None = None
-    force: bool = False
-    progress: bool = True
-    # Structural MRI (docs/structural.md): T1w/T2w/FLAIR → N4 → co-registration → equalization.
-    modality: str = "dwi"  # dwi | anat
-    equalize: str = "adaptive"  # anat: global | adaptive | none
-    trim_threshold: float = 0.10  # anat: keep slices with brain area ≥ this × the largest's
-    missing_contrast: str = "error"  # anat: error | skip (the subject is listed as a failure)
-
-    def __post_init__(self) -> None:
-        from braincam.data.splits import validate_ratios
-
-        self.split_ratios = validate_ratios(self.split_ratios)
-        self.axes = tuple(self.axes)
-        bad = [a for a in self.axes if a not in AXES]
-        if bad or not self.axes:
-            raise ConfigError(f"axes must be among {', '.join(AXES)}, got {list(self.axes)!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be ≥ 1, got {self.workers}")
-        if self.slices_per_axis < 1:
-            raise ConfigError(f"slices_per_axis must be ≥ 1, got {self.slices_per_axis}")
-        if self.size < 8:
-            raise ConfigError(f"size must be ≥ 8 pixels, got {self.size}")
-        if self.voxel_size is not None and self.voxel_size <= 0:
-            raise ConfigError(f"voxel_size must be > 0 mm, got {self.voxel_size}")
-        if self.participant_labels is not None:
-            self.participant_labels = tuple(self.participant_labels)
-        self.dti_params()  # validates fit_method and mask parameters early
-        if self.modality not in ("dwi", "anat"):
-            raise ConfigError(f"modality must be dwi or anat, got {self.modality!r}")
-        if self.modality == "anat":
-            if self.manifest is not None or self.dask_scheduler:
-                raise ConfigError("modality anat reads BIDS with joblib workers only")
-            if self.missing_contrast not in ("error", "skip"):
-                raise ConfigError(
-                    f"missing_contrast must be error or skip, got {self.missing_contrast!r}"
-                )
-            self.anat_params()
-
-    def anat_params(self):  # -> braincam.modalities.anat.preprocess.AnatParams
-        """The structural preprocessing parameters (and cache key) for ``modality="anat"``."""
-        from braincam.modalities.anat.preprocess import AnatParams
-
-        return AnatParams(equalize=self.equalize, trim_threshold=self.trim_threshold)
-
-    def dti_params(self) -> DTIParams:
-        """The subset of options that define the FA/MD computation (and its cache key)."""
-        return DTIParams(
-            fit_method=self.fit_method,
-            median_radius=self.median_radius,
-            numpass=self.numpass,
-            b0_threshold=self.b0_threshold,
-            bvec_tolerance=self.bvec_tolerance,
-        )
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters (paths as strings)."""
-        out = asdict(self)
-        for k in ("manifest", "masks_dir"):
-            out[k] = None if out[k] is None else str(out[k])
-        out["fit_method"] = self.dti_params().fit_method
-        return out
 
 
 @dataclass

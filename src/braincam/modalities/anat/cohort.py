@@ -326,11 +326,9 @@ def run_anat_subjects(
         return []
     work = str(work_dir)
     if workers > 1:
-        from dataclasses import replace
-
         from joblib import Parallel, delayed
 
-        one = replace(params, threads=params.threads or 1)
+        one = params.replace(threads=params.threads or 1)
         jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(
             delayed(process_anat_subject)(r, work, one, force=force) for r in records
         )
