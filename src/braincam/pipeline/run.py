@@ -100,6 +100,18 @@ def resolve_config(
     )
 
 
+def check_models(cfg: ExperimentConfig) -> None:
+    """``ConfigError`` naming ``models.<i>`` and the valid names unless every model is registered
+    (built in, or added with :func:`braincam.models.register_model`)."""
+    from braincam.pipeline.train import check_model_name
+
+    for i, name in enumerate(cfg.models):
+        try:
+            check_model_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"models.{i}: {exc}") from None
+
+
 def run_experiment(
     config: ExperimentConfig | str | Path,
     *,
@@ -109,14 +121,10 @@ def run_experiment(
 ) -> dict[str, Any]:
     """Run a whole experiment; returns ``{"out", "runs", "comparison"}`` (see the module doc)."""
     from braincam.metrics.classification import compare_runs, evaluate_run
-    from braincam.pipeline.train import check_model_name, fit
+    from braincam.pipeline.train import fit
 
     cfg = resolve_config(config, bids=bids, out=out)
-    for i, name in enumerate(cfg.models):  # fail on a typo before hours of preparation
-        try:
-            check_model_name(name)
-        except ValueError as exc:
-            raise ConfigError(f"models.{i}: {exc}") from None
+    check_models(cfg)  # fail on a typo before hours of preparation
 
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
