@@ -129,7 +129,8 @@ def _models_in(annotation: Any) -> list[type[BaseModel]]:
     if origin is Annotated:
         return _models_in(typing.get_args(annotation)[0])
     if origin in (Union, types.UnionType, tuple, list):
-        return [m for a in typing.get_args(annotation) if a is not ... for m in _models_in(a)]
+        found = [m for a in typing.get_args(annotation) if a is not ... for m in _models_in(a)]
+        return list(dict.fromkeys(found))
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return []
