@@ -92,3 +92,30 @@ def test_demo_can_still_assign_methods() -> None:
     assert cfg.cams.eval_config(seed=0).methods == ("gradcam",)
     with pytest.raises(ConfigError, match=r"methods: unknown CAM method"):
         cfg.cams.methods = ["magic"]
+
+
+def test_evaluate_cams_command_sets_every_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import braincam.pipeline.evaluate_cams
+    from braincam.cli import app
+
+    seen: list = []
+
+    def fake(run_dir, settings):
+        seen.append(settings)
+        return {"seconds": {}}
+
+    monkeypatch.setattr(braincam.pipeline.evaluate_cams, "evaluate_cams", fake)
+    args = ["evaluate-cams", str(tmp_path), "--methods", "gradcam,layercam", "--split", "val",
+            "--threshold", "0.3", "--tolerance", "4", "--noise-std", "0.5", "--shift", "3,2",
+            "--deletion-steps", "7", "--faithfulness-baseline", "mean", "--max-images", "32",
+            "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
+            "--seed", "11"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(json.dumps(seen[0].model_dump())) == {**OPTIONS, "seed": 11}
+    bad = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--shift", "3,x"])
+    assert isinstance(bad.exception, ConfigError) and "shift.1" in str(bad.exception)
