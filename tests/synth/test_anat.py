@@ -116,7 +116,7 @@ def test_lesions_where_the_mask_says(cohort: Path) -> None:
 def test_lesion_contrast_in_all_three_images(tiny_cohort: sa._AnatCohort) -> None:
     """Without misregistration, noise or bias: T2w/FLAIR brighter, T1w darker in the mask."""
     config = TINY.replace(misregistration_deg=0.0, misregistration_mm=0.0, snr=np.inf,
-                     bias_strength=0.0)  # fmt: skip
+                          bias_strength=0.0)  # fmt: skip
     person = next(p for p in sa.draw_anat_participants(config) if p.group == "spms")
     subj = sa.simulate_subject(tiny_cohort, config, person)
     lesion = subj.lesion_mask > 0
