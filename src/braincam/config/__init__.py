@@ -18,6 +18,7 @@ Every model forbids unknown keys, so a typo fails loudly. Validation errors are 
 from __future__ import annotations
 
 from braincam.config.base import (
+    _MESSAGES,
     Section,
     _format_error,
     dump_config,
@@ -46,6 +47,7 @@ from braincam.config.train import (
 _Section = Section  # the name of the base before the package split
 
 __all__ = [
+    "_MESSAGES",
     "AffineConfig",
     "AnatParams",
     "AnatSynthConfig",

@@ -98,6 +98,8 @@ def _format_error(err: dict[str, Any], prefix: str = "", model: type | None = No
         tag = str(ctx.get("tag", "")).removeprefix(TAG)
         return f"{_loc(err['loc'], prefix)}.kind: must be one of {tags}, got {tag!r}"
     loc = _loc(err["loc"], prefix)
+    if err["type"] in ("union_tag_not_found", "model_type", "dataclass_type", "dict_type"):
+        return f"{loc}: expected a mapping of keys, got {err['input']!r}"
     template = _MESSAGES.get(err["type"])
     ctx = {k: f"{v:g}" if isinstance(v, float) else v for k, v in err.get("ctx", {}).items()}
     msg = template.format(**ctx) if template else err["msg"]

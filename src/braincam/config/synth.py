@@ -182,9 +182,9 @@ class AnatSynthSection(AnatSynthConfig):
 SYNTH_KINDS: dict[str, type[Section]] = {"dwi": DwiSynthSection, "structural": AnatSynthSection}
 
 
-def _synth_kind(value: Any) -> str:
+def _synth_kind(value: Any) -> str | None:
     kind = value.get("kind", "dwi") if isinstance(value, dict) else getattr(value, "kind", None)
-    return f"{TAG}{kind}"
+    return None if kind is None else f"{TAG}{kind}"
 
 
 #: The ``synth`` section: the generator is chosen by ``kind`` (``dwi`` when absent).
