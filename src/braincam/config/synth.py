@@ -178,7 +178,8 @@ class AnatSynthSection(AnatSynthConfig):
         return AnatSynthConfig(**{k: getattr(self, k) for k in AnatSynthConfig.model_fields})
 
 
-#: ``kind`` → section model. A new synthetic kind adds one entry here and to :data:`SynthSection`.
+#: ``kind`` → section model; :data:`SynthSection` is built from it, so a new synthetic kind is
+#: one entry here (its section class holds the generator's fields, ``kind`` and ``workers``).
 SYNTH_KINDS: dict[str, type[Section]] = {"dwi": DwiSynthSection, "structural": AnatSynthSection}
 
 
@@ -189,9 +190,6 @@ def _synth_kind(value: Any) -> str | None:
 
 #: The ``synth`` section: the generator is chosen by ``kind`` (``dwi`` when absent).
 SynthSection = Annotated[
-    Union[  # noqa: UP007  # a tagged union needs the Union form
-        Annotated[DwiSynthSection, Tag(f"{TAG}dwi")],
-        Annotated[AnatSynthSection, Tag(f"{TAG}structural")],
-    ],
+    Union[tuple(Annotated[cls, Tag(f"{TAG}{kind}")] for kind, cls in SYNTH_KINDS.items())],  # noqa: UP007
     Discriminator(_synth_kind),
 ]
