@@ -41,7 +41,7 @@ class Section(BaseModel):
         try:
             super().__init__(**data)
         except ValidationError as exc:
-            raise validation_error(exc, model=type(self)) from None
+            raise _own_error(exc, type(self)) from None
 
     # Pydantic calls a custom ``__init__`` for nested models, which would flatten their errors
     # into one message; marked as the base ``__init__``, nested validation stays in pydantic.
@@ -51,7 +51,7 @@ class Section(BaseModel):
         try:
             super().__setattr__(name, value)
         except ValidationError as exc:
-            raise validation_error(exc, model=type(self)) from None
+            raise _own_error(exc, type(self)) from None
 
     def replace(self, **changes: Any) -> Any:
         """A validated copy with ``changes`` applied."""
@@ -62,7 +62,12 @@ class Section(BaseModel):
         try:
             type(self).model_validate(dict(self))
         except ValidationError as exc:
-            raise validation_error(exc, model=type(self)) from None
+            raise _own_error(exc, type(self)) from None
+
+
+def _own_error(exc: ValidationError, cls: type) -> ConfigError:
+    """The error of a model built or changed in Python: a cross-field check names the class."""
+    return validation_error(exc, model=cls, root=cls.__name__)
 
 
 class FrozenSection(Section):
@@ -86,18 +91,20 @@ _MESSAGES = {
 }
 
 
-def _loc(parts: tuple[Any, ...], prefix: str = "") -> str:
+def _loc(parts: tuple[Any, ...], prefix: str = "", root: str = "<root>") -> str:
     keep = [str(p) for p in parts if not (isinstance(p, str) and p.startswith(TAG))]
-    return ".".join([*([prefix] if prefix else []), *keep]) or "<root>"
+    return ".".join([*([prefix] if prefix else []), *keep]) or root
 
 
-def _format_error(err: dict[str, Any], prefix: str = "", model: type | None = None) -> str:
+def _format_error(
+    err: dict[str, Any], prefix: str = "", model: type | None = None, root: str = "<root>"
+) -> str:
     if err["type"] == "union_tag_invalid":  # a tagged section (synth) with an unknown kind
         ctx = err.get("ctx", {})
         tags = str(ctx.get("expected_tags", "")).replace(TAG, "")
         tag = str(ctx.get("tag", "")).removeprefix(TAG)
         return f"{_loc(err['loc'], prefix)}.kind: must be one of {tags}, got {tag!r}"
-    loc = _loc(err["loc"], prefix)
+    loc = _loc(err["loc"], prefix, root)
     if err["type"] in ("union_tag_not_found", "model_type", "dataclass_type", "dict_type"):
         return f"{loc}: expected a mapping of keys, got {err['input']!r}"
     template = _MESSAGES.get(err["type"])
@@ -115,13 +122,14 @@ def _format_error(err: dict[str, Any], prefix: str = "", model: type | None = No
 
 
 def validation_error(
-    exc: ValidationError, prefix: str = "", model: type | None = None
+    exc: ValidationError, prefix: str = "", model: type | None = None, root: str = "<root>"
 ) -> ConfigError:
     """Turn a pydantic ``ValidationError`` into a ``ConfigError`` naming every bad key path.
 
-    With ``model`` (the validated class), an unknown key's message lists the valid keys there.
+    With ``model`` (the validated class), an unknown key's message lists the valid keys there;
+    ``root`` names the whole object (a cross-field check).
     """
-    lines = [_format_error(e, prefix, model) for e in exc.errors(include_url=False)]
+    lines = [_format_error(e, prefix, model, root) for e in exc.errors(include_url=False)]
     return ConfigError("; ".join(lines))
 
 
