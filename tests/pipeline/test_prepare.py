@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -449,5 +448,5 @@ def test_prepare_anat_end_to_end(tmp_path: Path) -> None:
         assert reg["median_error"][moving]["subjects"] == 6
         assert reg["median_error"][moving]["rotation_deg"] < 1.0
         assert reg["median_error"][moving]["translation_mm"] < 1.0
-    again = prepare(bids, tmp_path / "work", replace(pconf, workers=1))
+    again = prepare(bids, tmp_path / "work", pconf.replace(workers=1))
     assert again.summary["n_subjects"]["skipped"] == 6

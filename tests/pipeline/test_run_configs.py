@@ -53,8 +53,8 @@ def test_study_config_loads_with_the_study_models() -> None:
         "fc",
     }
     assert all(get_spec(m).pretrained for m in config.models)  # ImageNet transfer possible
-    assert config.prepare["split_ratios"] == [0.75, 0.10, 0.15]
-    assert config.prepare["modality"] == "anat" and config.prepare["mask_desc"] == "lesion"
-    assert config.synth["kind"] == "anat"
+    assert config.prepare.split_ratios == (0.75, 0.10, 0.15)
+    assert config.prepare.modality == "anat" and config.prepare.mask_desc == "lesion"
+    assert config.synth is not None and config.synth.kind == "anat"
     assert config.train.augment.affine.p > 0
     assert config.cams.methods == ["cam", "gradcam", "gradcampp"] and config.cams.regions

@@ -19,14 +19,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from braincam.data.slicing import (  # noqa: F401  (SliceSpec, AXES: part of the store's API)
-    AXES,
-    FIXED_AXIS,
-    SliceSpec,
-    SubjectSlices,
-    backproject,
-)
+from braincam.config.prepare import SliceSpec  # noqa: F401  (part of the store's API)
+from braincam.data.slicing import SubjectSlices, backproject
 from braincam.errors import ConfigError, InputError
+from braincam.imaging.orientation import AXES, FIXED_AXIS  # noqa: F401
 from braincam.io import read_json
 
 if TYPE_CHECKING:

@@ -21,8 +21,8 @@ The store on disk that holds these slices is :mod:`braincam.data.slices`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import nibabel as nib
 import numpy as np
@@ -31,43 +31,9 @@ from scipy import ndimage
 if TYPE_CHECKING:  # torch is imported lazily: prepare's workers need it only to resize
     import torch
 
+from braincam.config.prepare import SliceSpec
 from braincam.errors import ConfigError, InputError
-from braincam.imaging.orientation import AXES, FIXED_AXIS
-
-
-@dataclass(frozen=True)
-class SliceSpec:
-    """How slices are taken from a volume (recorded in the store's meta.json)."""
-
-    axes: tuple[str, ...] = AXES
-    per_axis: int = 16
-    size: int = 224
-    voxel_size: float | None = None  # isotropic mm; None → the image's smallest voxel size
-    step: int = 1  # distance between consecutive slices, in isotropic voxels
-    order: int = 1  # image interpolation: 1 linear (default), 0 nearest
-
-    def __post_init__(self) -> None:
-        axes = (self.axes,) if isinstance(self.axes, str) else tuple(self.axes)
-        object.__setattr__(self, "axes", axes)
-        bad = [a for a in axes if a not in AXES]
-        if not axes or bad or len(set(axes)) != len(axes):
-            raise ConfigError(f"slice axes must be distinct values of {AXES}, got {axes!r}")
-        for name, low in (("per_axis", 1), ("size", 2), ("step", 1)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-                raise ConfigError(f"slices.{name} must be an integer >= {low}, got {value!r}")
-        if self.voxel_size is not None and not (
-            np.isfinite(self.voxel_size) and self.voxel_size > 0
-        ):
-            raise ConfigError(f"slices.voxel_size must be positive mm, got {self.voxel_size!r}")
-        if self.order not in (0, 1):
-            raise ConfigError(f"slices.order must be 0 (nearest) or 1 (linear), got {self.order!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        d = asdict(self)
-        d["axes"] = list(self.axes)
-        return d
+from braincam.imaging.orientation import FIXED_AXIS
 
 
 @dataclass

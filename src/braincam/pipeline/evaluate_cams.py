@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,35 +23,11 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from braincam.config.cams import CamEvalConfig
 from braincam.io import read_json, update_summary, write_atomic, write_json
-from braincam.pipeline.explain import DEFAULT_METHODS, ExplainConfig, ExplainResult, explain_run
+from braincam.pipeline.explain import ExplainConfig, ExplainResult, explain_run
 
 COORDS_SUFFIX = "_from-MNI152NLin2009cAsym_to-native_coords.nii.gz"
-
-
-@dataclass(frozen=True)
-class CamEvalConfig:
-    """Settings of the heatmap evaluation (defaults follow the dMRI study where it has one)."""
-
-    split: str = "test"
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    #: box / thresholded-region rule: fraction of each map's maximum (the paper: 20 %)
-    threshold: float = 0.2
-    #: pointing-game tolerance in pixels; None = Zhang et al.'s 15 px at 224², scaled
-    tolerance: float | None = None
-    #: Gaussian noise std in normalized (z-scored) input units, for the perturbation check
-    noise_std: float = 1.0
-    #: translation in pixels per axis; None = 10 % of the slice size
-    shift: tuple[int, ...] | None = None
-    deletion_steps: int = 20
-    faithfulness_baseline: str = "blur"
-    #: images used by the model-forward-heavy checks (perturbation, faithfulness); None = all
-    max_images: int | None = 256
-    sanity_images: int = 16
-    regions: bool = True
-    atlas: str = "AAL"
-    batch_size: int = 64
-    seed: int = 0
 
 
 def eval_dir(run_dir: str | Path, split: str) -> Path:
@@ -493,7 +469,7 @@ def evaluate_cams(
     summary: dict[str, Any] = {
         "model": ctx.model_name,
         "split": config.split,
-        "config": asdict(config),
+        "config": config.model_dump(),
     }
     seconds: dict[str, float] = {}
     with make_progress(disable=not progress) as bar:

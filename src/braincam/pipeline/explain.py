@@ -13,10 +13,8 @@ Re-running with the same settings skips methods already written; changed setting
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from braincam.config.cams import ExplainConfig
 from braincam.errors import InputError
 from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
-
-#: The three methods both studies compare.
-DEFAULT_METHODS = ("cam", "gradcam", "gradcampp")
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    """Settings of ``braincam explain``."""
-
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    split: str = "test"
-    #: which class each slice is explained for: "predicted", "true", or a class name
-    target: str = "predicted"
-    layer: str | None = None
-    batch_size: int = 16
-    #: number of slices in each overlay montage (0: none)
-    overlays: int = 12
-    nifti: bool = True
-
-    def fingerprint(self) -> str:
-        """Hash of the settings that change the maps (not of overlays/nifti)."""
-        key = {"target": self.target, "layer": self.layer, "split": self.split}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -184,7 +160,7 @@ def explain_run(
             "store": str(store.path),
             "model": record["model"],
             "classes": classes,
-            "config": asdict(config),
+            "config": config.model_dump(),
             "fingerprint": config.fingerprint(),
             "rows": len(rows),
             "methods": methods,

@@ -20,105 +20,19 @@ import pandas as pd
 
 from braincam.cohort.ingest import Failure, IngestResult
 from braincam.cohort.runner import SubjectOutcome, run_subjects, write_failures
-from braincam.errors import BraincamError, ConfigError, InputError
+from braincam.config.prepare import PrepareConfig
+from braincam.errors import BraincamError, InputError
 from braincam.imaging.derivatives import (
     derivatives_root,
     remove_stale_temps,
     write_dataset_description,
 )
-from braincam.imaging.orientation import AXES
 from braincam.io import update_summary
-from braincam.modalities import Modality, get_modality, modality_names
-from braincam.modalities.dwi.dti import DTIParams
-from braincam.modalities.dwi.validate import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
+from braincam.modalities import Modality, modality_names
 from braincam.provenance import library_versions
 
 if TYPE_CHECKING:
     from braincam.data.slices import SliceSource
-
-
-@dataclass
-class PrepareConfig:
-    """Every option of ``braincam prepare`` (defaults = the CLI's defaults)."""
-
-    label: str = "group"
-    manifest: Path | None = None
-    participant_labels: tuple[str, ...] | None = None
-    session: str | None = None
-    run: str | None = None
-    fit_method: str = "WLS"
-    median_radius: int = 2
-    numpass: int = 1
-    b0_threshold: float = DEFAULT_B0_THRESHOLD
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE
-    workers: int = 1
-    dask_scheduler: str | None = None
-    split_ratios: tuple[float, float, float] = (0.75, 0.10, 0.15)
-    seed: int = 0
-    axes: tuple[str, ...] = AXES
-    slices_per_axis: int = 16
-    size: int = 224
-    voxel_size: float | None = None
-    mask_desc: str | None = "effect"
-    masks_dir: Path | None = None
-    force: bool = False
-    progress: bool = True
-    # Structural MRI (docs/structural.md): T1w/T2w/FLAIR → N4 → co-registration → equalization.
-    modality: str = "dwi"  # dwi | anat
-    equalize: str = "adaptive"  # anat: global | adaptive | none
-    trim_threshold: float = 0.10  # anat: keep slices with brain area ≥ this × the largest's
-    missing_contrast: str = "error"  # anat: error | skip (the subject is listed as a failure)
-
-    def __post_init__(self) -> None:
-        from braincam.data.splits import validate_ratios
-
-        self.split_ratios = validate_ratios(self.split_ratios)
-        self.axes = tuple(self.axes)
-        bad = [a for a in self.axes if a not in AXES]
-        if bad or not self.axes:
-            raise ConfigError(f"axes must be among {', '.join(AXES)}, got {list(self.axes)!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be ≥ 1, got {self.workers}")
-        if self.slices_per_axis < 1:
-            raise ConfigError(f"slices_per_axis must be ≥ 1, got {self.slices_per_axis}")
-        if self.size < 8:
-            raise ConfigError(f"size must be ≥ 8 pixels, got {self.size}")
-        if self.voxel_size is not None and self.voxel_size <= 0:
-            raise ConfigError(f"voxel_size must be > 0 mm, got {self.voxel_size}")
-        if self.participant_labels is not None:
-            self.participant_labels = tuple(self.participant_labels)
-        self.dti_params()  # validates fit_method and mask parameters early
-        modality = get_modality(self.modality)  # an old spelling → its name, with a message
-        self.modality = modality.name
-        modality.check_config(self)
-
-    def get_modality(self) -> Modality:
-        """The :class:`~braincam.modalities.base.Modality` this config prepares."""
-        return get_modality(self.modality)
-
-    def anat_params(self):  # -> braincam.modalities.anat.preprocess.AnatParams
-        """The structural preprocessing parameters (and cache key) for ``modality="anat"``."""
-        from braincam.modalities.anat.preprocess import AnatParams
-
-        return AnatParams(equalize=self.equalize, trim_threshold=self.trim_threshold)
-
-    def dti_params(self) -> DTIParams:
-        """The subset of options that define the FA/MD computation (and its cache key)."""
-        return DTIParams(
-            fit_method=self.fit_method,
-            median_radius=self.median_radius,
-            numpass=self.numpass,
-            b0_threshold=self.b0_threshold,
-            bvec_tolerance=self.bvec_tolerance,
-        )
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters (paths as strings)."""
-        out = asdict(self)
-        for k in ("manifest", "masks_dir"):
-            out[k] = None if out[k] is None else str(out[k])
-        out["fit_method"] = self.dti_params().fit_method
-        return out
 
 
 @dataclass

@@ -18,13 +18,14 @@ The same seed gives byte-identical files. Details: docs/structural.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from braincam.config.synth import AnatSynthConfig, GroupEffect
 from braincam.errors import ConfigError
 from braincam.imaging.groundtruth import (
     anat_groundtruth_paths,
@@ -75,97 +76,6 @@ CONTRASTS: dict[str, dict[str, float]] = {
 }
 SCALE = 1000.0
 DSEG_LABELS = {1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
-
-
-@dataclass(frozen=True)
-class GroupEffect:
-    """How one group differs from the template anatomy.
-
-    ``lesions``: mean lesion count (Poisson); ``periventricular``: fraction of lesions centred in
-    white matter within 10 mm of the lateral ventricles (the rest anywhere else in deep/
-    juxtacortical WM); ``radius_mm``: range of the ellipsoids' semi-axes; ``atrophy``: fraction
-    of grey matter replaced by CSF; ``ventricle_enlargement``: linear growth of the ventricles
-    (0.3 → 30 % wider at their centre, smoothly fading out over the surrounding tissue).
-    """
-
-    lesions: float = 0.0
-    periventricular: float = 0.8
-    radius_mm: tuple[float, float] = (2.0, 5.0)
-    atrophy: float = 0.0
-    ventricle_enlargement: float = 0.0
-    ages: tuple[int, int] = (25, 60)
-
-
-#: Defaults: controls have none; RRMS a moderate, mostly periventricular lesion load; SPMS about
-#: twice the load, larger lesions reaching further into deep WM, GM atrophy and wider ventricles.
-DEFAULT_EFFECTS = (
-    GroupEffect(ages=(25, 60)),
-    GroupEffect(lesions=10, periventricular=0.8, radius_mm=(2.0, 4.5), atrophy=0.02,
-                ventricle_enlargement=0.10, ages=(22, 50)),
-    GroupEffect(lesions=22, periventricular=0.6, radius_mm=(2.5, 6.0), atrophy=0.08,
-                ventricle_enlargement=0.35, ages=(40, 68)),
-)  # fmt: skip
-
-
-@dataclass
-class AnatSynthConfig:
-    """Parameters of a synthetic structural cohort (``braincam synth --kind structural``)."""
-
-    subjects: int = 30
-    seed: int = 0
-    voxel_size: float = 2.0
-    groups: tuple[str, str, str] = ("control", "rrms", "spms")
-    effects: tuple[GroupEffect, GroupEffect, GroupEffect] = DEFAULT_EFFECTS
-    snr: float = 40.0  # pure-WM T1w signal / noise sigma (same sigma for every contrast)
-    bias_strength: float = 0.25  # bias field spans about ×(1 ± strength) over the head
-    misregistration_deg: float = 3.0  # T2w/FLAIR vs T1w: uniform per axis, ± this
-    misregistration_mm: float = 3.0
-    rotation_deg: float = 5.0
-    translation_mm: float = 5.0
-    scale_range: float = 0.07
-    warp_mm: float = 4.0
-    warp_smoothness_mm: float = 15.0
-    orientation: str = "LAS"
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first parameter out of range."""
-        checks = [
-            ("subjects", 3 <= self.subjects <= 9999, "between 3 and 9999"),
-            ("voxel_size", 0.5 <= self.voxel_size <= 8.0, "between 0.5 and 8 mm"),
-            ("snr", self.snr > 0, "> 0 (inf for noise-free data)"),
-            ("bias_strength", 0.0 <= self.bias_strength < 1.0, "in [0, 1)"),
-            ("misregistration_deg", 0.0 <= self.misregistration_deg <= 20.0, "in [0, 20]"),
-            ("misregistration_mm", 0.0 <= self.misregistration_mm <= 20.0, "in [0, 20]"),
-            ("rotation_deg", 0.0 <= self.rotation_deg <= 30.0, "in [0, 30]"),
-            ("translation_mm", 0.0 <= self.translation_mm <= 50.0, "in [0, 50]"),
-            ("scale_range", 0.0 <= self.scale_range <= 0.3, "in [0, 0.3]"),
-            ("warp_mm", 0.0 <= self.warp_mm <= 0.4 * self.warp_smoothness_mm, "in [0, 0.4 × σ]"),
-            ("warp_smoothness_mm", self.warp_smoothness_mm > 0, "> 0"),
-            ("orientation", self.orientation in ("LAS", "RAS"), "LAS or RAS"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-        groups = tuple(self.groups)
-        if len(groups) != 3 or len(set(groups)) != 3 or not all(str(g).strip() for g in groups):
-            raise ConfigError(f"groups must be 3 distinct non-empty names; got {groups!r}")
-        if len(self.effects) != 3:
-            raise ConfigError(f"effects must give one GroupEffect per group; got {self.effects!r}")
-        for name, eff in zip(groups, self.effects, strict=True):
-            lo, hi = eff.radius_mm
-            bad = (
-                ("lesions", eff.lesions >= 0 and eff.lesions <= 200, "in [0, 200]"),
-                ("periventricular", 0.0 <= eff.periventricular <= 1.0, "in [0, 1]"),
-                ("radius_mm", 0.5 <= lo <= hi <= 20.0, "(low, high) with 0.5 <= low <= high <= 20"),
-                ("atrophy", 0.0 <= eff.atrophy < 0.5, "in [0, 0.5)"),
-                ("ventricle_enlargement", 0.0 <= eff.ventricle_enlargement <= 1.0, "in [0, 1]"),
-                ("ages", 0 <= eff.ages[0] <= eff.ages[1], "(low, high), 0 <= low <= high"),
-            )
-            for key, ok, expected in bad:
-                if not ok:
-                    raise ConfigError(
-                        f"effects[{name}].{key} must be {expected}; got {getattr(eff, key)!r}"
-                    )
 
 
 @dataclass(frozen=True)
@@ -389,7 +299,7 @@ def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatPa
     )
     lut = ["index\tname"] + [f"{k}\t{v}" for k, v in DSEG_LABELS.items()]
     write_text_atomic(gt / "desc-tissue_dseg.tsv", "\n".join(lut) + "\n")
-    settings = asdict(config)
+    settings = config.model_dump()
     write_json(
         gt / "synth_config.json",
         {"kind": "structural", "config": settings, "template_space": TEMPLATE_SPACE,

@@ -10,13 +10,14 @@ docs/architecture.md and docs/synth.md. The same seed gives byte-identical files
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from braincam.config.synth import SynthConfig
 from braincam.errors import ConfigError
 from braincam.imaging.groundtruth import dwi_groundtruth_paths as groundtruth_paths
 from braincam.imaging.groundtruth import mni_region_path
@@ -52,62 +53,6 @@ GROUPS = ("young", "old")
 FA_GM, FA_CSF = 0.15, 0.05
 MD_WM, MD_GM, MD_CSF = 0.7e-3, 0.8e-3, 3.0e-3
 S0_WM, S0_GM, S0_CSF = 1000.0, 1300.0, 2500.0
-
-
-@dataclass
-class SynthConfig:
-    """Parameters of a synthetic cohort (every field is a ``braincam synth`` option)."""
-
-    subjects: int = 20
-    seed: int = 0
-    voxel_size: float = 2.5
-    snr: float = 30.0  # b=0 signal of pure white matter / noise sigma
-    directions: int = 32
-    b0_volumes: int = 5
-    bvalue: float = 1000.0
-    effect_size: float = 0.5  # fraction of FA removed inside the region in the `old` group
-    effect_region: str = "frontal-wm"  # region name, "sphere:X,Y,Z,R" or NIfTI path (MNI)
-    global_fa_change: float = 0.0  # `old` group, everywhere: FA × (1 + change)
-    global_md_change: float = 0.0  # `old` group, everywhere: MD × (1 + change)
-    atrophy: float = 0.0  # `old` group: this fraction of GM and WM becomes CSF
-    young_ages: tuple[int, int] = (8, 15)
-    old_ages: tuple[int, int] = (25, 75)
-    rotation_deg: float = 5.0
-    translation_mm: float = 5.0
-    scale_range: float = 0.07
-    warp_mm: float = 4.0
-    warp_smoothness_mm: float = 15.0
-    fa_subject_sd: float = 0.03  # between-subject spread of white-matter FA (fraction)
-    orientation: str = "LAS"  # voxel axes of the written images (LAS like most scanners, or RAS)
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first parameter out of range."""
-        checks = [
-            ("subjects", 2 <= self.subjects <= 9999, "between 2 and 9999"),
-            ("voxel_size", 0.5 <= self.voxel_size <= 8.0, "between 0.5 and 8 mm"),
-            ("snr", self.snr > 0, "> 0 (inf for noise-free data)"),
-            ("directions", 6 <= self.directions <= 512, "between 6 and 512"),
-            ("b0_volumes", 1 <= self.b0_volumes <= 64, "between 1 and 64"),
-            ("bvalue", 0 < self.bvalue <= 10000, "in (0, 10000] s/mm²"),
-            ("effect_size", 0.0 <= self.effect_size < 1.0, "in [0, 1)"),
-            ("global_fa_change", -1.0 < self.global_fa_change < 1.0, "in (-1, 1)"),
-            ("global_md_change", -1.0 < self.global_md_change < 3.0, "in (-1, 3)"),
-            ("atrophy", 0.0 <= self.atrophy < 1.0, "in [0, 1)"),
-            ("rotation_deg", 0.0 <= self.rotation_deg <= 30.0, "in [0, 30]"),
-            ("translation_mm", 0.0 <= self.translation_mm <= 50.0, "in [0, 50]"),
-            ("scale_range", 0.0 <= self.scale_range <= 0.3, "in [0, 0.3]"),
-            ("warp_mm", 0.0 <= self.warp_mm <= 0.4 * self.warp_smoothness_mm, "in [0, 0.4 × σ]"),
-            ("warp_smoothness_mm", self.warp_smoothness_mm > 0, "> 0"),
-            ("fa_subject_sd", 0.0 <= self.fa_subject_sd <= 0.2, "in [0, 0.2]"),
-            ("orientation", self.orientation in ("LAS", "RAS"), "LAS or RAS"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-        for name in ("young_ages", "old_ages"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ConfigError(f"{name} must be (low, high) with 0 <= low <= high")
 
 
 @dataclass(frozen=True)
@@ -214,7 +159,7 @@ def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participan
         group_description="Age group",
         levels=levels,
     )
-    settings = asdict(config)
+    settings = config.model_dump()
     settings["effect_region"] = str(config.effect_region)
     if not np.isfinite(config.snr):
         settings["snr"] = "inf"  # strict JSON has no Infinity

@@ -58,13 +58,11 @@ def test_preprocess_subject_outputs_errors_cache_and_slices(bids: Path, tmp_path
 
     # Cached: a second run skips and reports the same errors; other params recompute.
     # (threads are not part of the key: workers > 1 run one SimpleITK thread each).
-    again = process_anat_subject(record, work, replace(params, threads=1))
+    again = process_anat_subject(record, work, params.replace(threads=1))
     assert again.status == "skipped"
     for moving, err in outcome.details.errors.items():
         assert again.details.errors[moving] == pytest.approx(err)
-    assert process_anat_subject(record, work, replace(params, trim_axis=None)).status == (
-        "computed"
-    )
+    assert process_anat_subject(record, work, params.replace(trim_axis=None)).status == ("computed")
 
     # The three volumes are the slice store's three channels, with the lesion mask.
     pid = record.participant_id

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +93,7 @@ class Structural:
 
     def worker_params(self, params: AnatParams, workers: int) -> AnatParams:
         # One SimpleITK thread per worker, so workers do not oversubscribe the cores.
-        return replace(params, threads=params.threads or 1)
+        return params.replace(threads=params.threads or 1)
 
     def ingest(self, data_dir: Path, config: PrepareConfig) -> IngestResult:
         # "effect" is the dMRI default; a structural cohort's ground truth is its lesion mask.

@@ -28,17 +28,18 @@ registration and equalization live in :mod:`.n4`, :mod:`.registration` and :mod:
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from braincam.errors import ConfigError, InputError
+from braincam.config.prepare import AnatParams
+from braincam.errors import InputError
 from braincam.imaging.derivatives import derivatives_root
 from braincam.imaging.nifti import load_volume, write_nifti
-from braincam.imaging.orientation import AXIS_OF, crop_axis, slice_axis
+from braincam.imaging.orientation import crop_axis, slice_axis
 from braincam.imaging.registration import registration_error
 from braincam.imaging.resample import resample_to
 from braincam.imaging.sitk import ras_to_sitk_transform
@@ -51,86 +52,6 @@ from braincam.provenance import library_versions
 CONTRASTS = ("T1w", "T2w", "FLAIR")
 MOVING = ("T2w", "FLAIR")
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class AnatParams:
-    """Every parameter of the structural preprocessing (recorded in sidecars and the cache key).
-
-    Defaults are fast: N4 on a copy shrunk ×4 (as ANTs' usual ``-s 4``; less when the copy would
-    be under 16 voxels along an axis) with 3 fitting levels (40/30/20 iterations, convergence
-    1e-3 — a 4th level starts fitting anatomy on 2–4 mm data and raises the WM CoV);
-    registration with 32 histogram bins, 20 % random samples, ≤ 100 iterations per level.
-    """
-
-    n4: bool = True
-    n4_shrink: int = 4
-    n4_iterations: tuple[int, ...] = (40, 30, 20)
-    n4_convergence: float = 1e-3
-    register: bool = True
-    init: Literal["header", "moments", "geometry"] = "header"
-    histogram_bins: int = 32
-    sampling: float = 0.2
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-    iterations: int = 100
-    learning_rate: float = 1.0
-    min_step: float = 1e-3
-    seed: int = 0
-    equalize: Literal["global", "adaptive", "none"] = "adaptive"
-    equalize_bins: int = 256
-    clip_limit: float = 0.01
-    kernel_mm: float | None = None  # CLAHE tile size; None → skimage's default (1/8 of each axis)
-    trim_axis: Literal["axial", "coronal", "sagittal"] | None = "axial"
-    trim_threshold: float = 0.10
-    threads: int | None = None  # SimpleITK threads; None → SimpleITK's default
-
-    def __post_init__(self) -> None:
-        for name in ("n4_iterations", "shrink_factors", "smoothing_sigmas"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        checks = [
-            ("n4_shrink", 1 <= self.n4_shrink <= 8, "an integer in [1, 8]"),
-            (
-                "n4_iterations",
-                len(self.n4_iterations) >= 1 and min(self.n4_iterations) >= 1,
-                "one or more positive integers (one per fitting level)",
-            ),
-            ("n4_convergence", self.n4_convergence > 0, "> 0"),
-            ("init", self.init in ("header", "moments", "geometry"), "header, moments or geometry"),
-            ("histogram_bins", 8 <= self.histogram_bins <= 256, "in [8, 256]"),
-            ("sampling", 0.0 < self.sampling <= 1.0, "in (0, 1]"),
-            (
-                "shrink_factors",
-                len(self.shrink_factors) >= 1 and min(self.shrink_factors) >= 1,
-                "positive integers",
-            ),
-            (
-                "smoothing_sigmas",
-                len(self.smoothing_sigmas) == len(self.shrink_factors)
-                and min(self.smoothing_sigmas) >= 0,
-                "non-negative, one per shrink factor",
-            ),
-            ("iterations", self.iterations >= 1, ">= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("min_step", 0 < self.min_step < self.learning_rate, "in (0, learning_rate)"),
-            (
-                "equalize",
-                self.equalize in ("global", "adaptive", "none"),
-                "global, adaptive or none",
-            ),
-            ("equalize_bins", 2 <= self.equalize_bins <= 65536, "in [2, 65536]"),
-            ("clip_limit", 0 < self.clip_limit <= 1, "in (0, 1]"),
-            ("kernel_mm", self.kernel_mm is None or self.kernel_mm > 0, "> 0 or None"),
-            ("trim_axis", self.trim_axis in (None, *AXIS_OF), "axial, coronal, sagittal or None"),
-            ("trim_threshold", 0.0 <= self.trim_threshold < 1.0, "in [0, 1)"),
-            ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-
-
-# --------------------------------------------------------------------------- per subject
 
 
 @dataclass(frozen=True)
@@ -344,7 +265,7 @@ def imgs_path(contrast: str, t1: Any, t2: Any, flair: Any) -> str:
 
 
 def params_dict(params: AnatParams) -> dict[str, Any]:
-    d = asdict(params)
+    d = params.model_dump()
     for k, v in d.items():
         if isinstance(v, tuple):
             d[k] = list(v)

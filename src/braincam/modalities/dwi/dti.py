@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from braincam.errors import BraincamError, ConfigError
+from braincam.config.prepare import DTIParams
+from braincam.errors import BraincamError
 from braincam.imaging.derivatives import derivatives_root
 from braincam.imaging.hashing import file_sha256
 from braincam.imaging.nifti import write_nifti
@@ -29,56 +30,13 @@ from braincam.io import read_json, write_json
 from braincam.modalities.base import Preprocessed, Step
 from braincam.modalities.dwi.ingest import SubjectRecord
 from braincam.modalities.dwi.validate import (
-    DEFAULT_B0_THRESHOLD,
-    DEFAULT_BVEC_TOLERANCE,
     load_dwi_data,
     read_gradients,
 )
 from braincam.provenance import library_versions
 
-# DIPY's names for the tensor fit methods (TensorModel(fit_method=...)), canonical spelling.
-FIT_METHODS = ("WLS", "OLS", "NLLS", "RESTORE")
-_FIT_ALIASES = {
-    "WLLS": "WLS",
-    "LS": "OLS",
-    "LLS": "OLS",
-    "OLLS": "OLS",
-    "NLS": "NLLS",
-    "RT": "RESTORE",
-}
 # Bump when the computation changes in a way the parameters do not capture.
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class DTIParams:
-    """Parameters of the mask and tensor fit (all recorded in the sidecars and the cache key).
-
-    The median_otsu defaults (radius 2, 1 pass) are 16× faster than DIPY's (4, 4) on the 2.5 mm
-    synthetic cohort, with Dice 0.95 against (4, 4) and closer to the true brain (BENCHMARKS.md).
-    """
-
-    fit_method: str = "WLS"
-    median_radius: int = 2
-    numpass: int = 1
-    dilate: int | None = None
-    b0_threshold: float = DEFAULT_B0_THRESHOLD
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE
-
-    def __post_init__(self) -> None:
-        method = str(self.fit_method).upper()
-        method = _FIT_ALIASES.get(method, method)
-        if method not in FIT_METHODS:
-            raise ConfigError(
-                f"fit_method must be one of {', '.join(FIT_METHODS)}, got {self.fit_method!r}"
-            )
-        object.__setattr__(self, "fit_method", method)
-        if self.median_radius < 1:
-            raise ConfigError(f"median_radius must be ≥ 1, got {self.median_radius}")
-        if self.numpass < 1:
-            raise ConfigError(f"numpass must be ≥ 1, got {self.numpass}")
-        if self.dilate is not None and self.dilate < 0:
-            raise ConfigError(f"dilate must be ≥ 0 or None, got {self.dilate}")
 
 
 @dataclass(frozen=True)
@@ -124,7 +82,7 @@ def cache_key(hashes: dict[str, str], params: DTIParams) -> str:
 
     payload = {
         "inputs": hashes,
-        "params": asdict(params),
+        "params": params.model_dump(),
         "dipy": dipy.__version__,
         "cache_version": CACHE_VERSION,
     }
@@ -203,7 +161,7 @@ def _sidecar(
         "Units": units,
         "Model": "tensor",
         "FitMethod": params.fit_method,
-        "Parameters": asdict(params),
+        "Parameters": params.model_dump(),
         "BrainMask": {
             "Method": "dipy.segment.mask.median_otsu on the mean b=0 image",
             "File": mask_rel,
