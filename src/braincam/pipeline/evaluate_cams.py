@@ -80,8 +80,9 @@ class _Context:
 
 
 def _load(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> _Context:
+    from braincam.data.normalization import zscore
     from braincam.data.slices import SliceStore
-    from braincam.pipeline.train import load_trained, normalize
+    from braincam.training.loading import load_trained
 
     explained = explain_run(
         run_dir, ExplainConfig(methods=cfg.methods, split=cfg.split), progress=progress
@@ -90,7 +91,7 @@ def _load(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> _Context:
     store = SliceStore.open(record["store"])
     table = explained.slices()
     rows = table["store_row"].to_numpy()
-    images = normalize(torch.from_numpy(np.asarray(store.images[rows])), record)
+    images = zscore(torch.from_numpy(np.asarray(store.images[rows])), record)
     maps = {m: torch.from_numpy(np.array(explained.maps(m))) for m in cfg.methods}
     return _Context(
         model=model,

@@ -107,13 +107,14 @@ def explain_run(
 ) -> ExplainResult:
     """Compute heatmaps for every slice of ``config.split`` with each method; write them to disk.
 
-    The model is the run's best checkpoint (``braincam.pipeline.train.load_trained``); inputs are
-    normalized exactly as in training. ``store_path`` defaults to the store the run was trained on.
+    The model is the run's best checkpoint (``braincam.training.loading.load_trained``); inputs
+    are z-scored exactly as in training. ``store_path`` defaults to the run's own store.
     """
     from braincam.cam import make_method
+    from braincam.data.normalization import zscore
     from braincam.data.slices import SliceStore
-    from braincam.pipeline.train import load_trained, normalize
     from braincam.progress import make_progress
+    from braincam.training.loading import load_trained
 
     methods = _validate_methods(config.methods)
     model, record = load_trained(run_dir, device=device)
@@ -151,7 +152,7 @@ def explain_run(
             for start in range(0, len(rows), config.batch_size):
                 sel = rows[start : start + config.batch_size]
                 x = torch.from_numpy(np.ascontiguousarray(store.images[sel])).to(device)
-                x = normalize(x, record)
+                x = zscore(x, record)
                 with torch.no_grad():
                     p = torch.softmax(model(x), dim=1)
                 true = true_all[start : start + len(sel)].to(device)

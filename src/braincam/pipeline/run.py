@@ -150,8 +150,9 @@ def run_experiment(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a whole experiment; returns ``{"out", "runs", "comparison"}`` (see the module doc)."""
-    from braincam.metrics.classification import compare_runs, evaluate_run
-    from braincam.pipeline.train import check_model_name, fit
+    from braincam.pipeline.evaluate import compare_runs, evaluate_run
+    from braincam.pipeline.train import fit
+    from braincam.training.zoo import check_model_name
 
     cfg = resolve_config(config, bids=bids, out=out)
     for i, name in enumerate(cfg.models):  # fail on a typo before hours of preparation
