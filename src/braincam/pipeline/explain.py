@@ -208,9 +208,8 @@ def write_overlays(
     result: ExplainResult, store: Any, methods: Sequence[str], n: int
 ) -> dict[str, Path]:
     """Write one overlay montage per method for the same sample of slices."""
+    from braincam.figures import figure_png_bytes, overlay_montage
     from braincam.metrics.localization import bounding_boxes
-    from braincam.report.blocks import figure_png_bytes
-    from braincam.report.figures import overlay_montage
 
     table = result.slices()
     picks = _sample_rows(table, n)

@@ -1,11 +1,26 @@
-"""Figures shared by `explain` and the report: heatmap overlays with boxes and mask outlines."""
+"""Figures shared by `explain` and the report: heatmap overlays with boxes and mask outlines.
+
+Drawing only (matplotlib, Agg): below both the pipeline steps and the report in the import
+layers, so a step can draw a figure without importing the report.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+def figure_png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def overlay_montage(
