@@ -28,6 +28,7 @@ import torch
 from scipy import ndimage
 from torch import Tensor
 
+from braincam.cam.postprocess import normalize_maps
 from braincam.errors import InputError
 
 __all__ = [
@@ -41,7 +42,6 @@ __all__ = [
     "iou_threshold",
     "largest_components",
     "localization_table",
-    "normalize_maps",
     "pointing_game",
     "relevance_mass",
     "relevance_rank_accuracy",
@@ -107,31 +107,23 @@ def _nan_where_empty(values: Tensor, masks: Tensor) -> Tensor:
 # --------------------------------------------------------------------------- regions and boxes
 
 
-def normalize_maps(maps: Tensor) -> Tensor:
-    """Min-max normalize each map to [0, 1]; a constant map becomes all ones.
-
-    All voxels of a constant map equal its maximum, so they all pass any threshold ≤ 1: the
-    "localized region" of a map without information is the whole field, by definition.
-    """
-    return _normalized(check_maps(maps))
-
-
-def _normalized(maps: Tensor) -> Tensor:
-    flat = maps.flatten(1)
-    lo = flat.amin(1, keepdim=True)
-    span = flat.amax(1, keepdim=True) - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 1.0)
-    return out.view_as(maps)
-
-
 def threshold_regions(maps: Tensor, threshold: float = 0.2) -> Tensor:
-    """Voxels whose min-max normalized value is ≥ ``threshold`` (default 20 % of the max)."""
-    return normalize_maps(maps) >= _check_threshold(threshold)
+    """Voxels whose min-max normalized value is ≥ ``threshold`` (default 20 % of the max).
+
+    A constant map's region is the whole field: all its voxels equal its maximum, so they all
+    pass any threshold ≤ 1 — the "localized region" of a map without information is everything.
+    """
+    return _thresholded(check_maps(maps), _check_threshold(threshold))
 
 
 def _thresholded(maps: Tensor, threshold: float) -> Tensor:
     """:func:`threshold_regions` on maps already checked (no second finiteness pass)."""
-    return _normalized(maps) >= threshold
+    # braincam's one normalization (cam.postprocess.normalize_maps) sends a constant map to 0;
+    # here a constant map's region must be the whole field (see threshold_regions), so constant
+    # maps are set to pass explicitly rather than through their normalized value.
+    flat = maps.flatten(1)
+    constant = (flat == flat[:, :1]).all(1).view((-1,) + (1,) * (maps.ndim - 1))
+    return (normalize_maps(maps) >= threshold) | constant
 
 
 def _structure(spatial_ndim: int, connectivity: Connectivity) -> np.ndarray:
