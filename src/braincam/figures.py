@@ -36,7 +36,7 @@ def overlay_montage(
     """A grid of slices (n, S, S) with their heatmaps (n, S, S) in ``jet`` over grey.
 
     ``boxes`` (n, 4) as (row0, col0, row1, col1) with the upper corner exclusive (the convention of
-    :func:`braincam.metrics.localization.bounding_boxes`; an empty box is skipped) draw the
+    :func:`braincam.metrics.boxes.bounding_boxes`; an empty box is skipped) draw the
     localization box;
     ``masks`` (n, S, S) draw the ground-truth outline (white contour) where given.
     """

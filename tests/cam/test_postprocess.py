@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from braincam.cam.postprocess import normalize_maps
-from braincam.metrics import localization as loc
+from braincam.metrics import boxes as bx
 from braincam.metrics import sanity
 
 
@@ -27,7 +27,7 @@ def test_one_rule_constant_map_is_zero() -> None:
 
 def test_threshold_region_of_a_constant_map_is_the_whole_field() -> None:
     for threshold in (0.0, 0.2, 1.0):
-        regions = loc.threshold_regions(_maps(), threshold)
+        regions = bx.threshold_regions(_maps(), threshold)
         assert regions[0].all() and regions[2].all(), threshold
         assert torch.equal(regions[1], normalize_maps(_maps())[1] >= threshold)
 

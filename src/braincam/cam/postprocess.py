@@ -9,7 +9,7 @@ The rule, for each map of a batch ``(N, *spatial)``: ``(map - min) / (max - min)
 minimum goes to 0 and the maximum to 1; **a constant map (max == min) becomes all 0** — it
 carries no localization information, and 0 (not NaN, not 1) keeps sums, means and colour scales
 finite and says "nothing highlighted". A caller that needs another value for constant maps
-says so at its call site (e.g. :func:`braincam.metrics.localization.threshold_regions`, whose
+says so at its call site (e.g. :func:`braincam.metrics.boxes.threshold_regions`, whose
 region of a constant map is the whole field by definition).
 """
 

@@ -216,7 +216,7 @@ def write_overlays(
 ) -> dict[str, Path]:
     """Write one overlay montage per method for the same sample of slices."""
     from braincam.figures import figure_png_bytes, overlay_montage
-    from braincam.metrics.localization import bounding_boxes
+    from braincam.metrics.boxes import bounding_boxes
 
     table = result.slices()
     picks = _sample_rows(table, n)

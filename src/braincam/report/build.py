@@ -160,7 +160,7 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
     """Same image under each model × method; per-method montages with boxes and outlines."""
     from braincam.data.slices import SliceStore
     from braincam.figures import overlay_montage
-    from braincam.metrics.localization import bounding_boxes
+    from braincam.metrics.boxes import bounding_boxes
 
     sec = B.Section("heatmaps", "Heatmaps")
     loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
