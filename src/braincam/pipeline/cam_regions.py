@@ -28,16 +28,13 @@ def regions(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> dict[str
     import nibabel as nib
 
     from braincam.metrics.atlas import load_atlas, resample_atlas
-    from braincam.metrics.regions import (
-        apply_to_mni,
+    from braincam.metrics.region_mass import (
         lobe_mass,
-        mni_template,
         rank_regions,
         region_differences,
         region_mass,
-        register_to_mni,
-        warp_to_mni,
     )
+    from braincam.metrics.regions import apply_to_mni, mni_template, register_to_mni, warp_to_mni
 
     atlas = load_atlas(cfg.atlas)
     heatmaps = ctx.explained.layout
