@@ -63,8 +63,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let training build the tiny test model under the name ``tiny``."""
-    from braincam.pipeline import train as train_mod
+    from braincam.training import zoo
     from builders.store import tiny_build, tiny_check
 
-    monkeypatch.setattr(train_mod, "build_model", tiny_build)
-    monkeypatch.setattr(train_mod, "check_model_name", tiny_check)
+    monkeypatch.setattr(zoo, "build_model", tiny_build)
+    monkeypatch.setattr(zoo, "check_model_name", tiny_check)

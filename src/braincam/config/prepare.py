@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from braincam.config.base import Count, FrozenSection, Real, Section
+from braincam.errors import ConfigError
 from braincam.imaging.orientation import AXES
-from braincam.modalities.dwi.validate import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
 
-#: Modalities ``prepare`` knows (see ``braincam.modalities``).
 # DIPY's names for the tensor fit methods (TensorModel(fit_method=...)), canonical spelling.
 FIT_METHODS = ("WLS", "OLS", "NLLS", "RESTORE")
 _FIT_ALIASES = {
@@ -71,6 +71,27 @@ VoxelSize = Annotated[Real, BeforeValidator(_finite), Field(gt=0, description="m
 Equalize = Literal["global", "adaptive", "none"]
 TrimThreshold = Annotated[Real, Field(ge=0.0, lt=1.0)]
 Positive = Annotated[Real, Field(gt=0)]
+
+
+# Volumes with b at or below this are treated as b=0 (scanners record b=5 or b=10 for "b0").
+DEFAULT_B0_THRESHOLD = 50.0
+# Tolerated deviation of |g| from 1 for diffusion-weighted volumes (DIPY's own default atol).
+DEFAULT_BVEC_TOLERANCE = 0.01
+
+
+def validate_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
+    """Return ``ratios`` as a float triple; raise ConfigError unless 3 positive values sum to 1."""
+    try:
+        values = tuple(float(r) for r in ratios)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"split ratios must be three numbers, got {ratios!r}") from exc
+    if len(values) != 3:
+        raise ConfigError(f"split ratios must be three numbers (train, val, test), got {ratios!r}")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        raise ConfigError(f"split ratios must all be positive, got {ratios!r}")
+    if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
+        raise ConfigError(f"split ratios must sum to 1, got {ratios!r} (sum {sum(values):.6g})")
+    return values  # type: ignore[return-value]
 
 
 class DTIParams(FrozenSection):
@@ -190,8 +211,6 @@ class PrepareConfig(Section):
     @field_validator("split_ratios", mode="before")
     @classmethod
     def _ratios(cls, value: Any) -> tuple[float, float, float]:
-        from braincam.data.splits import validate_ratios
-
         return validate_ratios(value)
 
     @field_validator("modality")

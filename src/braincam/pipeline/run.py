@@ -101,7 +101,7 @@ def resolve_config(
 def check_models(cfg: ExperimentConfig) -> None:
     """``ConfigError`` naming ``models.<i>`` and the valid names unless every model is registered
     (built in, or added with :func:`braincam.models.register_model`)."""
-    from braincam.pipeline.train import check_model_name
+    from braincam.training.zoo import check_model_name
 
     for i, name in enumerate(cfg.models):
         try:
@@ -118,7 +118,7 @@ def run_experiment(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a whole experiment; returns ``{"out", "runs", "comparison"}`` (see the module doc)."""
-    from braincam.metrics.classification import compare_runs, evaluate_run
+    from braincam.pipeline.evaluate import compare_runs, evaluate_run
     from braincam.pipeline.train import fit
 
     cfg = resolve_config(config, bids=bids, out=out)

@@ -16,13 +16,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from braincam.config.prepare import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
 from braincam.errors import InputError
 from braincam.imaging.nifti import load_nifti_header
-
-# Volumes with b at or below this are treated as b=0 (scanners record b=5 or b=10 for "b0").
-DEFAULT_B0_THRESHOLD = 50.0
-# Tolerated deviation of |g| from 1 for diffusion-weighted volumes (DIPY's own default atol).
-DEFAULT_BVEC_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
