@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -233,7 +234,9 @@ def main() -> None:
     tp.add_argument("--batches", type=int, default=40)
     tp.add_argument("--repeats", type=int, default=5)
     ac = sub.add_parser("accuracy")
-    ac.add_argument("--config", default=str(Path(__file__).parents[1] / "configs/fast-cpu.yaml"))
+    ac.add_argument(
+        "--config", default=os.fspath(Path(__file__).parents[1] / "configs/fast-cpu.yaml")
+    )
     ac.add_argument("--out", default="bench-fast-cpu-out")
     args = parser.parse_args()
     {"throughput": throughput, "accuracy": accuracy}[args.what](args)

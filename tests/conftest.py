@@ -68,3 +68,19 @@ def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(zoo, "build_model", tiny_build)
     monkeypatch.setattr(zoo, "check_model_name", tiny_check)
+
+
+@pytest.fixture(scope="session")
+def cam_evaluation_summary(tiny_run: tuple[Path, Path]) -> dict:
+    """The tiny run's heatmap evaluation (a few maps; every family but regions)."""
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, evaluate_cams
+
+    _, run = tiny_run
+    cfg = CamEvalConfig(
+        methods=("cam", "gradcam"),
+        regions=False,
+        max_images=None,
+        sanity_images=4,
+        deletion_steps=5,
+    )
+    return evaluate_cams(run, cfg, progress=False)

@@ -225,6 +225,12 @@ class CamEvalLayout:
         """Frequency maps (``<method>:<class>`` arrays)."""
         return self.root / "frequency.npz"
 
+    @property
+    def sanity_maps(self) -> Path:
+        """Maps of the first images at every randomization step (``images`` and
+        ``<method>:<step>:<layer>`` arrays), for the report's figure."""
+        return self.root / "sanity_maps.npz"
+
     def mni_mean(self, method: str, label: str) -> Path:
         """The mean heatmap of ``method`` over the subjects of class ``label``, in MNI space."""
         return self.root / f"mni_mean_{method}_{label}.nii.gz"

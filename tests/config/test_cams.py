@@ -17,7 +17,8 @@ from braincam.pipeline import run as run_mod
 #: A non-default, valid value for every evaluation option (YAML spelling).
 OPTIONS = {
     "split": "val", "methods": ["gradcam", "layercam"], "threshold": 0.3, "tolerance": 4.0,
-    "noise_std": 0.5, "shift": [3, 2], "deletion_steps": 7, "faithfulness_baseline": "mean",
+    "noise_std": 0.5, "strengths": [0.5, 1.0], "n_random": 24, "shift": [3, 2],
+    "deletion_steps": 7, "faithfulness_baseline": "mean",
     "max_images": 32, "sanity_images": 3, "regions": False, "atlas": "AAL3", "batch_size": 8,
 }  # fmt: skip
 
@@ -57,6 +58,11 @@ def test_cams_and_evaluate_cams_share_one_set_of_constraints() -> None:
         ("threshold", 1.5, "threshold: must be < 1, got 1.5"),
         ("tolerance", -1.0, "tolerance: must be >= 0, got -1"),
         ("deletion_steps", 0, "deletion_steps: must be >= 1, got 0"),
+        ("noise_std", -0.1, "noise_std: must be >= 0, got -0.1"),
+        ("n_random", 19, "n_random: must be >= 20, got 19"),
+        ("strengths", [], "strengths: strengths must be increasing values in (0, 1], got []"),
+        ("strengths", [0.5, 0.25], "strengths: strengths must be increasing values in (0, 1]"),
+        ("strengths", [0.5, 1.5], "strengths: strengths must be increasing values in (0, 1]"),
         ("atlas", "Harvard", "atlas: Input should be 'AAL' or 'AAL3'"),
         ("methods", ["magic"], "methods: unknown CAM method(s) ['magic']"),
     ):
@@ -73,7 +79,8 @@ def test_step_settings_keep_their_bytes() -> None:
     """The ``config`` written to cam_eval/summary.json and heatmaps/meta.json (pre-pydantic)."""
     assert json.dumps(CamEvalConfig().model_dump()) == (
         '{"split": "test", "methods": ["cam", "gradcam", "gradcampp"], "threshold": 0.2, '
-        '"tolerance": null, "noise_std": 1.0, "shift": null, "deletion_steps": 20, '
+        '"tolerance": null, "noise_std": 0.05, "strengths": [0.25, 0.5, 0.75, 1.0], '
+        '"n_random": 20, "shift": null, "deletion_steps": 20, '
         '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "regions": '
         'true, "atlas": "AAL", "batch_size": 64, "seed": 0}'
     )
@@ -110,7 +117,8 @@ def test_evaluate_cams_command_sets_every_option(
 
     monkeypatch.setattr(braincam.pipeline.evaluate_cams, "evaluate_cams", fake)
     args = ["evaluate-cams", str(tmp_path), "--methods", "gradcam,layercam", "--split", "val",
-            "--threshold", "0.3", "--tolerance", "4", "--noise-std", "0.5", "--shift", "3,2",
+            "--threshold", "0.3", "--tolerance", "4", "--noise-std", "0.5", "--strengths", "0.5,1",
+            "--n-random", "24", "--shift", "3,2",
             "--deletion-steps", "7", "--faithfulness-baseline", "mean", "--max-images", "32",
             "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
             "--seed", "11"]  # fmt: skip

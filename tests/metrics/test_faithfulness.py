@@ -1,4 +1,4 @@
-"""Deletion/insertion curves and the dMRI study's perturbation check, on toy models."""
+"""Deletion/insertion curves on toy models (the perturbation check: test_eval_perturbation)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,6 @@ from torch import nn
 
 from braincam.errors import InputError
 from braincam.metrics import faithfulness as fa
-from braincam.metrics import perturbation as pc
-from braincam.metrics.boxes import boxes_from_regions
 
 
 class Quadrant(nn.Module):
@@ -168,122 +166,3 @@ def test_bad_inputs() -> None:
         fa.deletion_insertion(Quadrant(), images, targets + 5, good)
     with pytest.raises(InputError, match="steps"):
         fa.deletion_insertion(Quadrant(), images, targets, good, steps=0)
-    with pytest.raises(InputError, match="noise_std"):
-        pc.perturbation_check(Quadrant(), images, targets, good, noise_std=0.0)
-    with pytest.raises(InputError, match="shift"):
-        pc.perturbation_check(Quadrant(), images, targets, good, noise_std=1.0, shift=(1,))
-
-
-# --------------------------------------------------------------------------- perturbation check
-
-
-def _region_case(n: int = 10, size: int = 32, depth: int | None = None):
-    region = torch.zeros(size, size)
-    region[10:15, 9:14] = 1
-    images = torch.ones(n, 1, size, size)
-    images[..., :2, :] = 0  # a background band; brain = everything else
-    if depth is not None:
-        images = images[:, :, None].expand(n, 1, depth, size, size).clone()
-        region = region.expand(depth, size, size).clone()
-    return RegionModel(region), images, torch.zeros(n, dtype=torch.long), region
-
-
-@pytest.mark.parametrize("depth", [None, 3])
-def test_noise_in_true_region_hurts_more(depth: int | None) -> None:
-    model, images, targets, region = _region_case(depth=depth)
-    maps = region.expand(images.shape[0], *region.shape).clone()
-    res = pc.perturbation_check(
-        model,
-        images,
-        targets,
-        maps,
-        noise_std=1.0,
-        shift=(0,) * (region.ndim - 2) + (1, 1),  # the region spans the whole depth
-        generator=torch.Generator().manual_seed(0),
-        n_bootstrap=200,
-    )
-    cond = res["conditions"]
-    assert cond["original"]["accuracy"] == 1.0 and cond["cam_noise"]["accuracy"] == 0.0
-    assert cond["translation"]["accuracy"] == 1.0 and cond["random_noise"]["accuracy"] == 1.0
-    assert cond["cam_noise"]["confidence"] < 0.01 < cond["original"]["confidence"]
-    assert res["cam_hurts_more_than_translation"] and res["cam_hurts_more_than_random"]
-    assert res["comparisons"]["cam_vs_random"]["sign_test_p"] == pytest.approx(0.5**10)
-    assert res["n_random_placed"] == 10
-    assert model.training  # restored
-
-
-def test_wrong_map_does_not_hurt_more() -> None:
-    model, images, targets, _ = _region_case()
-    maps = torch.zeros(10, 32, 32)
-    maps[:, 22:27, 20:25] = 1.0  # far from the region the model uses
-    res = pc.perturbation_check(
-        model,
-        images,
-        targets,
-        maps,
-        noise_std=1.0,
-        shift=(1, 1),
-        generator=torch.Generator().manual_seed(0),
-        n_bootstrap=200,
-    )
-    assert res["conditions"]["cam_noise"]["accuracy"] == 1.0
-    assert not res["cam_hurts_more_than_translation"]
-    assert not res["cam_hurts_more_than_random"]
-
-
-@pytest.mark.parametrize("shape", [(6, 20, 24), (4, 8, 10, 12)])
-def test_random_regions_are_valid_translates(shape: tuple[int, ...]) -> None:
-    gen = torch.Generator().manual_seed(3)
-    regions = torch.zeros(shape, dtype=torch.bool)
-    regions[(slice(None),) + (slice(1, 4),) * (len(shape) - 1)] = True
-    regions[0, 0] = True  # one region spanning a whole face: still placeable if room remains
-    brain = torch.ones(shape, dtype=torch.bool)
-    brain[(slice(None), slice(0, 2))] = False
-    moved, placed, overlap = pc.place_random_regions(regions, brain, gen, max_overlap=0.0)
-    assert placed.all() and torch.equal(overlap, torch.zeros(shape[0], dtype=overlap.dtype))
-    d = len(shape) - 1
-    for i in range(shape[0]):
-        assert moved[i].sum() == regions[i].sum()
-        assert not (moved[i] & regions[i] & brain[i]).any()  # no brain voxel perturbed twice
-        assert (moved[i] & brain[i]).sum() >= (regions[i] & brain[i]).sum()
-        b_orig = boxes_from_regions(regions[i : i + 1])[0]
-        b_new = boxes_from_regions(moved[i : i + 1])[0]
-        assert torch.equal(b_orig[d:] - b_orig[:d], b_new[d:] - b_new[:d])  # same shape
-    # Chunking (tiny budget) gives valid placements too.
-    moved2, placed2, _ = pc.place_random_regions(regions, brain, gen, max_elements=1)
-    assert placed2.all() and not (moved2 & regions & brain).any()
-    # Different draws land in different places (the offset is random, not the first found).
-    moved3, _, _ = pc.place_random_regions(regions, brain, torch.Generator().manual_seed(4))
-    assert not torch.equal(moved3, moved)
-
-
-def test_large_region_overlap_is_measured_and_bounded() -> None:
-    regions = torch.zeros(3, 8, 8, dtype=torch.bool)
-    regions[0] = True  # the whole field: cannot move
-    regions[1, :, :5] = True  # 5 of 8 columns: the best shift (3) keeps 2 columns in common
-    regions[2, :3, :3] = True
-    brain = torch.ones_like(regions)
-    moved, placed, overlap = pc.place_random_regions(regions, brain, max_overlap=0.5)
-    assert overlap[0] == 1.0 and overlap[1] == pytest.approx(2 / 5) and overlap[2] == 0.0
-    assert placed.tolist() == [False, True, True]
-    assert not moved[0].any() and moved[1].sum() == 40
-    _, strict, _ = pc.place_random_regions(regions, brain, max_overlap=0.0)
-    assert strict.tolist() == [False, False, True]
-    with pytest.raises(InputError, match="max_overlap"):
-        pc.place_random_regions(regions, brain, max_overlap=2.0)
-
-
-def test_translate_pads_with_background() -> None:
-    images = torch.arange(1.0, 17.0).view(1, 1, 4, 4)
-    out = pc.translate(images, (1, -1))
-    assert torch.equal(out[0, 0, 0], torch.ones(4))  # vacated top row → minimum (1)
-    assert torch.equal(out[0, 0, :, 3], torch.ones(4))  # vacated right column
-    assert torch.equal(out[0, 0, 1:, :3], images[0, 0, :3, 1:])
-
-
-def test_paired_comparison() -> None:
-    res = pc.paired_comparison(torch.full((10,), 0.3), generator=torch.Generator().manual_seed(0))
-    assert res["sign_test_p"] == pytest.approx(0.5**10)
-    assert res["ci_low"] == pytest.approx(0.3) and res["cam_hurts_more"]
-    res = pc.paired_comparison(torch.tensor([0.1, -0.1, 0.2, -0.2]))
-    assert not res["cam_hurts_more"] and res["sign_test_p"] > 0.5

@@ -37,6 +37,13 @@ def test_structural_study_fast_variant_end_to_end(tmp_path: Path) -> None:
     assert set(lobes["label"]) <= {"control", "rrms", "spms"} and len(lobes) > 0
     html = (out / "report.html").read_text()
     assert 'id="regions"' in html and "rrms" in html
+    # every section of a full run matches the schema, and the report states what the data hold
+    from braincam.report.audit import audit_report
+    from braincam.summary_schema import validate_summary
+
+    parsed = validate_summary(summary)
+    assert parsed.prepare and parsed.training and parsed.evaluation and parsed.comparison
+    assert audit_report(html, summary) == []
 
 
 def test_study_config_loads_with_the_study_models() -> None:

@@ -18,7 +18,15 @@ def evaluate_cams(
     ),
     split: Annotated[str, typer.Option(help="train | val | test")] = "test",
     threshold: Annotated[float, typer.Option(help="box threshold, fraction of max")] = 0.2,
-    noise_std: Annotated[float, typer.Option(help="perturbation noise (z-score units)")] = 1.0,
+    noise_std: Annotated[
+        float, typer.Option(help="noise on imputed voxels, perturbation check (z-score units)")
+    ] = 0.05,
+    strengths: Annotated[
+        str, typer.Option(help="perturbation dose-response strengths, increasing in (0, 1]")
+    ] = "0.25,0.5,0.75,1",
+    n_random: Annotated[
+        int, typer.Option(help="random area-matched regions per image (≥ 20), the baseline")
+    ] = 20,
     max_images: Annotated[
         int, typer.Option(help="slices for perturbation/faithfulness (0 = all)")
     ] = 256,
@@ -51,6 +59,8 @@ def evaluate_cams(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         threshold=threshold,
         noise_std=noise_std,
+        strengths=tuple(v.strip() for v in strengths.split(",") if v.strip()),
+        n_random=n_random,
         max_images=max_images or None,
         sanity_images=sanity_images,
         regions=regions,

@@ -14,7 +14,10 @@ from braincam.cli._app import app
 def report(
     out_dir: Annotated[Path, typer.Argument(help="experiment directory (braincam run / demo)")],
     check: Annotated[
-        bool, typer.Option(help="open it in headless chromium and check that it renders")
+        bool,
+        typer.Option(
+            help="check every shown verdict against summary.json, then render it in chromium"
+        ),
     ] = False,
 ) -> None:
     """Write OUT_DIR/report.html from what the pipeline produced (missing parts are noted)."""
@@ -24,6 +27,17 @@ def report(
     path = build_report(out_dir)
     typer.echo(f"report: {path}")
     if check:
+        import json
+
+        from braincam.layout import WorkLayout
+        from braincam.report.audit import audit_report
+
+        summary_path = WorkLayout(out_dir).summary
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+        problems = audit_report(path.read_text(), summary)
+        if problems:
+            raise BraincamError("the report disagrees with summary.json: " + "; ".join(problems))
+        typer.echo("every verdict and figure shown agrees with summary.json")
         from braincam.report.browser import check_report
 
         result = check_report(path, out_dir / "report.png")

@@ -45,7 +45,14 @@ class CamSettings(Section):
     tolerance: float | None = Field(
         None, ge=0, description="pointing-game tolerance in pixels; None = 15 px at 224², scaled"
     )
-    noise_std: float = Field(1.0, gt=0, description="perturbation noise, z-score units")
+    noise_std: float = Field(
+        0.05, ge=0, description="noise on imputed voxels (perturbation check), z-score units"
+    )
+    strengths: tuple[float, ...] = Field(
+        (0.25, 0.5, 0.75, 1.0),
+        description="perturbation dose-response: increasing values in (0, 1], verdict at the last",
+    )
+    n_random: int = Field(20, ge=20, description="random regions per image (perturbation baseline)")
     shift: tuple[int, ...] | None = Field(
         None, description="perturbation translation in pixels per axis; None = 10 % of the size"
     )
@@ -58,6 +65,13 @@ class CamSettings(Section):
     regions: bool = True
     atlas: Literal["AAL", "AAL3"] = "AAL"
     batch_size: int = Field(64, ge=1)
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0 < s <= 1 for s in value) or list(value) != sorted(set(value)):
+            raise ValueError(f"strengths must be increasing values in (0, 1], got {list(value)}")
+        return value
 
     @field_validator("methods")
     @classmethod

@@ -1,23 +1,35 @@
-"""The dMRI study's verification, made quantitative.
+"""The dMRI study's perturbation check, redesigned so that it can say yes and no.
 
-The study added Gaussian noise to the CAM-localized region and saw accuracy fall, while a
-translation barely mattered. braincam measures that claim per image and adds the control the
-study lacked: the same noise in a random region of the same shape placed elsewhere in the brain.
-If CAM-region noise hurts no more than random-region noise, the map did not find the evidence;
-noise anywhere in the brain would have hurt as much.
+The study added Gaussian noise to the CAM-localized region and saw accuracy fall. Strong noise
+(σ = 1 in z-scored units) takes a slice off the data distribution: the model then answers one
+class for everything and the check cannot conclude. braincam instead *removes* the information
+in a region while staying in distribution, and asks whether removing it where the map points
+costs the model more than removing it in random places of the same size:
 
-Per image: (a) noise inside the localized region (the paper's box, or its largest component),
-(b) the image translated by ``shift`` voxels (background fills the vacated band; no wrap-around),
-(c) the same noise field inside the region moved by a random offset to brain it does not already
-cover, perturbing at least as many brain voxels. Noise is added only on brain voxels in (a) and
-(c), so (c) perturbs at least as much brain as (a); any residual overlap with the CAM region also
-makes (c) more harmful. Both make "CAM noise hurts more" a conservative finding.
+- **Perturbation: noisy linear imputation** (ROAD, Rong et al. 2022). Each voxel of the region
+  is replaced by the weighted mean of its neighbours (a discrete Laplace equation with the
+  surrounding tissue as boundary), plus a little Gaussian noise. The region becomes a smooth
+  continuation of the tissue around it: no new edges or intensities the model never saw, and
+  no hole-shaped signal. Only voxels of the region's *support* (the brain, for brain regions)
+  are changed and only support voxels feed the mean, so the background never bleeds in.
+- **Dose–response.** ``strength`` α blends the image towards its imputed copy,
+  ``x + α·(impute(x) − x)``; the verdict is read at α = 1.
+- **Baseline: area-matched random regions.** The same region shape, moved by ``n_random`` (≥ 20)
+  random offsets that keep it in the field and cover at least as many brain voxels; every image
+  gets its own placements, so the baseline has one mean per image of the comparison.
+- **Statistic.** Per image, ``d = drop(region) − mean drop(random placements)`` where drop is the
+  fall of the target-class softmax probability. Effect size: the mean of ``d`` (probability
+  points), with Cohen's d_z = mean/sd; a 95 % percentile bootstrap interval stratified by true
+  class; a one-sided Wilcoxon signed-rank p-value for information. **Rule:** the region hurts
+  more than random regions when the interval's lower bound is above 0. Figures are also given
+  per true class.
+- **Controls.** Positive: the synthetic ground-truth region (where the effect was planted) must
+  hurt more than random brain regions of its shape. Negative: a region of the same area outside
+  the brain (the background voxels farthest from it) must not.
 
-Random placement is batched: the brain coverage and the fresh (non-overlapping) brain coverage of
-the region at *every* offset are two cross-correlations, computed with zero-padded FFTs over the
-spatial dims (2D or 3D). Large regions (a 20 %-threshold box can span half the slice) may find no
-fully disjoint place; ``max_overlap`` bounds how much overlap is accepted, and images beyond it
-are left out of that comparison and counted.
+The pieces live apart: the imputation in :mod:`braincam.metrics.imputation`, the random and
+outside regions in :mod:`braincam.metrics.placements`; this module runs the model, computes the
+statistics and the controls (their names are re-exported here).
 """
 
 from __future__ import annotations
@@ -30,202 +42,206 @@ from scipy import stats
 from torch import Tensor, nn
 
 from braincam.errors import InputError
-from braincam.metrics.boxes import Connectivity, bounding_boxes, box_masks, boxes_from_regions
+from braincam.metrics.boxes import Connectivity, bounding_boxes, box_masks
 from braincam.metrics.faithfulness import check_images, eval_mode, target_probabilities
-from braincam.metrics.maps import check_maps, check_masks, seeded_rand
+from braincam.metrics.imputation import default_brain_masks, impute, translate
+from braincam.metrics.maps import check_maps, check_masks
+from braincam.metrics.placements import DEFAULT_N_RANDOM, outside_regions, random_placements
 
 __all__ = [
+    "DEFAULT_N_RANDOM",
+    "DEFAULT_STRENGTHS",
+    "RULE",
+    "compare_drops",
+    "control_checks",
     "default_brain_masks",
-    "paired_comparison",
+    "impute",
+    "outside_regions",
     "perturbation_check",
-    "place_random_regions",
+    "random_placements",
+    "region_drops",
     "translate",
 ]
 
-CONDITIONS = ("original", "cam_noise", "translation", "random_noise")
+#: Perturbation strengths of the dose–response (fraction of the way to the imputed image).
+DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
+RULE = (
+    "a region hurts more than random regions when the lower bound of the 95 % bootstrap interval "
+    "(stratified by true class) of the mean paired difference drop(region) − mean drop(random "
+    "regions of the same shape inside the brain) is above 0, at full strength"
+)
 
 
-def default_brain_masks(images: Tensor) -> Tensor:
-    """Brain = voxels where any channel differs from that channel's minimum (the background).
-
-    This is the non-zero area of a skull-stripped FA map, and still the brain when the image was
-    z-scored (the background is then a constant negative value). Pass explicit masks otherwise.
-    """
-    dims = tuple(range(2, images.ndim))
-    background = images.amin(dim=dims, keepdim=True)
-    return (images != background).any(1)
-
-
-def translate(images: Tensor, shift: Sequence[int]) -> Tensor:
-    """Shift ``(N, C, *spatial)`` by ``shift`` voxels per spatial axis; fill with the background.
-
-    The vacated band takes each channel's minimum (the background) rather than wrapping around as
-    ``torch.roll`` would, which would move brain to the opposite edge.
-    """
-    d = images.ndim - 2
-    if len(shift) != d:
-        raise InputError(f"shift must give one integer per spatial axis ({d})", value=tuple(shift))
-    dims = tuple(range(2, images.ndim))
-    out = torch.roll(images, shifts=tuple(int(s) for s in shift), dims=dims)
-    background = images.amin(dim=dims, keepdim=True).expand_as(out)
-    vacated = torch.zeros(images.shape[2:], dtype=torch.bool, device=images.device)
-    for axis, (s, size) in enumerate(zip(shift, images.shape[2:], strict=True)):
-        coord = torch.arange(size, device=images.device)
-        band = coord < s if s >= 0 else coord >= size + s
-        view = [1] * d
-        view[axis] = size
-        vacated |= band.view(view)
-    return torch.where(vacated, background, out)
-
-
-def _correlate(region: Tensor, other: Tensor) -> Tensor:
-    """``c[o] = Σ_y region(y)·other(y+o)`` for every offset o, as a circular (2S)^d array."""
-    dims = tuple(range(1, region.ndim))
-    size = tuple(2 * s for s in region.shape[1:])  # zero padding: no wrap-around aliasing
-    fr = torch.fft.rfftn(region, s=size, dim=dims)
-    fo = torch.fft.rfftn(other, s=size, dim=dims)
-    return torch.fft.irfftn(fr.conj() * fo, s=size, dim=dims)
-
-
-def place_random_regions(
+def region_drops(
+    model: nn.Module,
+    images: Tensor,
+    targets: Tensor,
     regions: Tensor,
-    brain: Tensor,
-    generator: torch.Generator | None = None,
-    max_overlap: float = 0.25,
-    max_elements: int = 2**24,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Move each region by a random offset to brain it does not already cover.
-
-    Let ``own`` be the region's brain voxels. Eligible offsets keep the region in the field and
-    cover at least ``own`` brain voxels (so noise there perturbs at least as much brain). Among
-    them: the most *fresh* brain voxels (outside the original region, counted up to ``own``),
-    then the fewest shared ones, then a random draw among ties. ``overlap`` is the share of the
-    moved region's brain voxels that lie inside the original region (0 = fully disjoint).
-
-    Returns ``(moved, placed, overlap)``: moved regions, bool ``(N,)`` (``overlap ≤
-    max_overlap``; unplaced regions are returned empty) and the overlap ``(N,)``. A region too
-    large to move away (e.g. a box spanning the field) is not placed. ``max_elements`` bounds
-    the offset arrays of one chunk (3D volumes are processed a few at a time).
-    """
-    if not 0.0 <= max_overlap <= 1.0:
-        raise InputError("max_overlap must be in [0, 1]", value=max_overlap)
-    grid = 1
-    for s in regions.shape[1:]:
-        grid *= 2 * s
-    chunk = max(1, max_elements // grid)
-    parts = [
-        _place_chunk(regions[i : i + chunk], brain[i : i + chunk], generator)
-        for i in range(0, regions.shape[0], chunk)
-    ]
-    moved = torch.cat([p[0] for p in parts])
-    overlap = torch.cat([p[1] for p in parts])
-    placed = overlap <= max_overlap
-    moved &= placed.view([-1] + [1] * (regions.ndim - 1))
-    return moved, placed, overlap
-
-
-def _place_chunk(
-    regions: Tensor, brain: Tensor, generator: torch.Generator | None
-) -> tuple[Tensor, Tensor]:
-    n, spatial = regions.shape[0], tuple(regions.shape[1:])
-    d = len(spatial)
-    r, b = regions.double(), brain.double()
-    # Brain voxels covered by the moved region, and those of them outside the original region.
-    coverage = _correlate(r, b).round()
-    fresh = _correlate(r, b * (1 - r)).round()
-    own = (r * b).flatten(1).sum(1).view([n] + [1] * d)  # coverage at offset 0
-    boxes = boxes_from_regions(regions)
-    fits = torch.ones_like(coverage, dtype=torch.bool)
-    offsets_per_axis = []
-    for axis, size in enumerate(spatial):
-        idx = torch.arange(2 * size, device=regions.device)
-        off = torch.where(idx < size, idx, idx - 2 * size)  # circular index → signed offset
-        offsets_per_axis.append(off)
-        ok = (off >= -boxes[:, axis, None]) & (off <= size - boxes[:, d + axis, None])  # (N, 2S)
-        view = [n] + [1] * d
-        view[axis + 1] = 2 * size
-        fits &= ok.view(view)
-    eligible = fits & (coverage >= own)  # offset 0 always qualifies
-    # Lexicographic key on integers: most fresh brain voxels (capped at own), then fewest brain
-    # voxels shared with the original region, then a random fraction < 1 to draw among ties.
-    capped = torch.minimum(fresh, own)
-    shared = coverage - fresh
-    big = float(r[0].numel() + 1)
-    jitter = seeded_rand(tuple(coverage.shape), generator, regions.device).double() * 0.5
-    key = torch.where(eligible, capped * big - shared + jitter, torch.full_like(capped, -big))
-    best = key.flatten(1).argmax(1)
-    best_shared = shared.flatten(1).gather(1, best[:, None])[:, 0]
-    best_cover = coverage.flatten(1).gather(1, best[:, None])[:, 0]
-    # Share of the moved region's brain voxels that fall inside the original region.
-    overlap = torch.where(best_cover > 0, best_shared / best_cover.clamp_min(1), 0.0)
-    # Unravel the flat index into per-axis signed offsets.
-    chosen = []
-    rest = best
-    for axis in reversed(range(d)):
-        size2 = 2 * spatial[axis]
-        chosen.append(offsets_per_axis[axis][rest % size2])
-        rest = rest // size2
-    chosen.reverse()
-    # moved(x) = region(x - o): gather from the source coordinates, batched over samples.
-    flat_src = torch.zeros((n, *spatial), dtype=torch.long, device=regions.device)
-    valid = torch.ones((n, *spatial), dtype=torch.bool, device=regions.device)
-    stride = 1
-    for axis in reversed(range(d)):
-        size = spatial[axis]
-        src = torch.arange(size, device=regions.device)[None] - chosen[axis][:, None]  # (N, S)
-        view = [n] + [1] * d
-        view[axis + 1] = size
-        valid &= ((src >= 0) & (src < size)).view(view)
-        flat_src = flat_src + (src.clamp(0, size - 1) * stride).view(view)
-        stride *= size
-    moved = regions.flatten(1).gather(1, flat_src.flatten(1)).view_as(regions) & valid
-    return moved, overlap
-
-
-def paired_comparison(
-    diff: Tensor,
+    support: Tensor,
     *,
-    n_bootstrap: int = 2000,
-    alpha: float = 0.05,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    noise_std: float = 0.05,
+    iterations: int = 100,
     generator: torch.Generator | None = None,
-) -> dict[str, float | int | bool]:
-    """Is ``diff`` (per image, positive = CAM noise hurt more) systematically positive?
+    batch_size: int = 64,
+    chunk: int = 256,
+) -> dict[str, Tensor]:
+    """Target-class probability and correctness with each region imputed, at each strength.
 
-    A one-sided paired sign test (no distributional assumption; zero differences dropped) and a
-    percentile bootstrap 95 % interval of the mean difference.
+    ``regions`` (N, R, *spatial): R regions per image; ``support`` (N, *spatial). Returns
+    ``original`` (N,) probabilities, ``probability`` and ``correct`` (N, R, len(strengths)), and
+    ``drop`` = original − probability. The model must be in eval mode.
     """
-    diff = diff.double().flatten()
-    diff = diff[~torch.isnan(diff)]
-    n = diff.numel()
-    if n == 0:
-        return {
-            "n": 0,
-            "mean_difference": float("nan"),
-            "ci_low": float("nan"),
-            "ci_high": float("nan"),
-            "n_positive": 0,
-            "n_negative": 0,
-            "sign_test_p": float("nan"),
-            "cam_hurts_more": False,
-        }
-    pos, neg = int((diff > 0).sum()), int((diff < 0).sum())
-    p = stats.binomtest(pos, pos + neg, 0.5, alternative="greater").pvalue if pos + neg else 1.0
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    idx = torch.randint(0, n, (n_bootstrap, n), generator=generator, device=gen_device)
-    means = diff.to(gen_device)[idx].mean(1)
-    q = torch.tensor([0.025, 0.975], dtype=means.dtype, device=means.device)
-    lo, hi = torch.quantile(means, q).tolist()
-    mean = float(diff.mean())
+    n, r = regions.shape[:2]
+    spatial = tuple(images.shape[2:])
+    p0, _ = target_probabilities(model, images, targets, batch_size)
+    prob = torch.empty((n, r, len(strengths)), dtype=torch.float64, device=images.device)
+    correct = torch.empty((n, r, len(strengths)), dtype=torch.bool, device=images.device)
+    flat_regions = regions.reshape(n * r, *spatial)
+    owner = torch.arange(n, device=images.device).repeat_interleave(r)
+    for start in range(0, n * r, chunk):
+        idx = owner[start : start + chunk]
+        x = images[idx]
+        filled = impute(
+            x,
+            flat_regions[start : start + chunk],
+            support[idx],
+            noise_std=noise_std,
+            iterations=iterations,
+            generator=generator,
+        )
+        for k, alpha in enumerate(strengths):
+            p, pred = target_probabilities(
+                model, x + alpha * (filled - x), targets[idx], batch_size
+            )
+            prob.view(n * r, -1)[start : start + chunk, k] = p.double()
+            correct.view(n * r, -1)[start : start + chunk, k] = pred == targets[idx]
     return {
-        "n": n,
+        "original": p0.double(),
+        "probability": prob,
+        "correct": correct,
+        "drop": p0.double()[:, None, None] - prob,
+    }
+
+
+# ------------------------------------------------------------------------------ statistics
+
+
+def _bootstrap_means(
+    diff: Tensor, strata: Tensor, n_bootstrap: int, generator: torch.Generator | None
+) -> Tensor:
+    """Means of ``n_bootstrap`` resamples of ``diff`` drawn within each stratum (class)."""
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    total = torch.zeros(n_bootstrap, dtype=torch.float64)
+    for value in torch.unique(strata):
+        part = diff[strata == value].cpu()
+        idx = torch.randint(
+            0, part.numel(), (n_bootstrap, part.numel()), generator=generator, device=gen_device
+        ).cpu()
+        total += part[idx].sum(1)
+    return total / diff.numel()
+
+
+def _stats(
+    region: Tensor,
+    random: Tensor,
+    strata: Tensor,
+    n_bootstrap: int,
+    generator: torch.Generator | None,
+) -> dict[str, Any]:
+    """Paired comparison of ``region`` (N,) drops with the mean of ``random`` (N, R) drops."""
+    n, r = random.shape
+    empty = {
+        "n_images": int(n),
+        "n_random_per_image": int(r),
+        "n_random": int(n * r),
+        "region_drop": None,
+        "random_drop": None,
+        "mean_difference": None,
+        "ci_low": None,
+        "ci_high": None,
+        "effect_size": None,
+        "p_value": None,
+        "hurts_more": False,
+    }
+    if n == 0:
+        return empty
+    diff = region.double() - random.double().mean(1)
+    means = _bootstrap_means(diff, strata, n_bootstrap, generator)
+    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    mean = float(diff.mean())
+    sd = float(diff.std()) if n > 1 else 0.0
+    if bool((diff == 0).all()):
+        p = 1.0
+    else:
+        p = float(stats.wilcoxon(diff.cpu().numpy(), alternative="greater").pvalue)
+    return {
+        **empty,
+        "region_drop": float(region.double().mean()),
+        "random_drop": float(random.double().mean()),
         "mean_difference": mean,
         "ci_low": lo,
         "ci_high": hi,
-        "n_positive": pos,
-        "n_negative": neg,
-        "sign_test_p": float(p),
-        "cam_hurts_more": bool(mean > 0 and p < alpha),
+        "effect_size": mean / sd if sd > 0 else None,
+        "p_value": p,
+        "hurts_more": bool(lo > 0),
     }
+
+
+def compare_drops(
+    region: Tensor,
+    random: Tensor,
+    labels: Tensor,
+    *,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    class_names: Sequence[str] | None = None,
+    n_bootstrap: int = 2000,
+    generator: torch.Generator | None = None,
+    name: str = "region",
+) -> dict[str, Any]:
+    """The verdict, per-class figures and dose–response of one region family.
+
+    ``region`` (N, S) and ``random`` (N, R, S) drops at each of the S ``strengths`` (the last is
+    the verdict's); ``labels`` (N,) true classes. See :data:`RULE`.
+    """
+    last = len(strengths) - 1
+    overall = _stats(region[:, last], random[:, :, last], labels, n_bootstrap, generator)
+    per_class = {}
+    for value in torch.unique(labels).tolist():
+        keep = labels == value
+        key = class_names[value] if class_names is not None else str(value)
+        per_class[key] = _stats(
+            region[keep, last], random[keep][:, :, last], labels[keep], n_bootstrap, generator
+        )
+    dose = []
+    for k, alpha in enumerate(strengths):
+        s = _stats(region[:, k], random[:, :, k], labels, n_bootstrap, generator)
+        dose.append(
+            {
+                "strength": float(alpha),
+                **{
+                    key: s[key]
+                    for key in (
+                        "region_drop",
+                        "random_drop",
+                        "mean_difference",
+                        "ci_low",
+                        "ci_high",
+                    )
+                },
+            }
+        )
+    return {"region": name, "comparison": overall, "per_class": per_class, "dose_response": dose}
+
+
+# ------------------------------------------------------------------------------- checks
+
+
+def _check_strengths(strengths: Sequence[float]) -> tuple[float, ...]:
+    values = tuple(float(s) for s in strengths)
+    if not values or any(not 0 < s <= 1 for s in values) or list(values) != sorted(values):
+        raise InputError("strengths must be increasing values in (0, 1]", value=strengths)
+    return values
 
 
 def perturbation_check(
@@ -234,7 +250,12 @@ def perturbation_check(
     targets: Tensor,
     maps: Tensor,
     *,
-    noise_std: float,
+    labels: Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    n_random: int = DEFAULT_N_RANDOM,
+    noise_std: float = 0.05,
+    iterations: int = 100,
     threshold: float = 0.2,
     region: Literal["box", "component"] = "box",
     shift: Sequence[int] | None = None,
@@ -242,30 +263,27 @@ def perturbation_check(
     generator: torch.Generator | None = None,
     batch_size: int = 64,
     n_bootstrap: int = 2000,
-    alpha: float = 0.05,
-    max_overlap: float = 0.25,
     connectivity: Connectivity = "full",
 ) -> dict[str, Any]:
-    """Noise in the CAM region vs translation vs noise in a random region of the same shape.
+    """Imputing the CAM region vs ``n_random`` random regions of its shape, and translation.
 
-    ``images`` (N, C, *spatial), ``maps`` (N, *spatial) at input resolution, ``targets`` (N,).
-    ``noise_std`` is in image units. ``shift`` defaults to 1/16 of each side (6 px at 96²).
+    ``images`` (N, C, *spatial), ``maps`` (N, *spatial) at input resolution, ``targets`` (N,)
+    the explained classes, ``labels`` (N,) the true classes (default: ``targets``) for the
+    per-class figures. ``noise_std`` is the imputation noise in image units. ``shift`` (the
+    study's translation, reported for comparison) defaults to 1/16 of each side.
 
-    Returns a JSON-friendly dict: ``conditions`` → {condition: {accuracy, confidence, n}} for
-    original, cam_noise, translation, random_noise (mean target-class softmax probability);
-    ``comparisons`` → ``cam_vs_translation`` and ``cam_vs_random`` (:func:`paired_comparison`
-    of the per-image confidence differences, positive when CAM noise hurt more);
-    ``cam_hurts_more_than_translation`` / ``..._random`` (bool); ``n_random_placed`` and
-    ``random_overlap_mean`` (see :func:`place_random_regions`; images whose random region
-    would overlap more than ``max_overlap`` are left out of the random comparison);
-    ``settings``; and ``per_image`` tensors (confidence and correctness per condition, the
-    region masks) for figures — drop it before writing JSON.
+    Returns a JSON-ready dict (see :func:`compare_drops`) with ``hurts_more_than_random``,
+    ``random_overlap_mean``, ``translation`` (accuracy, confidence, drop) and ``conditions``
+    (accuracy, confidence, drop and n per condition and strength), plus ``per_image`` tensors
+    for figures — drop that key before writing JSON.
     """
     maps = check_maps(maps)
     images, targets = check_images(images, maps, targets)
     maps, targets = maps.to(images.device), targets.to(images.device)
-    if not noise_std > 0:
-        raise InputError("noise_std must be > 0 (image units)", value=noise_std)
+    labels = targets if labels is None else torch.as_tensor(labels).long().to(images.device)
+    strengths = _check_strengths(strengths)
+    if not noise_std >= 0:
+        raise InputError("noise_std must be ≥ 0 (image units)", value=noise_std)
     if region not in ("box", "component"):
         raise InputError("region must be 'box' or 'component'", value=region)
     spatial = tuple(images.shape[2:])
@@ -281,79 +299,143 @@ def perturbation_check(
         if brain_masks is None
         else check_masks(brain_masks, maps, "brain_masks")
     )
-
     boxes, component = bounding_boxes(maps, threshold, connectivity=connectivity)
-    cam_region = box_masks(boxes, spatial) if region == "box" else component
-    random_region, placed, overlap = place_random_regions(
-        cam_region, brain, generator, max_overlap=max_overlap
-    )
-
-    noise = seeded_rand(tuple(images.shape), generator, images.device, normal=True) * noise_std
-    # Same noise field for (a) and (c), on brain voxels only (see module docstring).
-    cam_noisy = images + noise * (cam_region & brain)[:, None]
-    random_noisy = images + noise * (random_region & brain)[:, None]
-    inputs = {
-        "original": images,
-        "cam_noise": cam_noisy,
-        "translation": translate(images, shift),
-        "random_noise": random_noisy,
-    }
-    confidence: dict[str, Tensor] = {}
-    correct: dict[str, Tensor] = {}
+    cam_region = (box_masks(boxes, spatial) if region == "box" else component) & brain
+    moved, overlap = random_placements(cam_region, brain, n_random, generator)
     with eval_mode(model):
-        for name, x in inputs.items():
-            p, pred = target_probabilities(model, x, targets, batch_size)
-            confidence[name], correct[name] = p, pred == targets
-    nan = torch.tensor(float("nan"), device=images.device)
-    confidence["random_noise"] = torch.where(placed, confidence["random_noise"], nan)
-
-    conditions = {}
-    for name in CONDITIONS:
-        keep = placed if name == "random_noise" else torch.ones_like(placed)
-        conditions[name] = {
-            "accuracy": float(correct[name][keep].double().mean()) if keep.any() else float("nan"),
-            "confidence": float(confidence[name][keep].double().mean())
-            if keep.any()
-            else float("nan"),
-            "n": int(keep.sum()),
-        }
-    comparisons = {
-        "cam_vs_translation": paired_comparison(
-            confidence["translation"] - confidence["cam_noise"],
-            n_bootstrap=n_bootstrap,
-            alpha=alpha,
+        res = region_drops(
+            model,
+            images,
+            targets,
+            torch.cat([cam_region[:, None], moved], 1),
+            brain,
+            strengths=strengths,
+            noise_std=noise_std,
+            iterations=iterations,
             generator=generator,
-        ),
-        "cam_vs_random": paired_comparison(
-            confidence["random_noise"] - confidence["cam_noise"],
-            n_bootstrap=n_bootstrap,
-            alpha=alpha,
-            generator=generator,
-        ),
-    }
+            batch_size=batch_size,
+        )
+        p_shift, pred_shift = target_probabilities(
+            model, translate(images, shift), targets, batch_size
+        )
+        _, pred0 = target_probabilities(model, images, targets, batch_size)
+    drop = res["drop"]
+    out = compare_drops(
+        drop[:, 0],
+        drop[:, 1:],
+        labels,
+        strengths=strengths,
+        class_names=class_names,
+        n_bootstrap=n_bootstrap,
+        generator=generator,
+        name=f"CAM {region} at {threshold:g} of the maximum",
+    )
+    p0 = res["original"]
+    conditions = [
+        {
+            "condition": "original",
+            "strength": None,
+            "accuracy": float((pred0 == targets).double().mean()),
+            "confidence": float(p0.mean()),
+            "drop": 0.0,
+            "n": len(images),
+        },
+        {
+            "condition": "translation",
+            "strength": None,
+            "accuracy": float((pred_shift == targets).double().mean()),
+            "confidence": float(p_shift.double().mean()),
+            "drop": float((p0 - p_shift.double()).mean()),
+            "n": len(images),
+        },
+    ]
+    for k, alpha in enumerate(strengths):
+        for name, sl in (("cam_region", slice(0, 1)), ("random_regions", slice(1, None))):
+            conditions.append(
+                {
+                    "condition": name,
+                    "strength": float(alpha),
+                    "accuracy": float(res["correct"][:, sl, k].double().mean()),
+                    "confidence": float(res["probability"][:, sl, k].mean()),
+                    "drop": float(drop[:, sl, k].mean()),
+                    "n": int(res["probability"][:, sl, k].numel()),
+                }
+            )
     return {
-        "n": int(images.shape[0]),
+        **out,
+        "hurts_more_than_random": out["comparison"]["hurts_more"],
+        "random_overlap_mean": float(overlap.mean()) if overlap.numel() else None,
+        "translation": {k: conditions[1][k] for k in ("accuracy", "confidence", "drop")},
         "conditions": conditions,
-        "comparisons": comparisons,
-        "cam_hurts_more_than_translation": comparisons["cam_vs_translation"]["cam_hurts_more"],
-        "cam_hurts_more_than_random": comparisons["cam_vs_random"]["cam_hurts_more"],
-        "n_random_placed": int(placed.sum()),
-        "random_overlap_mean": float(overlap[placed].mean()) if placed.any() else float("nan"),
         "settings": {
+            "perturbation": "noisy linear imputation (ROAD)",
             "noise_std": float(noise_std),
+            "iterations": int(iterations),
+            "strengths": list(strengths),
+            "n_random": int(n_random),
             "threshold": float(threshold),
             "region": region,
             "shift": list(shift),
-            "alpha": float(alpha),
-            "max_overlap": float(max_overlap),
             "n_bootstrap": int(n_bootstrap),
         },
-        "per_image": {
-            "confidence": confidence,
-            "correct": correct,
-            "cam_region": cam_region,
-            "random_region": random_region,
-            "random_placed": placed,
-            "random_overlap": overlap,
-        },
+        "per_image": {"drop": drop, "cam_region": cam_region, "random_regions": moved},
+    }
+
+
+def control_checks(
+    model: nn.Module,
+    images: Tensor,
+    labels: Tensor,
+    truth: Tensor,
+    *,
+    brain_masks: Tensor | None = None,
+    class_names: Sequence[str] | None = None,
+    strengths: Sequence[float] = DEFAULT_STRENGTHS,
+    n_random: int = DEFAULT_N_RANDOM,
+    noise_std: float = 0.05,
+    iterations: int = 100,
+    generator: torch.Generator | None = None,
+    batch_size: int = 64,
+    n_bootstrap: int = 2000,
+) -> dict[str, Any]:
+    """Positive and negative controls of the perturbation test on images with a known region.
+
+    ``truth`` (N, *spatial): the planted effect region (images without one are left out).
+    Positive: imputing the region must drop the true class's probability more than imputing
+    ``n_random`` random brain regions of its shape. Negative: imputing as many background voxels
+    (farthest from the brain; imputed from the background) must not. Both against the same
+    random regions, with the rule of :func:`compare_drops`. ``labels`` are the true classes,
+    also the targets.
+    """
+    truth = check_masks(truth, images[:, 0], "truth")
+    images, labels = check_images(images, truth.float(), labels)
+    strengths = _check_strengths(strengths)
+    brain = default_brain_masks(images) if brain_masks is None else brain_masks.bool()
+    positive = truth & brain
+    keep = positive.flatten(1).any(1)
+    images, labels, positive, brain = images[keep], labels[keep], positive[keep], brain[keep]
+    moved, _ = random_placements(positive, brain, n_random, generator)
+    outside = outside_regions(brain, positive.flatten(1).sum(1), generator)
+    kw = dict(
+        strengths=strengths,
+        noise_std=noise_std,
+        iterations=iterations,
+        generator=generator,
+        batch_size=batch_size,
+    )
+    with eval_mode(model):
+        inside = region_drops(
+            model, images, labels, torch.cat([positive[:, None], moved], 1), brain, **kw
+        )
+        away = region_drops(model, images, labels, outside[:, None], ~brain, **kw)
+    random = inside["drop"][:, 1:]
+    common = dict(
+        strengths=strengths, class_names=class_names, n_bootstrap=n_bootstrap, generator=generator
+    )
+    pos = compare_drops(inside["drop"][:, 0], random, labels, name="ground-truth region", **common)
+    neg = compare_drops(away["drop"][:, 0], random, labels, name="outside the brain", **common)
+    return {
+        "positive_control": pos["comparison"]["hurts_more"] if len(images) else None,
+        "negative_control": neg["comparison"]["hurts_more"] if len(images) else None,
+        "controls": {"positive": pos, "negative": neg} if len(images) else {},
     }

@@ -306,9 +306,10 @@ def _predicted(model: nn.Module, inputs: Tensor, batch_size: int | None) -> Tens
 
 
 def _flag(summary_last: pd.Series, threshold: float) -> bool:
-    values = [summary_last["spearman_mean"], summary_last["spearman_abs_mean"]]
+    # A Python bool: numpy's bool_ is not JSON, and was once stored as the truthy "False".
+    values = [float(summary_last["spearman_mean"]), float(summary_last["spearman_abs_mean"])]
     defined = [v for v in values if not math.isnan(v)]
-    return bool(defined) and max(defined) > threshold
+    return bool(defined) and bool(max(defined) > threshold)
 
 
 def _rule(threshold: float, what: str) -> str:

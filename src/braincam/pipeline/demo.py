@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from braincam.io import update_summary
+from braincam.summary_schema import update_summary
 
 #: The experiment config the demo runs (a small CPU-sized version of the dMRI study).
 DEMO_CONFIG = "fast-cpu.yaml"

@@ -22,9 +22,10 @@ import numpy as np
 import pandas as pd
 
 from braincam.errors import InputError
-from braincam.io import read_json, update_summary, write_atomic, write_json, write_text_atomic
+from braincam.io import read_json, write_atomic, write_json, write_text_atomic
 from braincam.layout import RunLayout, WorkLayout
 from braincam.metrics.classification import aggregate_subjects, classification_metrics
+from braincam.summary_schema import update_summary
 
 
 def predict_split(

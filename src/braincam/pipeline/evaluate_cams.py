@@ -9,6 +9,8 @@ Outputs go to ``RUN/cam_eval/<split>/`` (paths: :class:`braincam.layout.CamEvalL
 files (plus ``curves.npz`` and ``frequency.npz`` for the report) and a compact
 ``cam_evaluation`` section in the work directory's summary.json. The families live in
 :mod:`~braincam.pipeline.cam_localization`, :mod:`~braincam.pipeline.cam_regions` and here;
+the per-method verdicts in :mod:`~braincam.pipeline.cam_verdicts` (validated against
+:mod:`braincam.summary_schema` before anything is written);
 :mod:`~braincam.pipeline.cam_context` loads what they share.
 Model forwards dominate the time; everything else is batched torch on the maps.
 """
@@ -26,11 +28,13 @@ import torch
 from torch import Tensor
 
 from braincam.config.cams import CamEvalConfig
-from braincam.io import read_json, update_summary, write_atomic, write_json
+from braincam.io import read_json, to_jsonable, write_atomic, write_json
 from braincam.layout import CamEvalLayout, RunLayout, WorkLayout
 from braincam.pipeline.cam_context import CamContext, brain_pixels, load_context, subsample
 from braincam.pipeline.cam_localization import localization, localization_3d
 from braincam.pipeline.cam_regions import regions
+from braincam.pipeline.cam_verdicts import verdicts
+from braincam.summary_schema import update_summary, validate_cam_evaluation
 
 
 def eval_dir(run_dir: str | Path, split: str) -> Path:
@@ -46,36 +50,75 @@ def _write_tsv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def perturbation(ctx: CamContext, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The dMRI study's check: noise in the CAM region vs translation vs a random region."""
-    from braincam.metrics.perturbation import perturbation_check
+    """Imputing the CAM region vs random regions of its shape, with positive/negative controls."""
+    from braincam.metrics.perturbation import RULE, control_checks, perturbation_check
 
     pick = subsample(len(ctx.images), cfg.max_images, ctx.generator)
     shift = cfg.shift or (max(1, ctx.images.shape[-1] // 10),) * (ctx.images.ndim - 2)
-    rows, details = [], {}
+    classes = list(ctx.record["classes"])
+    labels = torch.as_tensor([classes.index(str(v)) for v in ctx.table["label"]])
+    common = {
+        "class_names": classes,
+        "strengths": cfg.strengths,
+        "n_random": cfg.n_random,
+        "noise_std": cfg.noise_std,
+        "generator": ctx.generator,
+        "batch_size": cfg.batch_size,
+    }
+    rows, methods, settings = [], {}, {}
     for method, maps in ctx.maps.items():
         res = perturbation_check(
             ctx.model,
             ctx.images[pick],
             ctx.targets[pick],
             maps[pick],
-            noise_std=cfg.noise_std,
+            labels=labels[pick],
             threshold=cfg.threshold,
             shift=shift,
             brain_masks=brain_pixels(ctx, pick),
-            generator=ctx.generator,
-            batch_size=cfg.batch_size,
+            **common,
         )
-        for condition, values in res["conditions"].items():
-            rows.append(
-                {"model": ctx.model_name, "method": method, "condition": condition, **values}
+        rows += [{"model": ctx.model_name, "method": method, **c} for c in res["conditions"]]
+        settings = res["settings"]
+        methods[method] = {
+            k: res[k]
+            for k in (
+                "region",
+                "comparison",
+                "per_class",
+                "dose_response",
+                "hurts_more_than_random",
+                "random_overlap_mean",
+                "translation",
             )
-        details[method] = {
-            "cam_hurts_more_than_translation": res["cam_hurts_more_than_translation"],
-            "cam_hurts_more_than_random": res["cam_hurts_more_than_random"],
-            "comparisons": res["comparisons"],
-            "settings": res["settings"],
         }
-    return pd.DataFrame(rows), details
+    controls: dict[str, Any] = {
+        "positive_control": None,
+        "negative_control": None,
+        "controls": {},
+    }
+    if ctx.store.masks is not None:
+        rows_all = ctx.table["store_row"].to_numpy()
+        truth = torch.from_numpy(np.asarray(ctx.store.masks[rows_all]) > 0)
+        has = torch.nonzero(truth.flatten(1).any(1))[:, 0]
+        if len(has):
+            has = has[subsample(len(has), cfg.max_images, ctx.generator)]
+            controls = control_checks(
+                ctx.model,
+                ctx.images[has],
+                labels[has],
+                truth[has],
+                brain_masks=brain_pixels(ctx, has),
+                **common,
+            )
+    section = {
+        "rule": RULE,
+        "settings": settings,
+        "conditions": rows,
+        "methods": methods,
+        **controls,
+    }
+    return pd.DataFrame(rows), section
 
 
 def faithfulness(ctx: CamContext, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -117,27 +160,72 @@ def faithfulness(ctx: CamContext, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dic
 # -------------------------------------------------------------------------------- sanity
 
 
-def sanity(ctx: CamContext, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Cascading model-parameter randomization (Adebayo et al.) per method."""
+#: images whose maps at every randomization step are kept for the report's figure
+SANITY_FIGURE_IMAGES = 2
+
+
+def sanity(
+    ctx: CamContext, cfg: CamEvalConfig
+) -> tuple[pd.DataFrame, dict[str, Any], dict[str, np.ndarray]]:
+    """Cascading model-parameter randomization (Adebayo et al.) per method.
+
+    Besides the per-step table: per method the flag, the final similarities, the similarity of
+    random pairs of original maps (Arun et al.'s chance level: two unrelated maps) and the mean
+    curve; and the maps of the first images at every step (``sanity_maps.npz``).
+    """
     from braincam.cam import compute_cams
-    from braincam.metrics.sanity import cascading_randomization
+    from braincam.metrics.sanity import cascading_randomization, similarity
 
     pick = subsample(len(ctx.images), cfg.sanity_images, ctx.generator)
     x, t = ctx.images[pick], ctx.targets[pick]
+    keep = min(SANITY_FIGURE_IMAGES, len(pick))
     frames, flags = [], {}
+    figure: dict[str, np.ndarray] = {"images": x[:keep, 0].numpy()}
     for method in ctx.maps:
         explain: Callable[..., Tensor] = lambda model, inputs, targets, m=method: compute_cams(  # noqa: E731
             model, inputs, m, targets=targets
         )
         res = cascading_randomization(
-            ctx.model, x, t, explain, generator=torch.Generator().manual_seed(cfg.seed)
+            ctx.model,
+            x,
+            t,
+            explain,
+            generator=torch.Generator().manual_seed(cfg.seed),
+            keep_maps=True,
         )
         summary = res.summary.copy()
         summary.insert(0, "method", method)
         summary.insert(0, "model", ctx.model_name)
         frames.append(summary)
-        flags[method] = {"flagged": res.flagged, "rule": res.rule}
-    return pd.concat(frames, ignore_index=True), flags
+        original = res.maps["original"]
+        chance = similarity(original, original.roll(1, 0)) if len(original) > 1 else None
+        last = res.summary.iloc[-1]
+        flags[method] = {
+            "flagged": res.flagged,
+            "rule": res.rule,
+            "threshold": res.threshold,
+            "final_spearman": float(last["spearman_mean"]),
+            "final_spearman_abs": float(last["spearman_abs_mean"]),
+            "final_ssim": float(last["ssim_mean"]),
+            "random_pairs_ssim": None if chance is None else float(chance["ssim"].nanmean()),
+            "random_pairs_spearman": None
+            if chance is None
+            else float(chance["spearman"].nanmean()),
+            "n_images": len(pick),
+            "steps": [
+                {
+                    "step": int(r["step"]),
+                    "layer": str(r["layer"]),
+                    "spearman_mean": float(r["spearman_mean"]),
+                    "spearman_abs_mean": float(r["spearman_abs_mean"]),
+                    "ssim_mean": float(r["ssim_mean"]),
+                }
+                for _, r in res.summary.iterrows()
+            ],
+        }
+        for step, (layer, maps) in enumerate(res.maps.items()):
+            figure[f"{method}:{step:03d}:{layer}"] = maps[:keep].numpy()
+    return pd.concat(frames, ignore_index=True), flags, figure
 
 
 # --------------------------------------------------------------------------- consistency
@@ -172,9 +260,9 @@ def _run_localization(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -
 
 
 def _run_perturbation(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
-    frame, details = perturbation(ctx, cfg)
+    frame, section = perturbation(ctx, cfg)
     _write_tsv(frame, out.table("perturbation"))
-    return {"conditions": frame.to_dict(orient="records"), **details}
+    return section
 
 
 def _run_faithfulness(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
@@ -185,8 +273,9 @@ def _run_faithfulness(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -
 
 
 def _run_sanity(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
-    frame, flags = sanity(ctx, cfg)
+    frame, flags, figure = sanity(ctx, cfg)
     _write_tsv(frame, out.table("sanity"))
+    write_atomic(out.sanity_maps, lambda tmp: np.savez(tmp, **figure))
     return flags
 
 
@@ -246,7 +335,10 @@ def evaluate_cams(
             summary[name] = run_family(ctx, config, out)
             seconds[name] = time.perf_counter() - start
             bar.advance(task)
+    summary["verdicts"] = verdicts(summary, tuple(ctx.maps))
     summary["seconds"] = seconds
+    summary = to_jsonable(summary)
+    validate_cam_evaluation(summary)  # typed before anything is written
     write_json(out.summary, summary)
     work_summary = WorkLayout(ctx.record["work_dir"]).summary
     section = read_json(work_summary).get("cam_evaluation", {}) if work_summary.is_file() else {}

@@ -27,9 +27,9 @@ from braincam.imaging.derivatives import (
     remove_stale_temps,
     write_dataset_description,
 )
-from braincam.io import update_summary
 from braincam.modalities import Modality, modality_names
 from braincam.provenance import library_versions
+from braincam.summary_schema import update_summary
 
 if TYPE_CHECKING:
     from braincam.data.slices import SliceSource

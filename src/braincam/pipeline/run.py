@@ -63,7 +63,9 @@ def read_json_roundtrip(data: Any) -> Any:
     """``data`` as it reads back from JSON (tuples → lists), to compare with a stored stamp."""
     import json
 
-    return json.loads(json.dumps(data, default=str))
+    from braincam.io import dumps_json
+
+    return json.loads(dumps_json(data))
 
 
 def _ensure_prepared(cfg: ExperimentConfig, bids: Path, out: Path, progress: bool) -> None:

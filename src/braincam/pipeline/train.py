@@ -25,9 +25,10 @@ import torch
 from braincam.config import TrainConfig
 from braincam.data.slices import SliceStore
 from braincam.errors import InputError
-from braincam.io import read_json, update_summary, write_atomic, write_json
+from braincam.io import read_json, write_atomic, write_json
 from braincam.layout import RunLayout, WorkLayout
 from braincam.provenance import library_versions
+from braincam.summary_schema import update_summary
 from braincam.training import zoo
 from braincam.training.datamodule import (
     SliceDataModule,

@@ -16,7 +16,12 @@ import pandas as pd
 
 from braincam.figures import figure_png_bytes
 
-BlockKind = Literal["text", "table", "figure", "viewer", "note", "pre"]
+BlockKind = Literal["text", "table", "figure", "viewer", "note", "pre", "keyed", "keyed_table"]
+
+#: A piece of text and, when it shows a value of summary.json, that value's path
+#: ("cam_evaluation/<run>/verdicts/<method>/faithful/verdict"), written as ``data-key`` so a
+#: test can check every shown verdict and figure against the data (report/audit.py).
+Span = tuple[str, str]
 
 
 @dataclass
@@ -30,6 +35,9 @@ class Block:
     rows: list[list[Any]] = field(default_factory=list)
     src: str = ""  # data URI for figures
     html: str = ""  # viewer document (rendered inside an iframe's srcdoc)
+    spans: list[Span] = field(default_factory=list)  # keyed paragraph
+    cells: list[list[list[Span]]] = field(default_factory=list)  # keyed table: rows of cells
+    collapsed: bool = False  # long tables: inside <details>, closed by default
 
 
 @dataclass
@@ -66,10 +74,52 @@ def _format_cell(value: Any, digits: int) -> Any:
     return value
 
 
-def table(df: pd.DataFrame, title: str = "", digits: int = 3) -> Block:
-    """A table from a DataFrame (index dropped; floats rounded for reading)."""
+def table(df: pd.DataFrame, title: str = "", digits: int = 3, collapsed: bool = False) -> Block:
+    """A table from a DataFrame (index dropped; floats rounded for reading).
+
+    ``collapsed`` puts it in a closed ``<details>`` element (long tables: the figures that matter
+    are in the verdict table and the plots).
+    """
     rows = [[_format_cell(v, digits) for v in row] for row in df.itertuples(index=False)]
-    return Block("table", title=title, columns=[str(c) for c in df.columns], rows=rows)
+    return Block(
+        "table", title=title, columns=[str(c) for c in df.columns], rows=rows, collapsed=collapsed
+    )
+
+
+def fmt_value(value: Any, digits: int = 3, vocabulary: tuple[str, str] = ("yes", "no")) -> str:
+    """How the report writes a value of summary.json: booleans as words, numbers rounded."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return vocabulary[0] if value else vocabulary[1]
+    if isinstance(value, float):
+        return "–" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def keyed(spans: list[Span], title: str = "") -> Block:
+    """A paragraph whose values carry their summary.json path (see :data:`Span`)."""
+    return Block("keyed", title=title, spans=spans)
+
+
+def keyed_table(columns: list[str], cells: list[list[list[Span]]], title: str = "") -> Block:
+    """A table whose cells are keyed spans (the verdict table)."""
+    return Block("keyed_table", title=title, columns=columns, cells=cells)
+
+
+def read_tsv(path: Path) -> pd.DataFrame | None:
+    """A TSV table, or None when the file does not exist (that part of the report is missing)."""
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
+
+
+def plt() -> Any:
+    """matplotlib.pyplot with the non-interactive Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
 
 
 def png_data_uri(png: bytes) -> str:

@@ -18,53 +18,44 @@ import pandas as pd
 
 from braincam.layout import RunLayout, WorkLayout
 from braincam.report import blocks as B
+from braincam.report.blocks import plt as _plt
+from braincam.report.blocks import read_tsv as _read_tsv
+from braincam.report.evaluation import evaluation_section
 from braincam.report.render import write_report
-
-
-def _read_tsv(path: Path) -> pd.DataFrame | None:
-    return pd.read_csv(path, sep="\t") if path.is_file() else None
-
-
-def _plt() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
+from braincam.report.verdicts import verdicts_section
+from braincam.summary_schema import Summary, load_summary
 
 # ------------------------------------------------------------------------------- dataset
 
 
-def dataset_section(out: Path, summary: dict[str, Any]) -> B.Section:
+def dataset_section(out: Path, summary: Summary) -> B.Section:
     """Subjects per class and split, example slices per axis, preprocessing parameters."""
     from braincam.data.slices import SliceStore
 
     sec = B.Section("dataset", "Dataset")
-    prep = summary.get("prepare")
-    if not prep:
+    prep = summary.prepare
+    if prep is None:
         return sec.add(B.note("No preparation summary found (run `braincam prepare`)."))
-    counts = pd.DataFrame(prep.get("participants", []))
+    counts = pd.DataFrame([p.model_dump() for p in prep.participants])
     if not counts.empty:
         table = counts.pivot_table(
             index="label", columns="split", values="participant_id", aggfunc="count", fill_value=0
         ).reset_index()
         sec.add(B.table(table, title="Subjects per class and split"))
-    slices = prep.get("slices_per_split")
+    slices = prep.slices_per_split
     if slices:
         sec.add(B.text(f"Slices per split: {slices}"))
     store_dir = WorkLayout(out).slices
     if (store_dir / "meta.json").is_file():
         store = SliceStore.open(store_dir)
         sec.add(example_slices(store))
-    params = prep.get("parameters", {})
+    params = prep.parameters
     if params:
         frame = pd.DataFrame(
             {"parameter": list(params), "value": [str(v) for v in params.values()]}
         )
         sec.add(B.table(frame, title="Preprocessing parameters"))
-    failures = prep.get("failures") or []
+    failures = [f.model_dump() for f in prep.failures]
     sec.add(B.text(f"Failed subjects: {len(failures)}"))
     if failures:
         sec.add(B.table(pd.DataFrame(failures), title="Failures"))
@@ -100,7 +91,7 @@ def example_slices(store: Any) -> B.Block:
 # -------------------------------------------------------------------------------- models
 
 
-def models_section(out: Path, runs: list[Path]) -> B.Section:
+def models_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
     """Comparison table, and per model its curves, test metrics and confusion matrix."""
     sec = B.Section("models", "Models")
     comparison = _read_tsv(WorkLayout(out).comparison_tsv)
@@ -116,13 +107,21 @@ def models_section(out: Path, runs: list[Path]) -> B.Section:
         layout = RunLayout(run)
         if layout.curves.is_file():
             sec.add(B.figure_from_file(layout.curves, title=f"{run.name}: training curves"))
-        test = layout.eval_json("test")
-        if test.is_file():
-            metrics = json.loads(test.read_text())
-            flat = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
-            if flat:
-                frame = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
-                sec.add(B.table(frame, title=f"{run.name}: test metrics"))
+        entry = (summary.evaluation or {}).get(run.name)
+        test = entry.test if entry is not None else None
+        if test is not None:
+            trained = (summary.training or {}).get(run.name)
+            k = len(trained.classes) if trained is not None else None
+            chance = None if not k else 1.0 / k  # balanced classes; AUC's chance is 0.5
+            frame = pd.DataFrame(
+                {
+                    "metric": ["slice accuracy", "subject accuracy", "AUC", "loss"],
+                    "value": [test.slice_accuracy, test.subject_accuracy, test.auc, test.loss],
+                    "chance": [chance, chance, 0.5, None],
+                    "n": [test.slices, test.subjects, test.slices, test.slices],
+                }
+            )
+            sec.add(B.table(frame, title=f"{run.name}: test metrics next to chance"))
         confusion = _read_tsv(layout.eval_table("test", "confusion"))
         if confusion is not None:
             sec.add(B.table(confusion, title=f"{run.name}: test confusion matrix"))
@@ -210,106 +209,6 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
     return sec
 
 
-# ---------------------------------------------------------------------------- evaluation
-
-
-def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
-    """Localization, perturbation, faithfulness, sanity, consistency — each with its baseline."""
-    sec = B.Section("evaluation", "Are the heatmaps right?")
-    found = False
-    for run in runs:
-        root = RunLayout(run).cam_eval("test")
-        if not root.summary.is_file():
-            continue
-        found = True
-        loc = _read_tsv(root.table("localization"))
-        if loc is not None and not loc.empty:
-            cols = [
-                c
-                for c in (
-                    "method",
-                    "level",
-                    "n_scored",
-                    "pointing_game",
-                    "pointing_game_tolerant",
-                    "relevance_mass",
-                    "relevance_rank_accuracy",
-                    "iou_threshold",
-                    "iou_box",
-                    "auroc",
-                )
-                if c in loc.columns
-            ]
-            sec.add(B.table(loc[cols], title=f"{run.name}: localization against ground truth"))
-            sec.add(
-                B.note(
-                    "Read each method against the baseline rows: a uniform map scores the "
-                    "mask's share of the image on mass and rank accuracy, AUROC 0.5."
-                )
-            )
-        pert = _read_tsv(root.table("perturbation"))
-        if pert is not None:
-            sec.add(B.table(pert, title=f"{run.name}: perturbation check (dMRI study, quantified)"))
-            details = json.loads(root.summary.read_text()).get("perturbation", {})
-            verdicts = [
-                f"{m}: CAM-region noise hurts more than translation: "
-                f"{d.get('cam_hurts_more_than_translation')}, more than a random region of equal "
-                f"area: {d.get('cam_hurts_more_than_random')}"
-                for m, d in details.items()
-                if isinstance(d, dict) and "cam_hurts_more_than_translation" in d
-            ]
-            for v in verdicts:
-                sec.add(B.text(v))
-        faith = _read_tsv(root.table("faithfulness"))
-        if faith is not None:
-            sec.add(B.table(faith, title=f"{run.name}: deletion / insertion AUC"))
-            sec.add(
-                B.note(
-                    "Lower deletion AUC and higher insertion AUC than the random order "
-                    "mean the map ranks pixels the model really uses."
-                )
-            )
-            sec.add(_faithfulness_figure(root.curves, run.name))
-        sanity = _read_tsv(root.table("sanity"))
-        if sanity is not None:
-            sec.add(B.table(sanity, title=f"{run.name}: cascading randomization (Adebayo et al.)"))
-            flags = json.loads(root.summary.read_text()).get("sanity", {})
-            for method, f in flags.items():
-                state = "FLAGGED — maps barely change" if f.get("flagged") else "passes"
-                sec.add(B.text(f"{method}: {state} ({f.get('rule')})"))
-        cons = _read_tsv(root.table("consistency"))
-        if cons is not None:
-            means = cons.groupby(["level", "method"])["mean_r"].mean().reset_index()
-            sec.add(B.table(means, title=f"{run.name}: consistency (mean pairwise correlation)"))
-    if not found:
-        sec.add(B.note("No heatmap evaluation yet (run `braincam evaluate-cams`)."))
-    return sec
-
-
-def _faithfulness_figure(curves_path: Path, name: str) -> B.Block:
-    plt = _plt()
-    curves = np.load(curves_path)
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
-        for key in curves.files:
-            method, curve = key.split(":", 1)
-            if curve.removeprefix("random_") != kind:
-                continue
-            label = "random order" if curve.startswith("random_") else method
-            style = "--" if curve.startswith("random_") else "-"
-            x = np.linspace(0, 1, len(curves[key]))
-            ax.plot(x, curves[key], style, label=label)
-        ax.set_title(kind)
-        ax.set_xlabel("fraction of pixels")
-        ax.set_ylabel("target-class probability")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return B.figure_from_matplotlib(fig, title=f"{name}: mean deletion and insertion curves")
-
-
-# ------------------------------------------------------------------------------- regions
-
-
 def regions_section(out: Path, runs: list[Path]) -> B.Section:
     """Per-class lobe ranking with a bar chart, class differences, and the 3D mean heatmap."""
     import nibabel as nib
@@ -332,8 +231,8 @@ def regions_section(out: Path, runs: list[Path]) -> B.Section:
         if atlas is not None:
             row = atlas.iloc[0]
             sec.add(B.text(f"Atlas: {row['atlas']} from {row['source']}. {row['licence']}"))
-        for path in root.mni_means("gradcam")[:2]:
-            label = root.mni_mean_label(path, "gradcam")
+        for path in sorted(root.glob("mni_mean_gradcam_*.nii.gz"))[:2]:
+            label = path.name.removeprefix("mni_mean_gradcam_").removesuffix(".nii.gz")
             sec.add(
                 B.brain_viewer(
                     nib.load(path),
@@ -363,7 +262,7 @@ def _lobe_bars(ranking: pd.DataFrame, name: str) -> B.Block:
 # ---------------------------------------------------------------------------- provenance
 
 
-def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
+def provenance_section(out: Path, summary: Summary) -> B.Section:
     """Config, versions, seed, split and the commands that reproduce the run."""
     from braincam.provenance import library_versions
 
@@ -371,7 +270,7 @@ def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
     work = WorkLayout(out)
     if work.config.is_file():
         sec.add(B.preformatted(work.config.read_text(), title="Configuration"))
-    versions = summary.get("prepare", {}).get("versions") or library_versions()
+    versions = summary.prepare.versions if summary.prepare else library_versions()
     sec.add(
         B.table(
             pd.DataFrame({"library": list(versions), "version": list(versions.values())}),
@@ -404,15 +303,16 @@ def build_report(
     """
     out = Path(out_dir)
     work = WorkLayout(out)
-    summary = json.loads(work.summary.read_text()) if work.summary.is_file() else {}
+    summary = load_summary(work.summary)
     if runs is None:
         runs = sorted(p for p in work.runs.glob("*") if RunLayout(p).model.is_file())
     runs = [Path(r) for r in runs]
     sections = [
+        verdicts_section(out, summary, runs),
         dataset_section(out, summary),
-        models_section(out, runs),
+        models_section(out, summary, runs),
         heatmaps_section(out, runs),
-        evaluation_section(out, runs),
+        evaluation_section(out, summary, runs),
         regions_section(out, runs),
         provenance_section(out, summary),
     ]

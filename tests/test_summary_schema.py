@@ -1,0 +1,202 @@
+"""summary.json's schema: every documented section has a model, and models are strict."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from braincam.io import dumps_json, write_json
+from braincam.summary_schema import (
+    SECTIONS,
+    SchemaError,
+    update_summary,
+    validate_section,
+    validate_summary,
+)
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "summary-schema.md"
+
+PREPARE = {
+    "source": {"type": "bids", "path": "/data/bids"},
+    "label_column": "group",
+    "classes": ["old", "young"],
+    "subjects": ["sub-01"],
+    "n_subjects": {"ingested": 1, "computed": 1, "skipped": 0, "failed": 0},
+    "participants": [
+        {
+            "participant_id": "sub-01",
+            "label": "old",
+            "session": None,
+            "run": None,
+            "dwi": "/data/bids/sub-01/dwi/sub-01_dwi.nii.gz",
+            "anat": None,
+            "status": "computed",
+            "fa": "derivatives/sub-01_FA.nii.gz",
+            "split": "train",
+            "slices": 16,
+            "ground_truth_mask": None,
+            "mask_slices": None,
+            "seconds": 1.2,
+            "peak_rss_mib": 300.5,
+        }
+    ],
+    "splits": {"train": ["sub-01"], "val": [], "test": []},
+    "slices_per_split": {"train": 16},
+    "mask_slices": {},
+    "slice_store": {"path": "slices", "n": 16},
+    "failures": [],
+    "outputs": {"derivatives": "derivatives", "splits": "splits.tsv", "slices": "slices"},
+    "parameters": {"label": "group", "size": 64, "manifest": None},
+    "timing": {"total": 3.5},
+    "versions": {"braincam": "0.1"},
+}
+TRAINING = {
+    "r": {
+        "model": "tinycnn-gap",
+        "run_dir": "/x/runs/r",
+        "best_epoch": 2,
+        "epochs_run": 3,
+        "best_val_loss": 0.4,
+        "best_val_acc": 0.9,
+        "classes": ["a", "b"],
+        "subjects": {"train": 6, "val": 2, "test": 2},
+        "seed": 0,
+    }
+}
+SPLIT_EVAL = {
+    "loss": 0.3,
+    "slice_accuracy": 0.9,
+    "auc": 0.95,
+    "subject_accuracy": 1.0,
+    "subjects": 2,
+    "subjects_correct": 2,
+    "slices": 18,
+}
+EVALUATION = {"r": {"model": "tinycnn-gap", "test": SPLIT_EVAL}}
+COMPARISON = [
+    {
+        "run": "r",
+        "model": "tinycnn-gap",
+        "best_epoch": 2,
+        "val_slice_acc": 0.9,
+        "val_subject_acc": None,
+        "val_auc": 0.9,
+        "test_slice_acc": 0.8,
+        "test_subject_acc": 1.0,
+        "test_auc": 0.9,
+    }
+]
+DEMO = {"report": "report.html", "runs": ["r"], "methods": ["cam"], "seconds": 200.0}
+
+
+def _documented_sections() -> list[str]:
+    rows = re.findall(r"^\| `(\w+)` \|", DOCS.read_text(), flags=re.MULTILINE)
+    assert rows, "docs/summary-schema.md lists no sections"
+    return rows
+
+
+def test_every_documented_section_has_a_model() -> None:
+    assert sorted(_documented_sections()) == sorted(SECTIONS)
+
+
+@pytest.mark.parametrize(
+    ("section", "data", "path"),
+    [
+        ("prepare", PREPARE, ("participants", 0, "seconds")),
+        ("training", TRAINING, ("r", "best_val_acc")),
+        ("evaluation", EVALUATION, ("r", "test", "auc")),
+        ("comparison", COMPARISON, (0, "test_auc")),
+        ("demo", DEMO, ("seconds",)),
+    ],
+)
+def test_sections_are_strict(section: str, data: object, path: tuple) -> None:
+    assert validate_section(section, data) is data
+    for bad in ("0.9", "nan", "None", [0.5], {"v": 0.5}):
+        spoiled = copy.deepcopy(data)
+        node = spoiled
+        for part in path[:-1]:
+            node = node[part]  # type: ignore[index]
+        node[path[-1]] = bad  # type: ignore[index]
+        with pytest.raises(SchemaError, match=section):
+            validate_section(section, spoiled)
+    with pytest.raises(SchemaError, match="no section"):
+        validate_section("unknown", data)
+
+
+def test_cam_evaluation_verdicts_must_be_booleans(cam_evaluation_summary: dict) -> None:
+    """Every part of a real cam_evaluation section validates; a stringified verdict does not."""
+    assert validate_section("cam_evaluation", {"r": cam_evaluation_summary})
+    for where in (
+        ("sanity", "cam", "flagged"),
+        ("perturbation", "positive_control"),
+        ("perturbation", "negative_control"),
+        ("perturbation", "methods", "cam", "comparison", "hurts_more"),
+        ("verdicts", "cam", "faithful", "verdict"),
+    ):
+        spoiled = copy.deepcopy(cam_evaluation_summary)
+        node = spoiled
+        for part in where[:-1]:
+            node = node[part]
+        for bad in ("False", "True", np.bool_(False), 0):
+            node[where[-1]] = bad
+            with pytest.raises(SchemaError):
+                validate_section("cam_evaluation", {"r": spoiled})
+    for where in (
+        ("verdicts", "cam", "localizes", "figure"),
+        ("perturbation", "methods", "cam", "comparison", "ci_low"),
+        ("sanity", "cam", "final_spearman"),
+    ):
+        spoiled = copy.deepcopy(cam_evaluation_summary)
+        node = spoiled
+        for part in where[:-1]:
+            node = node[part]
+        node[where[-1]] = "0.5"
+        with pytest.raises(SchemaError):
+            validate_section("cam_evaluation", {"r": spoiled})
+
+
+def test_whole_summary_of_every_section_validates(cam_evaluation_summary: dict) -> None:
+    summary = {
+        "prepare": PREPARE,
+        "training": TRAINING,
+        "evaluation": EVALUATION,
+        "comparison": COMPARISON,
+        "cam_evaluation": {"r": cam_evaluation_summary},
+        "demo": DEMO,
+    }
+    assert set(summary) == set(SECTIONS)  # the test covers every section
+    parsed = validate_summary(json.loads(dumps_json(summary)))
+    assert parsed.cam_evaluation["r"].verdicts["cam"].faithful.verdict in (True, False, None)
+
+
+def test_update_summary_validates_before_writing(tmp_path: Path) -> None:
+    update_summary(tmp_path, "demo", DEMO)
+    before = (tmp_path / "summary.json").read_text()
+    with pytest.raises(SchemaError, match="demo"):
+        update_summary(tmp_path, "demo", {**DEMO, "seconds": "200"})
+    assert (tmp_path / "summary.json").read_text() == before  # nothing half-written
+    # numpy scalars are converted faithfully (a bool stays a bool), never stringified
+    update_summary(tmp_path, "demo", {**DEMO, "seconds": np.float64(3.0)})
+    assert json.loads((tmp_path / "summary.json").read_text())["demo"]["seconds"] == 3.0
+
+
+def test_json_writer_never_stringifies(tmp_path: Path) -> None:
+    text = dumps_json({"flag": np.bool_(False), "x": float("nan"), "n": np.int64(2)})
+    assert json.loads(text) == {"flag": False, "x": None, "n": 2}
+    with pytest.raises(TypeError, match=r"\$\.a\.b"):
+        write_json(tmp_path / "x.json", {"a": {"b": object()}})
+    assert not (tmp_path / "x.json").exists()
+    root = Path(__file__).resolve().parents[1]
+    fallback = "default=" + "str"  # spelled apart so this file is not an offender itself
+    offenders = [
+        p
+        for folder in ("src", "tests", "benchmarks")
+        for p in (root / folder).rglob("*.py")
+        if fallback in p.read_text()
+    ]
+    assert offenders == []
