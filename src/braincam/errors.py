@@ -46,3 +46,29 @@ class ConfigError(BraincamError, ValueError):
 
 class ModelError(BraincamError, ValueError):
     """Unknown model name, bad layer, weights that do not match an architecture."""
+
+
+class OutputError(BraincamError, OSError):
+    """An output could not be written (existing file in the way, read-only or full disk).
+
+    Raised instead of the bare ``OSError`` so the CLI prints one message naming the path
+    (exit 2). ``path`` is the file or folder braincam tried to write.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = None if path is None else str(path)
+        text = message if path is None else f"{message}; file={path}"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple:
+        # Worker processes send errors back pickled; keep the full message and the path.
+        return (_rebuild_output_error, (str(self), self.path))
+
+    def __str__(self) -> str:
+        return self.args[0] if self.args else ""
+
+
+def _rebuild_output_error(text: str, path: str | None) -> OutputError:
+    err = OutputError(text)
+    err.path = path
+    return err

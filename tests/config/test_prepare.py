@@ -23,7 +23,7 @@ DWI = {
     "split_ratios": [0.6, 0.2, 0.2], "seed": 5, "axes": ["coronal"], "slices_per_axis": 4,
     "size": 32, "voxel_size": 2.0, "mask_desc": "lesion", "masks_dir": "/m/masks", "force": True,
     "progress": False, "modality": "dwi", "equalize": "global", "trim_threshold": 0.2,
-    "missing_contrast": "skip",
+    "missing_contrast": "skip", "allow_missing_description": True,
 }  # fmt: skip
 ANAT = {**DWI, "manifest": None, "dask_scheduler": None, "modality": "anat"}
 
@@ -100,7 +100,7 @@ PREPARE_DEFAULT = (
     '0.15], "seed": 0, "axes": ["axial", "coronal", "sagittal"], "slices_per_axis": 16, "size": '
     '224, "voxel_size": null, "mask_desc": "effect", "masks_dir": null, "force": false, '
     '"progress": true, "modality": "dwi", "equalize": "adaptive", "trim_threshold": 0.1, '
-    '"missing_contrast": "error"}'
+    '"missing_contrast": "error", "allow_missing_description": false}'  # i12: appended last
 )
 ANAT_DEFAULT = (
     '{"n4": true, "n4_shrink": 4, "n4_iterations": [40, 30, 20], "n4_convergence": 0.001, '

@@ -75,3 +75,25 @@ def test_bad_method_and_target(tiny_run: tuple[Path, Path]) -> None:
         explain_run(
             run, ExplainConfig(methods=("cam",), target="zebra", overlays=0), progress=False
         )
+
+
+def test_per_subject_outputs_stay_inside_the_heatmap_folder(tmp_path: Path) -> None:
+    """A participant ID from a hand-edited slices.tsv cannot steer a NIfTI outside RUN."""
+    import pandas as pd
+
+    from braincam.pipeline.explain import ExplainResult, write_nifti
+
+    out = tmp_path / "run" / "heatmaps" / "test"
+    out.mkdir(parents=True)
+    result = ExplainResult(out_dir=out, methods=["gradcam"])
+    np.save(result.layout.maps("gradcam"), np.zeros((1, 4, 4), np.float32))
+    table = pd.DataFrame({"participant_id": ["../../../escaped"], "store_row": [0]})
+    table.to_csv(result.layout.slices, sep="\t", index=False)
+
+    class Store:
+        def backproject(self, maps, pid, rows):
+            return nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+
+    with pytest.raises(InputError, match="outside its folder"):
+        write_nifti(result, Store(), ["gradcam"])
+    assert not list(tmp_path.rglob("*escaped*"))

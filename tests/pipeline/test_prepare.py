@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from braincam.cli import app
+from braincam.errors import InputError
 from braincam.modalities.dwi.dti import derivative_paths
 from braincam.pipeline.prepare import PrepareConfig, prepare
 from builders.dwi import AFFINE, SHAPE, gradient_scheme, make_bids, write_dwi
@@ -95,9 +96,10 @@ def _no_b0(root: Path) -> tuple[Path, list[str]]:
 def _nan(root: Path) -> tuple[Path, list[str]]:
     img = nib.load(_dwi(root))
     data = img.get_fdata().astype(np.float32)
-    data[3, 3, 3, :3] = np.nan
+    data[3, 3, 3, :3] = np.nan  # 3 values, 1 voxel
+    data[4, 4, 4, 5] = np.inf  # 1 value, 1 voxel: 2 voxels in all (docs: a count of voxels)
     nib.save(nib.Nifti1Image(data, img.affine), _dwi(root))
-    return _dwi(root), ["NaN/Inf", "value=3"]
+    return _dwi(root), ["NaN/Inf", "voxels", "value=2"]
 
 
 def _bvec_not_unit(root: Path) -> tuple[Path, list[str]]:
@@ -195,15 +197,26 @@ def test_cli_prints_failure_table_and_exits_nonzero(dataset: Path, tmp_path: Pat
     assert "6 computed" in out
 
 
-def test_single_class_fails_the_split_but_fa_finishes(dataset: Path, tmp_path: Path) -> None:
+def test_single_class_stops_before_any_fit(dataset: Path, tmp_path: Path) -> None:
+    _participants(dataset, [(p, "young") for p in [*GOOD, BAD]])
+    with pytest.raises(InputError, match="same label") as info:
+        prepare(dataset, tmp_path / "w", PrepareConfig(**CFG))
+    assert "'group'" in str(info.value) and "participants.tsv" in str(info.value)
+    assert not (tmp_path / "w").exists()  # checked before WORK is created or any DTI fit
+
+
+def test_single_class_left_after_failures_fails_the_split(dataset: Path, tmp_path: Path) -> None:
     assert prepare(dataset, tmp_path / "w", PrepareConfig(**CFG)).ok
     assert (tmp_path / "w" / "slices").is_dir()
-    _participants(dataset, [(p, "young") for p in [*GOOD, BAD]])
+    # Only "old" subjects break in the worker (truncated data): one class is left after the fits.
+    for pid, label in GOOD.items():
+        if label == "old":
+            dwi = dataset / pid / "dwi" / f"{pid}_dwi.nii.gz"
+            dwi.write_bytes(dwi.read_bytes()[: dwi.stat().st_size // 2])
     result = prepare(dataset, tmp_path / "w", PrepareConfig(**CFG))
     assert not result.ok
-    assert [f.step for f in result.failures] == ["split"]
-    assert "same label" in result.failures[0].error and result.failures[0].participant_id == "*"
-    assert sorted(result.completed) == sorted([*GOOD, BAD])
+    split = [f for f in result.failures if f.step == "split"]
+    assert len(split) == 1 and "same label" in split[0].error and split[0].participant_id == "*"
     assert result.splits is None and not (tmp_path / "w" / "splits.tsv").exists()
     assert not (tmp_path / "w" / "slices").exists()  # stale outputs of the earlier run removed
 

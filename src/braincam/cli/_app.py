@@ -6,12 +6,16 @@ Heavy libraries (torch, dipy, nilearn) are imported inside the command functions
 
 from __future__ import annotations
 
+import logging
+import signal
 import sys
+import warnings
 
 import typer
 from rich.console import Console
 
 from braincam.errors import BraincamError
+from braincam.guard import OUTPUT_ERRNOS, output_error
 
 app = typer.Typer(
     name="braincam",
@@ -24,13 +28,67 @@ app = typer.Typer(
 err_console = Console(stderr=True)
 
 
+# Third-party messages that say nothing about the user's data or run (their own advice,
+# deprecations inside their code); braincam's own warnings are never in this list.
+THIRD_PARTY_NOISE = (
+    (FutureWarning, r".*_register_pytree_node` is deprecated"),
+    (FutureWarning, r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
+    (UserWarning, r".*'partition' will ignore the 'mask' of the MaskedArray"),
+    (UserWarning, r".*'argpartition' will ignore the 'mask' of the MaskedArray"),
+)
+_LIGHTNING_LOGGERS = (
+    "lightning.pytorch.utilities.rank_zero",
+    "lightning.fabric.utilities.rank_zero",
+)
+
+
+class _DropAdvertisements(logging.Filter):
+    """Drop Lightning's product tips ("💡 Tip: ... litlogger ...")."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        return not ("💡" in text or "litlogger" in text.lower() or "LitLogger" in text)
+
+
+def quiet_third_party() -> None:
+    """Filter the third-party noise listed in ``THIRD_PARTY_NOISE`` and Lightning's tips."""
+    for category, pattern in THIRD_PARTY_NOISE:
+        warnings.filterwarnings("ignore", message=pattern, category=category)
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropAdvertisements) for f in logger.filters):
+            logger.addFilter(_DropAdvertisements())
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM unwinds like Ctrl-C: `finally` blocks remove temp files, workers are stopped.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> None:
-    """Console-script entry point: domain errors print a message and exit 2, no traceback."""
+    """Console-script entry point: domain errors print a message and exit 2, no traceback.
+
+    An OSError about an output (full or read-only disk, a file in the way) is reported the same
+    way; SIGTERM and Ctrl-C stop with exit 130 and no traceback.
+    """
+    quiet_third_party()
+    try:
+        signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # not the main thread (embedded use): keep the default
+        pass
     try:
         app()
     except BraincamError as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in OUTPUT_ERRNOS:
+            raise
+        err_console.print(f"[bold red]error:[/] {output_error(exc)}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("[bold red]interrupted[/]", highlight=False)
+        sys.exit(130)
 
 
 @app.callback()

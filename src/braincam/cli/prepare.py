@@ -70,6 +70,9 @@ def prepare(
     missing_contrast: str = typer.Option(
         "error", help="anat: a subject without T1w/T2w/FLAIR stops (error) or is listed (skip)."
     ),
+    allow_missing_description: bool = typer.Option(
+        False, help="Read a BIDS folder without dataset_description.json (a warning, not an error)."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Validate inputs, preprocess each subject (dwi: DTI FA/MD; anat: N4, co-registration,
@@ -109,6 +112,7 @@ def prepare(
         equalize=equalize,
         trim_threshold=trim_threshold,
         missing_contrast=missing_contrast,
+        allow_missing_description=allow_missing_description,
     )
     result = prepare(bids_dir, work_dir, config)
     console = Console()

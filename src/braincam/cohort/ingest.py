@@ -9,6 +9,8 @@ structural: :mod:`braincam.modalities.anat.ingest`).
 
 from __future__ import annotations
 
+import json
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from braincam.errors import InputError
+from braincam.guard import check_participant_id, is_bids_label
 from braincam.imaging.nifti import load_nifti_header
 
 _MISSING = {"", "n/a", "na", "nan", "none"}
@@ -55,9 +58,68 @@ class IngestResult:
 
 
 def normalize_participant(value: object) -> str:
-    """``"01"`` or ``"sub-01"`` → ``"sub-01"``."""
-    text = str(value).strip()
-    return text if text.startswith("sub-") else f"sub-{text}"
+    """``"01"`` or ``"sub-01"`` → ``"sub-01"``; not a BIDS label (``sub-`` + alphanumerics)
+    raises InputError naming the value."""
+    return check_participant_id(value)
+
+
+def participant_ids(table: pd.DataFrame, *, path: Path) -> pd.Series:
+    """The table's ``participant_id`` column as BIDS IDs; every bad row is named (1-based)."""
+    ids, bad = [], []
+    for row, value in enumerate(table["participant_id"], start=1):
+        try:
+            ids.append(check_participant_id(value, path=path, row=row))
+        except InputError:
+            bad.append((row, str(value)))
+    if bad:
+        rows = ", ".join(f"row {r}: {v!r}" for r, v in bad)
+        raise InputError(
+            f"participant_id is not a BIDS label ('sub-' followed by letters and digits) in {rows}",
+            path=path,
+            value=bad[0][1],
+        )
+    return pd.Series(ids, index=table.index, dtype=object)
+
+
+def check_subject_label(label: str, *, path: Path) -> None:
+    """A subject found on disk (``sub-<label>`` folder or file entity) must carry a BIDS label."""
+    if not is_bids_label(label):
+        raise InputError(
+            "subject folder is not a BIDS label ('sub-' followed by letters and digits)",
+            path=path,
+            value=f"sub-{label}",
+        )
+
+
+def check_dataset_description(bids_dir: Path, *, allow_missing: bool = False) -> None:
+    """A BIDS dataset has a readable ``dataset_description.json`` at its root.
+
+    Missing: InputError, or a warning when ``allow_missing`` (``--allow-missing-description``,
+    ``PrepareConfig.allow_missing_description``). Present but not a JSON object: always
+    InputError.
+    """
+    path = bids_dir / "dataset_description.json"
+    if not path.is_file():
+        message = (
+            "not a BIDS dataset: dataset_description.json is missing "
+            "(pass --allow-missing-description to read it anyway)"
+        )
+        if not allow_missing:
+            raise InputError(message, path=path)
+        warnings.warn(f"{path}: dataset_description.json is missing; reading anyway", stacklevel=3)
+        return
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(
+            "unreadable dataset_description.json", path=path, value=f"{type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(content, dict):
+        raise InputError(
+            "dataset_description.json must hold a JSON object",
+            path=path,
+            value=type(content).__name__,
+        )
 
 
 def is_missing(value: object) -> bool:
@@ -90,7 +152,7 @@ def labels_from_table(
             value=[c for c in table.columns if c != "participant_id"],
         )
     failures: list[Failure] = []
-    ids = table["participant_id"].map(normalize_participant)
+    ids = participant_ids(table, path=path)
     dup = ids.duplicated(keep=False)
     for pid in sorted(set(ids[dup])):
         err = InputError("duplicate subject", subject=pid, path=path, value=int((ids == pid).sum()))

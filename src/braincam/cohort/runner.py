@@ -3,8 +3,12 @@
 In-process, on ``workers`` joblib processes, or on an existing Dask cluster; each subject is
 cached by content (a re-run skips it), and a subject's failure is an outcome, never an
 exception, so one bad subject cannot stop the batch. :func:`write_failures` writes them to
-``WORK/failures.tsv``. The modality (:class:`braincam.modalities.base.Modality`) supplies the
-ingest, the cache key and the preprocessing; this module supplies everything around them.
+``WORK/failures.tsv``. Worker processes die with the process that started them
+(:mod:`braincam.cohort.workers`); an OSError writing an output (full or read-only disk, a file
+in the way) is not the subject's fault and stops the batch as one
+:class:`~braincam.errors.OutputError`. The modality
+(:class:`braincam.modalities.base.Modality`) supplies the ingest, the cache key and the
+preprocessing; this module supplies everything around them.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pandas as pd
 
 from braincam.cohort.ingest import Failure
 from braincam.errors import BraincamError, ConfigError
+from braincam.guard import OUTPUT_ERRNOS, output_error
 from braincam.io import atomic_path
 from braincam.modalities.base import Modality, Step
 from braincam.progress import track
@@ -81,6 +86,10 @@ def process_subject(
             step.name = "preprocess"
             done = modality.preprocess(record, work, params, key, step)
     except Exception as exc:  # one subject's failure must not stop the batch
+        if is_output_failure(exc, step.name):
+            # A full or read-only disk is not this subject's fault: stop the batch with one
+            # message (atomic writes leave no partial file under a final name).
+            raise output_error(exc) from None  # type: ignore[arg-type]
         error = str(exc) if isinstance(exc, BraincamError) else f"{type(exc).__name__}: {exc}"
         return SubjectOutcome(
             pid,
@@ -100,6 +109,15 @@ def process_subject(
         seconds=time.perf_counter() - start,
         peak_rss_mib=peak_rss_mib(),
     )
+
+
+def is_output_failure(exc: BaseException, step: str) -> bool:
+    """True when ``exc`` is an OSError about writing outputs: met while writing (step
+    ``write``), or with an errno that always means "cannot write" (full or read-only disk, a
+    file or folder in the way) — not braincam's own errors, which are about the input."""
+    if not isinstance(exc, OSError) or isinstance(exc, BraincamError):
+        return False
+    return step == "write" or exc.errno in OUTPUT_ERRNOS
 
 
 def run_subjects(
@@ -150,11 +168,14 @@ def run_subjects(
         finally:
             client.close()
     elif workers > 1:
-        from joblib import Parallel, delayed
+        from joblib import delayed
 
-        # loky processes; joblib caps BLAS threads per worker at cpu_count // n_jobs.
+        from braincam.cohort.workers import parallel as worker_pool
+
+        # loky processes that die with this one; joblib caps BLAS threads per worker at
+        # cpu_count // n_jobs.
         one = modality.worker_params(params, workers)
-        parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
+        parallel = worker_pool(workers, return_as="generator_unordered")
         jobs = parallel(
             delayed(process_subject)(modality, r, work, one, force=force) for r in records
         )

@@ -207,6 +207,9 @@ class PrepareConfig(Section):
     equalize: Equalize = "adaptive"  # anat
     trim_threshold: TrimThreshold = 0.10  # anat: keep slices with brain area ≥ this × the largest
     missing_contrast: Literal["error", "skip"] = "error"  # anat: the subject is listed as failed
+    # A BIDS folder without dataset_description.json is refused unless this is set (then a
+    # warning); CLI --allow-missing-description. Ignored for a manifest.
+    allow_missing_description: bool = False
 
     @field_validator("split_ratios", mode="before")
     @classmethod

@@ -25,7 +25,7 @@ SPLIT_COLUMNS = ("participant_id", "label", "split")
 MIN_PER_CLASS = len(SPLITS)
 
 
-def _validate_labels(labels: pd.DataFrame) -> pd.DataFrame:
+def validate_labels(labels: pd.DataFrame) -> pd.DataFrame:
     """Check the label table and return it sorted by participant_id (columns as str)."""
     if not isinstance(labels, pd.DataFrame):
         raise InputError("labels must be a DataFrame", value=type(labels).__name__)
@@ -95,7 +95,7 @@ def make_splits(
     appears in every split.
     """
     ratios = validate_ratios(ratios)
-    df = _validate_labels(labels)
+    df = validate_labels(labels)
     split = np.empty(len(df), dtype=object)
     for label, group in df.groupby("label", sort=True):
         # One stream per class, keyed by the label name, so a class's assignment does not change

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from nibabel.openers import ImageOpener
 from numpy.typing import NDArray
 
 from braincam.errors import InputError
 from braincam.io import atomic_path, write_atomic
+
+# Largest image read (as float64 in memory); bigger headers are refused before any data is read.
+MAX_IMAGE_BYTES = 16 * 2**30
 
 
 def load_nifti_header(path: Path, *, subject: str | None) -> nib.Nifti1Image:
@@ -27,6 +31,51 @@ def load_nifti_header(path: Path, *, subject: str | None) -> nib.Nifti1Image:
     if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
         raise InputError("not a NIfTI image", subject=subject, path=path, value=type(img).__name__)
     return img
+
+
+def check_grid(img: nib.Nifti1Image, path: Path, *, subject: str | None) -> None:
+    """Header sanity every image needs before its data are read: a size under the cap, a
+    supported numeric data type, positive finite voxel sizes and an invertible affine."""
+    n_bytes = int(np.prod([int(s) for s in img.shape], dtype=np.float64)) * 8
+    if n_bytes > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"image too large: {n_bytes / 2**30:.1f} GiB as float64 exceeds the "
+            f"{MAX_IMAGE_BYTES / 2**30:g} GiB cap; shape",
+            subject=subject,
+            path=path,
+            value=tuple(int(s) for s in img.shape),
+        )
+    header = img.header
+    dtype = np.dtype(header.get_data_dtype())
+    if dtype.kind not in "biuf" or dtype.names is not None:
+        raise InputError(
+            "unsupported NIfTI data type (need integers or floats)",
+            subject=subject,
+            path=path,
+            value=str(dtype),
+        )
+    ndim = len(img.shape)
+    # nibabel silently replaces zero or negative pixdim by 1 or |pixdim| when it loads a
+    # header: read the header as written to see what the file really says.
+    with ImageOpener(path) as f:
+        raw = type(header).from_fileobj(f, check=False)
+    zooms = np.asarray(raw["pixdim"][1 : 1 + min(ndim, 3)], dtype=np.float64)
+    if not np.all(np.isfinite(zooms)) or np.any(zooms <= 0):
+        raise InputError(
+            "voxel sizes (pixdim) must be positive and finite",
+            subject=subject,
+            path=path,
+            value=tuple(float(z) for z in zooms),
+        )
+    affine = np.asarray(img.affine, dtype=np.float64)
+    linear = affine[:3, :3]
+    if not np.all(np.isfinite(affine)) or abs(float(np.linalg.det(linear))) < 1e-12:
+        raise InputError(
+            "the image's affine (voxel → world) is singular or not finite",
+            subject=subject,
+            path=path,
+            value=np.round(linear, 6).tolist(),
+        )
 
 
 def load_volume(path: str | Path | None, *, subject: str, contrast: str) -> nib.Nifti1Image:

@@ -20,6 +20,7 @@ import torchvision.models as tvm
 from torch import nn
 
 from braincam.errors import ModelError
+from braincam.guard import load_refusal
 
 # Keys torchvision adds after older checkpoints were saved; a file without them is still complete.
 _OPTIONAL_SUFFIXES = ("num_batches_tracked",)
@@ -83,7 +84,7 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types; all mean "not weights"
-        raise ModelError(f"cannot read weights from {path}: {exc}") from exc
+        raise ModelError(f"cannot read weights from {path}: {load_refusal(exc)}") from None
     if not isinstance(state, Mapping) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

@@ -24,6 +24,7 @@ import torch
 
 from braincam.config.cams import ExplainConfig
 from braincam.errors import InputError
+from braincam.guard import inside
 from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
 from braincam.layout import HeatmapLayout, RunLayout
 
@@ -147,7 +148,7 @@ def explain_run(
                 explained[start : start + len(sel)] = targets.cpu().numpy()
                 bar.advance(task, len(sel))
         for m in todo:
-            write_atomic(layout.maps(m), lambda tmp, a=maps[m]: np.save(tmp, a))
+            write_atomic(inside(out, layout.maps(m)), lambda tmp, a=maps[m]: np.save(tmp, a))
         table = store.index.iloc[rows][["participant_id", "label", "target", "axis", "position"]]
         table = table.assign(
             store_row=rows,
@@ -208,7 +209,9 @@ def write_overlays(
         maps = np.asarray(result.maps(m)[picks])
         boxes, _ = bounding_boxes(torch.from_numpy(maps))
         fig = overlay_montage(images, maps, titles=titles, boxes=boxes.numpy(), masks=masks)
-        paths[m] = write_bytes_atomic(result.layout.overlay(m), figure_png_bytes(fig))
+        # The method name comes from the config: the file must stay inside RUN's heatmaps.
+        path = inside(result.layout.root, result.layout.overlay(m))
+        paths[m] = write_bytes_atomic(path, figure_png_bytes(fig))
     return paths
 
 
@@ -226,6 +229,7 @@ def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> li
             img = nib.Nifti1Image(
                 np.nan_to_num(img.get_fdata(), nan=0.0).astype(np.float32), img.affine
             )
-            path = result.layout.nifti_map(pid, m)
+            # IDs come from the store's index, the method from the config: stay inside RUN.
+            path = inside(result.layout.root, result.layout.nifti_map(str(pid), m))
             written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
     return written

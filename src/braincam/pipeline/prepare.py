@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,8 @@ import pandas as pd
 from braincam.cohort.ingest import Failure, IngestResult
 from braincam.cohort.runner import SubjectOutcome, run_subjects, write_failures
 from braincam.config.prepare import PrepareConfig
-from braincam.errors import BraincamError, InputError
+from braincam.errors import BraincamError, InputError, OutputError
+from braincam.guard import OUTPUT_ERRNOS, ensure_dir, output_error
 from braincam.imaging.derivatives import (
     derivatives_root,
     remove_stale_temps,
@@ -108,19 +111,75 @@ def prepare(
     """Run the whole preparation step; see docs/prepare.md for the outputs and summary schema.
 
     Raises InputError/ConfigError only for problems that stop everything (no participants
-    table, unknown label column, unreachable Dask scheduler); per-subject problems end up in
-    ``result.failures``.
+    table, unknown label column, a label that cannot be split, unreachable Dask scheduler) —
+    before WORK is created; OutputError when WORK cannot be written (a file in the way, a
+    read-only or full disk). Per-subject problems end up in ``result.failures``.
     """
     t0 = time.perf_counter()
     config = config or PrepareConfig()
     data_dir, work_dir = Path(bids_dir), Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    if work_dir.exists() and not work_dir.is_dir():
+        raise OutputError("work directory is an existing file, not a folder", path=work_dir)
+    # Everything that can stop the whole run is checked before WORK is created or touched.
+    modality = config.get_modality()
+    ingested = modality.ingest(data_dir, config)
+    check_labels(ingested, config)
+    with writing_outputs(work_dir):
+        return _prepare(work_dir, config, modality, ingested, t0)
+
+
+def check_labels(ingested: IngestResult, config: PrepareConfig) -> None:
+    """Before any expensive step: the valid subjects must be splittable (≥ 2 classes, ≥ 3
+    subjects), else InputError naming the label column, the table and the classes found."""
+    from braincam.data.splits import validate_labels
+
+    if not ingested.subjects:
+        return  # every subject failed at ingest: the failures say why
+    labels = pd.DataFrame(
+        {
+            "participant_id": [r.participant_id for r in ingested.subjects],
+            "label": [r.label for r in ingested.subjects],
+        }
+    )
+    try:
+        validate_labels(labels)
+    except InputError as exc:
+        source = config.manifest or Path(ingested.source) / "participants.tsv"
+        raise InputError(
+            f"label column {config.label!r} cannot be split: {exc}", path=source
+        ) from None
+
+
+@contextmanager
+def writing_outputs(work_dir: Path) -> Iterator[None]:
+    """Turn an OSError met while writing into WORK (full or read-only disk, a file in the way)
+    into one OutputError naming the path; errors that are not about outputs pass through."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        name = str(exc.filename or "")
+        in_work = bool(name) and (
+            Path(name).resolve() == work_dir.resolve()
+            or work_dir.resolve() in Path(name).resolve().parents
+        )
+        if exc.errno in OUTPUT_ERRNOS or in_work:
+            raise output_error(exc) from None
+        raise
+
+
+def _prepare(
+    work_dir: Path,
+    config: PrepareConfig,
+    modality: Modality,
+    ingested: IngestResult,
+    t0: float,
+) -> PrepareResult:
+    ensure_dir(work_dir)
     # A killed run (SIGKILL skips `finally`) may have left temp files; they are never outputs.
     remove_stale_temps(derivatives_root(work_dir))
     remove_stale_temps(work_dir, recursive=False)
-
-    modality = config.get_modality()
-    ingested = modality.ingest(data_dir, config)
     failures = list(ingested.failures)
     records = {r.participant_id: r for r in ingested.subjects}
 

@@ -38,8 +38,8 @@ from braincam.training.datamodule import (
     split_rows,
     split_subjects,
 )
-from braincam.training.loading import RECORD_FORMAT
-from braincam.training.module import ClassifierModule, EpochTable, read_metrics
+from braincam.training.loading import RECORD_FORMAT, read_checkpoint
+from braincam.training.module import ClassifierModule, EpochSeed, EpochTable, read_metrics
 
 __all__ = ["fit", "training_summary"]
 
@@ -85,6 +85,9 @@ def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]
             stacklevel=3,
         )
         resume = False
+    if resume is not False and last.is_file():
+        # Lightning would fail with a traceback on a truncated or foreign file: check it first.
+        read_checkpoint(last, keys=("state_dict", "epoch", "loops", "braincam"))
     if resume is None:
         return last if last.is_file() else None
     if resume:
@@ -211,7 +214,7 @@ def fit(
         save_last=True,
         enable_version_counter=False,
     )
-    callbacks: list[Any] = [EpochTable(run_dir), checkpoint]
+    callbacks: list[Any] = [EpochSeed(cfg.seed), EpochTable(run_dir), checkpoint]
     if cfg.early_stopping.enabled:
         callbacks.append(
             EarlyStopping(
@@ -221,14 +224,15 @@ def fit(
                 min_delta=cfg.early_stopping.min_delta,
             )
         )
-    datamodule = SliceDataModule(store, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    datamodule = SliceDataModule(
+        store, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+    )
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)
     if trainer.is_global_zero:
         write_json(layout.inputs, identity)
     with warnings.catch_warnings():
-        # Expected here, not a user problem: batch hooks live in the module by design, and a
-        # resumed run writes into its own checkpoint directory.
-        warnings.filterwarnings("ignore", message=".*on_after_batch_transfer.*")
+        # Expected here, not a user problem: a resumed run writes into its own checkpoint
+        # directory.
         warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
         trainer.fit(
             module,
@@ -247,7 +251,7 @@ def _finish(
     """Write ``model.pt`` (best weights + record), ``record.json`` and the summary section."""
     layout = RunLayout(run_dir)
     best_path = Path(checkpoint.best_model_path or layout.last_checkpoint)
-    ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(best_path, keys=("state_dict", "epoch"))
     prefix = "model."
     state = {k[len(prefix) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(prefix)}
     table = read_metrics(run_dir)

@@ -7,6 +7,8 @@ and each worker process opens its own memmap (the handle is dropped when pickled
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import lightning as L
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from braincam.data.slices import SliceStore
 from braincam.errors import InputError
@@ -147,14 +149,50 @@ def make_dataset(store: SliceStore, split: str) -> SliceDataset:
     return SliceDataset(images_path(store), rows, store.index["target"].to_numpy()[rows])
 
 
+class EpochShuffle(Sampler[int]):
+    """A random order that depends only on ``seed`` and the epoch (``set_epoch``, which
+    Lightning calls before every training epoch), so a resumed run sees the same batches as
+    an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        yield from torch.randperm(self.n, generator=gen).tolist()
+
+
+def epoch_seed(seed: int, epoch: int, *, stream: int = 0) -> int:
+    """A 63-bit seed derived from (run seed, epoch, stream): independent streams per epoch."""
+    digest = hashlib.sha256(f"{int(seed)}:{int(epoch)}:{int(stream)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
 def make_loader(
-    dataset: SliceDataset, batch_size: int, *, shuffle: bool = False, num_workers: int = 0
+    dataset: SliceDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    seed: int = 0,
 ) -> DataLoader:
-    """A DataLoader that fetches whole batches from the memmap."""
+    """A DataLoader that fetches whole batches from the memmap; ``shuffle`` orders each epoch
+    by (``seed``, epoch) — see :class:`EpochShuffle`."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=shuffle,
+        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
+        # Its own generator: creating an iterator then draws no number from the global RNG,
+        # whose draws in training must not depend on when Lightning creates the iterator.
+        generator=torch.Generator().manual_seed(int(seed)),
         num_workers=num_workers,
         collate_fn=_collate_batch,
         persistent_workers=num_workers > 0,
@@ -171,8 +209,10 @@ class SliceDataModule(L.LightningDataModule):
         batch_size: int = 16,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         super().__init__()
+        self.seed = seed
         self.store = store
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -186,7 +226,11 @@ class SliceDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         return make_loader(
-            self.dataset("train"), self.batch_size, shuffle=True, num_workers=self.num_workers
+            self.dataset("train"),
+            self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            seed=self.seed,
         )
 
     def val_dataloader(self) -> DataLoader:

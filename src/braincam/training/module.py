@@ -22,6 +22,7 @@ from braincam.data.augment import Augmenter
 from braincam.io import write_atomic
 from braincam.layout import RunLayout
 from braincam.training import zoo
+from braincam.training.datamodule import epoch_seed
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
 
@@ -64,19 +65,24 @@ class ClassifierModule(L.LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, targets, rows = batch
-        augment = self.trainer is not None and self.trainer.training and self.augmenter.enabled
+    def prepare_images(self, images: Tensor, *, train: bool) -> Tensor:
+        """Z-score a batch (and augment it when ``train``), on its device.
+
+        Done in the step, not in ``on_after_batch_transfer``: Lightning may transfer the first
+        batch of an epoch before ``on_train_epoch_start``, where :class:`EpochSeed` seeds the
+        random draws, and a resumed run must draw exactly what an uninterrupted one does.
+        """
+        augment = train and self.augmenter.enabled
         if augment:
             images = self.augmenter.before_normalize(images)
         images = (images - self.norm_mean) / self.norm_std
         if augment:
             images = self.augmenter.after_normalize(images)
-        return images, targets, rows
+        return images
 
     def _step(self, batch: Any, stage: str) -> Tensor:
         images, targets, _ = batch
-        logits = self.model(images)
+        logits = self.model(self.prepare_images(images, train=stage == "train"))
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(dim=1) == targets).float().mean()
         n = targets.shape[0]
@@ -177,6 +183,28 @@ class EpochTable(L.Callback):
         table = new if table is None or table.empty else pd.concat([table, new], ignore_index=True)
         write_atomic(self.path, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
         plot_curves(table, self.png)
+
+
+class EpochSeed(L.Callback):
+    """Seed Python, NumPy and torch at the start of every training epoch from (seed, epoch).
+
+    Dropout and augmentation then draw the same numbers in epoch ``k`` whether the run went
+    straight through or was stopped and resumed from the checkpoint of epoch ``k - 1``; the
+    data order comes from :class:`~braincam.training.datamodule.EpochShuffle` the same way.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import random
+
+        import numpy as np
+
+        value = epoch_seed(self.seed, trainer.current_epoch) + trainer.global_rank
+        random.seed(value)
+        np.random.seed(value % 2**32)  # noqa: NPY002 - libraries may draw from it
+        torch.manual_seed(value)
 
 
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:

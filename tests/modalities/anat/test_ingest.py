@@ -45,3 +45,28 @@ def test_ingest_lists_bad_headers_and_keeps_the_others(bids: Path, tmp_path: Pat
     found = {f.participant_id: f for f in result.failures}
     assert found["sub-01"].file == str(t2) and "3D" in found["sub-01"].error
     assert found["sub-03"].file == str(mask) and "grid" in found["sub-03"].error
+
+
+def test_anat_needs_dataset_description_unless_allowed(bids: Path, tmp_path: Path) -> None:
+    from braincam.config import PrepareConfig
+    from braincam.modalities import get_modality
+
+    copy = tmp_path / "bids"
+    shutil.copytree(bids, copy)
+    (copy / "dataset_description.json").unlink()
+    anat = get_modality("anat")
+    with pytest.raises(InputError, match=r"dataset_description\.json is missing"):
+        anat.ingest(copy, PrepareConfig(modality="anat"))
+    config = PrepareConfig(modality="anat", allow_missing_description=True)
+    with pytest.warns(UserWarning, match=r"dataset_description\.json is missing"):
+        result = anat.ingest(copy, config)
+    assert [r.participant_id for r in result.subjects] == ["sub-01", "sub-02", "sub-03"]
+
+
+def test_anat_subject_folder_must_be_a_bids_label(bids: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "bids"
+    shutil.copytree(bids, copy)
+    (copy / "sub-01").rename(copy / "sub-0_1")
+    with pytest.raises(InputError, match="not a BIDS label") as info:
+        ingest_anat(copy, label="group")
+    assert info.value.path == str(copy / "sub-0_1")

@@ -16,7 +16,9 @@ from typing import Literal
 from braincam.cohort.ingest import (
     Failure,
     IngestResult,
+    check_dataset_description,
     check_mask,
+    check_subject_label,
     find_mask,
     find_mask_roots,
     labels_from_table,
@@ -85,6 +87,7 @@ def ingest_anat(
     mask_desc: str | None = "lesion",
     masks_dir: str | Path | None = None,
     missing: Literal["error", "skip"] = "error",
+    allow_missing_description: bool = False,
 ) -> IngestResult:
     """Find every subject's T1w, T2w and FLAIR (and ground truth) in a BIDS dataset.
 
@@ -100,6 +103,7 @@ def ingest_anat(
     root = Path(bids_dir)
     if not root.is_dir():
         raise InputError("BIDS folder not found", path=root)
+    check_dataset_description(root, allow_missing=allow_missing_description)
     table_path = root / "participants.tsv"
     labels, failures = labels_from_table(
         read_tsv(table_path, what="participants table"), label, path=table_path
@@ -108,6 +112,8 @@ def ingest_anat(
         {normalize_participant(p) for p in participant_labels} if participant_labels else None
     )
     on_disk = {p.name for p in root.glob("sub-*") if p.is_dir()}
+    for name in sorted(on_disk):
+        check_subject_label(name.removeprefix("sub-"), path=root / name)
     mask_roots = (
         find_mask_roots(root, None if masks_dir is None else Path(masks_dir)) if mask_desc else []
     )

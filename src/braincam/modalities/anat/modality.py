@@ -105,6 +105,7 @@ class Structural:
             mask_desc=desc,
             masks_dir=config.masks_dir,
             missing=config.missing_contrast,  # type: ignore[arg-type]
+            allow_missing_description=config.allow_missing_description,
         )
 
     def primary_input(self, record: AnatRecord) -> Path:

@@ -37,6 +37,7 @@ from numpy.typing import NDArray
 
 from braincam.config.prepare import AnatParams
 from braincam.errors import InputError
+from braincam.guard import inside
 from braincam.imaging.derivatives import derivatives_root
 from braincam.imaging.nifti import load_volume, write_nifti
 from braincam.imaging.orientation import crop_axis, slice_axis
@@ -76,7 +77,7 @@ class AnatPaths:
 
 def anat_derivative_paths(work_dir: str | Path, participant_id: str) -> AnatPaths:
     """Output paths of one subject (T1w first: channel order of the slice store)."""
-    d = derivatives_root(work_dir) / participant_id / "anat"
+    d = inside(work_dir, derivatives_root(work_dir) / participant_id / "anat")
     p = participant_id
     images = {
         "T1w": d / f"{p}_desc-preproc_T1w.nii.gz",

@@ -23,6 +23,7 @@ import numpy as np
 
 from braincam.config.prepare import DTIParams
 from braincam.errors import BraincamError
+from braincam.guard import inside
 from braincam.imaging.derivatives import derivatives_root
 from braincam.imaging.hashing import file_sha256
 from braincam.imaging.nifti import write_nifti
@@ -54,8 +55,9 @@ class DerivativePaths:
 
 
 def derivative_paths(work_dir: str | Path, participant_id: str) -> DerivativePaths:
-    """Output paths of ``participant_id`` (names fixed by docs/architecture.md)."""
-    d = derivatives_root(work_dir) / participant_id / "dwi"
+    """Output paths of ``participant_id`` (names fixed by docs/architecture.md), checked to
+    lie inside WORK."""
+    d = inside(work_dir, derivatives_root(work_dir) / participant_id / "dwi")
     fa = d / f"{participant_id}_model-tensor_param-fa_dwimap.nii.gz"
     md = d / f"{participant_id}_model-tensor_param-md_dwimap.nii.gz"
     return DerivativePaths(

@@ -22,12 +22,14 @@ from pathlib import Path
 from braincam.cohort.ingest import (
     Failure,
     IngestResult,
+    check_dataset_description,
     check_mask,
+    check_subject_label,
     find_mask,
     find_mask_roots,
     is_missing,
     labels_from_table,
-    normalize_participant,
+    participant_ids,
     read_tsv,
     selected_participants,
 )
@@ -114,6 +116,7 @@ def _bids_dwi_files(bids_dir: Path) -> dict[str, list[tuple[tuple[str, str, str,
         if "sub" not in ent:
             continue
         path = Path(art.get_absolute_path())
+        check_subject_label(str(ent["sub"]), path=path)
         key = (
             str(ent.get("ses", "")),
             str(ent.get("run", "")).zfill(6),  # run-2 before run-10
@@ -140,6 +143,7 @@ def ingest_bids(
     masks_dir: str | Path | None = None,
     b0_threshold: float = DEFAULT_B0_THRESHOLD,
     bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE,
+    allow_missing_description: bool = False,
 ) -> IngestResult:
     """Find each subject's DWI (+ bval/bvec, label, ground-truth mask) in a BIDS dataset.
 
@@ -154,6 +158,7 @@ def ingest_bids(
     run = None if run is None else str(run).removeprefix("run-")
     if not bids_dir.is_dir():
         raise InputError("BIDS folder not found", path=bids_dir)
+    check_dataset_description(bids_dir, allow_missing=allow_missing_description)
     participants_tsv = bids_dir / "participants.tsv"
     labels, failures = labels_from_table(
         read_tsv(participants_tsv, what="participants table"), label, path=participants_tsv
@@ -267,7 +272,7 @@ def ingest_manifest(
         return p if p.is_absolute() else base / p
 
     records: list[SubjectRecord] = []
-    table = table.assign(_pid=table["participant_id"].map(normalize_participant))
+    table = table.assign(_pid=participant_ids(table, path=manifest))
     for _, row in table.sort_values("_pid", kind="mergesort").iterrows():
         pid = row["_pid"]
         if pid not in labels or (selected is not None and pid not in selected):

@@ -59,6 +59,7 @@ class Diffusion:
             masks_dir=config.masks_dir,
             b0_threshold=config.b0_threshold,
             bvec_tolerance=config.bvec_tolerance,
+            allow_missing_description=config.allow_missing_description,
         )
 
     def primary_input(self, record: SubjectRecord) -> Path:

@@ -10,6 +10,7 @@ Two levels, so that ingest stays cheap and the expensive part runs in the (paral
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from braincam.config.prepare import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
 from braincam.errors import InputError
-from braincam.imaging.nifti import load_nifti_header
+from braincam.imaging.nifti import check_grid, load_nifti_header
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,9 @@ class Gradients:
 
 
 def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:
-    """Return the DWI's shape after checking it is a readable 4D NIfTI with ≥ 2 volumes."""
+    """Return the DWI's shape after checking it is a readable 4D NIfTI with ≥ 2 volumes,
+    a numeric data type, positive voxel sizes, an invertible affine and a size under the cap
+    (:func:`~braincam.imaging.nifti.check_grid`)."""
     img = load_nifti_header(path, subject=subject)
     shape = tuple(int(s) for s in img.shape)
     if len(shape) != 4:
@@ -46,6 +49,7 @@ def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:
             path=path,
             value=shape,
         )
+    check_grid(img, path, subject=subject)
     return shape
 
 
@@ -54,7 +58,10 @@ def _read_table(path: Path, *, subject: str | None, what: str) -> np.ndarray:
     if not Path(path).is_file():
         raise InputError(f"{what} file missing", subject=subject, path=path)
     try:
-        table = np.loadtxt(path, dtype=np.float64, ndmin=2)
+        with warnings.catch_warnings():
+            # An empty file: numpy warns, then braincam says so itself (below).
+            warnings.filterwarnings("ignore", message="loadtxt: input contained no data")
+            table = np.loadtxt(path, dtype=np.float64, ndmin=2)
     except (ValueError, OSError) as exc:
         raise InputError(
             f"cannot parse {what} file", subject=subject, path=path, value=str(exc)
@@ -160,9 +167,10 @@ def load_dwi_data(path: Path, *, subject: str | None) -> tuple[nib.Nifti1Image, 
         raise InputError("DWI must be a 4D NIfTI", subject=subject, path=path, value=data.shape)
     finite = np.isfinite(data)
     if not finite.all():
-        n_bad = int(data.size - np.count_nonzero(finite))
+        # Voxels (x, y, z) with a NaN/Inf in any volume, as docs/prepare.md documents.
+        n_bad = int(np.count_nonzero(~finite.all(axis=-1)))
         raise InputError(
-            "DWI data contain NaN/Inf; number of non-finite values",
+            "DWI data contain NaN/Inf; number of voxels with a non-finite value",
             subject=subject,
             path=path,
             value=n_bad,
