@@ -160,7 +160,8 @@ class BrainExtraction:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record (for a sidecar): everything but the mask and the ITK object."""
         return {
-            "method": "mni152-affine" + ("-bspline" if self.params.deformable else "")
+            "method": "mni152-affine"
+            + ("-bspline" if self.params.deformable else "")
             + ("+refine" if self.params.refine else ""),
             "matrix_ras": [[float(v) for v in row] for row in self.matrix],
             "quality": float(self.quality),
@@ -205,8 +206,10 @@ def _resample_iso(img: Any, spacing: float, *, mask: bool = False) -> Any:
     old = np.asarray(img.GetSpacing(), dtype=float)
     size = [max(int(round(n * s / spacing)), 1) for n, s in zip(img.GetSize(), old, strict=True)]
     sigma = np.sqrt(np.maximum(spacing**2 - old**2, 0.0)) / 2.355
-    if sigma.max() > 0:
-        img = sitk.SmoothingRecursiveGaussian(sitk.Cast(img, sitk.sitkFloat32), sigma.tolist())
+    if sigma.max() > 0:  # a per-axis Gaussian; an axis already this coarse is left alone
+        img = sitk.DiscreteGaussian(
+            sitk.Cast(img, sitk.sitkFloat32), (sigma**2).tolist(), 32, 0.01, True
+        )
     out = sitk.Resample(
         img,
         size,
@@ -236,7 +239,9 @@ def _template(work_mm: float, margin_mm: float) -> tuple[Any, Any, Any, NDArray,
     brain_img = to_sitk(brain.astype(np.float32), tpl.affine)
     on_grid = from_sitk(_resample_iso(brain_img, work_mm)) >= 0.5
     grown = ndi.distance_transform_edt(~on_grid, sampling=work_mm) <= margin_mm
-    metric_mask = sitk.Cast(to_sitk(grown.astype(np.float32), _sitk_ras_affine(moving)), sitk.sitkUInt8)
+    metric_mask = sitk.Cast(
+        to_sitk(grown.astype(np.float32), _sitk_ras_affine(moving)), sitk.sitkUInt8
+    )
     ijk = np.argwhere(brain)[::7]
     pts = ijk @ tpl.affine[:3, :3].T + tpl.affine[:3, 3]
     return moving, metric_mask, brain_img, pts, brain
@@ -247,7 +252,9 @@ def _world_points(mask: NDArray[np.bool_], affine: NDArray, step: int = 1) -> ND
     return ijk @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
 
 
-def _initial_pose(head_pts: NDArray, brain_pts: NDArray, scalp_mm: float) -> tuple[NDArray, NDArray]:
+def _initial_pose(
+    head_pts: NDArray, brain_pts: NDArray, scalp_mm: float
+) -> tuple[NDArray, NDArray]:
     """Centre and translation (both LPS mm) of a rigid start: subject → template."""
     top = float(np.percentile(head_pts[:, 2], 99.5))
     upper = head_pts[head_pts[:, 2] > top - 100.0]
@@ -362,18 +369,29 @@ def _quality(fixed: Any, moving: Any, metric_mask: Any, transform: Any) -> float
     return float(np.corrcoef(f, w)[0, 1])
 
 
+def _tissue_threshold(values: NDArray) -> float:
+    """Dark (CSF, dura, bone) | tissue threshold of a T1w's intensities around a brain mask:
+    the lower of the three-class Otsu thresholds (``nan`` with fewer than three grey levels)."""
+    from skimage.filters import threshold_multiotsu
+
+    try:
+        return float(threshold_multiotsu(np.asarray(values), classes=3)[0])
+    except ValueError:
+        return float("nan")
+
+
 def refine_mask(
     data: NDArray,
     mask: NDArray[np.bool_],
     zooms: tuple[float, ...],
     params: BrainExtractionParams,
+    *,
+    sample_margin_mm: float | None = None,
 ) -> tuple[NDArray[np.bool_], float]:
     """Refine a carried template mask on the subject's intensities (step 5 of the module doc).
 
     Returns the refined mask and the tissue threshold used.
     """
-    from skimage.filters import threshold_multiotsu
-
     zooms = tuple(float(z) for z in zooms[:3])
     pad = int(np.ceil((params.band_mm + 2.0 * max(zooms)) / min(zooms))) + 2
     idx = np.argwhere(mask)
@@ -382,13 +400,15 @@ def refine_mask(
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     m = mask[box]
     smooth = ndi.gaussian_filter(np.asarray(data[box], dtype=np.float32), 0.5)
-    inside = smooth[m]
-    try:
-        threshold = float(threshold_multiotsu(inside, classes=3)[0])
-    except ValueError:  # fewer than three grey levels inside the mask
-        return mask.copy(), float("nan")
+    outside = ndi.distance_transform_edt(~m, sampling=zooms)
+    reach = outside <= params.band_mm
+    # Sample the intensities over all the refinement can reach plus a voxel, so the dark class
+    # (CSF, bone) is there even when the carried mask falls short of the brain's edge.
+    margin = params.band_mm + max(zooms) if sample_margin_mm is None else sample_margin_mm
+    threshold = _tissue_threshold(smooth[outside <= margin])
+    if not np.isfinite(threshold):
+        return mask.copy(), threshold
     depth = ndi.distance_transform_edt(m, sampling=zooms)
-    reach = ndi.distance_transform_edt(~m, sampling=zooms) <= params.band_mm
     core = depth > params.core_mm
     if not core.any():
         core = depth >= np.percentile(depth[m], 75)
@@ -409,7 +429,9 @@ def refine_mask(
 def _validate(t1: nib.Nifti1Image, path: str | None, subject: str | None) -> NDArray[np.float32]:
     if not isinstance(t1, nib.spatialimages.SpatialImage):
         raise InputError(
-            "extract_brain expects a NIfTI image (nibabel)", subject=subject, value=type(t1).__name__
+            "extract_brain expects a NIfTI image (nibabel)",
+            subject=subject,
+            value=type(t1).__name__,
         )
     shape = t1.shape
     if len(shape) == 4 and shape[3] == 1:
@@ -417,7 +439,9 @@ def _validate(t1: nib.Nifti1Image, path: str | None, subject: str | None) -> NDA
     if len(shape) != 3:
         raise InputError("a T1w must be a 3-D volume", subject=subject, path=path, value=t1.shape)
     if min(shape) < 8:
-        raise InputError("the T1w is too small to register", subject=subject, path=path, value=shape)
+        raise InputError(
+            "the T1w is too small to register", subject=subject, path=path, value=shape
+        )
     data = np.asarray(t1.dataobj, dtype=np.float32).reshape(shape)
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
@@ -518,6 +542,8 @@ def extract_brain(
     threshold = float("nan")
     if params.refine:
         mask, threshold = refine_mask(data, mask, zooms, params)
+    else:
+        mask = ndi.binary_fill_holes(largest_component(mask))
     voxel_ml = float(abs(np.linalg.det(affine[:3, :3]))) / 1000.0
     matrix = _affine_part_ras(transform)
     return BrainExtraction(
