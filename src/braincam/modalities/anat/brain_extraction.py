@@ -204,7 +204,7 @@ def _resample_iso(img: Any, spacing: float, *, mask: bool = False) -> Any:
     import SimpleITK as sitk
 
     old = np.asarray(img.GetSpacing(), dtype=float)
-    size = [max(int(round(n * s / spacing)), 1) for n, s in zip(img.GetSize(), old, strict=True)]
+    size = [max(round(float(n * s) / spacing), 1) for n, s in zip(img.GetSize(), old, strict=True)]
     sigma = np.sqrt(np.maximum(spacing**2 - old**2, 0.0)) / 2.355
     if sigma.max() > 0:  # a per-axis Gaussian; an axis already this coarse is left alone
         img = sitk.DiscreteGaussian(
@@ -330,7 +330,7 @@ def _register(
     if not params.deformable:
         return transform, stages
     extent = np.asarray(fixed.GetSize()) * np.asarray(fixed.GetSpacing())
-    mesh = [max(int(round(e / params.bspline_mesh_mm)), 1) for e in extent]
+    mesh = [max(round(float(e) / params.bspline_mesh_mm), 1) for e in extent]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
     reg = _registration(params, metric_mask, fixed.GetSize())
     reg.SetShrinkFactorsPerLevel([1])
