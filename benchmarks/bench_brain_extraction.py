@@ -128,7 +128,8 @@ def main() -> None:
         mask = out if isinstance(out, np.ndarray) else out.mask_array
         quality = "" if isinstance(out, np.ndarray) else f"{out.quality:.3f}"
         ml = mask.sum() * float(np.prod(t1.header.get_zooms()[:3])) / 1000.0
-        print(f"| {name} | {be.dice(mask, ref):.4f} | {quality} | {ml:.0f} | {wall:.1f} | {cpu:.1f} |")
+        dice = be.dice(mask, ref)
+        print(f"| {name} | {dice:.4f} | {quality} | {ml:.0f} | {wall:.1f} | {cpu:.1f} |")
     print()
 
     cases = [(f"{mm:g} mm", *coarse(t1, ref, mm)) for mm in map(float, args.voxel_sizes.split(","))]
