@@ -21,19 +21,22 @@ template and its brain mask, read from nilearn's package data (``load_mni152_tem
 4. **Carry back.** The template's brain mask is resampled (linear) through the transform onto
    the subject's native grid and thresholded at 0.5.
 5. **Refine on the subject** (``refine``): the tissue threshold is the lower of the three-class
-   Otsu thresholds of the subject's intensities inside the carried mask (CSF | grey matter on a
-   T1w); the brain is the part of "above threshold, or deeper than ``core_mm`` inside the mask,
-   and within ``band_mm`` of the mask" connected to that core, opened by ``open_mm`` (cuts thin
-   bridges to dura and vessels), largest component, holes filled. The band is narrower than the
-   CSF + skull gap, so bright scalp fat cannot be reached.
+   Otsu thresholds of the subject's intensities in the carried mask and within ``band_mm`` + one
+   voxel of it (dark CSF, bone, dura | tissue on a T1w; sampling beyond the mask keeps the dark
+   class present when the mask falls short of the brain); the brain is the part of "above
+   threshold within ``band_mm`` of the mask, or deeper than ``core_mm`` inside it" connected to
+   that core, opened by ``open_mm`` (cuts thin bridges to dura and vessels), largest component,
+   holes filled. The band is narrower than the CSF + skull gap, so bright scalp fat cannot be
+   reached.
 
 Why this method (measured on a real head, Debian ``mricron-data``'s Colin-27 T1 ``ch2.nii.gz``
-against its brain-extracted ``ch2bet.nii.gz``; figures and command in BENCHMARKS.md): the Otsu
-head mask scores Dice 0.69; the affine-carried template mask alone ≈ 0.957; adding the
-intensity refinement ≈ 0.978 for about one more second per million voxels. A B-spline stage
-before refinement gained < 0.01 Dice before refinement and none after it, at ten times the
-cost, so it is off by default. The refinement's threshold is estimated from the subject
-(not tuned): three-class Otsu inside the carried mask separates CSF from tissue.
+against its brain-extracted ``ch2bet.nii.gz``; figures and command in BENCHMARKS.md, "Brain
+extraction"): the Otsu head mask scores Dice 0.69; the affine-carried template mask alone 0.957;
+with the refinement 0.974 (7.5 → 9.1 CPU s at 1 mm; 0.973–0.977 on 2–4 mm grids and with the
+head moved 15° / 30 mm in its header). A B-spline stage gave 0.973 after refinement at 7× the
+CPU time, so it is an option, off by default. The refinement's threshold is estimated from the
+subject, not tuned: estimating it inside the carried mask only scored 0.977 at 1 mm but 0.947 at
+4 mm, and made a mask one voxel short of the brain worse (no CSF left in the sample).
 
 The registration's random sampling is seeded (``seed``; note SimpleITK reads a seed of 0 as
 "from the wall clock", so ``seed + 1`` is passed): two runs give the same transform to ~1e-6 mm
