@@ -199,8 +199,8 @@ def test_dice() -> None:
 # --------------------------------------------------------------------------- real head (slow)
 
 
-def _require_mricron_data() -> None:
-    missing = [str(p) for p in (REAL_T1, REAL_BRAIN) if not p.is_file()]
+def _require_mricron_data(paths: tuple[Path, ...] = (REAL_T1, REAL_BRAIN)) -> None:
+    missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         if os.environ.get("CI") == "true":
             pytest.fail(f"mricron-data missing in CI ({missing}): .ci/run should have installed it")
@@ -218,3 +218,13 @@ def test_real_head_dice_against_the_reference_brain() -> None:
     assert be.dice(result.mask_array, reference) >= 0.95
     assert be.dice(be.head_mask(t1), reference) < 0.8  # the head mask is not a brain mask
     assert result.quality > 0.7
+
+
+def test_real_head_guard_skips_locally_and_fails_under_ci(monkeypatch, tmp_path) -> None:
+    absent = (tmp_path / "absent.nii.gz",)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="mricron-data"):
+        _require_mricron_data(absent)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="mricron-data missing in CI"):
+        _require_mricron_data(absent)
