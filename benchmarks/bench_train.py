@@ -4,7 +4,7 @@
    normalized in memory, against the same model fed by braincam's data pipeline (memmapped slice
    store → shuffled DataLoader → z-scoring on the batch). The two alternate batch by batch, so
    both see the same machine load (other processes share the 2 cores); also a full Lightning
-   epoch through ``braincam.pipeline.train.ClassifierModule`` (hooks, logging), interleaved the
+   epoch through ``braincam.training.module.ClassifierModule`` (hooks, logging), interleaved the
    same way with in-memory steps run from a callback. Medians of per-batch times; overheads are the
    median over ``--repeats`` of per-repeat ratios.
 
@@ -117,8 +117,8 @@ def lightning_batches(model_name: str, store, batch_size: int, n_batches: int, m
 
     from braincam.config import TrainConfig
     from braincam.models import build_model
-    from braincam.pipeline.train import ClassifierModule
     from braincam.training.datamodule import SliceDataModule
+    from braincam.training.module import ClassifierModule
 
     other = build_model(model_name, in_channels=1, num_classes=2)
     opt = torch.optim.SGD(other.parameters(), lr=1e-3, momentum=0.9)

@@ -37,7 +37,8 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # imported here so that collecting the other tests does not load torch and lightning
     from braincam.config import TrainConfig
-    from braincam.data.slices import SliceSpec, build_slice_store
+    from braincam.data.slice_build import build_slice_store
+    from braincam.data.slices import SliceSpec
     from braincam.data.splits import make_splits, save_splits
     from braincam.pipeline.train import fit
 
@@ -62,8 +63,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let training build the tiny test model under the name ``tiny``."""
-    from braincam.pipeline import train as train_mod
+    from braincam.training import zoo
     from builders.store import tiny_build, tiny_check
 
-    monkeypatch.setattr(train_mod, "build_model", tiny_build)
-    monkeypatch.setattr(train_mod, "check_model_name", tiny_check)
+    monkeypatch.setattr(zoo, "build_model", tiny_build)
+    monkeypatch.setattr(zoo, "check_model_name", tiny_check)

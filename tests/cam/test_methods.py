@@ -3,11 +3,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
 
-from braincam.cam import METHODS, compute_cams, make_method
+from braincam.cam import (
+    METHODS,
+    CAMMethod,
+    compute_cams,
+    get_method,
+    make_method,
+    register_method,
+    unregister_method,
+)
+from braincam.errors import ModelError
 
 ALL = list(METHODS)
 
@@ -217,3 +228,75 @@ def test_eigencam_is_first_principal_component_oriented_with_activation() -> Non
     assert float(ratio.flatten()[0]) > 0  # high activation → high map
     flipped = make_method(model, "eigencam", layer="0")(-act, relu=False).raw[0]
     assert torch.allclose(flipped, -raw, atol=1e-4)  # orientation follows the activation
+
+
+# --------------------------------------------------------------------------- open registry
+
+
+class ChannelMean(CAMMethod):
+    """A user's method: the mean activation over channels (class-agnostic)."""
+
+    name = "channelmean"
+    uses_targets = False
+
+    def _compute(self, session, x, outputs, targets):  # type: ignore[no-untyped-def]
+        return session.activation.mean(dim=1)
+
+
+@pytest.fixture
+def user_method() -> Iterator[str]:
+    register_method(ChannelMean)
+    yield "channelmean"
+    unregister_method("channelmean")
+    assert "channelmean" not in METHODS
+
+
+def test_registered_method_is_computed_by_name(user_method: str) -> None:
+    net, x = gap_net(), images()
+    assert METHODS[user_method] is ChannelMean and get_method("Channel-Mean") is ChannelMean
+    maps = compute_cams(net, x, user_method, layer="2", upsample=False, normalize=False)
+    act = net[:3](x)  # conv → ReLU → conv: the layer "2"
+    torch.testing.assert_close(maps, act.mean(1).clamp_min(0))
+    assert isinstance(make_method(net, user_method, layer="2"), ChannelMean)
+
+
+def test_registered_method_passes_config_validation(user_method: str) -> None:
+    from braincam.config import CamEvalConfig, parse_config
+    from braincam.errors import ConfigError
+
+    cfg = parse_config({"models": ["m"], "synth": {}, "cams": {"methods": ["cam", user_method]}})
+    assert cfg.cams.eval_config(seed=0).methods == ("cam", user_method)
+    assert CamEvalConfig(methods=(user_method,)).methods == (user_method,)
+    unknown = r"cams\.methods: unknown CAM method\(s\) \['nope'\]"
+    with pytest.raises(ConfigError, match=unknown) as e:
+        parse_config({"models": ["m"], "synth": {}, "cams": {"methods": ["nope"]}})
+    assert user_method in str(e.value) and "gradcampp" in str(e.value)  # the valid names
+
+
+def test_duplicate_and_bad_method_registrations_are_refused(user_method: str) -> None:
+    class Again(ChannelMean):
+        pass
+
+    with pytest.raises(ModelError, match="'channelmean' is already registered"):
+        register_method(Again)
+    with pytest.raises(ModelError, match="'gradcam' is already registered"):
+        register_method(Again, name="gradcam")
+    assert METHODS["gradcam"].__name__ == "GradCAM"  # the built-in entry is untouched
+    with pytest.raises(ModelError, match="lower case"):
+        register_method(Again, name="Channel-Mean-2")
+    with pytest.raises(ModelError, match="CAMMethod subclass"):
+        register_method(nn.Conv2d)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="built in"):
+        unregister_method("gradcam")
+
+
+def test_register_method_as_decorator_with_a_name() -> None:
+    @register_method(name="meanmap")
+    class MeanMap(ChannelMean):
+        pass
+
+    try:
+        assert METHODS["meanmap"] is MeanMap and MeanMap.name == "meanmap"
+        assert compute_cams(gap_net(), images(), "meanmap", layer="2").shape == (4, 12, 12)
+    finally:
+        unregister_method("meanmap")

@@ -9,7 +9,7 @@ from torch import nn
 from braincam.errors import InputError
 from braincam.metrics import faithfulness as fa
 from braincam.metrics import perturbation as pc
-from braincam.metrics.localization import boxes_from_regions
+from braincam.metrics.boxes import boxes_from_regions
 
 
 class Quadrant(nn.Module):

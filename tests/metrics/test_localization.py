@@ -1,4 +1,4 @@
-"""Localization metrics: known answers, constant/random maps, 2D = 3D, the paper's box, Quantus."""
+"""Localization metrics: known answers, constant/random maps, 2D = 3D, Quantus."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from braincam.errors import InputError
+from braincam.metrics import boxes as bx
 from braincam.metrics import localization as loc
 
 METRICS = (
@@ -159,47 +160,11 @@ def test_2d_and_depth1_3d_agree() -> None:
     t3 = loc.localization_table(maps[:, None], masks[:, None], tolerance=2.0)
     for name in METRICS:
         assert torch.allclose(t2[name], t3[name]), name
-    b2, r2 = loc.bounding_boxes(maps)
-    b3, r3 = loc.bounding_boxes(maps[:, None])
+    b2, r2 = bx.bounding_boxes(maps)
+    b3, r3 = bx.bounding_boxes(maps[:, None])
     assert torch.equal(r2, r3[:, 0])
     assert torch.equal(b2, b3[:, [1, 2, 4, 5]])
     assert torch.equal(b3[:, [0, 3]], torch.tensor([[0, 1]] * 5))
-
-
-def _two_blobs() -> torch.Tensor:
-    """A wide blob (peak 0.7) and a small brighter blob (peak 1.0), far apart."""
-    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
-    wide = 0.7 * torch.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 4.0**2))
-    small = 1.0 * torch.exp(-((yy - 4) ** 2 + (xx - 4) ** 2) / (2 * 1.0**2))
-    return (wide + small)[None]
-
-
-def test_bbox_follows_paper_not_published_code() -> None:
-    maps = _two_blobs()
-    boxes, regions = loc.bounding_boxes(maps)  # paper: 20 % of max, largest component
-    lo, hi = boxes[0, :2], boxes[0, 2:]
-    assert (lo > 10).all() and (hi <= 32).all()  # the wide blob only
-    assert regions[0, 20, 20] and not regions[0, 4, 4]
-    assert torch.equal(regions, loc.box_masks(boxes, (32, 32)) & regions)
-    # The published code's rule (80 % of max over all pixels, no component) boxes the small blob.
-    code_boxes, _ = loc.bounding_boxes(maps, threshold=0.8, largest_component=False)
-    assert not torch.equal(code_boxes, boxes)
-    assert (code_boxes[0, 2:] <= 8).all()
-    # Without the component step at 20 %, both blobs are boxed together: again not the paper.
-    both, _ = loc.bounding_boxes(maps, largest_component=False)
-    assert (both[0, :2] <= 4).all() and (both[0, 2:] > 20).all()
-
-
-def test_bbox_3d_and_connectivity() -> None:
-    vol = torch.zeros(2, 6, 7, 8)
-    vol[0, 1:3, 1:4, 2:5] = 1.0
-    vol[0, 5, 6, 7] = 1.0  # a single stray voxel, smaller component
-    vol[1, 2, 2, 2] = vol[1, 3, 3, 3] = vol[1, 4, 4, 4] = 1.0  # diagonal chain
-    boxes, _ = loc.bounding_boxes(vol)
-    assert boxes[0].tolist() == [1, 1, 2, 3, 4, 5]
-    assert boxes[1].tolist() == [2, 2, 2, 5, 5, 5]  # joined under 26-connectivity
-    face, _ = loc.bounding_boxes(vol, connectivity="face")
-    assert face[1].tolist() == [2, 2, 2, 3, 3, 3]  # first of three equal components
 
 
 def test_iou_box_against_mask_box() -> None:
@@ -222,7 +187,7 @@ def test_bad_inputs_raise_input_error() -> None:
     with pytest.raises(InputError, match="NaN"):
         loc.auroc(torch.full((2, 4, 4), float("nan")), torch.ones(2, 4, 4))
     with pytest.raises(InputError, match="threshold"):
-        loc.bounding_boxes(torch.rand(2, 4, 4), threshold=20)
+        bx.bounding_boxes(torch.rand(2, 4, 4), threshold=20)
     with pytest.raises(InputError, match="tolerance"):
         loc.pointing_game(torch.rand(2, 4, 4), torch.ones(2, 4, 4), tolerance=-1)
 
@@ -305,11 +270,11 @@ def test_cropped_transforms_equal_the_whole_field() -> None:
         assert torch.equal(loc.tolerance_zone(masks, tol), torch.from_numpy(np.stack(ref)))
     regions = torch.rand(3, 20, 18, 16, generator=gen) > 0.8
     regions[:, :4] = False  # an empty margin the crop drops
-    got = loc.largest_components(regions)
+    got = bx.largest_components(regions)
     for i, r in enumerate(regions.numpy()):
         lab, _ = ndimage.label(r, structure=np.ones((3, 3, 3)))
         sizes = np.bincount(lab.ravel())
         sizes[0] = 0
         first_largest = lab.ravel()[np.flatnonzero(sizes[lab.ravel()] == sizes.max())[0]]
         assert torch.equal(got[i], torch.from_numpy(lab == first_largest)), i
-    assert not loc.largest_components(torch.zeros(2, 5, 5, dtype=torch.bool)).any()
+    assert not bx.largest_components(torch.zeros(2, 5, 5, dtype=torch.bool)).any()

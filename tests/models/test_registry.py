@@ -355,3 +355,84 @@ def test_imagenet_uses_only_the_hub_cache(
     model = build_model("resnet18-fc", in_channels=3, weights="imagenet")
     state = torch.load(resnet18_file, weights_only=True)
     torch.testing.assert_close(model.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+# --------------------------------------------------------------------------- open registry
+
+
+class _UserNet(nn.Module):
+    """A user's network: conv → ReLU → GAP → linear, registered by name in the tests below."""
+
+    def __init__(self, in_channels: int, num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU())
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.drop(self.features(x).mean((2, 3))))
+
+
+@pytest.fixture
+def user_model() -> Iterator[str]:
+    from braincam.models import register_model, unregister_model
+
+    @register_model("user-net", cam_layer="features.1", classifier="fc", feature_size=(16, 16))
+    def build(*, in_channels: int, num_classes: int, dropout: float) -> nn.Module:
+        """A user's tiny GAP network."""
+        return _UserNet(in_channels, num_classes, dropout)
+
+    assert callable(build)  # the decorator hands the builder back
+    yield "user-net"
+    unregister_model("user-net")
+    assert "user-net" not in list_models()
+
+
+def test_registered_model_is_built_and_explained(user_model: str) -> None:
+    from braincam.cam import compute_cams
+
+    assert list_models()[-1] == user_model and list_models()[: len(REQUIRED)] == REQUIRED
+    spec = get_spec(user_model)
+    assert (spec.cam_layer, spec.classifier, spec.head) == ("features.1", "fc", "gap")
+    assert spec.description == "A user's tiny GAP network." and spec.family == user_model
+    model = build_model(user_model, in_channels=2, num_classes=3, dropout=0.1)
+    assert model.spec is spec and model.cam_layer == "features.1"
+    x = torch.randn(2, 2, 16, 16)
+    assert model(x).shape == (2, 3)
+    for method in ("cam", "gradcam"):
+        maps = compute_cams(model.eval(), x, method)
+        assert maps.shape == (2, 16, 16) and torch.isfinite(maps).all()
+    with pytest.raises(ModelError, match="no ImageNet counterpart"):
+        build_model(user_model, weights="imagenet")
+
+
+def test_registered_model_passes_experiment_validation(user_model: str) -> None:
+    from braincam.config import parse_config
+    from braincam.errors import ConfigError
+    from braincam.pipeline.run import check_models
+
+    check_models(parse_config({"models": ["smallcnn-gap", user_model], "synth": {}}))
+    with pytest.raises(ConfigError, match=r"models\.1: unknown model 'user-nett'") as err:
+        check_models(parse_config({"models": [user_model, "user-nett"], "synth": {}}))
+    assert user_model in str(err.value) and "resnet18-gap" in str(err.value)  # the valid names
+
+
+def test_duplicate_and_bad_registrations_are_refused(user_model: str) -> None:
+    from braincam.models import register_model, unregister_model
+
+    def build(**kw: object) -> nn.Module:
+        return _UserNet(1, 2, 0.0)
+
+    with pytest.raises(ModelError, match="'user-net' is already registered"):
+        register_model(user_model, build, cam_layer="features.1")
+    with pytest.raises(ModelError, match="'resnet18-gap' is already registered"):
+        register_model("resnet18-gap", build, cam_layer="layer4")
+    assert get_spec("resnet18-gap").family == "resnet"  # the zoo's entry is untouched
+    with pytest.raises(ModelError, match="callable"):
+        register_model("not-callable", "builder", cam_layer="x")  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="non-empty"):
+        register_model("", build, cam_layer="x")
+    with pytest.raises(ModelError, match="built in"):
+        unregister_model("resnet18-gap")
+    with pytest.raises(ModelError, match="unknown model"):
+        unregister_model("never-registered")

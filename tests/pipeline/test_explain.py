@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from braincam.data.normalization import zscore
 from braincam.data.slices import SliceStore
 from braincam.errors import InputError
 from braincam.pipeline.explain import ExplainConfig, explain_run, heatmap_dir
-from braincam.pipeline.train import load_trained, normalize
+from braincam.training.loading import load_trained
 
 
 def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
@@ -29,7 +30,7 @@ def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
 
     model, record = load_trained(run)
     i = len(table) // 2
-    x = normalize(torch.from_numpy(np.array(store.images[[table["store_row"][i]]])), record)
+    x = zscore(torch.from_numpy(np.array(store.images[[table["store_row"][i]]])), record)
     expected = compute_cams(model, x, "gradcam", targets=[int(table["explained"][i])])
     assert np.allclose(res.maps("gradcam")[i], expected[0].numpy(), atol=1e-5)
     maps = res.maps("cam")

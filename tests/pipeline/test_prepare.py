@@ -344,10 +344,10 @@ def test_dask_local_cluster(dataset: Path, tmp_path: Path) -> None:
 def test_unreachable_dask_scheduler_is_a_config_error(
     dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import braincam.pipeline.prepare
+    import braincam.cohort.runner
     from braincam.errors import ConfigError
 
-    monkeypatch.setattr(braincam.pipeline.prepare, "DASK_CONNECT_TIMEOUT", "1s")
+    monkeypatch.setattr(braincam.cohort.runner, "DASK_CONNECT_TIMEOUT", "1s")
 
     with pytest.raises(ConfigError, match=r"tcp://127\.0\.0\.1:9"):
         prepare(dataset, tmp_path / "w", PrepareConfig(**CFG, dask_scheduler="tcp://127.0.0.1:9"))
@@ -419,3 +419,34 @@ def test_cli_participant_label_and_options(dataset: Path, tmp_path: Path) -> Non
     assert summary["parameters"]["split_ratios"] == [0.6, 0.2, 0.2]
     index = pd.read_csv(work / "slices" / "index.tsv", sep="\t")
     assert sorted(index["axis"].unique()) == ["axial", "coronal"] and len(index) == 3 * 2
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:class .* has only")  # 2 subjects per class: tiny splits
+def test_prepare_anat_end_to_end(tmp_path: Path) -> None:
+    """6 subjects → N4/registration/equalization → 3-channel slice store + registration summary."""
+    from braincam.data.slices import SliceStore
+    from braincam.synth import anat as sa
+    from braincam.synth.anatomy import load_template
+
+    template = load_template(4.0)
+    from braincam.pipeline.prepare import PrepareConfig, prepare
+
+    config = sa.AnatSynthConfig(subjects=6, seed=4, voxel_size=4.0)
+    bids = sa.synthesize_anat(tmp_path / "bids", config, progress=False, template=template)
+    pconf = PrepareConfig(
+        modality="anat", axes=("axial",), slices_per_axis=6, size=32, workers=2, progress=False
+    )
+    result = prepare(bids, tmp_path / "work", pconf)
+    assert result.ok, result.failures
+    store = SliceStore.open(result.store_dir)
+    assert store.channels == 3 and store.classes == ["control", "rrms", "spms"]
+    assert (result.store_dir / "masks.npy").is_file()
+    reg = result.summary["registration"]
+    assert set(reg["subjects"]) == {f"sub-0{i}" for i in range(1, 7)}
+    for moving in ("T2w", "FLAIR"):
+        assert reg["median_error"][moving]["subjects"] == 6
+        assert reg["median_error"][moving]["rotation_deg"] < 1.0
+        assert reg["median_error"][moving]["translation_mm"] < 1.0
+    again = prepare(bids, tmp_path / "work", pconf.replace(workers=1))
+    assert again.summary["n_subjects"]["skipped"] == 6

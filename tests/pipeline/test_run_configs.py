@@ -37,3 +37,24 @@ def test_structural_study_fast_variant_end_to_end(tmp_path: Path) -> None:
     assert set(lobes["label"]) <= {"control", "rrms", "spms"} and len(lobes) > 0
     html = (out / "report.html").read_text()
     assert 'id="regions"' in html and "rrms" in html
+
+
+def test_study_config_loads_with_the_study_models() -> None:
+    from braincam.config import load_config
+    from braincam.models import get_spec
+
+    root = Path(__file__).resolve().parents[2]
+    config = load_config(root / "configs" / "ms-subtypes-3class.yaml")
+    families = {get_spec(m).family for m in config.models}
+    assert families == {"alexnet", "resnet", "vgg"}
+    heads = {m: get_spec(m).head for m in config.models}
+    assert {heads["vgg16-gap"], heads["vgg16-fc"], heads["vgg19-gap"], heads["vgg19-fc"]} == {
+        "gap",
+        "fc",
+    }
+    assert all(get_spec(m).pretrained for m in config.models)  # ImageNet transfer possible
+    assert config.prepare.split_ratios == (0.75, 0.10, 0.15)
+    assert config.prepare.modality == "anat" and config.prepare.mask_desc == "lesion"
+    assert config.synth is not None and config.synth.kind == "anat"
+    assert config.train.augment.affine.p > 0
+    assert config.cams.methods == ["cam", "gradcam", "gradcampp"] and config.cams.regions

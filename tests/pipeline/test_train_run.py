@@ -14,6 +14,7 @@ import yaml
 from typer.testing import CliRunner
 
 from braincam.cli import app
+from braincam.config.prepare import PrepareSection
 from braincam.errors import ConfigError
 from braincam.pipeline import run as run_mod
 from builders.store import write_store
@@ -61,7 +62,8 @@ def test_run_trains_evaluates_and_compares(tmp_path: Path, tiny_zoo, fake_prepar
         app, ["run", str(_config(tmp_path)), "--out", str(out), "--no-progress"]
     )
     assert result.exit_code == 0, result.output
-    assert fake_prepare == [(tmp_path / "bids", out, {"size": 32})]
+    expected = PrepareSection(size=32)  # the config's prepare section, defaults filled in
+    assert fake_prepare == [(tmp_path / "bids", out, expected)]
     assert not (tmp_path / "ignored").exists()  # --out overrode the config
     saved = yaml.safe_load((out / "config.yaml").read_text())
     assert saved["out"] == str(out) and saved["train"]["optimizer"]["momentum"] == 0.9

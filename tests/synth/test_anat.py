@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -14,7 +13,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
-from braincam.modalities.anat.preprocess import resample_to
+from braincam.imaging.resample import resample_to
 from braincam.synth import anat as sa
 from braincam.synth.anatomy import Template, load_template
 
@@ -81,7 +80,7 @@ def test_same_seed_same_bytes_other_seed_differs(
         tmp_path / "again", TINY, progress=False, workers=2, template=template
     )
     assert _hashes(again) == _hashes(cohort)
-    other = replace(TINY, seed=6)
+    other = TINY.replace(seed=6)
     person = sa.draw_anat_participants(other)[0]
     t1 = np.asarray(nib.load(sa.anat_paths(cohort, person.participant_id)["T1w"]).dataobj)
     assert not np.array_equal(sa.simulate_subject(tiny_cohort, other, person).images["T1w"], t1)
@@ -116,8 +115,8 @@ def test_lesions_where_the_mask_says(cohort: Path) -> None:
 
 def test_lesion_contrast_in_all_three_images(tiny_cohort: sa._AnatCohort) -> None:
     """Without misregistration, noise or bias: T2w/FLAIR brighter, T1w darker in the mask."""
-    config = replace(TINY, misregistration_deg=0.0, misregistration_mm=0.0, snr=np.inf,
-                     bias_strength=0.0)  # fmt: skip
+    config = TINY.replace(misregistration_deg=0.0, misregistration_mm=0.0, snr=np.inf,
+                          bias_strength=0.0)  # fmt: skip
     person = next(p for p in sa.draw_anat_participants(config) if p.group == "spms")
     subj = sa.simulate_subject(tiny_cohort, config, person)
     lesion = subj.lesion_mask > 0
@@ -134,11 +133,11 @@ def test_lesion_contrast_in_all_three_images(tiny_cohort: sa._AnatCohort) -> Non
 
 def test_true_transform_convention(tiny_cohort: sa._AnatCohort) -> None:
     """Resampling the moved T2w through the recorded transform gives back the unmoved T2w."""
-    clean = replace(TINY, snr=np.inf, bias_strength=0.0)
+    clean = TINY.replace(snr=np.inf, bias_strength=0.0)
     person = sa.draw_anat_participants(clean)[1]
     moved = sa.simulate_subject(tiny_cohort, clean, person)
     still = sa.simulate_subject(
-        tiny_cohort, replace(clean, misregistration_deg=0.0, misregistration_mm=0.0), person
+        tiny_cohort, clean.replace(misregistration_deg=0.0, misregistration_mm=0.0), person
     )
     xfm = moved.true_xfm["T2w"]
     assert not np.allclose(xfm, np.eye(4))
@@ -172,18 +171,18 @@ def test_bias_field_is_smooth_and_bounded() -> None:
 
 
 def test_configurable_group_names_and_validation() -> None:
-    config = replace(TINY, subjects=6, groups=("hc", "rr", "sp"))
+    config = TINY.replace(subjects=6, groups=("hc", "rr", "sp"))
     config.validate()
     people = sa.draw_anat_participants(config)
     assert sorted(p.group for p in people) == ["hc", "hc", "rr", "rr", "sp", "sp"]
     assert all(p.group == config.groups[p.role] for p in people)
     with pytest.raises(ConfigError, match="groups"):
-        replace(TINY, groups=("a", "a", "b")).validate()
+        TINY.replace(groups=("a", "a", "b")).validate()
     with pytest.raises(ConfigError, match="bias_strength"):
-        replace(TINY, bias_strength=1.5).validate()
+        TINY.replace(bias_strength=1.5).validate()
     bad = (sa.GroupEffect(), sa.GroupEffect(radius_mm=(5.0, 2.0)), sa.GroupEffect())
     with pytest.raises(ConfigError, match=r"effects\[rrms\]\.radius_mm"):
-        replace(TINY, effects=bad).validate()
+        TINY.replace(effects=bad).validate()
 
 
 def test_refuses_foreign_non_empty_directory(tmp_path: Path) -> None:

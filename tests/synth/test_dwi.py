@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import nibabel as nib
@@ -64,7 +63,7 @@ def cohort(tmp_path_factory: pytest.TempPathFactory, template) -> Path:
 @pytest.fixture(scope="module")
 def no_effect(tmp_path_factory: pytest.TempPathFactory, template) -> Path:
     """Same seed and subjects as ``cohort`` but effect size 0: identical anatomy."""
-    config = replace(TINY, effect_size=0.0)
+    config = TINY.replace(effect_size=0.0)
     out = tmp_path_factory.mktemp("synth0") / "bids"
     return synthesize(out, config, progress=False, template=template)
 
@@ -83,9 +82,9 @@ def test_same_seed_gives_byte_identical_files(cohort: Path, tmp_path: Path, temp
 
 
 def test_other_seed_and_overwrite(cohort: Path, tmp_path: Path, template) -> None:
-    out = synthesize(tmp_path / "o", replace(TINY, subjects=3), progress=False, template=template)
+    out = synthesize(tmp_path / "o", TINY.replace(subjects=3), progress=False, template=template)
     assert (out / "sub-03").is_dir()
-    other = replace(TINY, subjects=2, seed=12)
+    other = TINY.replace(subjects=2, seed=12)
     synthesize(out, other, overwrite=True, progress=False, template=template)
     assert not (out / "sub-03").exists()  # no stale subject from the earlier cohort
     assert not (out / "derivatives/groundtruth/sub-03").exists()
@@ -187,7 +186,7 @@ def test_noise_free_dti_fit_recovers_fa_and_directions(
 
     from braincam.synth.anatomy import white_matter_orientation
 
-    config = replace(TINY, subjects=2, snr=float("inf"), orientation=orientation)
+    config = TINY.replace(subjects=2, snr=float("inf"), orientation=orientation)
     out = synthesize(tmp_path / "clean", config, progress=False, template=template)
     base = out / "sub-01" / "dwi" / "sub-01_dwi"
     img = nib.load(f"{base}.nii.gz")
@@ -376,7 +375,7 @@ def test_region_from_nifti_at_another_resolution(template, tmp_path: Path) -> No
 
 def test_bad_region_fails_before_writing(tmp_path: Path, template) -> None:
     out = tmp_path / "never"
-    config = replace(TINY, effect_region="nowhere")
+    config = TINY.replace(effect_region="nowhere")
     with pytest.raises(InputError, match="corpus-callosum"):
         synthesize(out, config, progress=False, template=template)
     assert not out.exists()
@@ -385,9 +384,9 @@ def test_bad_region_fails_before_writing(tmp_path: Path, template) -> None:
 def test_bad_parameters_raise_config_error(tmp_path: Path, template) -> None:
     for bad in (dict(effect_size=1.5), dict(subjects=1), dict(snr=-1.0), dict(orientation="X")):
         with pytest.raises(ConfigError):
-            synthesize(tmp_path / "x", replace(TINY, **bad), progress=False, template=template)
+            synthesize(tmp_path / "x", TINY.replace(**bad), progress=False, template=template)
     with pytest.raises(ConfigError, match="voxel"):  # template at another voxel size
-        synthesize(tmp_path / "x", replace(TINY, voxel_size=3.0), template=template)
+        synthesize(tmp_path / "x", TINY.replace(voxel_size=3.0), template=template)
     assert not (tmp_path / "x").exists()
 
 

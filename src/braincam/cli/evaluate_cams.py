@@ -26,6 +26,17 @@ def evaluate_cams(
     regions: Annotated[bool, typer.Option(help="brain-region attribution in MNI space")] = True,
     atlas: Annotated[str, typer.Option(help="atlas: AAL or AAL3")] = "AAL",
     seed: Annotated[int, typer.Option(help="random seed (baselines, subsampling)")] = 0,
+    tolerance: Annotated[
+        float | None, typer.Option(help="pointing-game tolerance, pixels (default: 15 at 224²)")
+    ] = None,
+    shift: Annotated[
+        str | None, typer.Option(help="perturbation shift per axis, pixels, e.g. 6,6 (10 %)")
+    ] = None,
+    deletion_steps: Annotated[int, typer.Option(help="deletion/insertion curve steps")] = 20,
+    faithfulness_baseline: Annotated[
+        str, typer.Option(help="deletion/insertion baseline: blur | zero | mean")
+    ] = "blur",
+    batch_size: Annotated[int, typer.Option(help="images per model forward")] = 64,
 ) -> None:
     """Localization, perturbation, faithfulness, sanity, consistency and brain regions.
 
@@ -45,6 +56,11 @@ def evaluate_cams(
         regions=regions,
         atlas=atlas,
         seed=seed,
+        tolerance=tolerance,
+        shift=None if not shift else tuple(v.strip() for v in shift.split(",") if v.strip()),
+        deletion_steps=deletion_steps,
+        faithfulness_baseline=faithfulness_baseline,
+        batch_size=batch_size,
     )
     summary = run(run_dir, config)
     typer.echo(

@@ -117,7 +117,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 64,
 ) -> None:
     """Evaluate a trained run: slice and subject metrics into RUN_DIR/eval_<split>.json + TSVs."""
-    from braincam.metrics.classification import evaluate_run
+    from braincam.pipeline.evaluate import evaluate_run
 
     splits = split or ["val", "test"]
     results = evaluate_run(run_dir, splits=splits, work_dir=work_dir, batch_size=batch_size)

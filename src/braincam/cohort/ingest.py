@@ -1,51 +1,26 @@
-"""Ingest: a BIDS dataset or a TSV manifest → validated :class:`SubjectRecord` objects.
+"""Ingest, the part every modality shares: labels from ``participants.tsv``, ground-truth
+masks, and failures.
 
 A bad subject never spoils the others: its problem becomes a :class:`Failure` (subject, step,
-file, error) and the remaining subjects go on. Only problems that make the whole dataset
-unusable (no label column, no participants table, no subject at all) raise :class:`InputError`.
-
-BIDS files are found with ancpbids (pure Python, no dependencies, indexes a small dataset in
-milliseconds; see docs/prepare.md for the comparison with pybids and bids2table). When a
-subject has several sessions or runs, one DWI is used: the first in (session, run, acquisition,
-file name) order unless ``session``/``run`` pick one.
+file, error) and the remaining subjects go on. Each modality finds its own inputs with these
+helpers and returns an :class:`IngestResult` (diffusion: :mod:`braincam.modalities.dwi.ingest`;
+structural: :mod:`braincam.modalities.anat.ingest`).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from braincam.errors import InputError
-from braincam.modalities.dwi.validate import (
-    DEFAULT_B0_THRESHOLD,
-    DEFAULT_BVEC_TOLERANCE,
-    check_dwi_header,
-    load_nifti_header,
-    read_gradients,
-)
+from braincam.imaging.nifti import load_nifti_header
 
-MANIFEST_COLUMNS = ("participant_id", "dwi", "bval", "bvec")
 _MISSING = {"", "n/a", "na", "nan", "none"}
-
-
-@dataclass(frozen=True)
-class SubjectRecord:
-    """One subject's validated inputs (header-level checks passed)."""
-
-    participant_id: str
-    label: str
-    dwi: Path
-    bval: Path
-    bvec: Path
-    shape: tuple[int, ...]
-    session: str | None = None
-    run: str | None = None
-    mask: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -68,7 +43,7 @@ class Failure:
 class IngestResult:
     """Valid subjects (sorted by participant_id), failures, and the label classes seen."""
 
-    subjects: list[SubjectRecord]
+    subjects: list[Any]  # the modality's records (dwi: SubjectRecord, anat: AnatRecord)
     failures: list[Failure] = field(default_factory=list)
     label_column: str = "label"
     source: str = ""
@@ -85,7 +60,7 @@ def normalize_participant(value: object) -> str:
     return text if text.startswith("sub-") else f"sub-{text}"
 
 
-def _is_missing(value: object) -> bool:
+def is_missing(value: object) -> bool:
     return (
         value is None
         or (isinstance(value, float) and np.isnan(value))
@@ -122,7 +97,7 @@ def labels_from_table(
         failures.append(Failure.from_error(err, subject=pid, step="ingest"))
     labels: dict[str, str] = {}
     for pid, value in zip(ids[~dup], table.loc[~dup, label], strict=True):
-        if _is_missing(value):
+        if is_missing(value):
             err = InputError(
                 f"missing label in column {label!r}", subject=pid, path=path, value=value
             )
@@ -132,7 +107,9 @@ def labels_from_table(
     return labels, failures
 
 
-def _select(ids: Iterable[str], participant_labels: Sequence[str] | None) -> set[str] | None:
+def selected_participants(
+    ids: Iterable[str], participant_labels: Sequence[str] | None
+) -> set[str] | None:
     if not participant_labels:
         return None
     return {normalize_participant(p) for p in participant_labels}
@@ -183,257 +160,3 @@ def check_mask(mask: Path, shape: tuple[int, ...], affine: np.ndarray, *, subjec
             path=mask,
             value=tuple(int(s) for s in img.shape),
         )
-
-
-def _validate_record(
-    *,
-    participant_id: str,
-    label: str,
-    dwi: Path,
-    bval: Path,
-    bvec: Path,
-    session: str | None,
-    run: str | None,
-    mask: Path | None,
-    b0_threshold: float,
-    bvec_tolerance: float,
-) -> SubjectRecord:
-    """Header-level checks for one subject; raises InputError naming the subject and file."""
-    shape = check_dwi_header(dwi, subject=participant_id)
-    read_gradients(
-        bval,
-        bvec,
-        shape[3],
-        subject=participant_id,
-        b0_threshold=b0_threshold,
-        bvec_tolerance=bvec_tolerance,
-    )
-    if mask is not None:
-        affine = load_nifti_header(dwi, subject=participant_id).affine
-        check_mask(mask, shape, affine, subject=participant_id)
-    return SubjectRecord(
-        participant_id=participant_id,
-        label=label,
-        dwi=dwi,
-        bval=bval,
-        bvec=bvec,
-        shape=shape,
-        session=session,
-        run=run,
-        mask=mask,
-    )
-
-
-def _sibling(dwi: Path, ext: str) -> Path:
-    name = re.sub(r"\.nii(\.gz)?$", ext, dwi.name)
-    return dwi.with_name(name)
-
-
-def _bids_dwi_files(bids_dir: Path) -> dict[str, list[tuple[tuple[str, str, str, str], Path]]]:
-    """participant_id → [(sort key, dwi path)] for every raw DWI NIfTI in the dataset."""
-    import ancpbids  # lazy: only BIDS ingest needs it
-
-    layout = ancpbids.BIDSLayout(str(bids_dir))
-    artifacts = layout.get(scope="raw", suffix="dwi", extension=[".nii.gz", ".nii"])
-    found: dict[str, list[tuple[tuple[str, str, str, str], Path]]] = {}
-    for art in artifacts:
-        ent = art.get_entities()
-        if "sub" not in ent:
-            continue
-        path = Path(art.get_absolute_path())
-        key = (
-            str(ent.get("ses", "")),
-            str(ent.get("run", "")).zfill(6),  # run-2 before run-10
-            str(ent.get("acq", "")),
-            path.name,
-        )
-        found.setdefault(f"sub-{ent['sub']}", []).append((key, path))
-    return found
-
-
-def _entity(path: Path, name: str) -> str | None:
-    m = re.search(rf"_{name}-([a-zA-Z0-9]+)", path.name)
-    return m.group(1) if m else None
-
-
-def ingest_bids(
-    bids_dir: str | Path,
-    *,
-    label: str,
-    participant_labels: Sequence[str] | None = None,
-    session: str | None = None,
-    run: str | None = None,
-    mask_desc: str | None = "effect",
-    masks_dir: str | Path | None = None,
-    b0_threshold: float = DEFAULT_B0_THRESHOLD,
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE,
-) -> IngestResult:
-    """Find each subject's DWI (+ bval/bvec, label, ground-truth mask) in a BIDS dataset.
-
-    Labels come from ``participants.tsv`` column ``label``. One DWI per subject: the first by
-    (session, run, acq, name), or the one matching ``session``/``run`` (BIDS labels without the
-    ``ses-``/``run-`` prefix). Ground-truth masks ``sub-XX*_desc-<mask_desc>_mask.nii[.gz]`` are
-    looked up under ``masks_dir`` or, by default, every folder of ``derivatives/``.
-    """
-    bids_dir = Path(bids_dir)
-    # Accept "ses-01"/"run-1" as well as the bare labels.
-    session = None if session is None else str(session).removeprefix("ses-")
-    run = None if run is None else str(run).removeprefix("run-")
-    if not bids_dir.is_dir():
-        raise InputError("BIDS folder not found", path=bids_dir)
-    participants_tsv = bids_dir / "participants.tsv"
-    labels, failures = labels_from_table(
-        read_tsv(participants_tsv, what="participants table"), label, path=participants_tsv
-    )
-    dup_subjects = {f.participant_id for f in failures}
-    files = _bids_dwi_files(bids_dir)
-    selected = _select(files, participant_labels)
-    mask_roots = (
-        find_mask_roots(bids_dir, None if masks_dir is None else Path(masks_dir))
-        if mask_desc
-        else []
-    )
-
-    records: list[SubjectRecord] = []
-    for pid in sorted(set(files) | set(labels)):
-        if selected is not None and pid not in selected:
-            continue
-        if pid in dup_subjects:
-            continue
-        if pid not in files:
-            err = InputError(
-                "label given for a subject without DWI data",
-                subject=pid,
-                path=participants_tsv,
-                value=labels[pid],
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-            continue
-        candidates = sorted(files[pid])
-        if session is not None:
-            candidates = [c for c in candidates if c[0][0] == session]
-        if run is not None:
-            candidates = [c for c in candidates if c[0][1].lstrip("0") == str(run).lstrip("0")]
-        if not candidates:
-            err = InputError(
-                "no DWI for the requested session/run",
-                subject=pid,
-                path=bids_dir / pid,
-                value={"session": session, "run": run},
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-            continue
-        dwi = candidates[0][1]
-        if pid not in labels:
-            err = InputError(
-                "DWI data without a label in participants.tsv", subject=pid, path=dwi, value=label
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-            continue
-        ses, rn = _entity(dwi, "ses"), _entity(dwi, "run")
-        mask = None
-        for root in mask_roots:
-            mask = find_mask(root, pid, mask_desc or "", session=ses, run=rn)
-            if mask is not None:
-                break
-        try:
-            records.append(
-                _validate_record(
-                    participant_id=pid,
-                    label=labels[pid],
-                    dwi=dwi,
-                    bval=_sibling(dwi, ".bval"),
-                    bvec=_sibling(dwi, ".bvec"),
-                    session=ses,
-                    run=rn,
-                    mask=mask,
-                    b0_threshold=b0_threshold,
-                    bvec_tolerance=bvec_tolerance,
-                )
-            )
-        except InputError as exc:
-            failures.append(Failure.from_error(exc, subject=pid, step="ingest", file=str(dwi)))
-    if selected is not None:
-        unknown = sorted(selected - set(files) - set(labels))
-        for pid in unknown:
-            err = InputError(
-                "--participant-label names an unknown subject",
-                subject=pid,
-                path=bids_dir,
-                value=pid,
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-    return IngestResult(records, failures, label_column=label, source=str(bids_dir))
-
-
-def ingest_manifest(
-    manifest: str | Path,
-    *,
-    label: str = "label",
-    base_dir: str | Path | None = None,
-    participant_labels: Sequence[str] | None = None,
-    b0_threshold: float = DEFAULT_B0_THRESHOLD,
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE,
-) -> IngestResult:
-    """Read a TSV manifest (``participant_id, <label>, dwi, bval, bvec[, mask]``).
-
-    Relative paths resolve against ``base_dir`` (default: the manifest's folder). An optional
-    ``mask`` column gives a ground-truth mask per subject.
-    """
-    manifest = Path(manifest)
-    table = read_tsv(manifest, what="manifest")
-    missing = [c for c in MANIFEST_COLUMNS if c not in table.columns]
-    if missing:
-        raise InputError("manifest lacks required columns", path=manifest, value=missing)
-    labels, failures = labels_from_table(table, label, path=manifest)
-    base = Path(base_dir) if base_dir is not None else manifest.parent
-    selected = _select(labels, participant_labels)
-
-    def resolve(value: str) -> Path:
-        p = Path(str(value).strip())
-        return p if p.is_absolute() else base / p
-
-    records: list[SubjectRecord] = []
-    table = table.assign(_pid=table["participant_id"].map(normalize_participant))
-    for _, row in table.sort_values("_pid", kind="mergesort").iterrows():
-        pid = row["_pid"]
-        if pid not in labels or (selected is not None and pid not in selected):
-            continue
-        empty = [c for c in ("dwi", "bval", "bvec") if _is_missing(row[c])]
-        if empty:
-            err = InputError(
-                "manifest row has no file for", subject=pid, path=manifest, value=empty
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-            continue
-        mask = None
-        if "mask" in table.columns and not _is_missing(row["mask"]):
-            mask = resolve(row["mask"])
-        dwi = resolve(row["dwi"])
-        try:
-            records.append(
-                _validate_record(
-                    participant_id=pid,
-                    label=labels[pid],
-                    dwi=dwi,
-                    bval=resolve(row["bval"]),
-                    bvec=resolve(row["bvec"]),
-                    session=_entity(dwi, "ses"),
-                    run=_entity(dwi, "run"),
-                    mask=mask,
-                    b0_threshold=b0_threshold,
-                    bvec_tolerance=bvec_tolerance,
-                )
-            )
-        except InputError as exc:
-            failures.append(Failure.from_error(exc, subject=pid, step="ingest", file=str(dwi)))
-    if selected is not None:
-        for pid in sorted(selected - set(table["_pid"])):
-            err = InputError(
-                "--participant-label names an unknown subject",
-                subject=pid,
-                path=manifest,
-                value=pid,
-            )
-            failures.append(Failure.from_error(err, subject=pid, step="ingest"))
-    return IngestResult(records, failures, label_column=label, source=str(manifest))

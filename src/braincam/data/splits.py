@@ -6,7 +6,6 @@ splits (the leak of the published dMRI code, where validation was an image-level
 
 from __future__ import annotations
 
-import math
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -15,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from braincam.errors import ConfigError, InputError
+from braincam.config.prepare import validate_ratios
+from braincam.errors import InputError
 from braincam.io import atomic_path
 
 SPLITS = ("train", "val", "test")
@@ -23,21 +23,6 @@ DEFAULT_RATIOS = (0.75, 0.10, 0.15)
 SPLIT_COLUMNS = ("participant_id", "label", "split")
 # Fewer subjects than this in a class and it cannot be present in all three splits.
 MIN_PER_CLASS = len(SPLITS)
-
-
-def validate_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    """Return ``ratios`` as a float triple; raise ConfigError unless 3 positive values sum to 1."""
-    try:
-        values = tuple(float(r) for r in ratios)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"split ratios must be three numbers, got {ratios!r}") from exc
-    if len(values) != len(SPLITS):
-        raise ConfigError(f"split ratios must be three numbers (train, val, test), got {ratios!r}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"split ratios must all be positive, got {ratios!r}")
-    if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
-        raise ConfigError(f"split ratios must sum to 1, got {ratios!r} (sum {sum(values):.6g})")
-    return values  # type: ignore[return-value]
 
 
 def _validate_labels(labels: pd.DataFrame) -> pd.DataFrame:

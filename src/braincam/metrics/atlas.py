@@ -236,7 +236,7 @@ def load_atlas(name: str = "AAL", *, white_matter: bool = True, wm_threshold: fl
 
 
 def _add_white_matter(labels: np.ndarray, affine: np.ndarray, threshold: float) -> np.ndarray:
-    from braincam.synth.anatomy import mni152_arrays
+    from braincam.imaging.templates import mni152_arrays
 
     # nilearn's bundled 1 mm WM map, read without importing nilearn.datasets (seconds)
     maps, wm_affine = mni152_arrays(("wm",))

@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from braincam.cam.base import model_device
 from braincam.errors import InputError
-from braincam.metrics.localization import check_maps, seeded_rand
+from braincam.metrics.maps import check_maps, seeded_rand
 
 __all__ = [
     "baseline_images",

@@ -7,10 +7,12 @@ the same shape as the maps (bool, or numbers that are all 0 or 1).
 Samples whose mask is empty get NaN: a metric against an empty region is undefined, and callers
 (``localization_table`` / ``summarize_table``) exclude and count them instead of scoring them.
 
-Two steps leave torch for SciPy on the CPU because no batched torch equivalent exists: connected
-components (``scipy.ndimage.label``) and the Euclidean distance to a mask used by the tolerant
-pointing game (``scipy.ndimage.distance_transform_edt``). Both run once on the whole batch (the
-batch axis is made unreachable, see below), not in a per-sample Python loop.
+The thresholded region and the paper's box come from :mod:`braincam.metrics.boxes`; input checks
+from :mod:`braincam.metrics.maps`. Two steps leave torch for SciPy on the CPU because no batched
+torch equivalent exists: connected components (``scipy.ndimage.label``, in ``boxes``) and the
+Euclidean distance to a mask used by the tolerant pointing game
+(``scipy.ndimage.distance_transform_edt``). Both run once on the whole batch (the batch axis is
+made unreachable, see below), not in a per-sample Python loop.
 
 Values documented for a constant map (no localization information at all): pointing game =
 fraction of the field inside the (tolerance-dilated) mask, relevance mass = mask fraction,
@@ -23,213 +25,40 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import numpy as np
 import torch
 from scipy import ndimage
 from torch import Tensor
 
 from braincam.errors import InputError
+from braincam.metrics.boxes import (
+    Connectivity,
+    box_masks,
+    boxes_from_regions,
+    check_threshold,
+    largest_components,
+    occupied_box,
+    thresholded,
+)
+from braincam.metrics.maps import check_maps, check_masks
 
 __all__ = [
     "auroc",
     "baseline_maps",
-    "bounding_boxes",
-    "box_masks",
-    "boxes_from_regions",
     "default_tolerance",
     "iou_box",
     "iou_threshold",
-    "largest_components",
     "localization_table",
-    "normalize_maps",
     "pointing_game",
     "relevance_mass",
     "relevance_rank_accuracy",
-    "seeded_rand",
     "summarize_table",
-    "threshold_regions",
     "tolerance_zone",
 ]
-
-Connectivity = Literal["full", "face"]
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def check_maps(maps: object, name: str = "maps") -> Tensor:
-    """Validate ``(N, *spatial)`` maps (2 or 3 spatial dims, finite) and return them as float."""
-    if not isinstance(maps, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor", value=type(maps).__name__)
-    if maps.ndim not in (3, 4):
-        raise InputError(
-            f"{name} must have shape (N, H, W) or (N, D, H, W)", value=tuple(maps.shape)
-        )
-    if maps.shape[0] == 0 or maps[0].numel() == 0:
-        raise InputError(f"{name} is empty", value=tuple(maps.shape))
-    if not maps.is_floating_point():
-        maps = maps.float()
-    if not bool(torch.isfinite(maps).all()):
-        raise InputError(f"{name} contains NaN or infinite values", value=tuple(maps.shape))
-    return maps
-
-
-def check_masks(masks: object, maps: Tensor, name: str = "masks") -> Tensor:
-    """Validate binary masks of the maps' shape; return them as bool on the maps' device."""
-    if not isinstance(masks, Tensor):
-        raise InputError(f"{name} must be a torch.Tensor", value=type(masks).__name__)
-    if tuple(masks.shape) != tuple(maps.shape):
-        raise InputError(
-            f"{name} must have the maps' shape {tuple(maps.shape)}", value=tuple(masks.shape)
-        )
-    masks = masks.to(maps.device)
-    if masks.dtype != torch.bool:
-        # A soft or label-valued mask would be silently binarized; refuse it instead.
-        if not bool(((masks == 0) | (masks == 1)).all()):
-            raise InputError(f"{name} must be binary (0/1 or bool)", value=str(masks.dtype))
-        masks = masks != 0
-    return masks
-
-
-def _check_threshold(threshold: float) -> float:
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise InputError(
-            "threshold must be in [0, 1] (a fraction of the map's maximum)", value=threshold
-        )
-    return float(threshold)
 
 
 def _nan_where_empty(values: Tensor, masks: Tensor) -> Tensor:
     empty = masks.flatten(1).sum(1) == 0
     return values.masked_fill(empty, float("nan"))
-
-
-# --------------------------------------------------------------------------- regions and boxes
-
-
-def normalize_maps(maps: Tensor) -> Tensor:
-    """Min-max normalize each map to [0, 1]; a constant map becomes all ones.
-
-    All voxels of a constant map equal its maximum, so they all pass any threshold ≤ 1: the
-    "localized region" of a map without information is the whole field, by definition.
-    """
-    return _normalized(check_maps(maps))
-
-
-def _normalized(maps: Tensor) -> Tensor:
-    flat = maps.flatten(1)
-    lo = flat.amin(1, keepdim=True)
-    span = flat.amax(1, keepdim=True) - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(torch.finfo(flat.dtype).tiny), 1.0)
-    return out.view_as(maps)
-
-
-def threshold_regions(maps: Tensor, threshold: float = 0.2) -> Tensor:
-    """Voxels whose min-max normalized value is ≥ ``threshold`` (default 20 % of the max)."""
-    return normalize_maps(maps) >= _check_threshold(threshold)
-
-
-def _thresholded(maps: Tensor, threshold: float) -> Tensor:
-    """:func:`threshold_regions` on maps already checked (no second finiteness pass)."""
-    return _normalized(maps) >= threshold
-
-
-def _structure(spatial_ndim: int, connectivity: Connectivity) -> np.ndarray:
-    if connectivity not in ("full", "face"):
-        raise InputError("connectivity must be 'full' or 'face'", value=connectivity)
-    rank = spatial_ndim if connectivity == "full" else 1
-    inner = ndimage.generate_binary_structure(spatial_ndim, rank)
-    # Only the middle plane along the batch axis is set: components never join across samples,
-    # so the whole batch is labelled in one scipy call instead of a per-sample loop.
-    structure = np.zeros((3, *inner.shape), dtype=bool)
-    structure[1] = inner
-    return structure
-
-
-def largest_components(regions: Tensor, connectivity: Connectivity = "full") -> Tensor:
-    """Keep each sample's largest connected component of a boolean ``(N, *spatial)`` tensor.
-
-    ``connectivity="full"`` joins diagonal neighbours (8 in 2D, 26 in 3D, as OpenCV's contours
-    used by CAM code do); ``"face"`` only face neighbours (4 / 6). Equal-size components: the one
-    met first in raster order wins. A sample without any voxel stays empty.
-    """
-    if not isinstance(regions, Tensor) or regions.ndim not in (3, 4):
-        raise InputError(
-            "regions must be a boolean tensor (N, H, W) or (N, D, H, W)",
-            value=getattr(regions, "shape", type(regions).__name__),
-        )
-    regions = regions != 0
-    # Components live inside the occupied bounding box: label only that (raster order, and so
-    # the tie rule, is the same in a crop).
-    box = _occupied_box(regions)
-    crop = regions[box]
-    # scipy.ndimage.label has no torch counterpart: a documented trip to the CPU, once per batch.
-    labels_np, _ = ndimage.label(
-        crop.cpu().numpy(), structure=_structure(regions.ndim - 1, connectivity)
-    )
-    labels = torch.from_numpy(labels_np.astype(np.int64)).to(regions.device).flatten(1)
-    sizes = torch.bincount(labels.flatten())
-    sizes[0] = 0  # background is not a component
-    voxel_size = sizes[labels]
-    # argmax returns the first maximal voxel: the tie rule "first in raster order".
-    keep = labels.gather(1, voxel_size.argmax(1, keepdim=True))
-    out = torch.zeros_like(regions)
-    out[box] = ((labels == keep) & (keep > 0)).view(crop.shape)
-    return out
-
-
-def boxes_from_regions(regions: Tensor) -> Tensor:
-    """Bounding boxes ``(N, 2*d)`` long: lower corner (inclusive), then upper (exclusive).
-
-    Box i is ``x[i, b[0]:b[d], b[1]:b[d+1], ...]``. An empty region gives an all-zero box.
-    """
-    n, spatial = regions.shape[0], regions.shape[1:]
-    d = len(spatial)
-    lows, highs = [], []
-    for axis in range(d):  # loop over 2 or 3 axes, not over samples
-        others = tuple(a + 1 for a in range(d) if a != axis)
-        present = regions.any(dim=others) if others else regions
-        size = spatial[axis]
-        first = present.int().argmax(1)
-        last = size - present.flip(1).int().argmax(1)
-        nonempty = present.any(1)
-        lows.append(torch.where(nonempty, first, 0))
-        highs.append(torch.where(nonempty, last, 0))
-    return torch.stack(lows + highs, 1).long().view(n, 2 * d)
-
-
-def box_masks(boxes: Tensor, spatial_shape: tuple[int, ...]) -> Tensor:
-    """Rasterize boxes ``(N, 2*d)`` (from :func:`boxes_from_regions`) to boolean masks."""
-    d = len(spatial_shape)
-    if boxes.ndim != 2 or boxes.shape[1] != 2 * d:
-        raise InputError(f"boxes must have shape (N, {2 * d})", value=tuple(boxes.shape))
-    out = torch.ones((boxes.shape[0], *spatial_shape), dtype=torch.bool, device=boxes.device)
-    for axis, size in enumerate(spatial_shape):
-        coord = torch.arange(size, device=boxes.device)
-        inside = (coord >= boxes[:, axis, None]) & (coord < boxes[:, d + axis, None])  # (N, size)
-        shape = [boxes.shape[0]] + [1] * d
-        shape[axis + 1] = size
-        out &= inside.view(shape)
-    return out
-
-
-def bounding_boxes(
-    maps: Tensor,
-    threshold: float = 0.2,
-    largest_component: bool = True,
-    connectivity: Connectivity = "full",
-) -> tuple[Tensor, Tensor]:
-    """The dMRI study's box: threshold at ``threshold`` × max, largest component, its box.
-
-    Returns ``(boxes, regions)``: boxes ``(N, 2*d)`` long as in :func:`boxes_from_regions`, and
-    the boolean region the box was taken from (the largest component, or every voxel above the
-    threshold when ``largest_component=False``). The study's published code instead used
-    ``threshold=0.8, largest_component=False``; the defaults follow the paper's text.
-    """
-    regions = threshold_regions(maps, threshold)
-    if largest_component:
-        regions = largest_components(regions, connectivity)
-    return boxes_from_regions(regions), regions
 
 
 # --------------------------------------------------------------------------- metrics
@@ -255,7 +84,7 @@ def tolerance_zone(masks: Tensor, tolerance: float) -> Tensor:
     # Nothing farther than the tolerance from every mask voxel can be in the zone: the
     # transform only runs on the masks' bounding box grown by the tolerance (exact, and a
     # small part of a volume when the region is).
-    box = _occupied_box(masks, math.ceil(tolerance))
+    box = occupied_box(masks, math.ceil(tolerance))
     crop = masks[box]
     spatial = crop.shape[1:]
     # The batch axis gets a spacing larger than any in-sample distance + tolerance, so the
@@ -267,20 +96,6 @@ def tolerance_zone(masks: Tensor, tolerance: float) -> Tensor:
     zone = torch.zeros_like(masks, dtype=torch.bool)
     zone[box] = torch.from_numpy(dist <= tolerance).to(masks.device)
     return zone
-
-
-def _occupied_box(x: Tensor, pad: int = 0) -> tuple[slice, ...]:
-    """Index ``(all samples, *spatial slices)`` of the bounding box of every sample's nonzero
-    voxels together, grown by ``pad`` voxels per side (clipped); the full field if empty."""
-    present = x.any(0)
-    box: list[slice] = [slice(None)]
-    for axis, size in enumerate(present.shape):
-        others = tuple(a for a in range(present.ndim) if a != axis)
-        hit = torch.nonzero(present.any(dim=others) if others else present).flatten()
-        if hit.numel() == 0:
-            return (slice(None),) * x.ndim
-        box.append(slice(max(0, int(hit[0]) - pad), min(size, int(hit[-1]) + pad + 1)))
-    return tuple(box)
 
 
 def pointing_game(
@@ -393,7 +208,7 @@ def iou_threshold(
     """IoU between the map thresholded at ``threshold`` × max and the mask → ``(N,)``."""
     maps = check_maps(maps)
     masks = check_masks(masks, maps)
-    regions = _thresholded(maps, _check_threshold(threshold))
+    regions = thresholded(maps, check_threshold(threshold))
     if largest_component:
         regions = largest_components(regions, connectivity)
     return _nan_where_empty(_iou(regions, masks).to(maps.dtype), masks)
@@ -415,7 +230,7 @@ def iou_box(
     masks = check_masks(masks, maps)
     if against not in ("mask", "box"):
         raise InputError("against must be 'mask' or 'box'", value=against)
-    regions = _thresholded(maps, _check_threshold(threshold))
+    regions = thresholded(maps, check_threshold(threshold))
     score = _iou_box(largest_components(regions, connectivity), masks, against)
     return _nan_where_empty(score.to(maps.dtype), masks)
 
@@ -489,7 +304,7 @@ def localization_table(
     """
     maps = check_maps(maps).contiguous()
     masks = check_masks(masks, maps).contiguous()
-    threshold = _check_threshold(threshold)
+    threshold = check_threshold(threshold)
     if tolerance is None:
         tolerance = default_tolerance(tuple(maps.shape[1:]))
     zone = _resolve_zone(masks, float(tolerance), zone)
@@ -498,7 +313,7 @@ def localization_table(
     flat, m = maps.flatten(1), masks.flatten(1)
     empty = ~m.any(1)
     ascending, order = flat.sort(1)
-    regions = _thresholded(maps, threshold)
+    regions = thresholded(maps, threshold)
     component = largest_components(regions, connectivity)
 
     def nan_empty(values: Tensor) -> Tensor:
@@ -540,22 +355,6 @@ def summarize_table(table: dict[str, Tensor]) -> dict[str, float]:
         v = v[~torch.isnan(v)]
         out[name] = float(v.mean()) if v.numel() else float("nan")
     return out
-
-
-def seeded_rand(
-    shape: tuple[int, ...],
-    generator: torch.Generator | None,
-    device: torch.device,
-    normal: bool = False,
-) -> Tensor:
-    """Uniform [0, 1) (or standard normal) numbers drawn on the generator's device, moved.
-
-    Drawing on the generator's own device lets a CPU generator seed work on GPU data (torch
-    refuses a generator on another device) and keeps results identical across devices.
-    """
-    gen_device = generator.device if generator is not None else torch.device("cpu")
-    draw = torch.randn if normal else torch.rand
-    return draw(shape, generator=generator, device=gen_device).to(device)
 
 
 def baseline_maps(

@@ -30,16 +30,9 @@ from scipy import stats
 from torch import Tensor, nn
 
 from braincam.errors import InputError
+from braincam.metrics.boxes import Connectivity, bounding_boxes, box_masks, boxes_from_regions
 from braincam.metrics.faithfulness import check_images, eval_mode, target_probabilities
-from braincam.metrics.localization import (
-    Connectivity,
-    bounding_boxes,
-    box_masks,
-    boxes_from_regions,
-    check_maps,
-    check_masks,
-    seeded_rand,
-)
+from braincam.metrics.maps import check_maps, check_masks, seeded_rand
 
 __all__ = [
     "default_brain_masks",

@@ -1,4 +1,5 @@
-"""Which brain regions do the heatmaps point at? MNI warping, registration, mass per region/lobe.
+"""Which brain regions do the heatmaps point at? Step 1: into MNI space (warping here;
+registration and resampling live in :mod:`braincam.imaging` and are re-exported).
 
 1. Into MNI space.
    - Synthetic data: the transform is known as a coordinate map
@@ -7,26 +8,30 @@
    - Real data: :func:`register_to_mni` registers the subject's FA / T1 to nilearn's bundled MNI152
      template (SimpleITK, Mattes mutual information, rigid then affine, at low resolution), and
      :func:`apply_to_mni` resamples any image of that subject (the heatmap) with the transform.
-2. Per map, :func:`region_mass` sums the (non-negative) heatmap inside each atlas region
-   (:mod:`braincam.metrics.atlas`) and :func:`lobe_mass` per lobe.
-3. :func:`rank_regions` ranks regions per class (and model, method); :func:`region_differences`
-   lists the regions whose share of the mass differs most between classes.
+2. Per map, :func:`~braincam.metrics.region_mass.region_mass` sums the (non-negative) heatmap
+   inside each atlas region (:mod:`braincam.metrics.atlas`) and ``lobe_mass`` per lobe.
+3. ``rank_regions`` ranks regions per class (and model, method); ``region_differences`` lists
+   the regions whose share of the mass differs most between classes.
+
+Steps 2 and 3 live in :mod:`braincam.metrics.region_mass`.
 """
 
 from __future__ import annotations
 
-import itertools
-import math
-from collections.abc import Sequence
-
 import nibabel as nib
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor
 
 from braincam.errors import InputError
-from braincam.metrics.atlas import OUTSIDE, Atlas, grid_coordinates, sample_at_world
+
+# Registration to MNI, resampling and NIfTI ↔ SimpleITK live in braincam.imaging (one home);
+# re-exported here for callers of this module.
+from braincam.imaging.registration import apply_to_mni, register_to_mni  # noqa: F401
+from braincam.imaging.resample import resample_isotropic  # noqa: F401
+from braincam.imaging.sitk import nifti_to_sitk, sitk_to_nifti, transform_points  # noqa: F401
+from braincam.imaging.templates import mni_template  # noqa: F401
+from braincam.metrics.atlas import Atlas, grid_coordinates, sample_at_world
 
 # --------------------------------------------------------------------------------------------
 # Coordinate maps (synthetic data)
@@ -78,428 +83,13 @@ def warp_to_mni(
     return nib.Nifti1Image(out.astype(np.float32), coords_img.affine)
 
 
-# --------------------------------------------------------------------------------------------
-# Registration to the MNI152 template (real data)
-# --------------------------------------------------------------------------------------------
-
-
-def nifti_to_sitk(img: nib.Nifti1Image):  # -> SimpleITK.Image
-    """A 3D NIfTI image as a SimpleITK image with the same world geometry (RAS → LPS)."""
-    import SimpleITK as sitk
-
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    if data.ndim != 3:
-        raise InputError("only 3D images can be registered/resampled", value=tuple(img.shape))
-    out = sitk.GetImageFromArray(np.ascontiguousarray(data.T))  # sitk arrays are (z, y, x)
-    lps = np.diag([-1.0, -1.0, 1.0]) @ img.affine[:3]
-    spacing = np.linalg.norm(lps[:, :3], axis=0)
-    out.SetSpacing(spacing.tolist())
-    out.SetDirection((lps[:, :3] / spacing).ravel().tolist())
-    out.SetOrigin(lps[:, 3].tolist())
-    return out
-
-
-def sitk_to_nifti(image) -> nib.Nifti1Image:  # image: SimpleITK.Image
-    """A 3D SimpleITK image as NIfTI (LPS → RAS)."""
-    import SimpleITK as sitk
-
-    data = sitk.GetArrayFromImage(image).T.astype(np.float32)
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    affine = np.eye(4)
-    affine[:3, :3] = direction * np.asarray(image.GetSpacing())
-    affine[:3, 3] = image.GetOrigin()
-    affine[:3] = np.diag([-1.0, -1.0, 1.0]) @ affine[:3]
-    return nib.Nifti1Image(data, affine)
-
-
-def mni_template(resolution_mm: float = 2.0) -> nib.Nifti1Image:
-    """nilearn's bundled MNI152 T1 template (ICBM 2009a), resampled to ``resolution_mm``."""
-    from nilearn.datasets import load_mni152_template
-
-    if resolution_mm <= 0:
-        raise InputError("resolution_mm must be positive", value=resolution_mm)
-    base = load_mni152_template(resolution=1 if resolution_mm < 2 else 2)
-    if math.isclose(resolution_mm, abs(base.affine[0, 0])):
-        return base
-    return resample_isotropic(base, resolution_mm)
-
-
-def resample_isotropic(img: nib.Nifti1Image, resolution_mm: float) -> nib.Nifti1Image:
-    """Resample a 3D image to isotropic voxels (same axes and field of view), smoothing first."""
-    import SimpleITK as sitk
-
-    src = nifti_to_sitk(img)
-    old = np.asarray(src.GetSpacing())
-    size = np.maximum(1, np.round(np.asarray(src.GetSize()) * old / resolution_mm)).astype(int)
-    # Gaussian anti-aliasing before subsampling (σ ≈ half the new voxel, in mm).
-    sigma = max(0.0, 0.5 * resolution_mm - 0.5 * float(old.min()))
-    if sigma > 0:
-        src = sitk.SmoothingRecursiveGaussian(src, sigma)
-    out = sitk.Resample(
-        src,
-        size.tolist(),
-        sitk.Transform(),
-        sitk.sitkLinear,
-        src.GetOrigin(),
-        [resolution_mm] * 3,
-        src.GetDirection(),
-        0.0,
-        sitk.sitkFloat32,
-    )
-    return sitk_to_nifti(out)
-
-
-def register_to_mni(
-    moving_img: nib.Nifti1Image,
-    *,
-    template: nib.Nifti1Image | None = None,
-    resolution_mm: float = 4.0,
-    kind: str = "affine",
-    iterations: int = 200,
-    sampling: float = 0.5,
-    seed: int = 0,
-):  # -> SimpleITK.Transform
-    """Register a subject image (FA or T1) to the MNI152 template; returns a SimpleITK transform.
-
-    Mattes mutual information (so FA against a T1 template works), moments initialization, then
-    rigid and, for ``kind="affine"``, affine, in two resolution levels. The template is resampled
-    to ``resolution_mm`` first (4 mm: seconds, not minutes). The transform maps template (MNI)
-    points to subject points, as :func:`apply_to_mni` and ``SimpleITK.Resample`` expect.
-    """
-    import SimpleITK as sitk
-
-    if kind not in ("rigid", "affine"):
-        raise InputError("kind must be 'rigid' or 'affine'", value=kind)
-    if not 0 < sampling <= 1:
-        raise InputError("sampling must be in (0, 1]", value=sampling)
-    fixed_img = template if template is not None else mni_template(resolution_mm)
-    if not math.isclose(abs(np.linalg.norm(fixed_img.affine[:3, 0])), resolution_mm):
-        fixed_img = resample_isotropic(fixed_img, resolution_mm)
-    fixed = nifti_to_sitk(fixed_img)
-    moving = nifti_to_sitk(moving_img)
-    if not np.any(sitk.GetArrayViewFromImage(moving)):
-        raise InputError("moving_img is empty (all zeros)")
-
-    initial = sitk.CenteredTransformInitializer(
-        fixed, moving, sitk.Euler3DTransform(), sitk.CenteredTransformInitializerFilter.MOMENTS
-    )
-    rigid = _run_registration(fixed, moving, initial, iterations, sampling, seed, resolution_mm)
-    if kind == "rigid":
-        return rigid
-    affine = sitk.AffineTransform(3)
-    affine.SetCenter(rigid.GetCenter())
-    affine.SetMatrix(rigid.GetMatrix())
-    affine.SetTranslation(rigid.GetTranslation())
-    return _run_registration(fixed, moving, affine, iterations, sampling, seed, resolution_mm)
-
-
-def _run_registration(fixed, moving, initial, iterations, sampling, seed, resolution_mm):
-    import SimpleITK as sitk
-
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=32)
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed)
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=resolution_mm,
-        minStep=1e-3,
-        numberOfIterations=iterations,
-        relaxationFactor=0.6,
-        gradientMagnitudeTolerance=1e-6,
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    reg.SetShrinkFactorsPerLevel([2, 1])
-    reg.SetSmoothingSigmasPerLevel([resolution_mm, 0.0])
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOn()
-    reg.SetInitialTransform(initial, inPlace=False)
-    out = reg.Execute(fixed, moving)
-    # Execute wraps the result in a composite transform; unwrap the single optimized transform.
-    if isinstance(out, sitk.CompositeTransform) and out.GetNumberOfTransforms() == 1:
-        out = out.GetNthTransform(0)
-    return out.Downcast() if hasattr(out, "Downcast") else out
-
-
-def apply_to_mni(
-    img: nib.Nifti1Image,
-    transform,  # SimpleITK.Transform
-    *,
-    reference: nib.Nifti1Image | None = None,
-    order: int = 1,
-) -> nib.Nifti1Image:
-    """Resample a subject image (3D, or 4D = several maps) into MNI space with ``transform``.
-
-    ``reference`` gives the output grid (default: the 2 mm MNI152 template's grid; pass an atlas
-    or template image for another one).
-    """
-    import SimpleITK as sitk
-
-    if order not in (0, 1):
-        raise InputError("order must be 0 (nearest) or 1 (linear)", value=order)
-    reference = reference if reference is not None else mni_template(2.0)
-    ref = nifti_to_sitk(reference)
-    interp = sitk.sitkLinear if order == 1 else sitk.sitkNearestNeighbor
-    data = np.asarray(img.dataobj, dtype=np.float32)
-    if data.ndim not in (3, 4):
-        raise InputError("img must be 3D or 4D", value=tuple(img.shape))
-    vols = [data] if data.ndim == 3 else [data[..., k] for k in range(data.shape[-1])]
-    outs = []
-    for v in vols:
-        moving = nifti_to_sitk(nib.Nifti1Image(v, img.affine))
-        res = sitk.Resample(moving, ref, transform, interp, 0.0, sitk.sitkFloat32)
-        outs.append(sitk.GetArrayFromImage(res).T)
-    out = outs[0] if data.ndim == 3 else np.stack(outs, -1)
-    return nib.Nifti1Image(out.astype(np.float32), reference.affine)
-
-
-def transform_points(transform, points_ras: np.ndarray) -> np.ndarray:
-    """Apply a SimpleITK transform to RAS mm points ``(P, 3)`` (handles the LPS convention)."""
-    flip = np.array([-1.0, -1.0, 1.0])
-    pts = np.asarray(points_ras, dtype=np.float64) * flip
-    return np.array([transform.TransformPoint(p.tolist()) for p in pts]) * flip
-
-
-# --------------------------------------------------------------------------------------------
-# Heatmap mass per region and lobe
-# --------------------------------------------------------------------------------------------
-
-
-def _maps_tensor(maps: object, shape: tuple[int, ...]) -> Tensor:
-    if isinstance(maps, np.ndarray):
-        maps = torch.from_numpy(np.asarray(maps, dtype=np.float32))
-    if not isinstance(maps, Tensor):
-        raise InputError("maps must be a tensor or array (N, X, Y, Z)", value=type(maps))
-    if maps.ndim == 3:
-        maps = maps[None]
-    if tuple(maps.shape[1:]) != tuple(shape):
-        raise InputError(
-            "maps must lie on the atlas grid (use resample_atlas or warp the maps first)",
-            value={"maps": tuple(maps.shape[1:]), "atlas": tuple(shape)},
-        )
-    if not torch.isfinite(maps).all():
-        raise InputError("maps contain NaN or infinite values")
-    return maps
-
-
-def region_mass(
-    maps: Tensor | np.ndarray, atlas: Atlas, *, meta: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Heatmap mass per atlas region, one row per (map, region), batched.
-
-    Negative values are clipped to 0 (mass is positive relevance). Columns: ``map``, the ``meta``
-    columns (one ``meta`` row per map), ``region_id``, ``region``, ``lobe``, ``voxels``, ``mass``,
-    ``fraction`` (of the map's total mass; region 0 "outside" included, so fractions sum to 1;
-    NaN for an all-zero map) and ``enrichment`` = fraction / share of the grid's voxels in the
-    region (1 = what a uniform map gives).
-    """
-    maps = _maps_tensor(maps, atlas.shape)
-    n = len(maps)
-    if meta is not None and (not isinstance(meta, pd.DataFrame) or len(meta) != n):
-        raise InputError("meta must be a DataFrame with one row per map", value=type(meta))
-    ids, inverse, voxels = atlas.index
-    inv = torch.as_tensor(inverse, dtype=torch.long, device=maps.device)
-    flat = maps.flatten(1).double().clamp_min(0)
-    mass = torch.zeros((n, len(ids)), dtype=torch.float64, device=maps.device)
-    mass.index_add_(1, inv, flat)
-    total = mass.sum(1, keepdim=True)
-    fraction = torch.where(total > 0, mass / total.clamp_min(1e-300), torch.nan)
-    share = voxels / voxels.sum()
-    unknown = [int(i) for i in ids if int(i) not in atlas.names]
-    if unknown:
-        raise InputError("atlas labels without a name", value=unknown)
-    frame = pd.DataFrame(
-        {
-            "map": np.repeat(np.arange(n), len(ids)),
-            "region_id": np.tile(ids, n),
-            "region": np.tile([atlas.names[int(i)] for i in ids], n),
-            "lobe": np.tile([atlas.lobes[int(i)] for i in ids], n),
-            "voxels": np.tile(voxels, n),
-            "mass": mass.cpu().numpy().ravel(),
-            "fraction": fraction.cpu().numpy().ravel(),
-        }
-    )
-    frame["enrichment"] = frame["fraction"] / np.tile(share, n)
-    if meta is not None:
-        extra = meta.reset_index(drop=True)
-        extra = extra.drop(columns=[c for c in extra.columns if c in frame.columns])
-        frame = pd.concat(
-            [
-                frame[["map"]],
-                extra.iloc[frame["map"]].reset_index(drop=True),
-                frame.drop(columns="map"),
-            ],
-            axis=1,
-        )
-    return frame
-
-
-_VALUE_COLUMNS = ["voxels", "mass", "fraction", "enrichment"]
-
-
-def lobe_mass(regions: pd.DataFrame) -> pd.DataFrame:
-    """Sum a :func:`region_mass` table per lobe (same columns, ``lobe`` instead of regions)."""
-    keys = [c for c in regions.columns if c not in [*_VALUE_COLUMNS, "region_id", "region"]]
-    out = regions.groupby(keys, sort=False, dropna=False)[["voxels", "mass", "fraction"]].sum(
-        min_count=1
-    )
-    out = out.reset_index()
-    share = out["voxels"] / out.groupby("map")["voxels"].transform("sum")
-    out["enrichment"] = out["fraction"] / share
-    return out
-
-
-def _group_columns(table: pd.DataFrame, by: Sequence[str] | None, default: Sequence[str]) -> list:
-    if by is None:
-        return [c for c in default if c in table.columns]
-    by = [by] if isinstance(by, str) else list(by)
-    missing = [c for c in by if c not in table.columns]
-    if missing:
-        raise InputError(f"columns missing from the table {list(table.columns)}", value=missing)
-    return by
-
-
-def rank_regions(
-    table: pd.DataFrame,
-    *,
-    by: Sequence[str] | None = None,
-    value: str = "fraction",
-) -> pd.DataFrame:
-    """Mean ``value`` per region (or lobe, for a :func:`lobe_mass` table) within groups, ranked.
-
-    ``by`` defaults to whichever of ``model``, ``method``, ``label`` the table has (so: a ranked
-    table per class and model). The unlabelled "outside" is left out of the ranking. Columns: the
-    groups, the unit (``region``/``lobe``), ``mean``, ``std``, ``n_maps``, ``rank`` (1 = most).
-    """
-    if value not in _VALUE_COLUMNS:
-        raise InputError(f"value must be one of {_VALUE_COLUMNS}", value=value)
-    by = _group_columns(table, by, ("model", "method", "label"))
-    unit = ["region_id", "region", "lobe"] if "region" in table.columns else ["lobe"]
-    keep = table[table["lobe"] != OUTSIDE]
-    g = keep.groupby([*by, *unit], sort=False, dropna=False)[value]
-    out = g.agg(mean="mean", std="std", n_maps="count").reset_index()
-    out["rank"] = (
-        out.groupby(by, sort=False)["mean"].rank(ascending=False, method="min")
-        if by
-        else out["mean"].rank(ascending=False, method="min")
-    )
-    return out.sort_values([*by, "rank"], kind="stable").reset_index(drop=True)
-
-
-def region_differences(
-    table: pd.DataFrame,
-    *,
-    class_col: str = "label",
-    by: Sequence[str] | None = None,
-    value: str = "fraction",
-) -> pd.DataFrame:
-    """Regions (or lobes) whose ``value`` differs most between each pair of classes.
-
-    One row per (group, class pair, region): ``mean_a``, ``mean_b``, ``diff`` = a − b, Cohen's
-    ``d`` (pooled SD), Welch's ``t`` and ``p`` (NaN with fewer than two maps per class), ordered by
-    ``|diff|`` with a ``rank``. Each map is one observation: average slices per subject first if
-    subjects, not slices, are the unit of interest.
-    """
-    if value not in _VALUE_COLUMNS:
-        raise InputError(f"value must be one of {_VALUE_COLUMNS}", value=value)
-    if class_col not in table.columns:
-        raise InputError("class column missing from the table", value=class_col)
-    by = _group_columns(table, by, ("model", "method"))
-    unit = ["region_id", "region", "lobe"] if "region" in table.columns else ["lobe"]
-    keep = table[table["lobe"] != OUTSIDE].dropna(subset=[value])
-    parts = []
-    groups = keep.groupby(by, sort=True, dropna=False) if by else [((), keep)]
-    for key, part in groups:
-        key = key if isinstance(key, tuple) else (key,)
-        # count, mean and sample variance per (region, class) in one pass; each class pair is
-        # then a vectorized join over regions (no Python loop over regions)
-        per_class = part.groupby([*unit, class_col], sort=False)[value].agg(
-            ["count", "mean", "var"]
-        )
-        classes = sorted(part[class_col].dropna().unique().tolist())
-        for a, b in itertools.combinations(classes, 2):
-            pair = pd.merge(
-                per_class.xs(a, level=class_col),
-                per_class.xs(b, level=class_col),
-                left_index=True,
-                right_index=True,
-                suffixes=("_a", "_b"),
-            )
-            if pair.empty:
-                continue
-            parts.append(
-                _class_pair_stats(pair).assign(
-                    **dict(zip(by, key, strict=True)), class_a=a, class_b=b
-                )
-            )
-    out = pd.concat(parts) if parts else pd.DataFrame()
-    if not out.empty:
-        out = out.reset_index()[
-            [
-                *by,
-                *unit,
-                "class_a",
-                "class_b",
-                "n_a",
-                "n_b",
-                "mean_a",
-                "mean_b",
-                "diff",
-                "cohen_d",
-                "t",
-                "p",
-            ]
-        ]
-    if out.empty:
-        return out
-    out["abs_diff"] = out["diff"].abs()
-    pair = [*by, "class_a", "class_b"]
-    out["rank"] = out.groupby(pair, sort=False)["abs_diff"].rank(ascending=False, method="min")
-    out = out.sort_values([*pair, "rank"], kind="stable").drop(columns="abs_diff")
-    return out.reset_index(drop=True)
-
-
-def _class_pair_stats(pair: pd.DataFrame) -> pd.DataFrame:
-    """Mean difference, Cohen's d (pooled SD) and Welch's t-test per region of a class pair.
-
-    ``pair`` has ``count_a, mean_a, var_a, count_b, mean_b, var_b`` (sample variances). With
-    fewer than two maps in a class, or no variance at all, d, t and p are NaN.
-    """
-    from scipy import stats
-
-    na, nb = pair["count_a"].to_numpy(float), pair["count_b"].to_numpy(float)
-    va, vb = pair["var_a"].to_numpy(float), pair["var_b"].to_numpy(float)
-    diff = pair["mean_a"].to_numpy(float) - pair["mean_b"].to_numpy(float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        pooled = np.sqrt(((na - 1) * va + (nb - 1) * vb) / (na + nb - 2))
-        ok = (na > 1) & (nb > 1) & (pooled > 0)
-        se2a, se2b = va / na, vb / nb
-        t = diff / np.sqrt(se2a + se2b)
-        df = (se2a + se2b) ** 2 / (se2a**2 / (na - 1) + se2b**2 / (nb - 1))
-        p = 2 * stats.t.sf(np.abs(t), df)
-        d = diff / pooled
-    nan = np.full_like(diff, np.nan)
-    return pd.DataFrame(
-        {
-            "n_a": na.astype(int),
-            "n_b": nb.astype(int),
-            "mean_a": pair["mean_a"].to_numpy(float),
-            "mean_b": pair["mean_b"].to_numpy(float),
-            "diff": diff,
-            "cohen_d": np.where(ok, d, nan),
-            "t": np.where(ok, t, nan),
-            "p": np.where(ok, p, nan),
-        },
-        index=pair.index,
-    )
-
-
 def maps_on_atlas(
     native_img: nib.Nifti1Image, coords_img: nib.Nifti1Image, atlas: Atlas
 ) -> tuple[np.ndarray, Atlas]:
     """Warp a subject's native heatmap(s) to MNI and put the atlas on the same grid.
 
     Convenience for synthetic data: returns ``(maps (N, X, Y, Z), atlas on the coordinate map's
-    grid)`` ready for :func:`region_mass`.
+    grid)`` ready for :func:`braincam.metrics.region_mass.region_mass`.
     """
     from braincam.metrics.atlas import resample_atlas
 

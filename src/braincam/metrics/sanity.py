@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from braincam.cam.postprocess import normalize_maps
 from braincam.errors import InputError
 
 #: ``explain(model, inputs, targets) -> maps (N, *spatial)``; e.g.
@@ -170,13 +171,10 @@ def ssim(
     return s.flatten(1).mean(1).float()
 
 
-def minmax_normalize(maps: Tensor) -> Tensor:
-    """Scale each map to [0, 1]; a constant map becomes all zeros."""
-    flat = maps.flatten(1).double()
-    lo = flat.min(1, keepdim=True).values
-    span = flat.max(1, keepdim=True).values - lo
-    out = torch.where(span > 0, (flat - lo) / span.clamp_min(1e-300), torch.zeros_like(flat))
-    return out.reshape(maps.shape).float()
+def _scaled(maps: Tensor) -> Tensor:
+    """Maps scaled to [0, 1] for SSIM by braincam's one rule (a constant map → all 0), in
+    float64 and returned as float32."""
+    return normalize_maps(maps.double()).float()
 
 
 def similarity(original: Tensor, other: Tensor, *, ssim_sigma: float = 1.5) -> dict[str, Tensor]:
@@ -187,7 +185,7 @@ def similarity(original: Tensor, other: Tensor, *, ssim_sigma: float = 1.5) -> d
     out = {
         "spearman": spearman(original, other),
         "spearman_abs": spearman(original, other, absolute=True),
-        "ssim": ssim(minmax_normalize(original), minmax_normalize(other), sigma=ssim_sigma),
+        "ssim": ssim(_scaled(original), _scaled(other), sigma=ssim_sigma),
     }
     for key, absolute in (("spearman", False), ("spearman_abs", True)):
         a, b = original.flatten(1), other.flatten(1)

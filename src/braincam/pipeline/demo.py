@@ -24,7 +24,7 @@ def demo_config_path() -> Path:
     packaged = resources.files("braincam") / "configs" / DEMO_CONFIG
     if packaged.is_file():
         return Path(str(packaged))
-    return Path(__file__).resolve().parents[2] / "configs" / DEMO_CONFIG
+    return Path(__file__).resolve().parents[3] / "configs" / DEMO_CONFIG
 
 
 def run_demo(

@@ -1,6 +1,6 @@
 """Explain a trained run: heatmaps for every slice of a split, overlays, and 3D NIfTI maps.
 
-Output layout (``RUN/heatmaps/<split>/``)::
+Output layout (``RUN/heatmaps/<split>/``, paths: :class:`braincam.layout.HeatmapLayout`)::
 
     slices.tsv            one row per explained slice: store row, subject, labels, prediction
     <method>.npy          float32 (n, S, S) maps in [0, 1], row i ↔ slices.tsv row i
@@ -13,10 +13,8 @@ Re-running with the same settings skips methods already written; changed setting
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,31 +22,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from braincam.config.cams import ExplainConfig
 from braincam.errors import InputError
 from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
-
-#: The three methods both studies compare.
-DEFAULT_METHODS = ("cam", "gradcam", "gradcampp")
-
-
-@dataclass(frozen=True)
-class ExplainConfig:
-    """Settings of ``braincam explain``."""
-
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    split: str = "test"
-    #: which class each slice is explained for: "predicted", "true", or a class name
-    target: str = "predicted"
-    layer: str | None = None
-    batch_size: int = 16
-    #: number of slices in each overlay montage (0: none)
-    overlays: int = 12
-    nifti: bool = True
-
-    def fingerprint(self) -> str:
-        """Hash of the settings that change the maps (not of overlays/nifti)."""
-        key = {"target": self.target, "layer": self.layer, "split": self.split}
-        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+from braincam.layout import HeatmapLayout, RunLayout
 
 
 @dataclass
@@ -60,18 +37,23 @@ class ExplainResult:
     computed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
+    @property
+    def layout(self) -> HeatmapLayout:
+        """The paths of the heatmap directory."""
+        return HeatmapLayout(self.out_dir)
+
     def maps(self, method: str) -> np.ndarray:
         """Memory-mapped maps (n, S, S) of ``method``."""
-        return np.load(self.out_dir / f"{method}.npy", mmap_mode="r")
+        return np.load(self.layout.maps(method), mmap_mode="r")
 
     def slices(self) -> pd.DataFrame:
         """The slices.tsv table (row i ↔ maps[i])."""
-        return pd.read_csv(self.out_dir / "slices.tsv", sep="\t", dtype={"participant_id": str})
+        return pd.read_csv(self.layout.slices, sep="\t", dtype={"participant_id": str})
 
 
 def heatmap_dir(run_dir: str | Path, split: str) -> Path:
     """Where ``explain`` writes the heatmaps of ``split`` for a run."""
-    return Path(run_dir) / "heatmaps" / split
+    return RunLayout(run_dir).heatmaps(split).root
 
 
 def _explained_targets(
@@ -107,13 +89,14 @@ def explain_run(
 ) -> ExplainResult:
     """Compute heatmaps for every slice of ``config.split`` with each method; write them to disk.
 
-    The model is the run's best checkpoint (``braincam.pipeline.train.load_trained``); inputs are
-    normalized exactly as in training. ``store_path`` defaults to the store the run was trained on.
+    The model is the run's best checkpoint (``braincam.training.loading.load_trained``); inputs
+    are z-scored exactly as in training. ``store_path`` defaults to the run's own store.
     """
     from braincam.cam import make_method
+    from braincam.data.normalization import zscore
     from braincam.data.slices import SliceStore
-    from braincam.pipeline.train import load_trained, normalize
     from braincam.progress import make_progress
+    from braincam.training.loading import load_trained
 
     methods = _validate_methods(config.methods)
     model, record = load_trained(run_dir, device=device)
@@ -127,16 +110,17 @@ def explain_run(
     if rows.size == 0:
         raise InputError(f"split {config.split!r} of the slice store is empty", path=store.path)
 
-    out = heatmap_dir(run_dir, config.split)
+    layout = RunLayout(run_dir).heatmaps(config.split)
+    out = layout.root
     out.mkdir(parents=True, exist_ok=True)
-    meta_path = out / "meta.json"
+    meta_path = layout.meta
     previous = read_json(meta_path) if meta_path.is_file() else {}
     same = previous.get("fingerprint") == config.fingerprint() and previous.get("rows") == len(rows)
-    todo = [m for m in methods if not (same and (out / f"{m}.npy").is_file())]
+    todo = [m for m in methods if not (same and layout.maps(m).is_file())]
     result = ExplainResult(
         out, methods, computed=todo, skipped=[m for m in methods if m not in todo]
     )
-    if todo or not (out / "slices.tsv").is_file():
+    if todo or not layout.slices.is_file():
         if meta_path.exists():
             meta_path.unlink()  # the directory is incomplete until meta.json is rewritten
         cam_objects = {m: make_method(model, m, config.layer) for m in todo}
@@ -151,7 +135,7 @@ def explain_run(
             for start in range(0, len(rows), config.batch_size):
                 sel = rows[start : start + config.batch_size]
                 x = torch.from_numpy(np.ascontiguousarray(store.images[sel])).to(device)
-                x = normalize(x, record)
+                x = zscore(x, record)
                 with torch.no_grad():
                     p = torch.softmax(model(x), dim=1)
                 true = true_all[start : start + len(sel)].to(device)
@@ -163,7 +147,7 @@ def explain_run(
                 explained[start : start + len(sel)] = targets.cpu().numpy()
                 bar.advance(task, len(sel))
         for m in todo:
-            write_atomic(out / f"{m}.npy", lambda tmp, a=maps[m]: np.save(tmp, a))
+            write_atomic(layout.maps(m), lambda tmp, a=maps[m]: np.save(tmp, a))
         table = store.index.iloc[rows][["participant_id", "label", "target", "axis", "position"]]
         table = table.assign(
             store_row=rows,
@@ -172,7 +156,7 @@ def explain_run(
             p_explained=probs[np.arange(len(rows)), explained],
             **{f"p_{c}": probs[:, i] for i, c in enumerate(classes)},
         )
-        write_atomic(out / "slices.tsv", lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+        write_atomic(layout.slices, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
     if config.overlays > 0:
         write_overlays(result, store, methods, config.overlays)
     if config.nifti:
@@ -184,7 +168,7 @@ def explain_run(
             "store": str(store.path),
             "model": record["model"],
             "classes": classes,
-            "config": asdict(config),
+            "config": config.model_dump(),
             "fingerprint": config.fingerprint(),
             "rows": len(rows),
             "methods": methods,
@@ -207,9 +191,8 @@ def write_overlays(
     result: ExplainResult, store: Any, methods: Sequence[str], n: int
 ) -> dict[str, Path]:
     """Write one overlay montage per method for the same sample of slices."""
-    from braincam.metrics.localization import bounding_boxes
-    from braincam.report.blocks import figure_png_bytes
-    from braincam.report.figures import overlay_montage
+    from braincam.figures import figure_png_bytes, overlay_montage
+    from braincam.metrics.boxes import bounding_boxes
 
     table = result.slices()
     picks = _sample_rows(table, n)
@@ -225,8 +208,7 @@ def write_overlays(
         maps = np.asarray(result.maps(m)[picks])
         boxes, _ = bounding_boxes(torch.from_numpy(maps))
         fig = overlay_montage(images, maps, titles=titles, boxes=boxes.numpy(), masks=masks)
-        path = result.out_dir / "overlays" / f"{m}.png"
-        paths[m] = write_bytes_atomic(path, figure_png_bytes(fig))
+        paths[m] = write_bytes_atomic(result.layout.overlay(m), figure_png_bytes(fig))
     return paths
 
 
@@ -244,6 +226,6 @@ def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> li
             img = nib.Nifti1Image(
                 np.nan_to_num(img.get_fdata(), nan=0.0).astype(np.float32), img.affine
             )
-            path = result.out_dir / "nifti" / f"{pid}_desc-{m}_heatmap.nii.gz"
+            path = result.layout.nifti_map(pid, m)
             written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
     return written

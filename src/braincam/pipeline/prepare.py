@@ -1,132 +1,38 @@
-"""``prepare``: ingest → per-subject FA (parallel, cached) → splits → slice store → summary.
+"""``prepare``: ingest → per-subject preprocessing (parallel, cached) → splits → slice store →
+summary, for any registered modality (``dwi``: DTI FA maps; ``anat``: T1w/T2w/FLAIR).
 
 One function, :func:`prepare`, drives the whole step; :class:`PrepareConfig` holds every option
-(the CLI maps its flags onto it). Bad subjects are collected as failures — written to
-``WORK/failures.tsv`` and the summary — while the good ones finish.
+(the CLI maps its flags onto it). The modality (:mod:`braincam.modalities`) finds, validates and
+preprocesses each subject; the batch runner (:mod:`braincam.cohort.runner`) runs them all. Bad
+subjects are collected as failures — written to ``WORK/failures.tsv`` and the summary — while
+the good ones finish.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from braincam.cohort.ingest import (
-    Failure,
-    IngestResult,
-    SubjectRecord,
-    ingest_bids,
-    ingest_manifest,
-)
-from braincam.errors import BraincamError, ConfigError, InputError
-from braincam.io import atomic_path, update_summary
-from braincam.modalities.dwi.dti import (
-    DTIParams,
-    SubjectOutcome,
+from braincam.cohort.ingest import Failure, IngestResult
+from braincam.cohort.runner import SubjectOutcome, run_subjects, write_failures
+from braincam.config.prepare import PrepareConfig
+from braincam.errors import BraincamError, InputError
+from braincam.imaging.derivatives import (
     derivatives_root,
-    process_subject,
     remove_stale_temps,
     write_dataset_description,
 )
-from braincam.modalities.dwi.validate import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
-from braincam.progress import make_progress
+from braincam.io import update_summary
+from braincam.modalities import Modality, modality_names
 from braincam.provenance import library_versions
 
-AXES = ("axial", "coronal", "sagittal")
-FAILURE_COLUMNS = ("participant_id", "step", "file", "error")
-# How long to wait for a Dask scheduler before giving up (distributed retries until then).
-DASK_CONNECT_TIMEOUT = "10s"
-
-
-@dataclass
-class PrepareConfig:
-    """Every option of ``braincam prepare`` (defaults = the CLI's defaults)."""
-
-    label: str = "group"
-    manifest: Path | None = None
-    participant_labels: tuple[str, ...] | None = None
-    session: str | None = None
-    run: str | None = None
-    fit_method: str = "WLS"
-    median_radius: int = 2
-    numpass: int = 1
-    b0_threshold: float = DEFAULT_B0_THRESHOLD
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE
-    workers: int = 1
-    dask_scheduler: str | None = None
-    split_ratios: tuple[float, float, float] = (0.75, 0.10, 0.15)
-    seed: int = 0
-    axes: tuple[str, ...] = AXES
-    slices_per_axis: int = 16
-    size: int = 224
-    voxel_size: float | None = None
-    mask_desc: str | None = "effect"
-    masks_dir: Path | None = None
-    force: bool = False
-    progress: bool = True
-    # Structural MRI (docs/structural.md): T1w/T2w/FLAIR → N4 → co-registration → equalization.
-    modality: str = "dwi"  # dwi | anat
-    equalize: str = "adaptive"  # anat: global | adaptive | none
-    trim_threshold: float = 0.10  # anat: keep slices with brain area ≥ this × the largest's
-    missing_contrast: str = "error"  # anat: error | skip (the subject is listed as a failure)
-
-    def __post_init__(self) -> None:
-        from braincam.data.splits import validate_ratios
-
-        self.split_ratios = validate_ratios(self.split_ratios)
-        self.axes = tuple(self.axes)
-        bad = [a for a in self.axes if a not in AXES]
-        if bad or not self.axes:
-            raise ConfigError(f"axes must be among {', '.join(AXES)}, got {list(self.axes)!r}")
-        if self.workers < 1:
-            raise ConfigError(f"workers must be ≥ 1, got {self.workers}")
-        if self.slices_per_axis < 1:
-            raise ConfigError(f"slices_per_axis must be ≥ 1, got {self.slices_per_axis}")
-        if self.size < 8:
-            raise ConfigError(f"size must be ≥ 8 pixels, got {self.size}")
-        if self.voxel_size is not None and self.voxel_size <= 0:
-            raise ConfigError(f"voxel_size must be > 0 mm, got {self.voxel_size}")
-        if self.participant_labels is not None:
-            self.participant_labels = tuple(self.participant_labels)
-        self.dti_params()  # validates fit_method and mask parameters early
-        if self.modality not in ("dwi", "anat"):
-            raise ConfigError(f"modality must be dwi or anat, got {self.modality!r}")
-        if self.modality == "anat":
-            if self.manifest is not None or self.dask_scheduler:
-                raise ConfigError("modality anat reads BIDS with joblib workers only")
-            if self.missing_contrast not in ("error", "skip"):
-                raise ConfigError(
-                    f"missing_contrast must be error or skip, got {self.missing_contrast!r}"
-                )
-            self.anat_params()
-
-    def anat_params(self):  # -> braincam.modalities.anat.preprocess.AnatParams
-        """The structural preprocessing parameters (and cache key) for ``modality="anat"``."""
-        from braincam.modalities.anat.preprocess import AnatParams
-
-        return AnatParams(equalize=self.equalize, trim_threshold=self.trim_threshold)
-
-    def dti_params(self) -> DTIParams:
-        """The subset of options that define the FA/MD computation (and its cache key)."""
-        return DTIParams(
-            fit_method=self.fit_method,
-            median_radius=self.median_radius,
-            numpass=self.numpass,
-            b0_threshold=self.b0_threshold,
-            bvec_tolerance=self.bvec_tolerance,
-        )
-
-    def to_dict(self) -> dict:
-        """JSON-ready parameters (paths as strings)."""
-        out = asdict(self)
-        for k in ("manifest", "masks_dir"):
-            out[k] = None if out[k] is None else str(out[k])
-        out["fit_method"] = self.dti_params().fit_method
-        return out
+if TYPE_CHECKING:
+    from braincam.data.slices import SliceSource
 
 
 @dataclass
@@ -134,7 +40,7 @@ class PrepareResult:
     """What ``prepare`` did; ``ok`` is False when any subject or step failed."""
 
     work_dir: Path
-    subjects: list[SubjectRecord]
+    subjects: list[Any]  # the modality's records (dwi: SubjectRecord, anat: AnatRecord)
     outcomes: list[SubjectOutcome]
     failures: list[Failure]
     splits: pd.DataFrame | None = None
@@ -149,146 +55,39 @@ class PrepareResult:
 
     @property
     def completed(self) -> list[str]:
-        """Subjects whose FA map exists (computed now or skipped as cached)."""
+        """Subjects whose preprocessed volumes exist (computed now or skipped as cached)."""
         return [o.participant_id for o in self.outcomes if o.status in ("computed", "skipped")]
 
 
-def _run_parallel(
-    jobs: Iterable[SubjectOutcome], total: int, *, progress: bool
-) -> list[SubjectOutcome]:
-    outcomes: list[SubjectOutcome] = []
-    with make_progress(disable=not progress) as bar:
-        task = bar.add_task("DTI fit (subjects)", total=total)
-        for outcome in jobs:
-            outcomes.append(outcome)
-            bar.advance(task)
-    return outcomes
+def slice_sources(
+    records: dict[str, Any], outcomes: dict[str, SubjectOutcome], participant_ids: Any
+) -> list[SliceSource]:
+    """The slice store's inputs: each subject's channel volumes (any modality) and its
+    ground-truth mask, in the order of ``participant_ids``."""
+    from braincam.data.slices import SliceSource
 
-
-def run_subjects(
-    records: Sequence[SubjectRecord],
-    work_dir: str | Path,
-    params: DTIParams,
-    *,
-    workers: int = 1,
-    dask_scheduler: str | None = None,
-    force: bool = False,
-    progress: bool = True,
-) -> list[SubjectOutcome]:
-    """Process every subject: in-process, on ``workers`` joblib processes, or on a Dask cluster.
-
-    Parallelism is across subjects because DIPY's tensor fit has no worker option. Outcomes are
-    returned sorted by participant_id whatever the completion order.
-    """
-    work = str(work_dir)
-    if not records:
-        return []
-    if dask_scheduler:
-        from distributed import Client, as_completed
-
-        try:
-            client = Client(dask_scheduler, timeout=DASK_CONNECT_TIMEOUT, set_as_default=False)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot connect to the Dask scheduler {dask_scheduler!r}: {exc}"
-            ) from exc
-        try:
-            futures = client.map(
-                process_subject,
-                list(records),
-                work_dir=work,
-                params=params,
-                force=force,
-                pure=False,
-            )
-            outcomes = _run_parallel(
-                (f.result() for f in as_completed(futures, loop=client.loop)),
-                len(records),
-                progress=progress,
-            )
-        finally:
-            client.close()
-    elif workers > 1:
-        from joblib import Parallel, delayed
-
-        # loky processes; joblib caps BLAS threads per worker at cpu_count // n_jobs.
-        parallel = Parallel(n_jobs=workers, return_as="generator_unordered")
-        jobs = parallel(delayed(process_subject)(r, work, params, force=force) for r in records)
-        outcomes = _run_parallel(jobs, len(records), progress=progress)
-    else:
-        outcomes = _run_parallel(
-            (process_subject(r, work, params, force=force) for r in records),
-            len(records),
-            progress=progress,
+    return [
+        SliceSource(
+            participant_id=pid,
+            label=records[pid].label,
+            images=[Path(p) for p in outcomes[pid].images],
+            mask=records[pid].mask,
         )
-    return sorted(outcomes, key=lambda o: o.participant_id)
-
-
-def write_failures(work_dir: str | Path, failures: Sequence[Failure]) -> Path:
-    """``WORK/failures.tsv`` (header only when there is none), atomically."""
-    path = Path(work_dir) / "failures.tsv"
-    df = pd.DataFrame([asdict(f) for f in failures], columns=list(FAILURE_COLUMNS))
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, sep="\t", index=False)
-    return path
-
-
-def _ingest(data_dir: Path, config: PrepareConfig) -> IngestResult:
-    if config.modality == "anat":
-        from braincam.modalities.anat.cohort import ingest_anat
-
-        # "effect" is the dMRI default; a structural cohort's ground truth is its lesion mask.
-        desc = "lesion" if config.mask_desc == "effect" else config.mask_desc
-        return ingest_anat(
-            data_dir,
-            label=config.label,
-            participant_labels=config.participant_labels,
-            mask_desc=desc,
-            masks_dir=config.masks_dir,
-            missing=config.missing_contrast,  # type: ignore[arg-type]
-        )
-    if config.manifest is not None:
-        return ingest_manifest(
-            config.manifest,
-            label=config.label,
-            base_dir=data_dir,
-            participant_labels=config.participant_labels,
-            b0_threshold=config.b0_threshold,
-            bvec_tolerance=config.bvec_tolerance,
-        )
-    return ingest_bids(
-        data_dir,
-        label=config.label,
-        participant_labels=config.participant_labels,
-        session=config.session,
-        run=config.run,
-        mask_desc=config.mask_desc,
-        masks_dir=config.masks_dir,
-        b0_threshold=config.b0_threshold,
-        bvec_tolerance=config.bvec_tolerance,
-    )
+        for pid in participant_ids
+    ]
 
 
 def _build_slices(
     work_dir: Path,
-    records: dict[str, SubjectRecord],
+    records: dict[str, Any],
     outcomes: dict[str, SubjectOutcome],
     splits: pd.DataFrame,
     config: PrepareConfig,
 ) -> tuple[Path, pd.DataFrame, dict]:
-    from braincam.data.slices import SliceSource, SliceSpec, build_slice_store, store_summary
+    from braincam.data.slice_build import build_slice_store
+    from braincam.data.slices import SliceSpec, store_summary
 
-    sources = [
-        SliceSource(
-            participant_id=pid,
-            label=records[pid].label,
-            # anat outcomes carry three co-registered channels (T1w, T2w, FLAIR); dMRI one FA map.
-            images=[Path(p) for p in getattr(outcomes[pid], "images", ())]
-            or [Path(outcomes[pid].fa)],
-            mask=records[pid].mask,
-        )
-        for pid in splits["participant_id"]
-    ]
+    sources = slice_sources(records, outcomes, splits["participant_id"])
     spec = SliceSpec(
         axes=config.axes,
         per_axis=config.slices_per_axis,
@@ -320,33 +119,23 @@ def prepare(
     remove_stale_temps(derivatives_root(work_dir))
     remove_stale_temps(work_dir, recursive=False)
 
-    ingested = _ingest(data_dir, config)
+    modality = config.get_modality()
+    ingested = modality.ingest(data_dir, config)
     failures = list(ingested.failures)
     records = {r.participant_id: r for r in ingested.subjects}
 
     write_dataset_description(work_dir)
     t_fit = time.perf_counter()
-    if config.modality == "anat":
-        from braincam.modalities.anat.cohort import run_anat_subjects
-
-        outcomes = run_anat_subjects(
-            ingested.subjects,
-            work_dir,
-            config.anat_params(),
-            workers=config.workers,
-            force=config.force,
-            progress=config.progress,
-        )
-    else:
-        outcomes = run_subjects(
-            ingested.subjects,
-            work_dir,
-            config.dti_params(),
-            workers=config.workers,
-            dask_scheduler=config.dask_scheduler,
-            force=config.force,
-            progress=config.progress,
-        )
+    outcomes = run_subjects(
+        modality,
+        ingested.subjects,
+        work_dir,
+        modality.params(config),
+        workers=config.workers,
+        dask_scheduler=config.dask_scheduler,
+        force=config.force,
+        progress=config.progress,
+    )
     fit_seconds = time.perf_counter() - t_fit
     by_pid = {o.participant_id: o for o in outcomes}
     for o in outcomes:
@@ -395,6 +184,7 @@ def prepare(
 
     write_failures(work_dir, failures)
     summary = _summary(
+        modality,
         ingested,
         config,
         outcomes,
@@ -411,11 +201,7 @@ def prepare(
         work_dir=work_dir,
         store_info=store_info,
     )
-    if config.modality == "anat":
-        from braincam.modalities.anat.cohort import registration_summary
-
-        # Estimated transforms per subject and, with ground truth, errors (per subject, median).
-        summary["registration"] = registration_summary(outcomes)
+    summary.update(modality.summary(outcomes))  # e.g. anat: "registration"
     update_summary(work_dir, "prepare", summary)
     return PrepareResult(
         work_dir=work_dir,
@@ -431,6 +217,7 @@ def prepare(
 
 
 def _summary(
+    modality: Modality,
     ingested: IngestResult,
     config: PrepareConfig,
     outcomes: list[SubjectOutcome],
@@ -453,16 +240,18 @@ def _summary(
     participants = []
     for r in ingested.subjects:
         o = by_pid.get(r.participant_id)
+        inputs: dict[str, Any] = dict.fromkeys(modality_names())  # "dwi", "anat": None
+        inputs.update(modality.input_files(r))
         participants.append(
             {
                 "participant_id": r.participant_id,
                 "label": r.label,
                 "session": r.session,
                 "run": r.run,
-                "dwi": str(r.dwi) if hasattr(r, "dwi") else None,
-                "anat": {k: str(v) for k, v in r.images.items()} if hasattr(r, "images") else None,
+                **inputs,
                 "status": o.status if o else "not run",
-                "fa": str(Path(o.fa).relative_to(work_dir)) if o and o.fa else None,
+                # The first channel (dwi: the FA map; anat: T1w), under its historical key.
+                "fa": str(Path(o.images[0]).relative_to(work_dir)) if o and o.images else None,
                 "split": split_of.get(r.participant_id),
                 "slices": slices_per_subject.get(r.participant_id, 0),
                 "ground_truth_mask": None if r.mask is None else str(r.mask),

@@ -17,7 +17,6 @@ Every step is skipped when its outputs exist for the same parameters, so re-runn
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -26,57 +25,16 @@ from braincam.errors import ConfigError, InputError
 from braincam.io import read_json, write_json, write_text_atomic
 
 
-def _dataclass_config(cls: type, params: dict[str, Any], section: str) -> Any:
-    """Build the dataclass ``cls`` from a config section, naming unknown keys by path."""
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(params) - fields)
-    if unknown:
-        raise ConfigError(
-            f"{section}.{unknown[0]}: unknown key (valid keys: {', '.join(sorted(fields))})"
-        )
-    try:
-        return cls(**params)
-    except ConfigError as exc:
-        raise ConfigError(f"{section}: {exc}") from None
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{section}: {exc}") from None
-
-
 def _synth_config(cfg: ExperimentConfig) -> Any:
-    """The synthesis dataclass of the config's ``synth`` section (``kind``: dwi | structural)."""
-    from braincam.synth.anat import AnatSynthConfig
-    from braincam.synth.dwi import SynthConfig
-
-    params = dict(cfg.synth or {})
-    params.pop("workers", None)  # how to run, not what to make: not part of the data's identity
-    kind = params.pop("kind", "dwi")
-    if kind not in ("dwi", "structural"):
-        raise ConfigError(f"synth.kind: must be 'dwi' or 'structural', got {kind!r}")
-    cls = SynthConfig if kind == "dwi" else AnatSynthConfig
-    for key in ("young_ages", "old_ages", "groups"):
-        if key in params:
-            params[key] = tuple(params[key])
-    synth = _dataclass_config(cls, params, "synth")
-    try:
-        synth.validate()
-    except ConfigError as exc:
-        raise ConfigError(f"synth.{exc}") from None
-    return synth
+    """The generator config of the ``synth`` section (``kind`` and ``workers`` left out)."""
+    if cfg.synth is None:
+        raise ConfigError("synth: the config has no 'synth' section")
+    return cfg.synth.generator_config()
 
 
 def _prepare_config(cfg: ExperimentConfig, progress: bool) -> Any:
-    from braincam.pipeline.prepare import PrepareConfig
-
-    params = dict(cfg.prepare)
-    for key in ("split_ratios", "axes", "participant_labels"):
-        if params.get(key) is not None:
-            params[key] = tuple(params[key])
-    params.setdefault("progress", progress)
-    try:
-        return _dataclass_config(PrepareConfig, params, "prepare")
-    except ConfigError as exc:
-        msg = str(exc)
-        raise ConfigError(msg if msg.startswith("prepare") else f"prepare: {msg}") from None
+    """The ``prepare`` step's config (``progress`` from the run unless the section sets it)."""
+    return cfg.prepare.step_config(progress)
 
 
 def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
@@ -86,19 +44,17 @@ def _ensure_bids(cfg: ExperimentConfig, out: Path, progress: bool) -> Path:
         if not bids.is_dir():
             raise InputError("BIDS directory not found", path=bids)
         return bids
-    from braincam.synth.anat import AnatSynthConfig, synthesize_anat
-    from braincam.synth.dwi import synthesize
+    from braincam.synth import generator_for
 
     synth = _synth_config(cfg)
-    workers = int((cfg.synth or {}).get("workers", 1))
+    workers = cfg.synth.workers  # type: ignore[union-attr]  # _synth_config checked it is set
     bids = out / "bids"
     stamp = out / ".synth-params.json"
-    params = dataclasses.asdict(synth)
+    params = synth.model_dump()
     complete = (bids / "dataset_description.json").is_file() and stamp.is_file()
     if complete and read_json(stamp) == read_json_roundtrip(params):
         return bids
-    make = synthesize_anat if isinstance(synth, AnatSynthConfig) else synthesize
-    make(bids, synth, overwrite=True, progress=progress, workers=workers)
+    generator_for(synth).synthesize(bids, synth, overwrite=True, progress=progress, workers=workers)
     write_json(stamp, params)
     return bids
 
@@ -142,6 +98,18 @@ def resolve_config(
     )
 
 
+def check_models(cfg: ExperimentConfig) -> None:
+    """``ConfigError`` naming ``models.<i>`` and the valid names unless every model is registered
+    (built in, or added with :func:`braincam.models.register_model`)."""
+    from braincam.training.zoo import check_model_name
+
+    for i, name in enumerate(cfg.models):
+        try:
+            check_model_name(name)
+        except ValueError as exc:
+            raise ConfigError(f"models.{i}: {exc}") from None
+
+
 def run_experiment(
     config: ExperimentConfig | str | Path,
     *,
@@ -150,18 +118,11 @@ def run_experiment(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run a whole experiment; returns ``{"out", "runs", "comparison"}`` (see the module doc)."""
-    from braincam.metrics.classification import compare_runs, evaluate_run
-    from braincam.pipeline.train import check_model_name, fit
+    from braincam.pipeline.evaluate import compare_runs, evaluate_run
+    from braincam.pipeline.train import fit
 
     cfg = resolve_config(config, bids=bids, out=out)
-    for i, name in enumerate(cfg.models):  # fail on a typo before hours of preparation
-        try:
-            check_model_name(name)
-        except ValueError as exc:
-            raise ConfigError(f"models.{i}: {exc}") from None
-    if cfg.synth is not None:  # validated even when a BIDS directory makes it unused
-        _synth_config(cfg)
-    _prepare_config(cfg, progress)
+    check_models(cfg)  # fail on a typo before hours of preparation
 
     out_dir = Path(cfg.out)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -189,7 +150,9 @@ def run_experiment(
     if runs:
         from braincam.report.build import build_report
 
-        report = build_report(out_dir, runs=runs, title=f"braincam — {cfg.name}")
+        report = build_report(
+            out_dir, runs=runs, title=cfg.report.title or f"braincam — {cfg.name}"
+        )
     return {
         "out": out_dir,
         "runs": runs,
@@ -200,19 +163,8 @@ def run_experiment(
 
 def _evaluate_heatmaps(cfg: ExperimentConfig, runs: list[Path], progress: bool) -> None:
     """Explain every run with the configured CAM methods and evaluate the heatmaps."""
-    from braincam.pipeline.evaluate_cams import CamEvalConfig, evaluate_cams
+    from braincam.pipeline.evaluate_cams import evaluate_cams
 
-    cams = cfg.cams
-    settings = CamEvalConfig(
-        split=cams.split,
-        methods=tuple(cams.methods),
-        threshold=cams.threshold,
-        noise_std=cams.noise_std,
-        max_images=cams.max_images,
-        sanity_images=cams.sanity_images,
-        regions=cams.regions,
-        atlas=cams.atlas,
-        seed=cfg.train.seed,
-    )
+    settings = cfg.cams.eval_config(seed=cfg.train.seed)
     for run_dir in runs:
         evaluate_cams(run_dir, settings, progress=progress)

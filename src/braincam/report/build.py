@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from braincam.layout import RunLayout, WorkLayout
 from braincam.report import blocks as B
 from braincam.report.render import write_report
 
@@ -53,7 +54,7 @@ def dataset_section(out: Path, summary: dict[str, Any]) -> B.Section:
     slices = prep.get("slices_per_split")
     if slices:
         sec.add(B.text(f"Slices per split: {slices}"))
-    store_dir = out / "slices"
+    store_dir = WorkLayout(out).slices
     if (store_dir / "meta.json").is_file():
         store = SliceStore.open(store_dir)
         sec.add(example_slices(store))
@@ -102,7 +103,7 @@ def example_slices(store: Any) -> B.Block:
 def models_section(out: Path, runs: list[Path]) -> B.Section:
     """Comparison table, and per model its curves, test metrics and confusion matrix."""
     sec = B.Section("models", "Models")
-    comparison = _read_tsv(out / "comparison.tsv")
+    comparison = _read_tsv(WorkLayout(out).comparison_tsv)
     if comparison is not None:
         sec.add(B.table(comparison, title="Comparison (the dMRI study's Table I)"))
         sec.add(
@@ -112,16 +113,17 @@ def models_section(out: Path, runs: list[Path]) -> B.Section:
             )
         )
     for run in runs:
-        if (run / "curves.png").is_file():
-            sec.add(B.figure_from_file(run / "curves.png", title=f"{run.name}: training curves"))
-        test = run / "eval_test.json"
+        layout = RunLayout(run)
+        if layout.curves.is_file():
+            sec.add(B.figure_from_file(layout.curves, title=f"{run.name}: training curves"))
+        test = layout.eval_json("test")
         if test.is_file():
             metrics = json.loads(test.read_text())
             flat = {k: v for k, v in metrics.items() if isinstance(v, int | float | str)}
             if flat:
                 frame = pd.DataFrame({"metric": list(flat), "value": list(flat.values())})
                 sec.add(B.table(frame, title=f"{run.name}: test metrics"))
-        confusion = _read_tsv(run / "eval_test_confusion.tsv")
+        confusion = _read_tsv(layout.eval_table("test", "confusion"))
         if confusion is not None:
             sec.add(B.table(confusion, title=f"{run.name}: test confusion matrix"))
     return sec
@@ -131,12 +133,12 @@ def models_section(out: Path, runs: list[Path]) -> B.Section:
 
 
 def _heatmaps(run: Path, split: str = "test") -> tuple[pd.DataFrame, dict[str, np.ndarray]] | None:
-    root = run / "heatmaps" / split
-    if not (root / "meta.json").is_file():
+    layout = RunLayout(run).heatmaps(split)
+    if not layout.meta.is_file():
         return None
-    meta = json.loads((root / "meta.json").read_text())
-    table = pd.read_csv(root / "slices.tsv", sep="\t", dtype={"participant_id": str})
-    maps = {m: np.load(root / f"{m}.npy", mmap_mode="r") for m in meta["methods"]}
+    meta = json.loads(layout.meta.read_text())
+    table = pd.read_csv(layout.slices, sep="\t", dtype={"participant_id": str})
+    maps = {m: np.load(layout.maps(m), mmap_mode="r") for m in meta["methods"]}
     return table, maps
 
 
@@ -157,16 +159,17 @@ def _pick_examples(table: pd.DataFrame, store: Any) -> list[int]:
 def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
     """Same image under each model × method; per-method montages with boxes and outlines."""
     from braincam.data.slices import SliceStore
-    from braincam.metrics.localization import bounding_boxes
-    from braincam.report.figures import overlay_montage
+    from braincam.figures import overlay_montage
+    from braincam.metrics.boxes import bounding_boxes
 
     sec = B.Section("heatmaps", "Heatmaps")
     loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
-    if not loaded or not (out / "slices" / "meta.json").is_file():
+    slices = WorkLayout(out).slices
+    if not loaded or not (slices / "meta.json").is_file():
         return sec.add(B.note("No heatmaps yet (run `braincam explain`)."))
     import torch
 
-    store = SliceStore.open(out / "slices")
+    store = SliceStore.open(slices)
     first_table = next(iter(loaded.values()))[0]
     picks = _pick_examples(first_table, store)
     rows = first_table["store_row"].to_numpy()[picks]
@@ -198,7 +201,7 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
         )
     )
     for run in runs:
-        for png in sorted((run / "heatmaps" / "test" / "overlays").glob("*.png")):
+        for png in sorted(RunLayout(run).heatmaps("test").overlays.glob("*.png")):
             sec.add(
                 B.figure_from_file(
                     png, title=f"{run.name} · {png.stem}: sample of test slices (per class)"
@@ -215,11 +218,11 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
     sec = B.Section("evaluation", "Are the heatmaps right?")
     found = False
     for run in runs:
-        root = run / "cam_eval" / "test"
-        if not (root / "summary.json").is_file():
+        root = RunLayout(run).cam_eval("test")
+        if not root.summary.is_file():
             continue
         found = True
-        loc = _read_tsv(root / "localization.tsv")
+        loc = _read_tsv(root.table("localization"))
         if loc is not None and not loc.empty:
             cols = [
                 c
@@ -244,10 +247,10 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
                     "mask's share of the image on mass and rank accuracy, AUROC 0.5."
                 )
             )
-        pert = _read_tsv(root / "perturbation.tsv")
+        pert = _read_tsv(root.table("perturbation"))
         if pert is not None:
             sec.add(B.table(pert, title=f"{run.name}: perturbation check (dMRI study, quantified)"))
-            details = json.loads((root / "summary.json").read_text()).get("perturbation", {})
+            details = json.loads(root.summary.read_text()).get("perturbation", {})
             verdicts = [
                 f"{m}: CAM-region noise hurts more than translation: "
                 f"{d.get('cam_hurts_more_than_translation')}, more than a random region of equal "
@@ -257,7 +260,7 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
             ]
             for v in verdicts:
                 sec.add(B.text(v))
-        faith = _read_tsv(root / "faithfulness.tsv")
+        faith = _read_tsv(root.table("faithfulness"))
         if faith is not None:
             sec.add(B.table(faith, title=f"{run.name}: deletion / insertion AUC"))
             sec.add(
@@ -266,15 +269,15 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
                     "mean the map ranks pixels the model really uses."
                 )
             )
-            sec.add(_faithfulness_figure(root, run.name))
-        sanity = _read_tsv(root / "sanity.tsv")
+            sec.add(_faithfulness_figure(root.curves, run.name))
+        sanity = _read_tsv(root.table("sanity"))
         if sanity is not None:
             sec.add(B.table(sanity, title=f"{run.name}: cascading randomization (Adebayo et al.)"))
-            flags = json.loads((root / "summary.json").read_text()).get("sanity", {})
+            flags = json.loads(root.summary.read_text()).get("sanity", {})
             for method, f in flags.items():
                 state = "FLAGGED — maps barely change" if f.get("flagged") else "passes"
                 sec.add(B.text(f"{method}: {state} ({f.get('rule')})"))
-        cons = _read_tsv(root / "consistency.tsv")
+        cons = _read_tsv(root.table("consistency"))
         if cons is not None:
             means = cons.groupby(["level", "method"])["mean_r"].mean().reset_index()
             sec.add(B.table(means, title=f"{run.name}: consistency (mean pairwise correlation)"))
@@ -283,9 +286,9 @@ def evaluation_section(out: Path, runs: list[Path]) -> B.Section:
     return sec
 
 
-def _faithfulness_figure(root: Path, name: str) -> B.Block:
+def _faithfulness_figure(curves_path: Path, name: str) -> B.Block:
     plt = _plt()
-    curves = np.load(root / "curves.npz")
+    curves = np.load(curves_path)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
     for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
         for key in curves.files:
@@ -314,23 +317,23 @@ def regions_section(out: Path, runs: list[Path]) -> B.Section:
     sec = B.Section("regions", "Brain regions")
     found = False
     for run in runs:
-        root = run / "cam_eval" / "test"
-        ranking = _read_tsv(root / "lobe_ranking.tsv")
+        root = RunLayout(run).cam_eval("test")
+        ranking = _read_tsv(root.table("lobe_ranking"))
         if ranking is None:
             continue
         found = True
         sec.add(_lobe_bars(ranking, run.name))
         top = ranking.sort_values(["method", "label", "rank"]).groupby(["method", "label"]).head(5)
         sec.add(B.table(top, title=f"{run.name}: top lobes per class (fraction of heatmap mass)"))
-        diffs = _read_tsv(root / "region_differences.tsv")
+        diffs = _read_tsv(root.table("region_differences"))
         if diffs is not None:
             sec.add(B.table(diffs.head(10), title=f"{run.name}: regions that differ most"))
-        atlas = _read_tsv(root / "atlas.tsv")
+        atlas = _read_tsv(root.table("atlas"))
         if atlas is not None:
             row = atlas.iloc[0]
             sec.add(B.text(f"Atlas: {row['atlas']} from {row['source']}. {row['licence']}"))
-        for path in sorted(root.glob("mni_mean_gradcam_*.nii.gz"))[:2]:
-            label = path.name.removeprefix("mni_mean_gradcam_").removesuffix(".nii.gz")
+        for path in root.mni_means("gradcam")[:2]:
+            label = root.mni_mean_label(path, "gradcam")
             sec.add(
                 B.brain_viewer(
                     nib.load(path),
@@ -365,8 +368,9 @@ def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
     from braincam.provenance import library_versions
 
     sec = B.Section("provenance", "Provenance")
-    if (out / "config.yaml").is_file():
-        sec.add(B.preformatted((out / "config.yaml").read_text(), title="Configuration"))
+    work = WorkLayout(out)
+    if work.config.is_file():
+        sec.add(B.preformatted(work.config.read_text(), title="Configuration"))
     versions = summary.get("prepare", {}).get("versions") or library_versions()
     sec.add(
         B.table(
@@ -374,13 +378,13 @@ def provenance_section(out: Path, summary: dict[str, Any]) -> B.Section:
             title="Versions",
         )
     )
-    splits = _read_tsv(out / "splits.tsv")
+    splits = _read_tsv(work.splits)
     if splits is not None:
         sec.add(B.table(splits, title="Subject split"))
     sec.add(
         B.preformatted(
-            f"braincam run {out / 'config.yaml'} --out {out}\n"
-            f"braincam evaluate-cams {out / 'runs' / '<model>'}\n"
+            f"braincam run {work.config} --out {out}\n"
+            f"braincam evaluate-cams {work.run('<model>').root}\n"
             f"braincam report {out}",
             title="Commands",
         )
@@ -399,10 +403,10 @@ def build_report(
     ``runs`` defaults to every trained run under ``OUT/runs/``.
     """
     out = Path(out_dir)
-    summary_path = out / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    work = WorkLayout(out)
+    summary = json.loads(work.summary.read_text()) if work.summary.is_file() else {}
     if runs is None:
-        runs = sorted(p for p in (out / "runs").glob("*") if (p / "model.pt").is_file())
+        runs = sorted(p for p in work.runs.glob("*") if RunLayout(p).model.is_file())
     runs = [Path(r) for r in runs]
     sections = [
         dataset_section(out, summary),
@@ -414,4 +418,4 @@ def build_report(
     ]
     name = title or f"braincam report — {out.resolve().name}"
     subtitle = f"{len(runs)} model(s): " + ", ".join(r.name for r in runs)
-    return write_report(out / "report.html", sections, title=name, subtitle=subtitle)
+    return write_report(work.report, sections, title=name, subtitle=subtitle)

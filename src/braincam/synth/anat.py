@@ -1,7 +1,7 @@
 """Synthetic structural cohort: T1w/T2w/FLAIR with MS-like lesions (``synth --kind structural``).
 
 Anatomy, warps and regions come from :mod:`braincam.synth.anatomy` (the same machinery as the
-diffusion cohort); writing, ids and noise from :mod:`braincam.synth.dwi`. Per subject:
+diffusion cohort); writing, ids and noise from :mod:`braincam.synth.common`. Per subject:
 
 - tissue fractions (GM, WM, CSF) of the warped MNI152 template, contrast-specific intensities
   (:data:`CONTRASTS`), Rician noise and a smooth multiplicative bias field per image, drawn in
@@ -18,36 +18,49 @@ The same seed gives byte-identical files. Details: docs/structural.md.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from braincam.config.synth import AnatSynthConfig, GroupEffect
 from braincam.errors import ConfigError
+from braincam.imaging.groundtruth import (
+    anat_groundtruth_paths,
+    read_true_transform,  # noqa: F401  (re-exported)
+)
+from braincam.imaging.nifti import save_nifti
+from braincam.imaging.templates import TEMPLATE_SPACE
 from braincam.io import write_json, write_text_atomic
 from braincam.synth.anatomy import (
-    TEMPLATE_SPACE,
     SubjectTransform,
     Template,
     grid_coordinates,
     load_template,
-    random_subject_transform,
-    rotation_matrix,
     sample_volume,
     transform_points,
     voxel_indices,
 )
-from braincam.synth.dwi import (
+from braincam.synth.common import (
     add_rician_noise,
     clear_previous,
     native_affine,
     native_shape,
     participant_ids,
-    save_nifti,
     software,
+    subject_transform,
     write_cohort_files,
+)
+from braincam.synth.pathology import (
+    Lesion,
+    bias_field,
+    draw_lesions,
+    enlarge_ventricles,
+    lateral_ventricles,
+    lesion_fraction,
+    random_rigid,
 )
 
 #: BIDS suffixes of the three contrasts, in slice-store channel order.
@@ -63,97 +76,6 @@ CONTRASTS: dict[str, dict[str, float]] = {
 }
 SCALE = 1000.0
 DSEG_LABELS = {1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
-
-
-@dataclass(frozen=True)
-class GroupEffect:
-    """How one group differs from the template anatomy.
-
-    ``lesions``: mean lesion count (Poisson); ``periventricular``: fraction of lesions centred in
-    white matter within 10 mm of the lateral ventricles (the rest anywhere else in deep/
-    juxtacortical WM); ``radius_mm``: range of the ellipsoids' semi-axes; ``atrophy``: fraction
-    of grey matter replaced by CSF; ``ventricle_enlargement``: linear growth of the ventricles
-    (0.3 → 30 % wider at their centre, smoothly fading out over the surrounding tissue).
-    """
-
-    lesions: float = 0.0
-    periventricular: float = 0.8
-    radius_mm: tuple[float, float] = (2.0, 5.0)
-    atrophy: float = 0.0
-    ventricle_enlargement: float = 0.0
-    ages: tuple[int, int] = (25, 60)
-
-
-#: Defaults: controls have none; RRMS a moderate, mostly periventricular lesion load; SPMS about
-#: twice the load, larger lesions reaching further into deep WM, GM atrophy and wider ventricles.
-DEFAULT_EFFECTS = (
-    GroupEffect(ages=(25, 60)),
-    GroupEffect(lesions=10, periventricular=0.8, radius_mm=(2.0, 4.5), atrophy=0.02,
-                ventricle_enlargement=0.10, ages=(22, 50)),
-    GroupEffect(lesions=22, periventricular=0.6, radius_mm=(2.5, 6.0), atrophy=0.08,
-                ventricle_enlargement=0.35, ages=(40, 68)),
-)  # fmt: skip
-
-
-@dataclass
-class AnatSynthConfig:
-    """Parameters of a synthetic structural cohort (``braincam synth --kind structural``)."""
-
-    subjects: int = 30
-    seed: int = 0
-    voxel_size: float = 2.0
-    groups: tuple[str, str, str] = ("control", "rrms", "spms")
-    effects: tuple[GroupEffect, GroupEffect, GroupEffect] = DEFAULT_EFFECTS
-    snr: float = 40.0  # pure-WM T1w signal / noise sigma (same sigma for every contrast)
-    bias_strength: float = 0.25  # bias field spans about ×(1 ± strength) over the head
-    misregistration_deg: float = 3.0  # T2w/FLAIR vs T1w: uniform per axis, ± this
-    misregistration_mm: float = 3.0
-    rotation_deg: float = 5.0
-    translation_mm: float = 5.0
-    scale_range: float = 0.07
-    warp_mm: float = 4.0
-    warp_smoothness_mm: float = 15.0
-    orientation: str = "LAS"
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first parameter out of range."""
-        checks = [
-            ("subjects", 3 <= self.subjects <= 9999, "between 3 and 9999"),
-            ("voxel_size", 0.5 <= self.voxel_size <= 8.0, "between 0.5 and 8 mm"),
-            ("snr", self.snr > 0, "> 0 (inf for noise-free data)"),
-            ("bias_strength", 0.0 <= self.bias_strength < 1.0, "in [0, 1)"),
-            ("misregistration_deg", 0.0 <= self.misregistration_deg <= 20.0, "in [0, 20]"),
-            ("misregistration_mm", 0.0 <= self.misregistration_mm <= 20.0, "in [0, 20]"),
-            ("rotation_deg", 0.0 <= self.rotation_deg <= 30.0, "in [0, 30]"),
-            ("translation_mm", 0.0 <= self.translation_mm <= 50.0, "in [0, 50]"),
-            ("scale_range", 0.0 <= self.scale_range <= 0.3, "in [0, 0.3]"),
-            ("warp_mm", 0.0 <= self.warp_mm <= 0.4 * self.warp_smoothness_mm, "in [0, 0.4 × σ]"),
-            ("warp_smoothness_mm", self.warp_smoothness_mm > 0, "> 0"),
-            ("orientation", self.orientation in ("LAS", "RAS"), "LAS or RAS"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-        groups = tuple(self.groups)
-        if len(groups) != 3 or len(set(groups)) != 3 or not all(str(g).strip() for g in groups):
-            raise ConfigError(f"groups must be 3 distinct non-empty names; got {groups!r}")
-        if len(self.effects) != 3:
-            raise ConfigError(f"effects must give one GroupEffect per group; got {self.effects!r}")
-        for name, eff in zip(groups, self.effects, strict=True):
-            lo, hi = eff.radius_mm
-            bad = (
-                ("lesions", eff.lesions >= 0 and eff.lesions <= 200, "in [0, 200]"),
-                ("periventricular", 0.0 <= eff.periventricular <= 1.0, "in [0, 1]"),
-                ("radius_mm", 0.5 <= lo <= hi <= 20.0, "(low, high) with 0.5 <= low <= high <= 20"),
-                ("atrophy", 0.0 <= eff.atrophy < 0.5, "in [0, 0.5)"),
-                ("ventricle_enlargement", 0.0 <= eff.ventricle_enlargement <= 1.0, "in [0, 1]"),
-                ("ages", 0 <= eff.ages[0] <= eff.ages[1], "(low, high), 0 <= low <= high"),
-            )
-            for key, ok, expected in bad:
-                if not ok:
-                    raise ConfigError(
-                        f"effects[{name}].{key} must be {expected}; got {getattr(eff, key)!r}"
-                    )
 
 
 @dataclass(frozen=True)
@@ -176,33 +98,6 @@ def anat_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
     return {s: base / f"{participant_id}_{s}.nii.gz" for s in SUFFIXES}
 
 
-def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
-    """Ground-truth files of one subject (only for datasets made by this generator).
-
-    Keys: ``lesion_mask`` (uint8, T1w grid), ``lesion_json`` (lesion list), ``dseg`` (tissue
-    labels, :data:`DSEG_LABELS`), ``xfm_T2w`` / ``xfm_FLAIR`` (true rigid transforms, JSON),
-    ``native_to_mni`` / ``mni_to_native`` (coordinate maps as in docs/architecture.md).
-    """
-    base = Path(bids_dir) / "derivatives" / "groundtruth" / participant_id / "anat"
-    p = participant_id
-    return {
-        "lesion_mask": base / f"{p}_desc-lesion_mask.nii.gz",
-        "lesion_json": base / f"{p}_desc-lesion_mask.json",
-        "dseg": base / f"{p}_desc-tissue_dseg.nii.gz",
-        "xfm_T2w": base / f"{p}_from-T2w_to-T1w_desc-true_xfm.json",
-        "xfm_FLAIR": base / f"{p}_from-FLAIR_to-T1w_desc-true_xfm.json",
-        "native_to_mni": base / f"{p}_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz",
-        "mni_to_native": base / f"{p}_from-{TEMPLATE_SPACE}_to-native_coords.nii.gz",
-    }
-
-
-def read_true_transform(path: str | Path) -> NDArray[np.float64]:
-    """The 4×4 RAS matrix of a ground-truth ``*_desc-true_xfm.json`` (T1w mm → moving mm)."""
-    from braincam.io import read_json
-
-    return np.asarray(read_json(path)["MatrixRAS"], dtype=np.float64)
-
-
 # --------------------------------------------------------------------------- cohort anatomy
 
 
@@ -214,16 +109,6 @@ class _AnatCohort:
     deep_wm: NDArray[np.float64]
     ventricle_centre: NDArray[np.float64]
     ventricle_sigma: NDArray[np.float64]
-
-
-def lateral_ventricles(template: Template) -> NDArray[np.bool_]:
-    """Lateral ventricles on the template grid: CSF ≥ 0.4, ≥ 12 mm deep inside the brain, in
-    the MNI box |x| ≤ 28, y ∈ [−45, 30], z ∈ [−2, 32] mm (≈ 22 ml at 2 mm)."""
-    p = template.points()
-    x, y, z = p[..., 0], p[..., 1], p[..., 2]
-    depth = ndi.distance_transform_edt(template.tissue >= 0.5) * template.voxel_size
-    box = (np.abs(x) <= 28) & (y >= -45) & (y <= 30) & (z >= -2) & (z <= 32)
-    return (template.csf >= 0.4) & (depth >= 12.0) & box
 
 
 def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -> _AnatCohort:
@@ -247,98 +132,6 @@ def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -
         ventricle_centre=vpts.mean(0),
         ventricle_sigma=vpts.std(0) * 1.5,
     )
-
-
-# --------------------------------------------------------------------------- subject pieces
-
-
-@dataclass(frozen=True)
-class Lesion:
-    """An ellipsoid in MNI mm: centre, semi-axes and rotation (columns = axes)."""
-
-    centre: NDArray[np.float64]
-    radii: NDArray[np.float64]
-    rotation: NDArray[np.float64]
-    periventricular: bool
-
-
-def draw_lesions(
-    rng: np.random.Generator, cohort: _AnatCohort, effect: GroupEffect
-) -> list[Lesion]:
-    """Poisson(``effect.lesions``) ellipsoids centred on WM template voxels (jittered)."""
-    n = int(rng.poisson(effect.lesions)) if effect.lesions > 0 else 0
-    out = []
-    half = cohort.template.voxel_size / 2.0
-    for _ in range(n):
-        peri = bool(rng.random() < effect.periventricular) and len(cohort.periventricular) > 0
-        pool = cohort.periventricular if peri else cohort.deep_wm
-        centre = pool[rng.integers(len(pool))] + rng.uniform(-half, half, 3)
-        radii = rng.uniform(*effect.radius_mm, 3)
-        rot = rotation_matrix(rng.uniform(-np.pi, np.pi, 3))
-        out.append(Lesion(centre, radii, rot, peri))
-    return out
-
-
-def lesion_fraction(points_mni: NDArray, lesions: list[Lesion], voxel_size: float) -> NDArray:
-    """Soft lesion occupancy (0–1) at MNI points: 1 inside, a one-voxel ramp at the edge."""
-    pts = np.asarray(points_mni, dtype=np.float64)
-    frac = np.zeros(pts.shape[:-1], dtype=np.float32)
-    for les in lesions:
-        reach = float(les.radii.max()) + voxel_size
-        near = np.all(np.abs(pts - les.centre) <= reach, axis=-1)
-        if not near.any():
-            continue
-        local = (pts[near] - les.centre) @ les.rotation  # coordinates along the ellipsoid axes
-        r = np.sqrt(((local / les.radii) ** 2).sum(-1))
-        ramp = np.clip(0.5 + (1.0 - r) * les.radii.min() / voxel_size, 0.0, 1.0)
-        frac[near] = np.maximum(frac[near], ramp)
-    return frac
-
-
-def enlarge_ventricles(
-    points_mni: NDArray, centre: NDArray, sigma: NDArray, enlargement: float
-) -> NDArray[np.float64]:
-    """Where to sample the template so the ventricles look ``1 + enlargement`` times wider.
-
-    ``m' = m − k g(m) (m − c)`` with ``k = e / (1 + e)`` and a Gaussian envelope ``g``; a
-    diffeomorphism for ``k < 1`` (the radial derivative stays positive).
-    """
-    if enlargement <= 0:
-        return np.asarray(points_mni, dtype=np.float64)
-    d = np.asarray(points_mni, dtype=np.float64) - centre
-    g = np.exp(-0.5 * ((d / sigma) ** 2).sum(-1))
-    k = enlargement / (1.0 + enlargement)
-    return points_mni - (k * g)[..., None] * d
-
-
-def bias_field(
-    rng: np.random.Generator, shape: tuple[int, ...], strength: float
-) -> NDArray[np.float32]:
-    """Smooth multiplicative field ``exp(p(x))``, p a random quadratic in voxel coordinates
-    normalized to [−1, 1], scaled so ``max |p| = log(1 + strength)``."""
-    if strength <= 0:
-        return np.ones(shape, dtype=np.float32)
-    axes = [np.linspace(-1.0, 1.0, n) for n in shape[:3]]
-    x, y, z = np.meshgrid(*axes, indexing="ij")
-    terms = [x, y, z, x * y, x * z, y * z, x**2, y**2, z**2]
-    coef = rng.standard_normal(len(terms)) * np.array([1, 1, 1, 0.5, 0.5, 0.5, 0.5, 0.5, 0.5])
-    p = sum(c * t for c, t in zip(coef, terms, strict=True))
-    p = p - p.mean()
-    p *= np.log1p(strength) / max(float(np.abs(p).max()), 1e-9)
-    return np.exp(p).astype(np.float32)
-
-
-def random_rigid(
-    rng: np.random.Generator, centre: NDArray, max_deg: float, max_mm: float
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """A rigid transform about ``centre``: (4×4 matrix, angles in degrees, translation mm)."""
-    angles = rng.uniform(-max_deg, max_deg, 3)
-    shift = rng.uniform(-max_mm, max_mm, 3)
-    rot = rotation_matrix(np.deg2rad(angles))
-    m = np.eye(4)
-    m[:3, :3] = rot
-    m[:3, 3] = centre + shift - rot @ centre
-    return m, angles, shift
 
 
 @dataclass
@@ -394,15 +187,7 @@ def simulate_subject(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 7, person.index]))
     tpl = cohort.template
     effect = config.effects[person.role]
-    transform = random_subject_transform(
-        rng,
-        tpl,
-        rotation_deg=config.rotation_deg,
-        translation_mm=config.translation_mm,
-        scale_range=config.scale_range,
-        warp_mm=config.warp_mm,
-        warp_smoothness_mm=config.warp_smoothness_mm,
-    )
+    transform = subject_transform(rng, tpl, config)
     lesions = draw_lesions(rng, cohort, effect)
     centre = transform.to_native(tpl.brain_center_mm()[None, :])[0]
     affine = native_affine(config, centre, cohort.shape)  # type: ignore[arg-type]
@@ -514,7 +299,7 @@ def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatPa
     )
     lut = ["index\tname"] + [f"{k}\t{v}" for k, v in DSEG_LABELS.items()]
     write_text_atomic(gt / "desc-tissue_dseg.tsv", "\n".join(lut) + "\n")
-    settings = asdict(config)
+    settings = config.model_dump()
     write_json(
         gt / "synth_config.json",
         {"kind": "structural", "config": settings, "template_space": TEMPLATE_SPACE,

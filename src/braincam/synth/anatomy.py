@@ -23,10 +23,10 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
+from braincam.imaging.templates import TEMPLATE_SPACE, mni152_arrays
 
-#: BIDS template identifier used in file names (docs/architecture.md). nilearn bundles the ICBM
-#: 2009 *symmetric* release ("tal_nlin_sym_09a"); braincam keeps the contract's name for the space.
-TEMPLATE_SPACE = "MNI152NLin2009cAsym"
+__all__ = ["TEMPLATE_SPACE", "mni152_arrays"]  # re-exported: part of the generators' API
+
 
 #: Named regions, all defined in MNI mm on the template (see :func:`region_mask`).
 REGIONS: dict[str, str] = {
@@ -154,54 +154,6 @@ def sample_volume(
         np.asarray(data, dtype=np.float32), ijk, order=order, mode=mode, cval=cval
     )
     return values.reshape(points.shape[:-1]).astype(np.float32, copy=False)
-
-
-_MNI_FILES = {
-    "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
-    "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
-    "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
-}
-
-
-def mni152_arrays(
-    keys: tuple[str, ...] = ("t1", "gm", "wm"),
-) -> tuple[dict[str, NDArray[np.float32]], NDArray[np.float64]]:
-    """nilearn's bundled 1 mm MNI152 T1, GM and WM maps (each scaled to [0, 1]) and affine.
-
-    ``keys``: which of ``"t1"``, ``"gm"``, ``"wm"`` to read (all three share one grid).
-
-    Reads the files nilearn ships in ``nilearn/datasets/data`` directly, exactly as
-    ``nilearn.datasets.load_mni152_{,gm_,wm_}template(resolution=1)`` do (load, divide by the
-    maximum), because importing ``nilearn.datasets`` costs seconds; falls back to those functions
-    if the files move. Nothing is downloaded either way.
-    """
-    import importlib.util
-
-    import nibabel as nib
-
-    spec = importlib.util.find_spec("nilearn")
-    roots = list(spec.submodule_search_locations or []) if spec else []
-    data_dir = Path(roots[0], "datasets", "data") if roots else None
-    unknown = sorted(set(keys) - set(_MNI_FILES))
-    if unknown or not keys:
-        raise ValueError(f"keys must be among {sorted(_MNI_FILES)}; got {list(keys)}")
-    paths = {k: data_dir / _MNI_FILES[k] for k in keys} if data_dir else {}
-    if paths and all(p.is_file() for p in paths.values()):
-        imgs = {k: nib.load(str(p)) for k, p in paths.items()}
-    else:  # pragma: no cover - depends on nilearn's packaging
-        from nilearn import datasets
-
-        loaders = {
-            "t1": datasets.load_mni152_template,
-            "gm": datasets.load_mni152_gm_template,
-            "wm": datasets.load_mni152_wm_template,
-        }
-        imgs = {k: loaders[k](resolution=1) for k in keys}
-    arrays = {}
-    for key, img in imgs.items():
-        data = np.asarray(img.get_fdata(dtype=np.float32))
-        arrays[key] = data / np.float32(data.max())
-    return arrays, np.asarray(imgs[keys[0]].affine, dtype=np.float64)
 
 
 def load_template(voxel_size: float = 1.0, *, margin_mm: float = 12.0) -> Template:

@@ -10,97 +10,49 @@ docs/architecture.md and docs/synth.md. The same seed gives byte-identical files
 
 from __future__ import annotations
 
-import gzip
-import json
-import shutil
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from braincam.errors import ConfigError, InputError
-from braincam.io import write_atomic, write_json, write_text_atomic
+from braincam.config.synth import SynthConfig
+from braincam.errors import ConfigError
+from braincam.imaging.groundtruth import dwi_groundtruth_paths as groundtruth_paths
+from braincam.imaging.groundtruth import mni_region_path
+from braincam.imaging.nifti import save_nifti
+from braincam.imaging.templates import TEMPLATE_SPACE
+from braincam.io import write_json, write_text_atomic
 from braincam.synth.anatomy import (
-    TEMPLATE_SPACE,
     SubjectTransform,
     Template,
     grid_coordinates,
     load_template,
-    random_subject_transform,
     region_mask,
     sample_volume,
     tract_weights,
     voxel_indices,
     white_matter_orientation,
 )
+from braincam.synth.common import (
+    _check_output,
+    _remove_previous,
+    add_rician_noise,
+    native_affine,
+    native_shape,
+    participant_ids,
+    software,
+    subject_transform,
+    write_cohort_files,
+)
 
-BIDS_VERSION = "1.9.0"
 GROUPS = ("young", "old")
 
 # Tissue properties (mm²/s for diffusivities; S0 in scanner units, T2-weighted b=0 contrast).
 FA_GM, FA_CSF = 0.15, 0.05
 MD_WM, MD_GM, MD_CSF = 0.7e-3, 0.8e-3, 3.0e-3
 S0_WM, S0_GM, S0_CSF = 1000.0, 1300.0, 2500.0
-
-
-@dataclass
-class SynthConfig:
-    """Parameters of a synthetic cohort (every field is a ``braincam synth`` option)."""
-
-    subjects: int = 20
-    seed: int = 0
-    voxel_size: float = 2.5
-    snr: float = 30.0  # b=0 signal of pure white matter / noise sigma
-    directions: int = 32
-    b0_volumes: int = 5
-    bvalue: float = 1000.0
-    effect_size: float = 0.5  # fraction of FA removed inside the region in the `old` group
-    effect_region: str = "frontal-wm"  # region name, "sphere:X,Y,Z,R" or NIfTI path (MNI)
-    global_fa_change: float = 0.0  # `old` group, everywhere: FA × (1 + change)
-    global_md_change: float = 0.0  # `old` group, everywhere: MD × (1 + change)
-    atrophy: float = 0.0  # `old` group: this fraction of GM and WM becomes CSF
-    young_ages: tuple[int, int] = (8, 15)
-    old_ages: tuple[int, int] = (25, 75)
-    rotation_deg: float = 5.0
-    translation_mm: float = 5.0
-    scale_range: float = 0.07
-    warp_mm: float = 4.0
-    warp_smoothness_mm: float = 15.0
-    fa_subject_sd: float = 0.03  # between-subject spread of white-matter FA (fraction)
-    orientation: str = "LAS"  # voxel axes of the written images (LAS like most scanners, or RAS)
-
-    def validate(self) -> None:
-        """Raise :class:`ConfigError` naming the first parameter out of range."""
-        checks = [
-            ("subjects", 2 <= self.subjects <= 9999, "between 2 and 9999"),
-            ("voxel_size", 0.5 <= self.voxel_size <= 8.0, "between 0.5 and 8 mm"),
-            ("snr", self.snr > 0, "> 0 (inf for noise-free data)"),
-            ("directions", 6 <= self.directions <= 512, "between 6 and 512"),
-            ("b0_volumes", 1 <= self.b0_volumes <= 64, "between 1 and 64"),
-            ("bvalue", 0 < self.bvalue <= 10000, "in (0, 10000] s/mm²"),
-            ("effect_size", 0.0 <= self.effect_size < 1.0, "in [0, 1)"),
-            ("global_fa_change", -1.0 < self.global_fa_change < 1.0, "in (-1, 1)"),
-            ("global_md_change", -1.0 < self.global_md_change < 3.0, "in (-1, 3)"),
-            ("atrophy", 0.0 <= self.atrophy < 1.0, "in [0, 1)"),
-            ("rotation_deg", 0.0 <= self.rotation_deg <= 30.0, "in [0, 30]"),
-            ("translation_mm", 0.0 <= self.translation_mm <= 50.0, "in [0, 50]"),
-            ("scale_range", 0.0 <= self.scale_range <= 0.3, "in [0, 0.3]"),
-            ("warp_mm", 0.0 <= self.warp_mm <= 0.4 * self.warp_smoothness_mm, "in [0, 0.4 × σ]"),
-            ("warp_smoothness_mm", self.warp_smoothness_mm > 0, "> 0"),
-            ("fa_subject_sd", 0.0 <= self.fa_subject_sd <= 0.2, "in [0, 0.2]"),
-            ("orientation", self.orientation in ("LAS", "RAS"), "LAS or RAS"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-        for name in ("young_ages", "old_ages"):
-            lo, hi = getattr(self, name)
-            if not 0 <= lo <= hi:
-                raise ConfigError(f"{name} must be (low, high) with 0 <= low <= high")
 
 
 @dataclass(frozen=True)
@@ -178,54 +130,7 @@ def dwi_signal(
     return (np.asarray(s0)[:, None] * np.exp(-np.asarray(bvals)[None, :] * adc)).astype(np.float32)
 
 
-def add_rician_noise(
-    rng: np.random.Generator, signal: NDArray[np.float32], sigma: float
-) -> NDArray[np.float32]:
-    """Magnitude of the signal plus complex Gaussian noise of standard deviation ``sigma``."""
-    if sigma <= 0:
-        return signal
-    real = signal + sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    imag = sigma * rng.standard_normal(signal.shape, dtype=np.float32)
-    return np.hypot(real, imag)
-
-
 # --------------------------------------------------------------------------- NIfTI / BIDS writing
-
-
-def save_nifti(
-    path: Path,
-    data: NDArray,
-    affine: NDArray,
-    *,
-    space_code: int = 1,
-    compresslevel: int = 4,
-    on_disk: type | None = None,
-) -> Path:
-    """Write a NIfTI-1 file atomically and byte-reproducibly.
-
-    The gzip stream is made here with ``mtime=0`` and no file name, because a gzip header
-    otherwise records the time (and the temporary name) of each write. ``on_disk`` (e.g.
-    ``np.int16``) stores float data scaled to that type (nibabel picks slope/intercept; readers
-    get floats back from ``get_fdata``).
-    """
-    import nibabel as nib
-
-    img = nib.Nifti1Image(data, affine)
-    if on_disk is not None:
-        img.set_data_dtype(on_disk)
-    img.header.set_xyzt_units("mm", "sec")
-    img.set_sform(affine, code=space_code)
-    img.set_qform(affine, code=space_code)
-    raw = img.to_bytes()
-    if str(path).endswith(".gz"):
-        raw = gzip.compress(raw, compresslevel=compresslevel, mtime=0)
-    return write_atomic(path, lambda tmp: tmp.write_bytes(raw))
-
-
-def participant_ids(n: int) -> list[str]:
-    """``sub-01`` … (zero-padded to the width of ``n``, at least two digits)."""
-    width = max(2, len(str(n)))
-    return [f"sub-{i + 1:0{width}d}" for i in range(n)]
 
 
 def draw_participants(config: SynthConfig) -> list[Participant]:
@@ -241,86 +146,6 @@ def draw_participants(config: SynthConfig) -> list[Participant]:
     return out
 
 
-def groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
-    """Paths of one subject's ground-truth files (keys: effect_mask, region_mask, true_fa,
-    native_to_mni, mni_to_native). They exist only for datasets made by ``braincam synth``."""
-    base = Path(bids_dir) / "derivatives" / "groundtruth" / participant_id / "dwi"
-    p = participant_id
-    return {
-        "effect_mask": base / f"{p}_desc-effect_mask.nii.gz",
-        "region_mask": base / f"{p}_desc-region_mask.nii.gz",
-        "true_fa": base / f"{p}_model-tensor_param-fa_desc-true_dwimap.nii.gz",
-        "native_to_mni": base / f"{p}_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz",
-        "mni_to_native": base / f"{p}_from-{TEMPLATE_SPACE}_to-native_coords.nii.gz",
-    }
-
-
-def mni_region_path(bids_dir: str | Path) -> Path:
-    """The effect region on the MNI grid (uint8), shared by all subjects."""
-    return (
-        Path(bids_dir)
-        / "derivatives"
-        / "groundtruth"
-        / f"space-{TEMPLATE_SPACE}_desc-effect_mask.nii.gz"
-    )
-
-
-def software() -> dict[str, str]:
-    from braincam.provenance import library_versions
-
-    return {"Name": "braincam", "Version": library_versions()["braincam"]}
-
-
-def write_cohort_files(
-    out: Path,
-    *,
-    name: str,
-    people: Sequence[Any],
-    group_description: str,
-    levels: dict[str, str],
-) -> Path:
-    """The BIDS files every synthetic cohort has; returns the ground-truth derivatives folder.
-
-    Writes ``dataset_description.json``, ``participants.tsv`` / ``.json`` (participant_id, age,
-    group; ``people`` need those three attributes) and the ground truth's own description.
-    """
-    soft = software()
-    write_json(
-        out / "dataset_description.json",
-        {
-            "Name": name,
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "raw",
-            "License": "CC0",
-            "GeneratedBy": [{**soft, "Description": "braincam synth (simulated data)"}],
-        },
-    )
-    rows = ["participant_id\tage\tgroup"] + [
-        f"{p.participant_id}\t{p.age}\t{p.group}" for p in people
-    ]
-    write_text_atomic(out / "participants.tsv", "\n".join(rows) + "\n")
-    write_json(
-        out / "participants.json",
-        {
-            "participant_id": {"Description": "Unique participant identifier"},
-            "age": {"Description": "Age at the (simulated) scan", "Units": "year"},
-            "group": {"Description": group_description, "Levels": levels},
-        },
-    )
-    gt = out / "derivatives" / "groundtruth"
-    write_json(
-        gt / "dataset_description.json",
-        {
-            "Name": "braincam synth ground truth",
-            "BIDSVersion": BIDS_VERSION,
-            "DatasetType": "derivative",
-            "GeneratedBy": [{**soft, "Description": "braincam synth ground truth"}],
-            "SourceDatasets": [{"URL": "../../"}],
-        },
-    )
-    return gt
-
-
 def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participant]) -> None:
     levels = {
         "young": f"{config.young_ages[0]}–{config.young_ages[1]} years",
@@ -334,7 +159,7 @@ def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participan
         group_description="Age group",
         levels=levels,
     )
-    settings = asdict(config)
+    settings = config.model_dump()
     settings["effect_region"] = str(config.effect_region)
     if not np.isfinite(config.snr):
         settings["snr"] = "inf"  # strict JSON has no Infinity
@@ -365,25 +190,6 @@ class _Cohort:
     mni_points: NDArray[np.float64]  # voxel centres of the template grid (MNI mm)
 
 
-def native_shape(template: Template, config: SynthConfig) -> tuple[int, int, int]:
-    """Even-sized field of view that holds every drawn brain (size, tilt and warp included)."""
-    lo, hi = template.brain_bbox_mm(threshold=0.05)
-    half = (hi - lo) / 2.0 + template.voxel_size
-    tilt = np.sin(np.deg2rad(config.rotation_deg * np.sqrt(3.0))) * half.max()
-    half = np.sqrt(half**2 + tilt**2) * (1 + config.scale_range) * 1.02
-    half = half + config.warp_mm + 4.0
-    return tuple(int(2 * np.ceil(h / config.voxel_size)) for h in half)  # type: ignore[return-value]
-
-
-def native_affine(config: SynthConfig, centre_mm: NDArray, shape: tuple[int, ...]) -> NDArray:
-    """Voxel → scanner mm with the array's middle on ``centre_mm`` (LAS or RAS axes)."""
-    signs = np.array([-1.0 if config.orientation == "LAS" else 1.0, 1.0, 1.0])
-    affine = np.diag([*(signs * config.voxel_size), 1.0])
-    middle = (np.asarray(shape[:3]) - 1) / 2.0
-    affine[:3, 3] = centre_mm - affine[:3, :3] @ middle
-    return affine
-
-
 def _prepare_cohort(config: SynthConfig, template: Template | None) -> _Cohort:
     if template is None:
         template = load_template(config.voxel_size)
@@ -409,15 +215,7 @@ def _subject(
     """Simulate one subject: images (keyed by output name) and per-subject parameters."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1, person.index]))
     tpl = cohort.template
-    transform: SubjectTransform = random_subject_transform(
-        rng,
-        tpl,
-        rotation_deg=config.rotation_deg,
-        translation_mm=config.translation_mm,
-        scale_range=config.scale_range,
-        warp_mm=config.warp_mm,
-        warp_smoothness_mm=config.warp_smoothness_mm,
-    )
+    transform: SubjectTransform = subject_transform(rng, tpl, config)
     fa_factor = float(np.clip(1.0 + config.fa_subject_sd * rng.standard_normal(), 0.8, 1.2))
     old = person.group == GROUPS[1]
 
@@ -537,55 +335,6 @@ def _write_subject(
         space_code=4,
         on_disk=np.int16,
     )
-
-
-def _is_synth_dataset(out: Path) -> bool:
-    desc = out / "dataset_description.json"
-    try:
-        generated = json.loads(desc.read_text()).get("GeneratedBy")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return False
-    return "braincam synth" in json.dumps(generated)
-
-
-def _check_output(out: Path, overwrite: bool) -> bool:
-    """Refuse a non-empty directory unless ``overwrite`` and it is an earlier synth output.
-
-    Returns whether an earlier dataset has to be cleared before writing.
-    """
-    if not out.exists():
-        return False
-    if not out.is_dir():
-        raise InputError("the output path exists and is not a directory", path=out)
-    if not any(out.iterdir()):
-        return False
-    if not overwrite:
-        raise InputError(
-            "the output directory is not empty (use overwrite=True / --overwrite to replace an "
-            "earlier braincam synth dataset)",
-            path=out,
-        )
-    if not _is_synth_dataset(out):
-        raise InputError(
-            "refusing to overwrite a directory that is not a braincam synth dataset", path=out
-        )
-    return True
-
-
-def _remove_previous(out: Path) -> None:
-    """Remove the subjects and ground truth of an earlier cohort so none is left stale."""
-    for sub in out.glob("sub-*"):
-        shutil.rmtree(sub)
-    shutil.rmtree(out / "derivatives" / "groundtruth", ignore_errors=True)
-
-
-def clear_previous(out: Path, overwrite: bool) -> None:
-    """Check ``out`` (see :func:`_check_output`) and clear an earlier synth dataset in it.
-
-    Also used by :mod:`braincam.synth.anat`.
-    """
-    if _check_output(out, overwrite):
-        _remove_previous(out)
 
 
 def synthesize(

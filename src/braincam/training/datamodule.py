@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from braincam.data.slices import SliceStore
 from braincam.errors import InputError
+from braincam.layout import WorkLayout
 
 SPLITS = ("train", "val", "test")
 _INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position")
@@ -27,8 +28,9 @@ def open_store(path: str | Path) -> SliceStore:
     """Open a slice store for training: :meth:`SliceStore.open` plus what training relies on
     (the index columns, float32 images, at least two classes, targets in range)."""
     path = Path(path)
-    if path.name != "slices" and (path / "slices").is_dir():
-        path = path / "slices"  # a work directory was given
+    slices = WorkLayout(path).slices
+    if path.name != slices.name and slices.is_dir():
+        path = slices  # a work directory was given
     store = SliceStore.open(path)
     missing = [c for c in _INDEX_COLUMNS if c not in store.index.columns]
     if missing:

@@ -21,459 +21,37 @@ Outputs (BIDS derivatives, ``WORK/derivatives/braincam/sub-XX/anat/``, names in
 three channels — a brain mask, the estimated transforms (ITK text + JSON with the RAS matrix) and,
 when the true transforms are known (synthetic data), registration errors. Sidecars record the
 parameters, input hashes and versions; a re-run skips subjects whose cache key is unchanged
-(the batch over subjects, with ingest and caching, is :mod:`braincam.modalities.anat.cohort`).
+(ingest is :mod:`.ingest`, the cache key and the seam to ``prepare`` :mod:`.modality`; N4,
+registration and equalization live in :mod:`.n4`, :mod:`.registration` and :mod:`.equalize`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any
 
-import nibabel as nib
 import numpy as np
 from numpy.typing import NDArray
-from scipy import ndimage as ndi
 
-from braincam.errors import ConfigError, InputError
+from braincam.config.prepare import AnatParams
+from braincam.errors import InputError
+from braincam.imaging.derivatives import derivatives_root
+from braincam.imaging.nifti import load_volume, write_nifti
+from braincam.imaging.orientation import crop_axis, slice_axis
+from braincam.imaging.registration import registration_error
+from braincam.imaging.resample import resample_to
+from braincam.imaging.sitk import ras_to_sitk_transform
 from braincam.io import atomic_path, write_json
-from braincam.modalities.dwi.dti import derivatives_root
+from braincam.modalities.anat.equalize import equalize, trim_range
+from braincam.modalities.anat.n4 import brain_mask_from, foreground_mask, n4_correct
+from braincam.modalities.anat.registration import Registration, register_rigid
 from braincam.provenance import library_versions
-
-if TYPE_CHECKING:  # the slice store imports torch: only for annotations here
-    pass
 
 CONTRASTS = ("T1w", "T2w", "FLAIR")
 MOVING = ("T2w", "FLAIR")
-AXIS_OF = {"sagittal": 0, "coronal": 1, "axial": 2}  # world (RAS) axis normal to the slices
 CACHE_VERSION = 1
-# LPS (ITK) ↔ RAS (NIfTI/nibabel): negate x and y.
-_FLIP = np.diag([-1.0, -1.0, 1.0, 1.0])
-
-
-@dataclass(frozen=True)
-class AnatParams:
-    """Every parameter of the structural preprocessing (recorded in sidecars and the cache key).
-
-    Defaults are fast: N4 on a copy shrunk ×4 (as ANTs' usual ``-s 4``; less when the copy would
-    be under 16 voxels along an axis) with 3 fitting levels (40/30/20 iterations, convergence
-    1e-3 — a 4th level starts fitting anatomy on 2–4 mm data and raises the WM CoV);
-    registration with 32 histogram bins, 20 % random samples, ≤ 100 iterations per level.
-    """
-
-    n4: bool = True
-    n4_shrink: int = 4
-    n4_iterations: tuple[int, ...] = (40, 30, 20)
-    n4_convergence: float = 1e-3
-    register: bool = True
-    init: Literal["header", "moments", "geometry"] = "header"
-    histogram_bins: int = 32
-    sampling: float = 0.2
-    shrink_factors: tuple[int, ...] = (4, 2, 1)
-    smoothing_sigmas: tuple[float, ...] = (2.0, 1.0, 0.0)
-    iterations: int = 100
-    learning_rate: float = 1.0
-    min_step: float = 1e-3
-    seed: int = 0
-    equalize: Literal["global", "adaptive", "none"] = "adaptive"
-    equalize_bins: int = 256
-    clip_limit: float = 0.01
-    kernel_mm: float | None = None  # CLAHE tile size; None → skimage's default (1/8 of each axis)
-    trim_axis: Literal["axial", "coronal", "sagittal"] | None = "axial"
-    trim_threshold: float = 0.10
-    threads: int | None = None  # SimpleITK threads; None → SimpleITK's default
-
-    def __post_init__(self) -> None:
-        for name in ("n4_iterations", "shrink_factors", "smoothing_sigmas"):
-            object.__setattr__(self, name, tuple(getattr(self, name)))
-        checks = [
-            ("n4_shrink", 1 <= self.n4_shrink <= 8, "an integer in [1, 8]"),
-            (
-                "n4_iterations",
-                len(self.n4_iterations) >= 1 and min(self.n4_iterations) >= 1,
-                "one or more positive integers (one per fitting level)",
-            ),
-            ("n4_convergence", self.n4_convergence > 0, "> 0"),
-            ("init", self.init in ("header", "moments", "geometry"), "header, moments or geometry"),
-            ("histogram_bins", 8 <= self.histogram_bins <= 256, "in [8, 256]"),
-            ("sampling", 0.0 < self.sampling <= 1.0, "in (0, 1]"),
-            (
-                "shrink_factors",
-                len(self.shrink_factors) >= 1 and min(self.shrink_factors) >= 1,
-                "positive integers",
-            ),
-            (
-                "smoothing_sigmas",
-                len(self.smoothing_sigmas) == len(self.shrink_factors)
-                and min(self.smoothing_sigmas) >= 0,
-                "non-negative, one per shrink factor",
-            ),
-            ("iterations", self.iterations >= 1, ">= 1"),
-            ("learning_rate", self.learning_rate > 0, "> 0"),
-            ("min_step", 0 < self.min_step < self.learning_rate, "in (0, learning_rate)"),
-            (
-                "equalize",
-                self.equalize in ("global", "adaptive", "none"),
-                "global, adaptive or none",
-            ),
-            ("equalize_bins", 2 <= self.equalize_bins <= 65536, "in [2, 65536]"),
-            ("clip_limit", 0 < self.clip_limit <= 1, "in (0, 1]"),
-            ("kernel_mm", self.kernel_mm is None or self.kernel_mm > 0, "> 0 or None"),
-            ("trim_axis", self.trim_axis in (None, *AXIS_OF), "axial, coronal, sagittal or None"),
-            ("trim_threshold", 0.0 <= self.trim_threshold < 1.0, "in [0, 1)"),
-            ("threads", self.threads is None or self.threads >= 1, ">= 1 or None"),
-        ]
-        for name, ok, expected in checks:
-            if not ok:
-                raise ConfigError(f"{name} must be {expected}; got {getattr(self, name)!r}")
-
-
-# --------------------------------------------------------------------------- NIfTI ↔ SimpleITK
-
-
-def to_sitk(data: NDArray, affine: NDArray) -> Any:
-    """A SimpleITK image (float32) with the geometry of a NIfTI array + RAS affine.
-
-    SimpleITK's physical space is LPS and its arrays are indexed (z, y, x).
-    """
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(data).transpose(2, 1, 0)))
-    lps = _FLIP @ np.asarray(affine, dtype=np.float64)
-    spacing = np.sqrt((lps[:3, :3] ** 2).sum(axis=0))
-    img.SetSpacing([float(s) for s in spacing])
-    img.SetDirection([float(v) for v in (lps[:3, :3] / spacing).ravel()])
-    img.SetOrigin([float(v) for v in lps[:3, 3]])
-    return img
-
-
-def from_sitk(img: Any) -> NDArray:
-    """The voxel array of a SimpleITK image in NIfTI (x, y, z) order."""
-    import SimpleITK as sitk
-
-    return np.ascontiguousarray(sitk.GetArrayFromImage(img).transpose(2, 1, 0))
-
-
-def sitk_to_ras_matrix(transform: Any) -> NDArray[np.float64]:
-    """4×4 RAS matrix of any affine SimpleITK transform (fixed mm → moving mm).
-
-    Read off by transforming four points, so composite and centred transforms work alike.
-    """
-    base = np.array([[0, 0, 0], [100, 0, 0], [0, 100, 0], [0, 0, 100]], dtype=np.float64)
-    out = np.array([transform.TransformPoint([float(v) for v in p]) for p in base])
-    lps = np.eye(4)
-    lps[:3, 3] = out[0]
-    lps[:3, :3] = (out[1:] - out[0]).T / 100.0
-    return _FLIP @ lps @ _FLIP
-
-
-def ras_to_sitk_transform(matrix: NDArray) -> Any:
-    """A SimpleITK AffineTransform equivalent to a 4×4 RAS matrix (fixed mm → moving mm)."""
-    import SimpleITK as sitk
-
-    lps = _FLIP @ np.asarray(matrix, dtype=np.float64) @ _FLIP
-    tx = sitk.AffineTransform(3)
-    tx.SetMatrix([float(v) for v in lps[:3, :3].ravel()])
-    tx.SetTranslation([float(v) for v in lps[:3, 3]])
-    return tx
-
-
-# --------------------------------------------------------------------------- masks
-
-
-def largest_component(mask: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    """The largest 6-connected component of a boolean volume (empty stays empty)."""
-    labels, n = ndi.label(mask)
-    if n <= 1:
-        return mask.astype(bool)
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(sizes.argmax())
-
-
-def foreground_mask(data: NDArray) -> NDArray[np.bool_]:
-    """Head/brain foreground: Otsu threshold of the lightly smoothed image, largest component,
-    holes filled. Meant for skull-stripped or synthetic images (background near zero)."""
-    from skimage.filters import threshold_otsu
-
-    smooth = ndi.gaussian_filter(np.asarray(data, dtype=np.float32), 1.0)
-    if not np.isfinite(smooth).all() or float(smooth.max()) <= float(smooth.min()):
-        return np.zeros(smooth.shape, dtype=bool)
-    mask = smooth > threshold_otsu(smooth)
-    mask = largest_component(mask)
-    return ndi.binary_fill_holes(mask)
-
-
-def brain_mask_from(*images: NDArray) -> NDArray[np.bool_]:
-    """Union of the contrasts' foreground masks (dark CSF on T1w is bright on T2w), closed,
-    filled, largest component."""
-    mask = np.zeros(np.asarray(images[0]).shape, dtype=bool)
-    for img in images:
-        mask |= foreground_mask(img)
-    mask = ndi.binary_closing(mask, iterations=2)
-    return ndi.binary_fill_holes(largest_component(mask))
-
-
-# --------------------------------------------------------------------------- N4
-
-
-def n4_correct(
-    data: NDArray,
-    affine: NDArray,
-    params: AnatParams,
-    mask: NDArray[np.bool_] | None = None,
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
-    """N4 bias-field correction. Returns ``(corrected, bias_field)`` on the input grid.
-
-    The field is fitted on a copy shrunk by ``params.n4_shrink`` (the field is smooth, so this
-    loses nothing and saves most of the time) inside ``mask`` (default: Otsu foreground), and
-    evaluated at full resolution with ``GetLogBiasFieldAsImage``.
-    """
-    import SimpleITK as sitk
-
-    arr = np.asarray(data, dtype=np.float32)
-    if mask is None:
-        mask = foreground_mask(arr)
-    if not mask.any():
-        raise InputError("N4: the foreground mask is empty (blank image?)")
-    # N4 works on log intensities: keep the fitted region strictly positive.
-    mask = mask & (arr > 0)
-    image = to_sitk(arr, affine)
-    mask_img = sitk.Cast(to_sitk(mask.astype(np.uint8), affine), sitk.sitkUInt8)
-    factor = max(
-        [f for f in range(1, params.n4_shrink + 1) if min(arr.shape) // f >= 16], default=1
-    )
-    small = sitk.Shrink(image, [factor] * 3) if factor > 1 else image
-    small_mask = sitk.Shrink(mask_img, [factor] * 3) if factor > 1 else mask_img
-    n4 = sitk.N4BiasFieldCorrectionImageFilter()
-    n4.SetMaximumNumberOfIterations([int(i) for i in params.n4_iterations])
-    n4.SetConvergenceThreshold(float(params.n4_convergence))
-    if params.threads:
-        n4.SetNumberOfThreads(int(params.threads))
-    n4.Execute(small, small_mask)
-    log_bias = from_sitk(n4.GetLogBiasFieldAsImage(image)).astype(np.float32)
-    bias = np.exp(log_bias)
-    return (arr / bias).astype(np.float32), bias
-
-
-# --------------------------------------------------------------------------- registration
-
-
-@dataclass
-class Registration:
-    """A rigid registration result: ``matrix`` maps fixed (T1w) RAS mm → moving RAS mm."""
-
-    matrix: NDArray[np.float64]
-    transform: Any  # the SimpleITK transform (LPS), for writing as ITK text
-    metric: float
-    iterations: int
-    stop: str
-    seconds: float
-
-
-def _levels(shape: Sequence[int], params: AnatParams) -> tuple[list[int], list[float]]:
-    """Shrink factors (and sigmas) that leave at least 16 voxels along every axis."""
-    keep = [
-        (f, s)
-        for f, s in zip(params.shrink_factors, params.smoothing_sigmas, strict=True)
-        if min(shape) // f >= 16 or f == 1
-    ]
-    if not keep:
-        keep = [(1, 0.0)]
-    return [int(f) for f, _ in keep], [float(s) for _, s in keep]
-
-
-def register_rigid(
-    fixed: NDArray,
-    fixed_affine: NDArray,
-    moving: NDArray,
-    moving_affine: NDArray,
-    params: AnatParams,
-    fixed_mask: NDArray[np.bool_] | None = None,
-) -> Registration:
-    """Rigid (Euler 3D) registration of ``moving`` to ``fixed`` with Mattes mutual information."""
-    import SimpleITK as sitk
-
-    start = time.perf_counter()
-    f_img = to_sitk(np.asarray(fixed, dtype=np.float32), fixed_affine)
-    m_img = to_sitk(np.asarray(moving, dtype=np.float32), moving_affine)
-    if params.init == "header":
-        initial = sitk.Euler3DTransform()
-        centre = np.asarray(f_img.GetSize(), dtype=float) / 2.0 - 0.5
-        initial.SetCenter(f_img.TransformContinuousIndexToPhysicalPoint(centre.tolist()))
-    else:
-        mode = (
-            sitk.CenteredTransformInitializerFilter.MOMENTS
-            if params.init == "moments"
-            else sitk.CenteredTransformInitializerFilter.GEOMETRY
-        )
-        initial = sitk.CenteredTransformInitializer(f_img, m_img, sitk.Euler3DTransform(), mode)
-
-    reg = sitk.ImageRegistrationMethod()
-    reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(params.histogram_bins))
-    reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(float(params.sampling), int(params.seed))
-    if fixed_mask is not None and fixed_mask.any():
-        # A dilated brain mask: the metric sees the brain's edge but not empty background.
-        dil = ndi.binary_dilation(fixed_mask, iterations=2).astype(np.uint8)
-        reg.SetMetricFixedMask(sitk.Cast(to_sitk(dil, fixed_affine), sitk.sitkUInt8))
-    reg.SetInterpolator(sitk.sitkLinear)
-    reg.SetOptimizerAsRegularStepGradientDescent(
-        learningRate=float(params.learning_rate),
-        minStep=float(params.min_step),
-        numberOfIterations=int(params.iterations),
-        relaxationFactor=0.5,
-        gradientMagnitudeTolerance=1e-8,
-    )
-    reg.SetOptimizerScalesFromPhysicalShift()
-    shrink, sigmas = _levels(fixed.shape, params)
-    reg.SetShrinkFactorsPerLevel(shrink)
-    reg.SetSmoothingSigmasPerLevel(sigmas)
-    reg.SmoothingSigmasAreSpecifiedInPhysicalUnitsOff()
-    reg.SetInitialTransform(initial, inPlace=False)
-    if params.threads:
-        reg.SetNumberOfThreads(int(params.threads))
-    transform = reg.Execute(f_img, m_img)
-    return Registration(
-        matrix=sitk_to_ras_matrix(transform),
-        transform=transform,
-        metric=float(reg.GetMetricValue()),
-        iterations=int(reg.GetOptimizerIteration()),
-        stop=str(reg.GetOptimizerStopConditionDescription()),
-        seconds=time.perf_counter() - start,
-    )
-
-
-def resample_to(
-    moving: NDArray,
-    moving_affine: NDArray,
-    fixed_shape: Sequence[int],
-    fixed_affine: NDArray,
-    matrix: NDArray | None = None,
-    *,
-    order: int = 1,
-) -> NDArray[np.float32]:
-    """``moving`` on the fixed grid through ``matrix`` (fixed RAS mm → moving RAS mm; identity
-    if None): one linear (or nearest, ``order=0``) interpolation, 0 outside."""
-    m = np.eye(4) if matrix is None else np.asarray(matrix, dtype=np.float64)
-    vox = np.linalg.inv(moving_affine) @ m @ np.asarray(fixed_affine, dtype=np.float64)
-    return ndi.affine_transform(
-        np.asarray(moving, dtype=np.float32),
-        vox[:3, :3],
-        offset=vox[:3, 3],
-        output_shape=tuple(int(n) for n in fixed_shape[:3]),
-        order=order,
-        mode="constant",
-        cval=0.0,
-    ).astype(np.float32)
-
-
-def rotation_angle_deg(rotation: NDArray) -> float:
-    """Angle (degrees) of a 3×3 rotation matrix."""
-    cos = (float(np.trace(rotation)) - 1.0) / 2.0
-    return float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
-
-
-def registration_error(
-    estimated: NDArray, true: NDArray, centre: NDArray, points: NDArray | None = None
-) -> dict[str, float]:
-    """Rotation error (degrees, angle of R_est R_trueᵀ), translation error (mm: distance between
-    where the two transforms send ``centre``) and, if ``points`` (n, 3) are given, the mean and
-    maximum displacement difference over them (mm)."""
-    est, tru = np.asarray(estimated, float), np.asarray(true, float)
-    c = np.append(np.asarray(centre, float), 1.0)
-    out = {
-        "rotation_deg": rotation_angle_deg(est[:3, :3] @ tru[:3, :3].T),
-        "translation_mm": float(np.linalg.norm((est @ c)[:3] - (tru @ c)[:3])),
-    }
-    if points is not None and len(points):
-        p = np.asarray(points, float)
-        diff = p @ (est[:3, :3] - tru[:3, :3]).T + (est[:3, 3] - tru[:3, 3])
-        d = np.linalg.norm(diff, axis=1)
-        out["mean_displacement_mm"] = float(d.mean())
-        out["max_displacement_mm"] = float(d.max())
-    return out
-
-
-# --------------------------------------------------------------------------- equalization, trimming
-
-
-def equalize(
-    data: NDArray,
-    mask: NDArray[np.bool_],
-    method: str = "adaptive",
-    *,
-    nbins: int = 256,
-    clip_limit: float = 0.01,
-    kernel_size: Sequence[int] | int | None = None,
-) -> NDArray[np.float32]:
-    """Histogram equalization within ``mask``: float32 in [0, 1], exactly 0 outside the mask.
-
-    ``global``: the in-brain intensity CDF (``skimage.exposure.equalize_hist`` with ``mask``);
-    ``adaptive``: CLAHE (``equalize_adapthist``) after scaling the in-brain 0.5–99.5 percentile
-    range to [0, 1]; ``none``: that scaling only.
-    """
-    from skimage import exposure
-
-    arr = np.asarray(data, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool)
-    if mask.shape != arr.shape:
-        raise InputError("equalize: mask and image shapes differ", value=(mask.shape, arr.shape))
-    out = np.zeros(arr.shape, dtype=np.float32)
-    if not mask.any():
-        return out
-    if method == "global":
-        eq = exposure.equalize_hist(arr, nbins=nbins, mask=mask)
-    elif method in ("adaptive", "none"):
-        lo, hi = np.percentile(arr[mask], [0.5, 99.5])
-        scaled = np.clip((arr - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
-        scaled[~mask] = 0.0
-        eq = (
-            scaled
-            if method == "none"
-            else exposure.equalize_adapthist(
-                scaled, kernel_size=kernel_size, clip_limit=clip_limit, nbins=nbins
-            )
-        )
-    else:
-        raise ConfigError(f"equalize must be global, adaptive or none; got {method!r}")
-    out[mask] = np.clip(np.asarray(eq, dtype=np.float32)[mask], 0.0, 1.0)
-    return out
-
-
-def slice_axis(affine: NDArray, axis: str) -> int:
-    """Voxel axis of an image whose slices are ``axis`` (axial ↔ the axis closest to S–I)."""
-    if axis not in AXIS_OF:
-        raise ConfigError(f"axis must be one of {', '.join(AXIS_OF)}; got {axis!r}")
-    ornt = nib.orientations.io_orientation(np.asarray(affine, dtype=float))
-    return int(np.flatnonzero(ornt[:, 0] == AXIS_OF[axis])[0])
-
-
-def trim_range(mask: NDArray[np.bool_], axis: int, threshold: float = 0.10) -> tuple[int, int]:
-    """The slice-trimming rule: ``(first, last)`` (inclusive) of the contiguous range of slices
-    along voxel ``axis`` from the first to the last slice whose brain area is at least
-    ``threshold`` × the largest slice's brain area. Raises InputError for an empty mask."""
-    area = np.asarray(mask, dtype=bool).sum(axis=tuple(a for a in range(3) if a != axis))
-    if area.max() == 0:
-        raise InputError("slice trimming: the brain mask is empty")
-    keep = np.flatnonzero(area >= threshold * area.max())
-    return int(keep[0]), int(keep[-1])
-
-
-def crop_axis(
-    data: NDArray, affine: NDArray, axis: int, lo: int, hi: int
-) -> tuple[NDArray, NDArray]:
-    """Keep slices ``lo..hi`` (inclusive) along voxel ``axis``; the affine keeps world positions."""
-    index = [slice(None)] * 3
-    index[axis] = slice(lo, hi + 1)
-    shift = np.eye(4)
-    shift[axis, 3] = lo
-    return np.asarray(data)[tuple(index)], np.asarray(affine, dtype=np.float64) @ shift
-
-
-# --------------------------------------------------------------------------- per subject
 
 
 @dataclass(frozen=True)
@@ -531,50 +109,6 @@ class AnatOutputs:
         return [self.paths.images[c] for c in CONTRASTS]
 
 
-def load_volume(path: str | Path | None, *, subject: str, contrast: str) -> nib.Nifti1Image:
-    """Read a 3D contrast; InputError naming the subject, the file and the contrast otherwise."""
-    if path is None:
-        raise InputError(f"missing {contrast} image", subject=subject)
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"missing {contrast} image (file not found)", subject=subject, path=path)
-    try:
-        img = nib.load(str(path))
-        shape = img.shape
-        if len(shape) == 4 and shape[3] == 1:
-            shape = shape[:3]
-        if len(shape) != 3:
-            raise InputError(
-                f"{contrast} must be a 3D image", subject=subject, path=path, value=tuple(img.shape)
-            )
-        data = np.asarray(img.dataobj, dtype=np.float32).reshape(shape)
-    except InputError:
-        raise
-    except Exception as exc:  # nibabel/zlib/EOF: several types for truncated or bad files
-        raise InputError(
-            f"cannot read the {contrast} image: {exc}", subject=subject, path=path
-        ) from exc
-    if not np.isfinite(data).all():
-        raise InputError(
-            f"{contrast} contains NaN or Inf values",
-            subject=subject,
-            path=path,
-            value=int((~np.isfinite(data)).sum()),
-        )
-    if float(data.max()) <= float(data.min()):
-        raise InputError(f"{contrast} is constant (blank image)", subject=subject, path=path)
-    return nib.Nifti1Image(data, img.affine)
-
-
-def _save(path: Path, data: NDArray, affine: NDArray, dtype: type) -> None:
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), affine)
-    img.set_qform(affine, code=1)
-    img.set_sform(affine, code=1)
-    img.header.set_xyzt_units(xyz="mm")
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
-
-
 def _write_itk_transform(path: Path, transform: Any) -> None:
     import SimpleITK as sitk
 
@@ -602,7 +136,7 @@ def preprocess_anat(
     to ``out_dir/derivatives/braincam/sub-XX/anat/``).
 
     ``true_transforms`` (moving contrast → 4×4 RAS, T1w mm → moving mm, e.g. from
-    :func:`braincam.synth.anat.read_true_transform`) adds registration errors. Raises
+    :func:`braincam.imaging.groundtruth.read_true_transform`) adds registration errors. Raises
     InputError naming the subject and file for a missing, unreadable, non-3D or blank input.
     """
     params = params or AnatParams()
@@ -685,7 +219,7 @@ def preprocess_anat(
         "Versions": library_versions(),
         **(extra_sidecar or {}),
     }
-    _save(paths.mask, mask, affine, np.uint8)
+    write_nifti(paths.mask, mask, affine, np.uint8)
     for c in MOVING:
         if c in regs:
             _write_itk_transform(paths.xfm[c], regs[c].transform)
@@ -709,7 +243,7 @@ def preprocess_anat(
         write_json(paths.xfm_json[c], info)
     # T1w last: its sidecar (with the cache key) marks a finished subject.
     for c in (*MOVING, "T1w"):
-        _save(paths.images[c], data[c], affine, np.float32)
+        write_nifti(paths.images[c], data[c], affine, np.float32)
         write_json(
             paths.sidecars[c],
             {
@@ -731,7 +265,7 @@ def imgs_path(contrast: str, t1: Any, t2: Any, flair: Any) -> str:
 
 
 def params_dict(params: AnatParams) -> dict[str, Any]:
-    d = asdict(params)
+    d = params.model_dump()
     for k, v in d.items():
         if isinstance(v, tuple):
             d[k] = list(v)

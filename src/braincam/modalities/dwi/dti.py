@@ -15,70 +15,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import resource
-import sys
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from braincam.cohort.ingest import SubjectRecord
-from braincam.errors import BraincamError, ConfigError
-from braincam.io import atomic_path, read_json, write_json
+from braincam.config.prepare import DTIParams
+from braincam.errors import BraincamError
+from braincam.imaging.derivatives import derivatives_root
+from braincam.imaging.hashing import file_sha256
+from braincam.imaging.nifti import write_nifti
+from braincam.io import read_json, write_json
+from braincam.modalities.base import Preprocessed, Step
+from braincam.modalities.dwi.ingest import SubjectRecord
 from braincam.modalities.dwi.validate import (
-    DEFAULT_B0_THRESHOLD,
-    DEFAULT_BVEC_TOLERANCE,
     load_dwi_data,
     read_gradients,
 )
 from braincam.provenance import library_versions
 
-PIPELINE = "braincam"
-# DIPY's names for the tensor fit methods (TensorModel(fit_method=...)), canonical spelling.
-FIT_METHODS = ("WLS", "OLS", "NLLS", "RESTORE")
-_FIT_ALIASES = {
-    "WLLS": "WLS",
-    "LS": "OLS",
-    "LLS": "OLS",
-    "OLLS": "OLS",
-    "NLS": "NLLS",
-    "RT": "RESTORE",
-}
 # Bump when the computation changes in a way the parameters do not capture.
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class DTIParams:
-    """Parameters of the mask and tensor fit (all recorded in the sidecars and the cache key).
-
-    The median_otsu defaults (radius 2, 1 pass) are 16× faster than DIPY's (4, 4) on the 2.5 mm
-    synthetic cohort, with Dice 0.95 against (4, 4) and closer to the true brain (BENCHMARKS.md).
-    """
-
-    fit_method: str = "WLS"
-    median_radius: int = 2
-    numpass: int = 1
-    dilate: int | None = None
-    b0_threshold: float = DEFAULT_B0_THRESHOLD
-    bvec_tolerance: float = DEFAULT_BVEC_TOLERANCE
-
-    def __post_init__(self) -> None:
-        method = str(self.fit_method).upper()
-        method = _FIT_ALIASES.get(method, method)
-        if method not in FIT_METHODS:
-            raise ConfigError(
-                f"fit_method must be one of {', '.join(FIT_METHODS)}, got {self.fit_method!r}"
-            )
-        object.__setattr__(self, "fit_method", method)
-        if self.median_radius < 1:
-            raise ConfigError(f"median_radius must be ≥ 1, got {self.median_radius}")
-        if self.numpass < 1:
-            raise ConfigError(f"numpass must be ≥ 1, got {self.numpass}")
-        if self.dilate is not None and self.dilate < 0:
-            raise ConfigError(f"dilate must be ≥ 0 or None, got {self.dilate}")
 
 
 @dataclass(frozen=True)
@@ -95,26 +53,6 @@ class DerivativePaths:
         return (self.fa, self.md, self.mask, self.fa_json, self.md_json)
 
 
-@dataclass(frozen=True)
-class SubjectOutcome:
-    """What happened to one subject: ``computed``, ``skipped`` (cached) or ``failed``."""
-
-    participant_id: str
-    status: str
-    fa: str = ""
-    mask: str = ""
-    step: str = ""
-    file: str = ""
-    error: str = ""
-    seconds: float = 0.0
-    peak_rss_mib: float = 0.0
-
-
-def derivatives_root(work_dir: str | Path) -> Path:
-    """``WORK/derivatives/braincam``."""
-    return Path(work_dir) / "derivatives" / PIPELINE
-
-
 def derivative_paths(work_dir: str | Path, participant_id: str) -> DerivativePaths:
     """Output paths of ``participant_id`` (names fixed by docs/architecture.md)."""
     d = derivatives_root(work_dir) / participant_id / "dwi"
@@ -127,15 +65,6 @@ def derivative_paths(work_dir: str | Path, participant_id: str) -> DerivativePat
         fa_json=fa.with_name(fa.name.replace(".nii.gz", ".json")),
         md_json=md.with_name(md.name.replace(".nii.gz", ".json")),
     )
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def input_hashes(record: SubjectRecord) -> dict[str, str]:
@@ -153,7 +82,7 @@ def cache_key(hashes: dict[str, str], params: DTIParams) -> str:
 
     payload = {
         "inputs": hashes,
-        "params": asdict(params),
+        "params": params.model_dump(),
         "dipy": dipy.__version__,
         "cache_version": CACHE_VERSION,
     }
@@ -170,17 +99,6 @@ def is_cached(paths: DerivativePaths, key: str) -> bool:
         )
     except (OSError, ValueError):
         return False
-
-
-def remove_stale_temps(folder: Path, *, recursive: bool = True) -> list[Path]:
-    """Delete temp files left by a killed run (``atomic_path`` names: ``.NAME.XXXX.tmp...``)."""
-    removed = []
-    if folder.is_dir():
-        for p in (folder.rglob if recursive else folder.glob)(".*.tmp*"):
-            if p.is_file():
-                p.unlink(missing_ok=True)
-                removed.append(p)
-    return removed
 
 
 def brain_mask(mean_b0: np.ndarray, params: DTIParams) -> np.ndarray:
@@ -217,18 +135,14 @@ def fit_dti(
 
 def _save_map(path: Path, data: np.ndarray, like: nib.Nifti1Image, dtype: type) -> None:
     """Write a 3D map on the DWI's grid (same affine and qform/sform codes), atomically."""
-    img = nib.Nifti1Image(np.asarray(data, dtype=dtype), like.affine)
-    img.set_qform(like.affine, code=int(like.header["qform_code"]) or 1)
-    img.set_sform(like.affine, code=int(like.header["sform_code"]) or 1)
-    img.header.set_xyzt_units(xyz="mm")
-    with atomic_path(path) as tmp:
-        nib.save(img, tmp)
-
-
-def peak_rss_mib() -> float:
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+    write_nifti(
+        path,
+        data,
+        like.affine,
+        dtype,
+        qform_code=int(like.header["qform_code"]) or 1,
+        sform_code=int(like.header["sform_code"]) or 1,
+    )
 
 
 def _sidecar(
@@ -247,7 +161,7 @@ def _sidecar(
         "Units": units,
         "Model": "tensor",
         "FitMethod": params.fit_method,
-        "Parameters": asdict(params),
+        "Parameters": params.model_dump(),
         "BrainMask": {
             "Method": "dipy.segment.mask.median_otsu on the mean b=0 image",
             "File": mask_rel,
@@ -262,110 +176,63 @@ def _sidecar(
     }
 
 
-def process_subject(
-    record: SubjectRecord, work_dir: str | Path, params: DTIParams, *, force: bool = False
-) -> SubjectOutcome:
-    """Mask, fit and write one subject, or skip it if cached. Never raises for bad input.
+def compute_maps(
+    record: SubjectRecord, work_dir: str | Path, params: DTIParams, key: str, step: Step
+) -> Preprocessed:
+    """Validate, mask, fit and write one subject (``step.name`` follows the stages, so a
+    failure names where it happened); raises on bad input.
 
-    Errors become a ``failed`` outcome with the step, the file and the message, so one bad
-    subject cannot stop the others (this runs inside joblib/Dask workers).
+    Order of writing matters: the FA image last, so its existence marks a finished subject.
     """
-    start = time.perf_counter()
     pid = record.participant_id
     paths = derivative_paths(work_dir, pid)
-    step = "hash"
-    try:
-        hashes = input_hashes(record)
-        key = cache_key(hashes, params)
-        if not force and is_cached(paths, key):
-            return SubjectOutcome(
-                pid,
-                "skipped",
-                fa=str(paths.fa),
-                mask=str(paths.mask),
-                seconds=time.perf_counter() - start,
-                peak_rss_mib=peak_rss_mib(),
-            )
-        step = "validate"
-        img, data = load_dwi_data(record.dwi, subject=pid)
-        grads = read_gradients(
-            record.bval,
-            record.bvec,
-            data.shape[3],
-            subject=pid,
-            b0_threshold=params.b0_threshold,
-            bvec_tolerance=params.bvec_tolerance,
-        )
-        step = "mask"
-        b0 = grads.b0_mask(params.b0_threshold)
-        mask = brain_mask(data[..., b0].mean(axis=-1), params)
-        if not mask.any():
-            raise BraincamError(f"brain mask is empty (subject={pid}; file={record.dwi})")
-        step = "dti"
-        fa, md = fit_dti(data, grads.bvals, grads.bvecs, mask, params)
-        del data
-        step = "write"
-        rel_mask = paths.mask.name
-        common = dict(mask_rel=rel_mask, n_brain=int(mask.sum()))
-        # Order matters: FA image last, so its existence marks a finished subject.
-        _save_map(paths.mask, mask, img, np.uint8)
-        _save_map(paths.md, md, img, np.float32)
-        write_json(
-            paths.md_json,
-            _sidecar(
-                record,
-                params,
-                hashes,
-                key,
-                description="Mean diffusivity (DTI)",
-                units="mm^2/s",
-                **common,
-            ),
-        )
-        write_json(
-            paths.fa_json,
-            _sidecar(
-                record,
-                params,
-                hashes,
-                key,
-                description="Fractional anisotropy (DTI)",
-                units="arbitrary",
-                **common,
-            ),
-        )
-        _save_map(paths.fa, fa, img, np.float32)
-    except Exception as exc:  # one subject's failure must not stop the batch
-        error = str(exc) if isinstance(exc, BraincamError) else f"{type(exc).__name__}: {exc}"
-        return SubjectOutcome(
-            pid,
-            "failed",
-            step=step,
-            file=getattr(exc, "path", None) or str(record.dwi),
-            error=error,
-            seconds=time.perf_counter() - start,
-            peak_rss_mib=peak_rss_mib(),
-        )
-    return SubjectOutcome(
-        pid,
-        "computed",
-        fa=str(paths.fa),
-        mask=str(paths.mask),
-        seconds=time.perf_counter() - start,
-        peak_rss_mib=peak_rss_mib(),
+    hashes = input_hashes(record)
+    step.name = "validate"
+    img, data = load_dwi_data(record.dwi, subject=pid)
+    grads = read_gradients(
+        record.bval,
+        record.bvec,
+        data.shape[3],
+        subject=pid,
+        b0_threshold=params.b0_threshold,
+        bvec_tolerance=params.bvec_tolerance,
     )
-
-
-def write_dataset_description(work_dir: str | Path) -> Path:
-    """``WORK/derivatives/braincam/dataset_description.json`` (BIDS derivative)."""
-    import braincam
-
-    return write_json(
-        derivatives_root(work_dir) / "dataset_description.json",
-        {
-            "Name": "braincam DTI maps",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "braincam", "Version": braincam.__version__}],
-        },
+    step.name = "mask"
+    b0 = grads.b0_mask(params.b0_threshold)
+    mask = brain_mask(data[..., b0].mean(axis=-1), params)
+    if not mask.any():
+        raise BraincamError(f"brain mask is empty (subject={pid}; file={record.dwi})")
+    step.name = "dti"
+    fa, md = fit_dti(data, grads.bvals, grads.bvecs, mask, params)
+    del data
+    step.name = "write"
+    rel_mask = paths.mask.name
+    common = dict(mask_rel=rel_mask, n_brain=int(mask.sum()))
+    _save_map(paths.mask, mask, img, np.uint8)
+    _save_map(paths.md, md, img, np.float32)
+    write_json(
+        paths.md_json,
+        _sidecar(
+            record,
+            params,
+            hashes,
+            key,
+            description="Mean diffusivity (DTI)",
+            units="mm^2/s",
+            **common,
+        ),
     )
+    write_json(
+        paths.fa_json,
+        _sidecar(
+            record,
+            params,
+            hashes,
+            key,
+            description="Fractional anisotropy (DTI)",
+            units="arbitrary",
+            **common,
+        ),
+    )
+    _save_map(paths.fa, fa, img, np.float32)
+    return Preprocessed((str(paths.fa),), str(paths.mask))

@@ -16,12 +16,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from braincam.config.prepare import DEFAULT_B0_THRESHOLD, DEFAULT_BVEC_TOLERANCE
 from braincam.errors import InputError
-
-# Volumes with b at or below this are treated as b=0 (scanners record b=5 or b=10 for "b0").
-DEFAULT_B0_THRESHOLD = 50.0
-# Tolerated deviation of |g| from 1 for diffusion-weighted volumes (DIPY's own default atol).
-DEFAULT_BVEC_TOLERANCE = 0.01
+from braincam.imaging.nifti import load_nifti_header
 
 
 @dataclass(frozen=True)
@@ -34,22 +31,6 @@ class Gradients:
     def b0_mask(self, threshold: float = DEFAULT_B0_THRESHOLD) -> np.ndarray:
         """Boolean (n,) marking the b=0 volumes."""
         return self.bvals <= threshold
-
-
-def load_nifti_header(path: Path, *, subject: str | None) -> nib.Nifti1Image:
-    """Open a NIfTI (header only); a missing or unreadable file raises InputError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError("NIfTI file not found", subject=subject, path=path)
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise InputError(
-            "unreadable NIfTI", subject=subject, path=path, value=f"{type(exc).__name__}: {exc}"
-        ) from exc
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise InputError("not a NIfTI image", subject=subject, path=path, value=type(img).__name__)
-    return img
 
 
 def check_dwi_header(path: Path, *, subject: str | None) -> tuple[int, ...]:

@@ -16,7 +16,7 @@ from braincam.config import (
 )
 from braincam.errors import ConfigError
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def minimal(**extra) -> dict:
@@ -121,7 +121,7 @@ def test_dmri_config_follows_the_study() -> None:
     )
     aug = t.augment
     assert min(aug.hflip.p, aug.noise.p, aug.resized_crop.p, aug.erasing.p) > 0
-    assert cfg.prepare["size"] == 224 and cfg.prepare["slices_per_axis"] == 16
+    assert cfg.prepare.size == 224 and cfg.prepare.slices_per_axis == 16
 
 
 def test_cams_section_defaults_and_validation() -> None:

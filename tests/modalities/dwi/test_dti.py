@@ -10,7 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from braincam.cohort.ingest import SubjectRecord, ingest_bids
+from braincam.cohort import runner
 from braincam.errors import ConfigError
 from braincam.modalities.dwi.dti import (
     DTIParams,
@@ -18,10 +18,15 @@ from braincam.modalities.dwi.dti import (
     derivative_paths,
     input_hashes,
     is_cached,
-    process_subject,
-    remove_stale_temps,
 )
+from braincam.modalities.dwi.ingest import SubjectRecord, ingest_bids
+from braincam.modalities.dwi.modality import DWI
 from builders.dwi import EVALS, LABELS, brain_ball, make_bids, write_dwi
+
+
+def process_subject(record, work_dir, params, *, force=False):
+    """One diffusion subject through the common batch runner."""
+    return runner.process_subject(DWI, record, work_dir, params, force=force)
 
 
 def _record(tmp_path: Path, **kwargs) -> SubjectRecord:
@@ -167,13 +172,3 @@ def test_bad_params_raise_config_error() -> None:
     with pytest.raises(ConfigError, match="median_radius"):
         DTIParams(median_radius=0)
     assert DTIParams(fit_method="nls").fit_method == "NLLS"
-
-
-def test_remove_stale_temps_only_removes_temp_names(tmp_path: Path) -> None:
-    keep = tmp_path / "a" / "sub-01_dwimap.nii.gz"
-    keep.parent.mkdir()
-    keep.write_text("x")
-    stale = tmp_path / "a" / ".sub-01_dwimap.nii.gz.abc123.tmp.nii.gz"
-    stale.write_text("half")
-    assert remove_stale_temps(tmp_path) == [stale]
-    assert keep.exists() and not stale.exists()

@@ -1,11 +1,26 @@
-"""Figures shared by `explain` and the report: heatmap overlays with boxes and mask outlines."""
+"""Figures shared by `explain` and the report: heatmap overlays with boxes and mask outlines.
+
+Drawing only (matplotlib, Agg): below both the pipeline steps and the report in the import
+layers, so a step can draw a figure without importing the report.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+
+def figure_png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def overlay_montage(
@@ -21,7 +36,7 @@ def overlay_montage(
     """A grid of slices (n, S, S) with their heatmaps (n, S, S) in ``jet`` over grey.
 
     ``boxes`` (n, 4) as (row0, col0, row1, col1) with the upper corner exclusive (the convention of
-    :func:`braincam.metrics.localization.bounding_boxes`; an empty box is skipped) draw the
+    :func:`braincam.metrics.boxes.bounding_boxes`; an empty box is skipped) draw the
     localization box;
     ``masks`` (n, S, S) draw the ground-truth outline (white contour) where given.
     """
