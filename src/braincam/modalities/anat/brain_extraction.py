@@ -61,13 +61,9 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
-from braincam.modalities.anat.preprocess import (
-    foreground_mask,
-    from_sitk,
-    largest_component,
-    sitk_to_ras_matrix,
-    to_sitk,
-)
+from braincam.imaging.masks import largest_component
+from braincam.imaging.sitk import from_sitk, sitk_to_ras_matrix, to_sitk
+from braincam.modalities.anat.n4 import foreground_mask
 
 STAGES = ("rigid", "similarity", "affine")
 #: LPS ↔ RAS (SimpleITK works in LPS).
