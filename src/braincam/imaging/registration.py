@@ -107,6 +107,12 @@ _STAGES = {"rigid": ("rigid",), "affine": ("rigid", "affine")}
 _STAGE_START = {"rigid": lambda previous: previous, "affine": _affine_from}
 
 
+def sitk_seed(seed: int) -> int:
+    """SimpleITK's sampling seed for our ``seed``: shifted by one, because SimpleITK takes 0 as
+    "seed from the wall clock" (every seed, 0 included, must repeat)."""
+    return int(seed) + 1
+
+
 def mattes_mi_registration(
     *,
     bins: int,
@@ -130,7 +136,9 @@ def mattes_mi_registration(
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=bins)
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    reg.SetMetricSamplingPercentage(sampling, seed)
+    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock == 0), which made the
+    # default seed 0 give a different sample, and a different estimate, on every run.
+    reg.SetMetricSamplingPercentage(sampling, sitk_seed(seed))
     reg.SetInterpolator(sitk.sitkLinear)
     reg.SetOptimizerAsRegularStepGradientDescent(
         learningRate=learning_rate,

@@ -62,6 +62,7 @@ from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
 from braincam.imaging.masks import largest_component
+from braincam.imaging.registration import sitk_seed
 from braincam.imaging.sitk import from_sitk, sitk_to_ras_matrix, to_sitk
 from braincam.modalities.anat.n4 import foreground_mask
 
@@ -274,8 +275,7 @@ def _registration(params: BrainExtractionParams, metric_mask: Any, size: tuple[i
     reg = sitk.ImageRegistrationMethod()
     reg.SetMetricAsMattesMutualInformation(numberOfHistogramBins=int(params.histogram_bins))
     reg.SetMetricSamplingStrategy(reg.RANDOM)
-    # SimpleITK reads seed 0 as "seed from the wall clock" (sitkWallClock == 0): shift by one.
-    reg.SetMetricSamplingPercentage(float(params.sampling), int(params.seed) + 1)
+    reg.SetMetricSamplingPercentage(float(params.sampling), sitk_seed(params.seed))
     reg.SetMetricMovingMask(metric_mask)
     reg.SetInterpolator(sitk.sitkLinear)
     shrink, sigmas = _levels(size)
