@@ -54,3 +54,18 @@ def test_register_a_modality(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_modality("toy") is TOY and "toy" in modality_names()
     register_modality("toy2", "builders.modality:TOY")  # imported on first use
     assert get_modality("toy2") is TOY
+
+
+@pytest.mark.parametrize(
+    "module", ["braincam.modalities.dwi.modality", "braincam.modalities.anat.modality"]
+)
+def test_a_modality_imports_first_in_a_fresh_process(module: str) -> None:
+    """A joblib worker unpickles a modality before anything else of braincam is imported: the
+    import must not reach the registry half-way through (it did once, via a config default)."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -40,7 +40,10 @@ class ExperimentConfig(_Section):
     bids: str | None = Field(None, description="BIDS dataset; absent → synthesize one")
     out: str = "braincam-out"
     synth: SynthSection | None = None
-    prepare: PrepareSection = PrepareSection()
+    # A factory, not an instance: building a PrepareConfig asks the modality registry, which
+    # must not happen while braincam.config itself is being imported (a worker process that
+    # unpickles a modality imports it from there).
+    prepare: PrepareSection = Field(default_factory=PrepareSection)
     models: list[str] = Field(..., min_length=1)
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
