@@ -231,7 +231,7 @@ def regions_section(out: Path, runs: list[Path]) -> B.Section:
         if atlas is not None:
             row = atlas.iloc[0]
             sec.add(B.text(f"Atlas: {row['atlas']} from {row['source']}. {row['licence']}"))
-        for path in sorted(root.glob("mni_mean_gradcam_*.nii.gz"))[:2]:
+        for path in root.mni_means("gradcam")[:2]:
             label = path.name.removeprefix("mni_mean_gradcam_").removesuffix(".nii.gz")
             sec.add(
                 B.brain_viewer(
