@@ -31,6 +31,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports  # the import layers of docs/architecture.md ([tool.importlinter])
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests benchmarks

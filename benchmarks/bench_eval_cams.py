@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from braincam.evaluate import cams
+from braincam.layout import CamEvalLayout
+from braincam.pipeline import evaluate_cams as cams
+from braincam.pipeline.cam_context import load_context
 
 
 class ForwardTimer:
@@ -60,9 +62,9 @@ def main() -> None:
     torch.set_num_threads(2)
 
     cfg = cams.CamEvalConfig(methods=(args.method,), max_images=args.max_images)
-    ctx = cams._load(args.run, cfg, progress=False)
-    out = Path("/tmp/bench-eval-cams")
-    out.mkdir(exist_ok=True)
+    ctx = load_context(args.run, cfg, progress=False)
+    out = CamEvalLayout(Path("/tmp/bench-eval-cams"))
+    out.root.mkdir(exist_ok=True)
     # sanity randomizes deep copies of the model: their forwards are timed too
     rows = []
     total_fwd = total = 0.0

@@ -26,7 +26,7 @@ import numpy as np
 
 _RUNNER = """
 import json, resource, sys, time
-from braincam.prepare import PrepareConfig, prepare
+from braincam.pipeline.prepare import PrepareConfig, prepare
 t = time.perf_counter()
 r = prepare(sys.argv[1], sys.argv[2], PrepareConfig(label="group", workers=int(sys.argv[3]),
             force=True, progress=False))
@@ -163,7 +163,7 @@ def main() -> None:
     args = ap.parse_args()
 
     if not (args.cohort / "participants.tsv").exists():
-        from braincam.data.synth import SynthConfig, synthesize
+        from braincam.synth.dwi import SynthConfig, synthesize
 
         t = time.perf_counter()
         synthesize(args.cohort, SynthConfig(subjects=args.subjects, seed=0), progress=False)

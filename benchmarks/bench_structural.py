@@ -44,8 +44,11 @@ def main() -> None:
     import nibabel as nib
     from scipy import ndimage as ndi
 
-    from braincam.data import structural as st
-    from braincam.data import synth_anat as sa
+    from braincam.imaging.resample import resample_to
+    from braincam.modalities.anat import preprocess as st
+    from braincam.modalities.anat.ingest import ingest_anat
+    from braincam.modalities.anat.n4 import n4_correct
+    from braincam.synth import anat as sa
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_structural_"))
     root = args.out or tmp
@@ -55,7 +58,7 @@ def main() -> None:
     sa.synthesize_anat(bids, config, overwrite=True, progress=False)
     synth_s = time.perf_counter() - t0
     params = st.AnatParams()
-    records = st.ingest_anat(bids, label="group").subjects
+    records = ingest_anat(bids, label="group").subjects
 
     n4_rows, reg_rows = [], []
     for rec in records:
@@ -71,12 +74,10 @@ def main() -> None:
             if contrast != "T1w":
                 # The voxel at q shows the T1w anatomy at T⁻¹(q): pull the labels through T⁻¹.
                 true = sa.read_true_transform(gt[f"xfm_{contrast}"])
-                labels = st.resample_to(
-                    dseg, affine, dseg.shape, affine, np.linalg.inv(true), order=0
-                )
+                labels = resample_to(dseg, affine, dseg.shape, affine, np.linalg.inv(true), order=0)
             wm = ndi.binary_erosion(labels == 3)
             c0, w0 = cpu_seconds(), time.perf_counter()
-            corrected, _ = st.n4_correct(data, img.affine, params)
+            corrected, _ = n4_correct(data, img.affine, params)
             wall, cpu = time.perf_counter() - w0, cpu_seconds() - c0
 
             def cov(x: np.ndarray, mask: np.ndarray = wm) -> float:

@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--fa-check", action="store_true", help="DIPY FA vs true FA (1 subject)")
     args = parser.parse_args()
 
-    from braincam.data.synth import SynthConfig, groundtruth_paths, synthesize
+    from braincam.synth.dwi import SynthConfig, groundtruth_paths, synthesize
 
     tmp = Path(tempfile.mkdtemp(prefix="bench_synth_"))
     out = args.out or tmp / "bids"

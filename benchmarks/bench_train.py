@@ -4,8 +4,8 @@
    normalized in memory, against the same model fed by braincam's data pipeline (memmapped slice
    store → shuffled DataLoader → z-scoring on the batch). The two alternate batch by batch, so
    both see the same machine load (other processes share the 2 cores); also a full Lightning
-   epoch through ``braincam.train.ClassifierModule`` (hooks, logging), interleaved the same way
-   with in-memory steps run from a callback. Medians of per-batch times; overheads are the
+   epoch through ``braincam.training.module.ClassifierModule`` (hooks, logging), interleaved the
+   same way with in-memory steps run from a callback. Medians of per-batch times; overheads are the
    median over ``--repeats`` of per-repeat ratios.
 
        .venv/bin/python benchmarks/bench_train.py throughput --model smallcnn-gap --size 64
@@ -72,8 +72,8 @@ def interleaved(model_name: str, store, batch_size: int, n_batches: int, mean, s
     ``pipeline``: fetch the next batch from the memmapped store (shuffled DataLoader), z-score
     it, and the same training step on a second copy of the model.
     """
-    from braincam.data.datamodule import make_dataset, make_loader
     from braincam.models import build_model
+    from braincam.training.datamodule import make_dataset, make_loader
 
     rows = store.rows("train")
     images = torch.from_numpy(np.load(store.images_path)[rows])
@@ -117,9 +117,9 @@ def lightning_batches(model_name: str, store, batch_size: int, n_batches: int, m
     import lightning as L
 
     from braincam.config import TrainConfig
-    from braincam.data.datamodule import SliceDataModule
     from braincam.models import build_model
-    from braincam.train import ClassifierModule
+    from braincam.training.datamodule import SliceDataModule
+    from braincam.training.module import ClassifierModule
 
     other = build_model(model_name, in_channels=1, num_classes=2)
     opt = torch.optim.SGD(other.parameters(), lr=1e-3, momentum=0.9)
@@ -155,7 +155,7 @@ def lightning_batches(model_name: str, store, batch_size: int, n_batches: int, m
 
 
 def throughput(args: argparse.Namespace) -> None:
-    from braincam.data.datamodule import channel_stats, open_store
+    from braincam.training.datamodule import channel_stats, open_store
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -208,7 +208,7 @@ def throughput(args: argparse.Namespace) -> None:
 
 
 def accuracy(args: argparse.Namespace) -> None:
-    from braincam.run import run_experiment
+    from braincam.pipeline.run import run_experiment
 
     t0 = time.perf_counter()
     result = run_experiment(args.config, out=args.out, progress=False)

@@ -37,9 +37,10 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # imported here so that collecting the other tests does not load torch and lightning
     from braincam.config import TrainConfig
-    from braincam.data.slices import SliceSpec, build_slice_store
+    from braincam.data.slice_build import build_slice_store
+    from braincam.data.slices import SliceSpec
     from braincam.data.splits import make_splits, save_splits
-    from braincam.train import fit
+    from braincam.pipeline.train import fit
 
     root = tmp_path_factory.mktemp("tiny_run")
     rng = np.random.default_rng(0)
@@ -59,10 +60,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return work, run
 
 
+@pytest.fixture
+def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let training build the tiny test model under the name ``tiny``."""
+    from braincam.training import zoo
+    from builders.store import tiny_build, tiny_check
+
+    monkeypatch.setattr(zoo, "build_model", tiny_build)
+    monkeypatch.setattr(zoo, "check_model_name", tiny_check)
+
+
 @pytest.fixture(scope="session")
 def cam_evaluation_summary(tiny_run: tuple[Path, Path]) -> dict:
     """The tiny run's heatmap evaluation (a few maps; every family but regions)."""
-    from braincam.evaluate.cams import CamEvalConfig, evaluate_cams
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, evaluate_cams
 
     _, run = tiny_run
     cfg = CamEvalConfig(

@@ -10,8 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from braincam.io import dumps_json, update_summary, write_json
-from braincam.summary_schema import SECTIONS, SchemaError, validate_section, validate_summary
+from braincam.io import dumps_json, write_json
+from braincam.summary_schema import (
+    SECTIONS,
+    SchemaError,
+    update_summary,
+    validate_section,
+    validate_summary,
+)
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "summary-schema.md"
 

@@ -107,21 +107,6 @@ def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def update_summary(work_dir: str | Path, section: str, data: Any) -> Path:
-    """Set ``summary.json[section] = data`` in ``work_dir``, keeping the other sections.
-
-    Every step of the pipeline adds its own section; the new section is validated against the
-    schema (:mod:`braincam.summary_schema`, ``docs/summary-schema.md``) before anything is
-    written, so a wrongly typed result fails where it is made, not in the report.
-    """
-    from braincam.summary_schema import validate_section
-
-    path = Path(work_dir) / "summary.json"
-    summary = read_json(path) if path.exists() else {}
-    summary[section] = validate_section(section, to_jsonable(data))
-    return write_json(path, summary)
-
-
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically."""
     return write_atomic(path, lambda tmp: tmp.write_bytes(data))

@@ -1,6 +1,8 @@
 """The schema of ``summary.json``: one pydantic model per section (see docs/summary-schema.md).
 
-Every section is validated when a step writes it (:func:`braincam.io.update_summary`) and the
+Every section is validated when a step writes it (:func:`update_summary`, here and not in
+:mod:`braincam.io`: io is the bottom layer and stays schema-free; this module sits just above
+it, below every step and the report) and the
 report reads results only through :func:`load_summary`. Models are strict: a verdict is a JSON
 boolean, a figure a number or null; the string ``"False"`` (truthy in Python, and once printed
 as "FLAGGED" by the report) or a number stored as text is rejected.
@@ -17,12 +19,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from braincam.errors import BraincamError
+from braincam.io import read_json, to_jsonable, write_json
 
 __all__ = [
     "CamEvaluation",
     "SchemaError",
     "Summary",
     "load_summary",
+    "update_summary",
     "validate_cam_evaluation",
     "validate_section",
     "validate_summary",
@@ -393,3 +397,16 @@ def load_summary(path: str | Path) -> Summary:
         return validate_summary(json.loads(path.read_text()))
     except SchemaError as exc:
         raise SchemaError(f"{path}: {exc}") from None
+
+
+def update_summary(work_dir: str | Path, section: str, data: Any) -> Path:
+    """Set ``summary.json[section] = data`` in ``work_dir``, keeping the other sections.
+
+    Every step of the pipeline adds its own section; the new section is validated against the
+    schema (``docs/summary-schema.md``) before anything is written, so a wrongly typed result
+    fails where it is made, not in the report.
+    """
+    path = Path(work_dir) / "summary.json"
+    summary = read_json(path) if path.exists() else {}
+    summary[section] = validate_section(section, to_jsonable(data))
+    return write_json(path, summary)

@@ -2,6 +2,7 @@
 
 ``compute_cams(model, inputs, method="gradcam", ...)`` is the entry point; the method classes
 (``GradCAM(model, layer)(inputs, targets)`` → :class:`CAMResult`) give raw and upsampled maps.
+``register_method`` adds a method (a :class:`CAMMethod` subclass) by name; see docs/cam.md.
 """
 
 from braincam.cam.api import compute_cams, make_method
@@ -19,6 +20,8 @@ from braincam.cam.methods import (
     ScoreCAM,
     XGradCAM,
     get_method,
+    register_method,
+    unregister_method,
 )
 from braincam.cam.postprocess import normalize_maps, upsample_maps
 from braincam.cam.targets import TargetSpec
@@ -41,5 +44,7 @@ __all__ = [
     "get_method",
     "make_method",
     "normalize_maps",
+    "register_method",
+    "unregister_method",
     "upsample_maps",
 ]

@@ -50,8 +50,9 @@ def compute_cams(
 ) -> Tensor:
     """Class activation maps (N, *spatial) for a batch, on the model's device.
 
-    ``method``: one of ``braincam.cam.METHODS`` (``"cam"``, ``"gradcam"``, ``"gradcampp"``,
-    ``"xgradcam"``, ``"layercam"``, ``"hirescam"``, ``"scorecam"``, ``"eigencam"``).
+    ``method``: one of ``braincam.cam.METHODS`` (built in: ``"cam"``, ``"gradcam"``,
+    ``"gradcampp"``, ``"xgradcam"``, ``"layercam"``, ``"hirescam"``, ``"scorecam"``,
+    ``"eigencam"``; more with :func:`~braincam.cam.register_method`), or a method class.
     ``layer``: name or module, default ``model.cam_layer``. ``targets``: None (predicted class),
     an int, one int per sample, or a callable outputs → per-sample scores. ``upsample=False``
     returns feature-resolution maps. ``method_kwargs``: ``classifier=`` (CAM),

@@ -22,7 +22,7 @@ def demo(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """synth → prepare → train → explain → evaluate → OUT/report.html and OUT/summary.json."""
-    from braincam.demo import run_demo
+    from braincam.pipeline.demo import run_demo
 
     report = run_demo(
         out,

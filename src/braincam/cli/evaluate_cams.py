@@ -21,6 +21,12 @@ def evaluate_cams(
     noise_std: Annotated[
         float, typer.Option(help="noise on imputed voxels, perturbation check (z-score units)")
     ] = 0.05,
+    strengths: Annotated[
+        str, typer.Option(help="perturbation dose-response strengths, increasing in (0, 1]")
+    ] = "0.25,0.5,0.75,1",
+    n_random: Annotated[
+        int, typer.Option(help="random area-matched regions per image (≥ 20), the baseline")
+    ] = 20,
     max_images: Annotated[
         int, typer.Option(help="slices for perturbation/faithfulness (0 = all)")
     ] = 256,
@@ -28,25 +34,43 @@ def evaluate_cams(
     regions: Annotated[bool, typer.Option(help="brain-region attribution in MNI space")] = True,
     atlas: Annotated[str, typer.Option(help="atlas: AAL or AAL3")] = "AAL",
     seed: Annotated[int, typer.Option(help="random seed (baselines, subsampling)")] = 0,
+    tolerance: Annotated[
+        float | None, typer.Option(help="pointing-game tolerance, pixels (default: 15 at 224²)")
+    ] = None,
+    shift: Annotated[
+        str | None, typer.Option(help="perturbation shift per axis, pixels, e.g. 6,6 (10 %)")
+    ] = None,
+    deletion_steps: Annotated[int, typer.Option(help="deletion/insertion curve steps")] = 20,
+    faithfulness_baseline: Annotated[
+        str, typer.Option(help="deletion/insertion baseline: blur | zero | mean")
+    ] = "blur",
+    batch_size: Annotated[int, typer.Option(help="images per model forward")] = 64,
 ) -> None:
     """Localization, perturbation, faithfulness, sanity, consistency and brain regions.
 
     Tables go to RUN_DIR/cam_eval/SPLIT/*.tsv; a compact summary to the work directory's
     summary.json (section cam_evaluation). Heatmaps are computed first if missing (explain).
     """
-    from braincam.evaluate.cams import CamEvalConfig, eval_dir
-    from braincam.evaluate.cams import evaluate_cams as run
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, eval_dir
+    from braincam.pipeline.evaluate_cams import evaluate_cams as run
 
     config = CamEvalConfig(
         split=split,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         threshold=threshold,
         noise_std=noise_std,
+        strengths=tuple(v.strip() for v in strengths.split(",") if v.strip()),
+        n_random=n_random,
         max_images=max_images or None,
         sanity_images=sanity_images,
         regions=regions,
         atlas=atlas,
         seed=seed,
+        tolerance=tolerance,
+        shift=None if not shift else tuple(v.strip() for v in shift.split(",") if v.strip()),
+        deletion_steps=deletion_steps,
+        faithfulness_baseline=faithfulness_baseline,
+        batch_size=batch_size,
     )
     summary = run(run_dir, config)
     typer.echo(

@@ -33,7 +33,7 @@ def explain(
 
     Outputs go to RUN_DIR/heatmaps/SPLIT/: slices.tsv, METHOD.npy, overlays/, nifti/, meta.json.
     """
-    from braincam.explain import ExplainConfig, explain_run
+    from braincam.pipeline.explain import ExplainConfig, explain_run
 
     config = ExplainConfig(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),

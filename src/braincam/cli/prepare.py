@@ -1,4 +1,5 @@
-"""`braincam prepare`: BIDS dataset (or TSV manifest) → FA maps → splits → slice store."""
+"""`braincam prepare`: BIDS dataset (or TSV manifest) → preprocessed volumes (FA maps, or
+T1w/T2w/FLAIR) → splits → slice store."""
 
 from __future__ import annotations
 
@@ -74,11 +75,15 @@ def prepare(
     ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
-    """Validate inputs, fit DTI (FA/MD), split subjects and build the 2.5D slice store."""
+    """Validate inputs, preprocess each subject (dwi: DTI FA/MD; anat: N4, co-registration,
+    equalization), split subjects and build the 2.5D slice store."""
     from rich.console import Console
     from rich.table import Table
 
-    from braincam.prepare import PrepareConfig, prepare
+    from braincam.modalities import get_modality
+    from braincam.pipeline.prepare import PrepareConfig, prepare
+
+    modality = get_modality(modality, warn=lambda message: typer.echo(message, err=True)).name
 
     config = PrepareConfig(
         label=label,
@@ -112,7 +117,7 @@ def prepare(
     result = prepare(bids_dir, work_dir, config)
     console = Console()
     s = result.summary["n_subjects"]
-    what = "T1w/T2w/FLAIR" if modality == "anat" else "FA maps"
+    what = config.get_modality().outputs
     console.print(
         f"{what}: {s['computed']} computed, {s['skipped']} skipped (cached), "
         f"{s['failed']} failed; splits: {result.slices_per_split or '-'} slices"

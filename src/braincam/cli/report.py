@@ -29,9 +29,10 @@ def report(
     if check:
         import json
 
+        from braincam.layout import WorkLayout
         from braincam.report.audit import audit_report
 
-        summary_path = out_dir / "summary.json"
+        summary_path = WorkLayout(out_dir).summary
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         problems = audit_report(path.read_text(), summary)
         if problems:

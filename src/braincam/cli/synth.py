@@ -1,4 +1,4 @@
-"""`braincam synth`: write a synthetic diffusion-MRI BIDS cohort with ground truth."""
+"""`braincam synth`: write a synthetic BIDS cohort (diffusion or structural) with ground truth."""
 
 from __future__ import annotations
 
@@ -44,64 +44,55 @@ def synth(
     ),
     workers: int = typer.Option(1, "--workers", help="Subjects simulated in parallel."),
     kind: str = typer.Option(
-        "dwi", "--kind", help="dwi (young/old diffusion) or structural (T1w/T2w/FLAIR, MS groups)."
+        "dwi",
+        "--kind",
+        help="dwi (young/old diffusion) or anat (T1w/T2w/FLAIR, MS groups); "
+        "'structural' is the deprecated name of anat.",
     ),
     groups: str = typer.Option(
-        "control,rrms,spms", "--groups", help="structural: the three group names (comma-separated)."
+        "control,rrms,spms", "--groups", help="anat: the three group names (comma-separated)."
     ),
     bias_strength: float = typer.Option(
-        0.25, "--bias-strength", help="structural: bias field spans ×(1 ± this)."
+        0.25, "--bias-strength", help="anat: bias field spans ×(1 ± this)."
     ),
     misregistration_deg: float = typer.Option(
-        3.0, "--misregistration-deg", help="structural: T2w/FLAIR rotation vs T1w, ± per axis."
+        3.0, "--misregistration-deg", help="anat: T2w/FLAIR rotation vs T1w, ± per axis."
     ),
     misregistration_mm: float = typer.Option(
-        3.0, "--misregistration-mm", help="structural: T2w/FLAIR shift vs T1w, ± per axis."
+        3.0, "--misregistration-mm", help="anat: T2w/FLAIR shift vs T1w, ± per axis."
     ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
-    """Simulate a young/old diffusion-MRI cohort (BIDS) with ground-truth masks and FA."""
-    from braincam.data.synth import SynthConfig, synthesize
+    """Simulate a cohort with ground truth: young/old diffusion MRI (dwi) or T1w/T2w/FLAIR
+    with MS-like lesions (anat)."""
+    from braincam.synth import get_generator
 
-    if kind not in ("dwi", "structural"):
-        from braincam.errors import ConfigError
-
-        raise ConfigError(f"--kind must be dwi or structural, got {kind!r}")
-    if kind == "structural":
-        from braincam.data.synth_anat import AnatSynthConfig, synthesize_anat
-
-        names = tuple(g.strip() for g in groups.split(","))
-        anat = AnatSynthConfig(
-            subjects=subjects,
-            seed=seed,
-            voxel_size=voxel_size,
-            groups=names,  # type: ignore[arg-type]  # validate() checks there are three
-            bias_strength=bias_strength,
-            misregistration_deg=misregistration_deg,
-            misregistration_mm=misregistration_mm,
-            warp_mm=warp_mm,
-            orientation=orientation.upper(),
-        )
-        out = synthesize_anat(
-            out_dir, anat, overwrite=overwrite, progress=not quiet, workers=workers
-        )
-        typer.echo(f"wrote {subjects} subjects (T1w/T2w/FLAIR) to {out}")
-        return
-    config = SynthConfig(
-        subjects=subjects,
-        seed=seed,
-        voxel_size=voxel_size,
-        snr=snr,
-        directions=directions,
-        b0_volumes=b0_volumes,
-        bvalue=bvalue,
-        effect_size=effect_size,
-        effect_region=effect_region,
-        global_fa_change=global_fa_change,
-        global_md_change=global_md_change,
-        atrophy=atrophy,
-        warp_mm=warp_mm,
-        orientation=orientation.upper(),
+    generator = get_generator(
+        kind, what="--kind", warn=lambda message: typer.echo(message, err=True)
     )
-    out = synthesize(out_dir, config, overwrite=overwrite, progress=not quiet, workers=workers)
-    typer.echo(f"wrote {subjects} subjects to {out}")
+    options = {
+        "subjects": subjects,
+        "seed": seed,
+        "voxel_size": voxel_size,
+        "snr": snr,
+        "directions": directions,
+        "b0_volumes": b0_volumes,
+        "bvalue": bvalue,
+        "effect_size": effect_size,
+        "effect_region": effect_region,
+        "global_fa_change": global_fa_change,
+        "global_md_change": global_md_change,
+        "atrophy": atrophy,
+        "warp_mm": warp_mm,
+        "orientation": orientation.upper(),
+        "groups": tuple(g.strip() for g in groups.split(",")),  # validate() checks there are 3
+        "bias_strength": bias_strength,
+        "misregistration_deg": misregistration_deg,
+        "misregistration_mm": misregistration_mm,
+    }
+    config = generator.config_from_options(options)
+    out = generator.synthesize(
+        out_dir, config, overwrite=overwrite, progress=not quiet, workers=workers
+    )
+    contents = f" ({generator.contents})" if generator.contents else ""
+    typer.echo(f"wrote {subjects} subjects{contents} to {out}")

@@ -72,7 +72,7 @@ def train(
 ) -> None:
     """Train MODEL on WORK_DIR's slice store; checkpoints, metrics.tsv, curves.png in RUN_DIR."""
     from braincam.config import TrainConfig, load_config, override
-    from braincam.train import fit
+    from braincam.pipeline.train import fit
 
     base = load_config(config).train if config is not None else TrainConfig()
     cfg = override(
@@ -117,7 +117,7 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(help="inference batch size")] = 64,
 ) -> None:
     """Evaluate a trained run: slice and subject metrics into RUN_DIR/eval_<split>.json + TSVs."""
-    from braincam.evaluate.classification import evaluate_run
+    from braincam.pipeline.evaluate import evaluate_run
 
     splits = split or ["val", "test"]
     results = evaluate_run(run_dir, splits=splits, work_dir=work_dir, batch_size=batch_size)
@@ -134,7 +134,7 @@ def run(
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Run an experiment: (synth) → prepare → train every model → evaluate → comparison table."""
-    from braincam.run import run_experiment
+    from braincam.pipeline.run import run_experiment
 
     result = run_experiment(config, bids=bids, out=out, progress=progress)
     if result["runs"]:

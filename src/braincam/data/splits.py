@@ -6,7 +6,6 @@ splits (the leak of the published dMRI code, where validation was an image-level
 
 from __future__ import annotations
 
-import math
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -15,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from braincam.errors import ConfigError, InputError
+from braincam.config.prepare import validate_ratios
+from braincam.errors import InputError
 from braincam.io import atomic_path
 
 SPLITS = ("train", "val", "test")
@@ -25,22 +25,7 @@ SPLIT_COLUMNS = ("participant_id", "label", "split")
 MIN_PER_CLASS = len(SPLITS)
 
 
-def validate_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    """Return ``ratios`` as a float triple; raise ConfigError unless 3 positive values sum to 1."""
-    try:
-        values = tuple(float(r) for r in ratios)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"split ratios must be three numbers, got {ratios!r}") from exc
-    if len(values) != len(SPLITS):
-        raise ConfigError(f"split ratios must be three numbers (train, val, test), got {ratios!r}")
-    if not all(math.isfinite(v) and v > 0 for v in values):
-        raise ConfigError(f"split ratios must all be positive, got {ratios!r}")
-    if not math.isclose(sum(values), 1.0, abs_tol=1e-6):
-        raise ConfigError(f"split ratios must sum to 1, got {ratios!r} (sum {sum(values):.6g})")
-    return values  # type: ignore[return-value]
-
-
-def _validate_labels(labels: pd.DataFrame) -> pd.DataFrame:
+def validate_labels(labels: pd.DataFrame) -> pd.DataFrame:
     """Check the label table and return it sorted by participant_id (columns as str)."""
     if not isinstance(labels, pd.DataFrame):
         raise InputError("labels must be a DataFrame", value=type(labels).__name__)
@@ -110,7 +95,7 @@ def make_splits(
     appears in every split.
     """
     ratios = validate_ratios(ratios)
-    df = _validate_labels(labels)
+    df = validate_labels(labels)
     split = np.empty(len(df), dtype=object)
     for label, group in df.groupby("label", sort=True):
         # One stream per class, keyed by the label name, so a class's assignment does not change

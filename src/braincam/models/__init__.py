@@ -5,6 +5,22 @@
 """
 
 from braincam.models.heads import CamHead, CamNet
-from braincam.models.registry import ModelSpec, build_model, get_spec, list_models
+from braincam.models.registry import (
+    ModelSpec,
+    build_model,
+    get_spec,
+    list_models,
+    register_model,
+    unregister_model,
+)
 
-__all__ = ["CamHead", "CamNet", "ModelSpec", "build_model", "get_spec", "list_models"]
+__all__ = [
+    "CamHead",
+    "CamNet",
+    "ModelSpec",
+    "build_model",
+    "get_spec",
+    "list_models",
+    "register_model",
+    "unregister_model",
+]

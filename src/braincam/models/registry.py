@@ -1,4 +1,9 @@
-"""The model zoo: name → builder + metadata (CAM layer, classifier, feature size, input size)."""
+"""The model zoo: name → builder + metadata (CAM layer, classifier, feature size, input size).
+
+The registry is open: :func:`register_model` (a call or a decorator) adds a network under a new
+name, and it is then built by :func:`build_model`, trained by ``braincam train --model NAME`` and
+accepted in an experiment's ``models`` list, like the built-in ones. See docs/models.md.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
@@ -34,7 +38,7 @@ class ModelSpec:
     head: Head
     cam_layer: str
     classifier: str | None
-    feature_size: tuple[int, int]
+    feature_size: tuple[int, ...] | None
     input_size: int
     description: str
     pretrained: str | None = None
@@ -113,9 +117,85 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
     ),
 )  # fmt: skip
 
-_REGISTRY: MappingProxyType[str, tuple[ModelSpec, Builder]] = MappingProxyType(
-    {spec.name: (spec, builder) for spec, builder in _ENTRIES}
-)
+_REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {
+    spec.name: (spec, builder) for spec, builder in _ENTRIES
+}
+_BUILTIN = frozenset(_REGISTRY)
+
+
+def register_model(
+    name: str,
+    builder: Callable[..., nn.Module | bb.Built] | None = None,
+    *,
+    cam_layer: str,
+    classifier: str | None = None,
+    head: Head = "gap",
+    family: str | None = None,
+    feature_size: tuple[int, ...] | None = None,
+    input_size: int = 224,
+    description: str = "",
+    pretrained: str | None = None,
+) -> Any:
+    """Add a network to the zoo under ``name``; with no ``builder``, a decorator.
+
+    ``builder(in_channels=, num_classes=, dropout=)`` returns the ``nn.Module`` (or, like the
+    built-in builders, ``(module, transfer)`` for ImageNet weights). The metadata are those of
+    :class:`ModelSpec`: ``cam_layer`` is the ``get_submodule`` name CAM methods explain by
+    default, ``classifier`` the ``nn.Linear`` after global pooling that CAM needs (``None``: a
+    fully connected head, gradient methods only). Returns the builder (so the decorator leaves
+    the function usable) — the :class:`ModelSpec` is ``get_spec(name)``. A name that is already
+    registered is refused with :class:`ModelError` (:func:`unregister_model` first)::
+
+        @register_model("mynet-gap", cam_layer="features", classifier="fc")
+        def mynet(*, in_channels, num_classes, dropout):
+            return MyNet(in_channels, num_classes, dropout)
+    """
+    if builder is None:
+        return partial(
+            _register_decorated,
+            name,
+            cam_layer=cam_layer,
+            classifier=classifier,
+            head=head,
+            family=family,
+            feature_size=feature_size,
+            input_size=input_size,
+            description=description,
+            pretrained=pretrained,
+        )
+    if not isinstance(name, str) or not name.strip():
+        raise ModelError(f"a model name must be a non-empty string, got {name!r}")
+    if name in _REGISTRY:
+        raise ModelError(
+            f"model {name!r} is already registered; choose another name or unregister it first"
+        )
+    if not callable(builder):
+        raise ModelError(f"the builder of {name!r} must be callable, got {builder!r}")
+    spec = ModelSpec(
+        name=name,
+        family=family or name,
+        head=head,
+        cam_layer=cam_layer,
+        classifier=classifier,
+        feature_size=None if feature_size is None else tuple(feature_size),
+        input_size=input_size,
+        description=description or getattr(builder, "__doc__", None) or name,
+        pretrained=pretrained,
+    )
+    _REGISTRY[name] = (spec, builder)  # type: ignore[assignment]
+    return builder
+
+
+def _register_decorated(name: str, builder: Callable[..., Any], **metadata: Any) -> Any:
+    return register_model(name, builder, **metadata)
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model added with :func:`register_model` (the built-in zoo stays)."""
+    get_spec(name)
+    if name in _BUILTIN:
+        raise ModelError(f"model {name!r} is built in and cannot be unregistered")
+    del _REGISTRY[name]
 
 
 def list_models() -> list[str]:
@@ -155,7 +235,8 @@ def build_model(
             raise ModelError(f"{arg} must be an integer >= {low}, got {value!r}")
     if not 0.0 <= float(dropout) < 1.0:
         raise ModelError(f"dropout must be in [0, 1), got {dropout!r}")
-    model, transfer = builder(in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+    built = builder(in_channels=in_channels, num_classes=num_classes, dropout=dropout)
+    model, transfer = (built, None) if isinstance(built, nn.Module) else built
     if weights is not None:
         if transfer is None:
             raise ModelError(f"{name} has no ImageNet counterpart; use weights=None")

@@ -8,12 +8,13 @@ our own making, and it is isolated in an ``<iframe srcdoc>`` (escaped as an attr
 from __future__ import annotations
 
 import base64
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
+
+from braincam.figures import figure_png_bytes
 
 BlockKind = Literal["text", "table", "figure", "viewer", "note", "pre", "keyed", "keyed_table"]
 
@@ -106,19 +107,24 @@ def keyed_table(columns: list[str], cells: list[list[list[Span]]], title: str = 
     return Block("keyed_table", title=title, columns=columns, cells=cells)
 
 
+def read_tsv(path: Path) -> pd.DataFrame | None:
+    """A TSV table, or None when the file does not exist (that part of the report is missing)."""
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
+
+
+def plt() -> Any:
+    """matplotlib.pyplot with the non-interactive Agg backend (imported on first use)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as pyplot
+
+    return pyplot
+
+
 def png_data_uri(png: bytes) -> str:
     """Encode PNG bytes as a data URI so the report needs no side files."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def figure_png_bytes(fig: Any, dpi: int = 100) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it."""
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def figure_from_matplotlib(fig: Any, title: str = "", caption: str = "", dpi: int = 100) -> Block:

@@ -1,0 +1,119 @@
+"""Heatmaps and their evaluation: ``braincam explain``, ``braincam evaluate-cams`` and the ``cams``
+section of an experiment.
+
+One set of evaluation settings (:class:`CamSettings`) with its constraints, used twice:
+:class:`CamEvalConfig` (the step's input, with its ``seed``) and :class:`CamsConfig` (the YAML
+section, with ``enabled``; the seed comes from ``train.seed``). So every option of the step can
+be set from YAML, and a constraint is written once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Literal
+
+from pydantic import ConfigDict, Field, field_validator
+
+from braincam.config.base import FrozenSection, Section
+
+#: The three methods both studies compare.
+DEFAULT_METHODS = ("cam", "gradcam", "gradcampp")
+
+Split = Literal["train", "val", "test"]
+
+
+def check_methods(value: list[str] | tuple[str, ...]) -> None:
+    """Raise ValueError unless every name is a registered CAM method (and there is one)."""
+    from braincam.cam.methods import METHODS
+
+    if not value:
+        raise ValueError("give at least one CAM method")
+    unknown = [m for m in value if m not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown CAM method(s) {unknown}; choose from {sorted(METHODS)}")
+
+
+class CamSettings(Section):
+    """Settings of the heatmap evaluation (defaults follow the dMRI study where it has one)."""
+
+    split: Split = "test"
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    threshold: float = Field(
+        0.2, gt=0, lt=1, description="box / thresholded-region rule: fraction of each map's max"
+    )
+    tolerance: float | None = Field(
+        None, ge=0, description="pointing-game tolerance in pixels; None = 15 px at 224², scaled"
+    )
+    noise_std: float = Field(
+        0.05, ge=0, description="noise on imputed voxels (perturbation check), z-score units"
+    )
+    strengths: tuple[float, ...] = Field(
+        (0.25, 0.5, 0.75, 1.0),
+        description="perturbation dose-response: increasing values in (0, 1], verdict at the last",
+    )
+    n_random: int = Field(20, ge=20, description="random regions per image (perturbation baseline)")
+    shift: tuple[int, ...] | None = Field(
+        None, description="perturbation translation in pixels per axis; None = 10 % of the size"
+    )
+    deletion_steps: int = Field(20, ge=1, description="steps of the deletion/insertion curves")
+    faithfulness_baseline: Literal["blur", "zero", "mean"] = "blur"
+    max_images: int | None = Field(
+        256, ge=1, description="slices for perturbation/faithfulness; None = all"
+    )
+    sanity_images: int = Field(16, ge=1)
+    regions: bool = True
+    atlas: Literal["AAL", "AAL3"] = "AAL"
+    batch_size: int = Field(64, ge=1)
+
+    @field_validator("strengths")
+    @classmethod
+    def _strengths(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value or any(not 0 < s <= 1 for s in value) or list(value) != sorted(set(value)):
+            raise ValueError(f"strengths must be increasing values in (0, 1], got {list(value)}")
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        check_methods(value)
+        return value
+
+
+class CamEvalConfig(CamSettings):
+    """Input of ``evaluate-cams`` (:func:`braincam.pipeline.evaluate_cams.evaluate_cams`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seed: int = 0
+
+
+class CamsConfig(CamSettings):
+    """The ``cams`` section: heatmaps and their evaluation after training (``braincam run``)."""
+
+    methods: list[str] = Field(list(DEFAULT_METHODS))  # type: ignore[assignment]
+    enabled: bool = True
+
+    def eval_config(self, seed: int) -> CamEvalConfig:
+        """The step's settings: this section's values, and ``seed`` (the run's ``train.seed``)."""
+        values = {k: getattr(self, k) for k in CamSettings.model_fields}
+        return CamEvalConfig(**values, seed=seed)
+
+
+class ExplainConfig(FrozenSection):
+    """Settings of ``braincam explain``."""
+
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    split: str = "test"
+    #: which class each slice is explained for: "predicted", "true", or a class name
+    target: str = "predicted"
+    layer: str | None = None
+    batch_size: int = Field(16, ge=1)
+    #: number of slices in each overlay montage (0: none)
+    overlays: int = Field(12, ge=0)
+    nifti: bool = True
+
+    def fingerprint(self) -> str:
+        """Hash of the settings that change the maps (not of overlays/nifti)."""
+        key = {"target": self.target, "layer": self.layer, "split": self.split}
+        return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

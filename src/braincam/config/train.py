@@ -1,0 +1,138 @@
+"""The ``train`` section: optimizer, schedule, early stopping, augmentations, Lightning Trainer."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from braincam.config.base import Section as _Section
+
+
+class OptimizerConfig(_Section):
+    """Optimizer; the defaults are the dMRI study's (SGD, lr 1e-3, momentum 0.9)."""
+
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: float = Field(1e-3, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class ScheduleConfig(_Section):
+    """Learning-rate schedule, stepped once per epoch."""
+
+    name: Literal["none", "cosine", "step"] = "none"
+    step_size: int = Field(10, ge=1, description="epochs between decays (step)")
+    gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step)")
+    min_lr: float = Field(0.0, ge=0, description="final learning rate (cosine)")
+
+
+class EarlyStoppingConfig(_Section):
+    """Stop when the validation loss has not improved for ``patience`` epochs."""
+
+    enabled: bool = True
+    patience: int = Field(10, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class FlipConfig(_Section):
+    """Horizontal (left-right) flip; LR/RL phase encodings make models flip-tolerant."""
+
+    p: float = Field(0.0, ge=0, le=1)
+
+
+class NoiseConfig(_Section):
+    """Additive Gaussian noise, std in units of the normalized (z-scored) input."""
+
+    p: float = Field(0.0, ge=0, le=1)
+    std: float = Field(0.1, ge=0)
+
+
+class ResizedCropConfig(_Section):
+    """Random resized crop: a box of ``scale`` × area and ``ratio`` aspect, resized back."""
+
+    p: float = Field(0.0, ge=0, le=1)
+    scale: tuple[float, float] = (0.7, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.3333)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ResizedCropConfig:
+        if not (0 < self.scale[0] <= self.scale[1] <= 1):
+            raise ValueError(f"scale must satisfy 0 < min <= max <= 1, got {list(self.scale)}")
+        if not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {list(self.ratio)}")
+        return self
+
+
+class ErasingConfig(_Section):
+    """Random erasing (Zhong et al. 2017): a rectangle set to ``value``."""
+
+    p: float = Field(0.0, ge=0, le=1)
+    scale: tuple[float, float] = (0.02, 0.2)
+    ratio: tuple[float, float] = (0.3, 3.3)
+    value: float = 0.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ErasingConfig:
+        if not (0 < self.scale[0] <= self.scale[1] < 1):
+            raise ValueError(f"scale must satisfy 0 < min <= max < 1, got {list(self.scale)}")
+        if not (0 < self.ratio[0] <= self.ratio[1]):
+            raise ValueError(f"ratio must satisfy 0 < min <= max, got {list(self.ratio)}")
+        return self
+
+
+class AffineConfig(_Section):
+    """Rotation, translation and scaling (the structural study's augmentations)."""
+
+    p: float = Field(0.0, ge=0, le=1)
+    degrees: float = Field(0.0, ge=0, le=180)
+    translate: float = Field(0.0, ge=0, le=0.5, description="max shift, fraction of the size")
+    scale: tuple[float, float] = (1.0, 1.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AffineConfig:
+        if not (0 < self.scale[0] <= self.scale[1]):
+            raise ValueError(f"scale must satisfy 0 < min <= max, got {list(self.scale)}")
+        return self
+
+
+class AugmentConfig(_Section):
+    """Training-time augmentations (all off by default); each one has a probability ``p``."""
+
+    hflip: FlipConfig = FlipConfig()
+    noise: NoiseConfig = NoiseConfig()
+    resized_crop: ResizedCropConfig = ResizedCropConfig()
+    erasing: ErasingConfig = ErasingConfig()
+    affine: AffineConfig = AffineConfig()
+
+
+class TrainConfig(_Section):
+    """Everything ``braincam train`` needs besides the model name and the directories."""
+
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(16, ge=1)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
+    augment: AugmentConfig = AugmentConfig()
+    dropout: float = Field(0.5, ge=0, lt=1)
+    weights: str | None = Field(None, description="local ImageNet weights file (never downloaded)")
+    normalize: bool = Field(True, description="z-score each channel with train-split statistics")
+    seed: int = 0
+    deterministic: bool = True
+    num_workers: int = Field(0, ge=0)
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = Field(1, ge=1)
+    strategy: str = "auto"
+    precision: str = "32-true"
+    limit_train_batches: float | int | None = Field(
+        None, description="fraction or count of train batches per epoch (smoke tests)"
+    )
+
+    @field_validator("devices")
+    @classmethod
+    def _devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1 or 'auto'")
+        return value

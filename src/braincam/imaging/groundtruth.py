@@ -1,0 +1,70 @@
+"""Ground-truth file names of a synthetic cohort (``BIDS/derivatives/groundtruth/``), defined
+once: the generators (:mod:`braincam.synth`) write them, preprocessing (true transforms) and
+evaluation (coordinate maps to MNI) read them, and neither imports the other.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from braincam.imaging.templates import TEMPLATE_SPACE
+from braincam.io import read_json
+
+GROUNDTRUTH = "groundtruth"  # the derivatives pipeline folder
+#: Suffixes of the coordinate maps between the template and a subject's native grid, next to the
+#: subject's ground-truth mask (docs/architecture.md).
+MNI_TO_NATIVE_SUFFIX = f"_from-{TEMPLATE_SPACE}_to-native_coords.nii.gz"
+NATIVE_TO_MNI_SUFFIX = f"_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz"
+
+
+def groundtruth_root(bids_dir: str | Path) -> Path:
+    """``BIDS/derivatives/groundtruth``."""
+    return Path(bids_dir) / "derivatives" / GROUNDTRUTH
+
+
+def dwi_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
+    """Paths of one diffusion subject's ground-truth files (keys: effect_mask, region_mask,
+    true_fa, native_to_mni, mni_to_native). They exist only for datasets made by ``braincam
+    synth``."""
+    base = groundtruth_root(bids_dir) / participant_id / "dwi"
+    p = participant_id
+    return {
+        "effect_mask": base / f"{p}_desc-effect_mask.nii.gz",
+        "region_mask": base / f"{p}_desc-region_mask.nii.gz",
+        "true_fa": base / f"{p}_model-tensor_param-fa_desc-true_dwimap.nii.gz",
+        "native_to_mni": base / f"{p}{NATIVE_TO_MNI_SUFFIX}",
+        "mni_to_native": base / f"{p}{MNI_TO_NATIVE_SUFFIX}",
+    }
+
+
+def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
+    """Ground-truth files of one structural subject (only for datasets made by the generator).
+
+    Keys: ``lesion_mask`` (uint8, T1w grid), ``lesion_json`` (lesion list), ``dseg`` (tissue
+    labels), ``xfm_T2w`` / ``xfm_FLAIR`` (true rigid transforms, JSON),
+    ``native_to_mni`` / ``mni_to_native`` (coordinate maps as in docs/architecture.md).
+    """
+    base = groundtruth_root(bids_dir) / participant_id / "anat"
+    p = participant_id
+    return {
+        "lesion_mask": base / f"{p}_desc-lesion_mask.nii.gz",
+        "lesion_json": base / f"{p}_desc-lesion_mask.json",
+        "dseg": base / f"{p}_desc-tissue_dseg.nii.gz",
+        "xfm_T2w": base / f"{p}_from-T2w_to-T1w_desc-true_xfm.json",
+        "xfm_FLAIR": base / f"{p}_from-FLAIR_to-T1w_desc-true_xfm.json",
+        "native_to_mni": base / f"{p}{NATIVE_TO_MNI_SUFFIX}",
+        "mni_to_native": base / f"{p}{MNI_TO_NATIVE_SUFFIX}",
+    }
+
+
+def mni_region_path(bids_dir: str | Path) -> Path:
+    """The effect region on the MNI grid (uint8), shared by all subjects."""
+    return groundtruth_root(bids_dir) / f"space-{TEMPLATE_SPACE}_desc-effect_mask.nii.gz"
+
+
+def read_true_transform(path: str | Path) -> NDArray[np.float64]:
+    """The 4×4 RAS matrix of a ground-truth ``*_desc-true_xfm.json`` (T1w mm → moving mm)."""
+    return np.asarray(read_json(path)["MatrixRAS"], dtype=np.float64)

@@ -1,0 +1,123 @@
+"""``evaluate-cams``, localization family: do the maps point at the ground-truth region?
+
+On the slices (the maps of ``explain``) and on the volumes (the maps back-projected onto each
+subject's grid), each method scored next to a uniform and a random baseline map.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from braincam.pipeline.cam_context import CamContext
+
+if TYPE_CHECKING:
+    from braincam.pipeline.evaluate_cams import CamEvalConfig
+
+
+def _score_candidates(
+    candidates: dict[str, Tensor], masks: Tensor, cfg: CamEvalConfig, tolerance: float | None
+) -> dict[str, dict[str, Tensor]]:
+    """Localization tables of several map sets against the same masks.
+
+    The mask-only work (the tolerant pointing game's distance transform) is done once for all
+    of them. (Each map set is scored on its own: one batch of all would multiply the memory.)
+    """
+    from braincam.metrics.localization import default_tolerance, localization_table, tolerance_zone
+
+    if tolerance is None:
+        tolerance = default_tolerance(tuple(masks.shape[1:]))
+    zone = tolerance_zone(masks, tolerance)
+    return {
+        name: localization_table(
+            maps, masks, threshold=cfg.threshold, tolerance=tolerance, zone=zone
+        )
+        for name, maps in candidates.items()
+    }
+
+
+def localization(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
+    """Localization metrics on slices with ground-truth mask pixels, per method and baseline."""
+    from braincam.metrics.localization import baseline_maps, summarize_table
+
+    if ctx.store.masks is None:
+        return pd.DataFrame()
+    rows = ctx.table["store_row"].to_numpy()
+    masks = torch.from_numpy(np.asarray(ctx.store.masks[rows]) > 0)
+    has = masks.flatten(1).any(1)
+    if not has.any():
+        return pd.DataFrame()
+    masks = masks[has]
+    candidates = {m: maps[has] for m, maps in ctx.maps.items()}
+    like = next(iter(candidates.values()))
+    candidates["baseline:uniform"] = baseline_maps(like, "uniform")
+    candidates["baseline:random"] = baseline_maps(like, "random", ctx.generator)
+    tables = _score_candidates(candidates, masks, cfg, cfg.tolerance)
+    return pd.DataFrame(
+        [
+            {"model": ctx.model_name, "method": name, "level": "slice", **summarize_table(t)}
+            for name, t in tables.items()
+        ]
+    )
+
+
+def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
+    """Localization of the back-projected 3D maps against each subject's native mask.
+
+    Per subject the mask is read once and every method and baseline is scored against it
+    (sharing its distance transform); the per-subject rows are then averaged per method.
+    """
+    import nibabel as nib
+
+    from braincam.metrics.localization import baseline_maps, summarize_table
+
+    heatmaps = ctx.explained.layout
+    per_method: dict[str, list[dict[str, Tensor]]] = {}
+    for pid in sorted(ctx.table["participant_id"].unique()):
+        mask_path = ctx.store.meta["subjects"][pid].get("mask")
+        if not mask_path:
+            continue
+        mask = _mask_on_source_grid(ctx.store, pid, mask_path)
+        if not mask.any():
+            continue
+        candidates = {}
+        for method in ctx.maps:
+            img = nib.load(heatmaps.nifti_map(pid, method))
+            candidates[method] = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
+        candidates["baseline:uniform"] = baseline_maps(mask.float(), "uniform")
+        candidates["baseline:random"] = baseline_maps(mask.float(), "random", ctx.generator)
+        for name, table in _score_candidates(candidates, mask, cfg, None).items():
+            per_method.setdefault(name, []).append(table)
+    records = []
+    for method, per_subject in per_method.items():
+        merged = {k: torch.cat([t[k] for t in per_subject]) for k in per_subject[0]}
+        records.append(
+            {
+                "model": ctx.model_name,
+                "method": method,
+                "level": "volume",
+                **summarize_table(merged),
+            }
+        )
+    return pd.DataFrame(records)
+
+
+def _mask_on_source_grid(store: Any, pid: str, mask_path: str) -> Tensor:
+    """The subject's ground-truth mask on the grid its heatmaps were back-projected to.
+
+    The grids differ when preprocessing cropped the image (structural slice trimming), so the
+    mask is resampled (nearest neighbour) in world space.
+    """
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+
+    mask_img = nib.load(mask_path)
+    affine, shape = store.grid(pid, "source")
+    same = tuple(mask_img.shape[:3]) == tuple(shape) and np.allclose(mask_img.affine, affine)
+    if not same:
+        mask_img = resample_from_to(mask_img, (tuple(shape), affine), order=0)
+    return torch.from_numpy(np.asarray(mask_img.dataobj) > 0)[None]

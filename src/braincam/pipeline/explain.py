@@ -1,0 +1,235 @@
+"""Explain a trained run: heatmaps for every slice of a split, overlays, and 3D NIfTI maps.
+
+Output layout (``RUN/heatmaps/<split>/``, paths: :class:`braincam.layout.HeatmapLayout`)::
+
+    slices.tsv            one row per explained slice: store row, subject, labels, prediction
+    <method>.npy          float32 (n, S, S) maps in [0, 1], row i ↔ slices.tsv row i
+    overlays/<method>.png montage of a sample of slices with box and ground-truth outline
+    nifti/sub-XX_desc-<method>_heatmap.nii.gz   maps put back on the subject's FA grid
+    meta.json             what was computed, with which settings (written last: marks completion)
+
+Re-running with the same settings skips methods already written; changed settings recompute.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from braincam.config.cams import ExplainConfig
+from braincam.errors import InputError
+from braincam.guard import inside
+from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
+from braincam.layout import HeatmapLayout, RunLayout
+
+
+@dataclass
+class ExplainResult:
+    """Where the heatmaps of one run and split are, and which methods were (re)computed."""
+
+    out_dir: Path
+    methods: list[str]
+    computed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def layout(self) -> HeatmapLayout:
+        """The paths of the heatmap directory."""
+        return HeatmapLayout(self.out_dir)
+
+    def maps(self, method: str) -> np.ndarray:
+        """Memory-mapped maps (n, S, S) of ``method``."""
+        return np.load(self.layout.maps(method), mmap_mode="r")
+
+    def slices(self) -> pd.DataFrame:
+        """The slices.tsv table (row i ↔ maps[i])."""
+        return pd.read_csv(self.layout.slices, sep="\t", dtype={"participant_id": str})
+
+
+def heatmap_dir(run_dir: str | Path, split: str) -> Path:
+    """Where ``explain`` writes the heatmaps of ``split`` for a run."""
+    return RunLayout(run_dir).heatmaps(split).root
+
+
+def _explained_targets(
+    target: str, true: torch.Tensor, predicted: torch.Tensor, classes: Sequence[str]
+) -> torch.Tensor:
+    if target == "predicted":
+        return predicted
+    if target == "true":
+        return true
+    if target in classes:
+        return torch.full_like(true, list(classes).index(target))
+    raise InputError(
+        f"--target must be 'predicted', 'true' or a class name {list(classes)}", value=target
+    )
+
+
+def _validate_methods(methods: Sequence[str]) -> list[str]:
+    from braincam.cam import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise InputError(f"unknown CAM method(s); choose from {sorted(METHODS)}", value=unknown)
+    return list(dict.fromkeys(methods))
+
+
+def explain_run(
+    run_dir: str | Path,
+    config: ExplainConfig = ExplainConfig(),
+    *,
+    store_path: str | Path | None = None,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ExplainResult:
+    """Compute heatmaps for every slice of ``config.split`` with each method; write them to disk.
+
+    The model is the run's best checkpoint (``braincam.training.loading.load_trained``); inputs
+    are z-scored exactly as in training. ``store_path`` defaults to the run's own store.
+    """
+    from braincam.cam import make_method
+    from braincam.data.normalization import zscore
+    from braincam.data.slices import SliceStore
+    from braincam.progress import make_progress
+    from braincam.training.loading import load_trained
+
+    methods = _validate_methods(config.methods)
+    model, record = load_trained(run_dir, device=device)
+    store = SliceStore.open(store_path or record["store"])
+    classes = list(record["classes"])
+    if list(store.classes) != classes:
+        raise InputError(
+            "the slice store's classes differ from the run's", path=store.path, value=store.classes
+        )
+    rows = store.rows(split=config.split).index.to_numpy()
+    if rows.size == 0:
+        raise InputError(f"split {config.split!r} of the slice store is empty", path=store.path)
+
+    layout = RunLayout(run_dir).heatmaps(config.split)
+    out = layout.root
+    out.mkdir(parents=True, exist_ok=True)
+    meta_path = layout.meta
+    previous = read_json(meta_path) if meta_path.is_file() else {}
+    same = previous.get("fingerprint") == config.fingerprint() and previous.get("rows") == len(rows)
+    todo = [m for m in methods if not (same and layout.maps(m).is_file())]
+    result = ExplainResult(
+        out, methods, computed=todo, skipped=[m for m in methods if m not in todo]
+    )
+    if todo or not layout.slices.is_file():
+        if meta_path.exists():
+            meta_path.unlink()  # the directory is incomplete until meta.json is rewritten
+        cam_objects = {m: make_method(model, m, config.layer) for m in todo}
+        maps = {m: np.zeros((len(rows), store.size, store.size), np.float32) for m in todo}
+        probs = np.zeros((len(rows), len(classes)), np.float32)
+        explained = np.zeros(len(rows), np.int64)
+        true_all = torch.as_tensor(store.index["target"].to_numpy()[rows])
+        with make_progress(disable=not progress) as bar:
+            task = bar.add_task(
+                f"explain {config.split} ({', '.join(todo) or 'table'})", total=len(rows)
+            )
+            for start in range(0, len(rows), config.batch_size):
+                sel = rows[start : start + config.batch_size]
+                x = torch.from_numpy(np.ascontiguousarray(store.images[sel])).to(device)
+                x = zscore(x, record)
+                with torch.no_grad():
+                    p = torch.softmax(model(x), dim=1)
+                true = true_all[start : start + len(sel)].to(device)
+                targets = _explained_targets(config.target, true, p.argmax(1), classes)
+                for m, cam in cam_objects.items():
+                    res = cam(x, targets, upsample=True, normalize=True)
+                    maps[m][start : start + len(sel)] = res.maps.detach().cpu().numpy()
+                probs[start : start + len(sel)] = p.cpu().numpy()
+                explained[start : start + len(sel)] = targets.cpu().numpy()
+                bar.advance(task, len(sel))
+        for m in todo:
+            write_atomic(inside(out, layout.maps(m)), lambda tmp, a=maps[m]: np.save(tmp, a))
+        table = store.index.iloc[rows][["participant_id", "label", "target", "axis", "position"]]
+        table = table.assign(
+            store_row=rows,
+            explained=explained,
+            predicted=probs.argmax(1),
+            p_explained=probs[np.arange(len(rows)), explained],
+            **{f"p_{c}": probs[:, i] for i, c in enumerate(classes)},
+        )
+        write_atomic(layout.slices, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+    if config.overlays > 0:
+        write_overlays(result, store, methods, config.overlays)
+    if config.nifti:
+        write_nifti(result, store, methods)
+    write_json(
+        meta_path,
+        {
+            "run": str(Path(run_dir).resolve()),
+            "store": str(store.path),
+            "model": record["model"],
+            "classes": classes,
+            "config": config.model_dump(),
+            "fingerprint": config.fingerprint(),
+            "rows": len(rows),
+            "methods": methods,
+        },
+    )
+    return result
+
+
+def _sample_rows(table: pd.DataFrame, n: int) -> np.ndarray:
+    """A spread-out sample: the centre slice of each axis for successive subjects."""
+    order = table.assign(_i=np.arange(len(table)))
+    centre = order.groupby(["participant_id", "axis"])["_i"].agg(lambda s: s.iloc[len(s) // 2])
+    picks = centre.to_numpy()
+    if len(picks) < n:
+        picks = np.concatenate([picks, np.setdiff1d(order["_i"].to_numpy(), picks)])
+    return np.sort(picks[:n])
+
+
+def write_overlays(
+    result: ExplainResult, store: Any, methods: Sequence[str], n: int
+) -> dict[str, Path]:
+    """Write one overlay montage per method for the same sample of slices."""
+    from braincam.figures import figure_png_bytes, overlay_montage
+    from braincam.metrics.boxes import bounding_boxes
+
+    table = result.slices()
+    picks = _sample_rows(table, n)
+    rows = table["store_row"].to_numpy()[picks]
+    images = np.asarray(store.images[rows][:, 0])
+    masks = None if store.masks is None else np.asarray(store.masks[rows])
+    titles = [
+        f"{r.participant_id} {r.axis[:3]} {r.position} ({r.label})"
+        for r in table.iloc[picks].itertuples()
+    ]
+    paths = {}
+    for m in methods:
+        maps = np.asarray(result.maps(m)[picks])
+        boxes, _ = bounding_boxes(torch.from_numpy(maps))
+        fig = overlay_montage(images, maps, titles=titles, boxes=boxes.numpy(), masks=masks)
+        # The method name comes from the config: the file must stay inside RUN's heatmaps.
+        path = inside(result.layout.root, result.layout.overlay(m))
+        paths[m] = write_bytes_atomic(path, figure_png_bytes(fig))
+    return paths
+
+
+def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> list[Path]:
+    """Back-project each subject's slice maps onto its FA grid, one NIfTI per method."""
+    import nibabel as nib
+
+    table = result.slices()
+    written = []
+    for m in methods:
+        maps = result.maps(m)
+        for pid, group in table.groupby("participant_id"):
+            idx = group.index.to_numpy()
+            img = store.backproject(maps[idx], pid, rows=group["store_row"].to_numpy())
+            img = nib.Nifti1Image(
+                np.nan_to_num(img.get_fdata(), nan=0.0).astype(np.float32), img.affine
+            )
+            # IDs come from the store's index, the method from the config: stay inside RUN.
+            path = inside(result.layout.root, result.layout.nifti_map(str(pid), m))
+            written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
+    return written

@@ -1,0 +1,240 @@
+"""Datasets and the Lightning DataModule over the memory-mapped slice store (``WORK/slices/``).
+
+The store's files are read as the contract in ``docs/architecture.md`` defines them. A batch is
+fetched with one fancy-indexing read of the memmap (``__getitems__``), not one read per slice,
+and each worker process opens its own memmap (the handle is dropped when pickled).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from braincam.data.slices import SliceStore
+from braincam.errors import InputError
+from braincam.layout import WorkLayout
+
+SPLITS = ("train", "val", "test")
+_INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position")
+
+
+def open_store(path: str | Path) -> SliceStore:
+    """Open a slice store for training: :meth:`SliceStore.open` plus what training relies on
+    (the index columns, float32 images, at least two classes, targets in range)."""
+    path = Path(path)
+    slices = WorkLayout(path).slices
+    if path.name != slices.name and slices.is_dir():
+        path = slices  # a work directory was given
+    store = SliceStore.open(path)
+    missing = [c for c in _INDEX_COLUMNS if c not in store.index.columns]
+    if missing:
+        raise InputError(f"slice index lacks columns {missing}", path=path / "index.tsv")
+    images = store.images
+    if images.ndim != 4 or images.dtype != np.float32:
+        raise InputError(
+            "images.npy must be float32 (N, C, S, S)",
+            path=path / "images.npy",
+            value=f"{images.dtype} {images.shape}",
+        )
+    if len(store.classes) < 2:
+        raise InputError("meta.json must list at least two classes", path=path / "meta.json")
+    targets = store.index["target"].to_numpy()
+    if targets.min() < 0 or targets.max() >= len(store.classes):
+        raise InputError(
+            f"index targets must lie in 0..{len(store.classes) - 1}",
+            path=path / "index.tsv",
+            value=sorted(set(targets.tolist())),
+        )
+    return store
+
+
+def split_rows(store: SliceStore, split: str) -> np.ndarray:
+    """Row numbers (into ``images``) of the slices in ``split``; error if there are none."""
+    if split not in SPLITS:
+        raise InputError(f"unknown split (expected one of {list(SPLITS)})", value=split)
+    rows = np.flatnonzero(store.index["split"].to_numpy() == split)
+    if rows.size == 0:
+        raise InputError(
+            f"split '{split}' of the slice store has no slices", path=store.path / "index.tsv"
+        )
+    return rows
+
+
+def split_subjects(store: SliceStore) -> dict[str, list[str]]:
+    """Sorted participant IDs per split (empty splits included)."""
+    return {s: sorted(store.subjects(s)) for s in SPLITS}
+
+
+def images_path(store: SliceStore) -> Path:
+    """The store's image array (opened per worker process by :class:`SliceDataset`)."""
+    return store.path / "images.npy"
+
+
+def channel_stats(
+    images_path: str | Path, rows: np.ndarray, chunk: int = 512
+) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation over ``rows`` (float64 accumulation, chunked)."""
+    images = np.load(images_path, mmap_mode="r")
+    total = np.zeros(images.shape[1])
+    total_sq = np.zeros(images.shape[1])
+    count = 0
+    rows = np.sort(rows)
+    for start in range(0, rows.size, chunk):
+        block = np.asarray(images[rows[start : start + chunk]], dtype=np.float64)
+        total += block.sum(axis=(0, 2, 3))
+        total_sq += np.square(block).sum(axis=(0, 2, 3))
+        count += block.shape[0] * block.shape[2] * block.shape[3]
+    mean = total / count
+    std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
+    std = np.where(std < 1e-8, 1.0, std)  # a constant channel: leave it unscaled
+    return mean.tolist(), std.tolist()
+
+
+def _collate_batch(batch: Any) -> Any:
+    """``__getitems__`` already returns a batch; keep it as is (a module-level function so
+    worker processes can pickle it)."""
+    return batch
+
+
+class SliceDataset(Dataset):
+    """Slices ``rows`` of a store's ``images.npy``: items are ``(image, target, row)``."""
+
+    def __init__(self, images_path: str | Path, rows: np.ndarray, targets: np.ndarray) -> None:
+        self.images_path = Path(images_path)
+        self.rows = np.asarray(rows, dtype=np.int64)
+        self.targets = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+        self._images: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A memmap must not cross process boundaries: each worker reopens its own.
+        state = self.__dict__.copy()
+        state["_images"] = None
+        return state
+
+    @property
+    def images(self) -> np.ndarray:
+        if self._images is None:
+            self._images = np.load(self.images_path, mmap_mode="r")
+        return self._images
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+        row = int(self.rows[i])
+        image = torch.from_numpy(np.array(self.images[row], dtype=np.float32))
+        return image, self.targets[i], torch.tensor(row)
+
+    def __getitems__(self, items: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+        # One sorted fancy-index read per batch; the order inside a batch does not matter.
+        items_arr = np.asarray(items, dtype=np.int64)
+        rows = self.rows[items_arr]
+        order = np.argsort(rows, kind="stable")
+        rows, items_arr = rows[order], items_arr[order]
+        images = torch.from_numpy(np.ascontiguousarray(self.images[rows], dtype=np.float32))
+        return images, self.targets[torch.from_numpy(items_arr)], torch.from_numpy(rows)
+
+
+def make_dataset(store: SliceStore, split: str) -> SliceDataset:
+    """The dataset of one split of ``store``."""
+    rows = split_rows(store, split)
+    return SliceDataset(images_path(store), rows, store.index["target"].to_numpy()[rows])
+
+
+class EpochShuffle(Sampler[int]):
+    """A random order that depends only on ``seed`` and the epoch (``set_epoch``, which
+    Lightning calls before every training epoch), so a resumed run sees the same batches as
+    an uninterrupted one."""
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.n = int(n)
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
+        yield from torch.randperm(self.n, generator=gen).tolist()
+
+
+def epoch_seed(seed: int, epoch: int, *, stream: int = 0) -> int:
+    """A 63-bit seed derived from (run seed, epoch, stream): independent streams per epoch."""
+    digest = hashlib.sha256(f"{int(seed)}:{int(epoch)}:{int(stream)}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def make_loader(
+    dataset: SliceDataset,
+    batch_size: int,
+    *,
+    shuffle: bool = False,
+    num_workers: int = 0,
+    seed: int = 0,
+) -> DataLoader:
+    """A DataLoader that fetches whole batches from the memmap; ``shuffle`` orders each epoch
+    by (``seed``, epoch) — see :class:`EpochShuffle`."""
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
+        # Its own generator: creating an iterator then draws no number from the global RNG,
+        # whose draws in training must not depend on when Lightning creates the iterator.
+        generator=torch.Generator().manual_seed(int(seed)),
+        num_workers=num_workers,
+        collate_fn=_collate_batch,
+        persistent_workers=num_workers > 0,
+    )
+
+
+class SliceDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a slice store, split by its ``split`` column."""
+
+    def __init__(
+        self,
+        store: SliceStore,
+        *,
+        batch_size: int = 16,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.seed = seed
+        self.store = store
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self._datasets: dict[str, SliceDataset] = {}
+
+    def dataset(self, split: str) -> SliceDataset:
+        if split not in self._datasets:
+            self._datasets[split] = make_dataset(self.store, split)
+        return self._datasets[split]
+
+    def train_dataloader(self) -> DataLoader:
+        return make_loader(
+            self.dataset("train"),
+            self.batch_size,
+            shuffle=True,
+            num_workers=self.num_workers,
+            seed=self.seed,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return make_loader(self.dataset("val"), self.eval_batch_size, num_workers=self.num_workers)
+
+    def test_dataloader(self) -> DataLoader:
+        return make_loader(self.dataset("test"), self.eval_batch_size, num_workers=self.num_workers)

@@ -1,0 +1,212 @@
+"""The LightningModule of braincam training and its per-epoch table.
+
+:class:`ClassifierModule` wraps a zoo model (z-scoring and augmentation happen on the batch);
+:class:`EpochTable` writes ``RUN/metrics.tsv`` and ``RUN/curves.png`` after every epoch. The fit
+step that uses them is :func:`braincam.pipeline.train.fit`.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from braincam.config import AugmentConfig, TrainConfig
+from braincam.data.augment import Augmenter
+from braincam.io import write_atomic
+from braincam.layout import RunLayout
+from braincam.training import zoo
+from braincam.training.datamodule import epoch_seed
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+
+
+class ClassifierModule(L.LightningModule):
+    """Cross-entropy classification of slices; z-scoring and augmentation happen on the batch.
+
+    The normalization statistics are buffers, so they travel with every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        in_channels: int,
+        num_classes: int,
+        train_config: dict[str, Any],
+        mean: list[float],
+        std: list[float],
+    ) -> None:
+        super().__init__()
+        # Only primitives here: the checkpoint must load with torch.load(weights_only=True).
+        self.save_hyperparameters()
+        self.cfg = TrainConfig.model_validate(train_config)
+        self.model = zoo.build_model(
+            model_name,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            weights=self.cfg.weights,
+            dropout=self.cfg.dropout,
+        )
+        self.register_buffer("norm_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("norm_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.augmenter = Augmenter(AugmentConfig.model_validate(self.cfg.augment.model_dump()))
+        # braincam's JSON-able record (classes, split, versions...), stored in every checkpoint.
+        self.record: dict[str, Any] = {}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["braincam"] = self.record
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def prepare_images(self, images: Tensor, *, train: bool) -> Tensor:
+        """Z-score a batch (and augment it when ``train``), on its device.
+
+        Done in the step, not in ``on_after_batch_transfer``: Lightning may transfer the first
+        batch of an epoch before ``on_train_epoch_start``, where :class:`EpochSeed` seeds the
+        random draws, and a resumed run must draw exactly what an uninterrupted one does.
+        """
+        augment = train and self.augmenter.enabled
+        if augment:
+            images = self.augmenter.before_normalize(images)
+        images = (images - self.norm_mean) / self.norm_std
+        if augment:
+            images = self.augmenter.after_normalize(images)
+        return images
+
+    def _step(self, batch: Any, stage: str) -> Tensor:
+        images, targets, _ = batch
+        logits = self.model(self.prepare_images(images, train=stage == "train"))
+        loss = F.cross_entropy(logits, targets)
+        acc = (logits.argmax(dim=1) == targets).float().mean()
+        n = targets.shape[0]
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        return loss
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    def configure_optimizers(self) -> Any:
+        opt_cfg, sched_cfg = self.cfg.optimizer, self.cfg.schedule
+        params = self.model.parameters()
+        if opt_cfg.name == "sgd":
+            optimizer: torch.optim.Optimizer = torch.optim.SGD(
+                params, lr=opt_cfg.lr, momentum=opt_cfg.momentum, weight_decay=opt_cfg.weight_decay
+            )
+        elif opt_cfg.name == "adam":
+            optimizer = torch.optim.Adam(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+        else:
+            optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
+        if sched_cfg.name == "none":
+            return optimizer
+        if sched_cfg.name == "cosine":
+            scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(
+                optimizer, T_max=self.cfg.epochs, eta_min=sched_cfg.min_lr
+            )
+        else:
+            scheduler = torch.optim.lr_scheduler.StepLR(
+                optimizer, step_size=sched_cfg.step_size, gamma=sched_cfg.gamma
+            )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        }
+
+
+def _float(metrics: dict[str, Any], key: str) -> float:
+    value = metrics.get(key)
+    return float(value) if value is not None else math.nan
+
+
+def plot_curves(table: pd.DataFrame, path: str | Path) -> Path:
+    """Loss and accuracy per epoch, train and validation (the studies' training curves)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
+    for stage, style in (("train", "-o"), ("val", "-s")):
+        ax_loss.plot(table["epoch"], table[f"{stage}_loss"], style, label=stage, markersize=3)
+        ax_acc.plot(table["epoch"], table[f"{stage}_acc"], style, label=stage, markersize=3)
+    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss")
+    ax_acc.set(xlabel="epoch", ylabel="slice accuracy", title="Accuracy", ylim=(0, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    try:
+        return write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    finally:
+        plt.close(fig)
+
+
+class EpochTable(L.Callback):
+    """Append each epoch's train/val loss and accuracy to ``metrics.tsv`` and redraw the curves.
+
+    Rows of epochs at or after the current one are dropped first, so a run resumed after an
+    interruption never lists an epoch twice.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        layout = RunLayout(run_dir)
+        self.path = layout.metrics
+        self.png = layout.curves
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        metrics = trainer.callback_metrics
+        epoch = trainer.current_epoch
+        row = {
+            "epoch": epoch,
+            "train_loss": _float(metrics, "train_loss"),
+            "train_acc": _float(metrics, "train_acc"),
+            "val_loss": _float(metrics, "val_loss"),
+            "val_acc": _float(metrics, "val_acc"),
+            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+        }
+        table = read_metrics(self.path.parent) if self.path.exists() else None
+        if table is not None:
+            table = table[table["epoch"] < epoch]
+        new = pd.DataFrame([row], columns=list(METRIC_COLUMNS))
+        table = new if table is None or table.empty else pd.concat([table, new], ignore_index=True)
+        write_atomic(self.path, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+        plot_curves(table, self.png)
+
+
+class EpochSeed(L.Callback):
+    """Seed Python, NumPy and torch at the start of every training epoch from (seed, epoch).
+
+    Dropout and augmentation then draw the same numbers in epoch ``k`` whether the run went
+    straight through or was stopped and resumed from the checkpoint of epoch ``k - 1``; the
+    data order comes from :class:`~braincam.training.datamodule.EpochShuffle` the same way.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        import random
+
+        import numpy as np
+
+        value = epoch_seed(self.seed, trainer.current_epoch) + trainer.global_rank
+        random.seed(value)
+        np.random.seed(value % 2**32)  # noqa: NPY002 - libraries may draw from it
+        torch.manual_seed(value)
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """The per-epoch table ``RUN/metrics.tsv``."""
+    return pd.read_csv(RunLayout(run_dir).metrics, sep="\t")

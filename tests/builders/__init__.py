@@ -1,0 +1,1 @@
+"""Builders of tiny test inputs shared by several test modules."""

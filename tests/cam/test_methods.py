@@ -1,0 +1,302 @@
+"""CAM engine maths: hand-computed formulas, CAM ≡ Grad-CAM for GAP+linear, batch invariance,
+3-D (including the degenerate depth-1 case against 2-D), Score-CAM chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from braincam.cam import (
+    METHODS,
+    CAMMethod,
+    compute_cams,
+    get_method,
+    make_method,
+    register_method,
+    unregister_method,
+)
+from braincam.errors import ModelError
+
+ALL = list(METHODS)
+
+
+def gap_net(dim: int = 2, seed: int = 0, in_ch: int = 1, classes: int = 3) -> nn.Sequential:
+    """conv → ReLU → conv(stride 2) → BN → ReLU → GAP → linear, 2-D or 3-D."""
+    torch.manual_seed(seed)
+    conv = nn.Conv2d if dim == 2 else nn.Conv3d
+    bn = nn.BatchNorm2d if dim == 2 else nn.BatchNorm3d
+    pool = nn.AdaptiveAvgPool2d if dim == 2 else nn.AdaptiveAvgPool3d
+    net = nn.Sequential(
+        conv(in_ch, 4, 3, padding=1),
+        nn.ReLU(inplace=True),
+        conv(4, 6, 3, padding=1, stride=2),
+        bn(6),
+        nn.ReLU(inplace=True),
+        pool(1),
+        nn.Flatten(),
+        nn.Linear(6, classes),
+    )
+    with torch.no_grad():
+        net[3].running_mean.uniform_(-0.2, 0.2)
+        net[3].running_var.uniform_(0.5, 1.5)
+        net[3].weight.uniform_(0.5, 1.5)
+    net.cam_layer = "4"  # type: ignore[assignment]
+    net.classifier_layer = "7"  # type: ignore[assignment]
+    return net
+
+
+def lift_to_3d(net2d: nn.Sequential) -> nn.Sequential:
+    """The same net with 3-D layers, (1, k, k) kernels: on a depth-1 input it is the 2-D net."""
+    c0, c2, b3, fc = net2d[0], net2d[2], net2d[3], net2d[7]
+    net = nn.Sequential(
+        nn.Conv3d(c0.in_channels, 4, (1, 3, 3), padding=(0, 1, 1)),
+        nn.ReLU(inplace=True),
+        nn.Conv3d(4, 6, (1, 3, 3), padding=(0, 1, 1), stride=(1, 2, 2)),
+        nn.BatchNorm3d(6),
+        nn.ReLU(inplace=True),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(6, fc.out_features),
+    )
+    with torch.no_grad():
+        for src, dst in ((c0, net[0]), (c2, net[2])):
+            dst.weight.copy_(src.weight.unsqueeze(2))
+            dst.bias.copy_(src.bias)
+        net[3].load_state_dict(b3.state_dict())
+        net[7].load_state_dict(fc.state_dict())
+    net.cam_layer = "4"  # type: ignore[assignment]
+    net.classifier_layer = "7"  # type: ignore[assignment]
+    return net
+
+
+def images(n: int = 4, size: int = 12, seed: int = 1) -> torch.Tensor:
+    return torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+# -- hand-computable cases ---------------------------------------------------------------------
+def hand_case() -> tuple[nn.Sequential, torch.Tensor]:
+    """The layer is an Identity on a known 2×2×2 activation A; the score is Σ V·A, so g = V."""
+    a = torch.tensor([[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [1.0, 0.0]]])
+    v = torch.tensor([[[1.0, 0.5], [-1.0, 0.0]], [[2.0, 2.0], [0.0, 0.0]]])
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(8, 2, bias=False))
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].weight[0] = v.flatten()
+    return model, a.unsqueeze(0)
+
+
+def test_gradcampp_matches_eq19_by_hand() -> None:
+    """α = g² / (2g² + ΣA·g³), w = Σ α·relu(g), worked out on paper:
+
+    channel 0 (ΣA = 6): g=1 → α = 1/(2+6) = 1/8; g=0.5 → α = 0.25/(0.5+0.75) = 0.2;
+    g=-1 and g=0 contribute nothing (relu); w0 = 1·1/8 + 0.5·0.2 = 0.225.
+    channel 1 (ΣA = 2): g=2 → α = 4/(8+16) = 1/6 at two positions; w1 = 2·(2·1/6) = 2/3.
+    map = 0.225·A0 + 2/3·A1.
+    """
+    model, x = hand_case()
+    raw = make_method(model, "gradcampp", layer="0")(x, targets=0, upsample=False).raw[0]
+    expected = torch.tensor([[0.225, 0.45 + 2 / 3], [0.675 + 2 / 3, 0.0]])
+    assert torch.allclose(raw, expected, atol=1e-6)
+    # torch-cam's bug (α's denominator never applied) would give w = Σ g²·relu(g) instead:
+    no_denominator = torch.tensor([[1.125, 2.25 + 16], [3.375 + 16, 0.0]])
+    assert not torch.allclose(raw, no_denominator, atol=1e-3)
+
+
+def test_other_methods_by_hand() -> None:
+    model, x = hand_case()
+
+    def raw(method: str) -> torch.Tensor:
+        cam = make_method(model, method, layer="0")
+        return cam(x, targets=0, upsample=False, relu=False).raw[0]
+
+    # Grad-CAM: w = mean g = (0.5/4, 4/4) = (0.125, 1)
+    assert torch.allclose(raw("gradcam"), torch.tensor([[0.125, 1.25], [1.375, 0.0]]))
+    # HiResCAM: Σ_k g⊙A = [[1, 1+2], [-3, 0]]; LayerCAM: Σ_k relu(g)⊙A = [[1, 3], [0, 0]]
+    assert torch.allclose(raw("hirescam"), torch.tensor([[1.0, 3.0], [-3.0, 0.0]]))
+    assert torch.allclose(raw("layercam"), torch.tensor([[1.0, 3.0], [0.0, 0.0]]))
+    # XGrad-CAM: w0 = (1+1-3)/6 = -1/6, w1 = (2+0)/2 = 1
+    xg = torch.tensor([[-1 / 6, -2 / 6 + 1], [-3 / 6 + 1, 0.0]])
+    assert torch.allclose(raw("xgradcam"), xg, atol=1e-6)
+
+
+def test_cam_by_hand() -> None:
+    """CAM = Σ_k W[c,k] A_k with A known through an Identity layer before GAP."""
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[3].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    res = make_method(model, "cam", layer="0")(a, targets=[1], upsample=False, relu=False)
+    assert torch.allclose(res.raw[0], torch.tensor([[0.5, 4.0], [1.5, 5.0]]))
+
+
+# -- CAM and Grad-CAM ------------------------------------------------------------------------
+def test_gradcam_equals_cam_up_to_a_positive_factor_for_gap_linear() -> None:
+    model, x = gap_net(), images(6)
+    targets = [0, 1, 2, 2, 1, 0]
+    cam = make_method(model, "cam")(x, targets, relu=False, upsample=False).raw
+    grad = make_method(model, "gradcam")(x, targets, relu=False, upsample=False).raw
+    positions = cam[0].numel()  # ∂S/∂A = W[c,k] / P for global average pooling
+    assert torch.allclose(cam, grad * positions, atol=1e-5)
+    assert (cam.abs() > 1e-3).any()
+    norm_cam = compute_cams(model, x, "cam", targets=targets)
+    norm_grad = compute_cams(model, x, "gradcam", targets=targets)
+    assert torch.allclose(norm_cam, norm_grad, atol=1e-5)
+
+
+# -- batch invariance ------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ALL)
+def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:
+    model, x = gap_net(), images(4)
+    targets = [2, 0, 1, 2]
+    kwargs = {"batch_size": 5} if method == "scorecam" else {}
+    together = compute_cams(model, x, method, targets=targets, **kwargs)
+    for i, t in enumerate(targets):
+        alone = compute_cams(model, x[i : i + 1], method, targets=t, **kwargs)
+        assert torch.allclose(together[i], alone[0], atol=1e-5), (method, i)
+    if method != "eigencam":  # class-agnostic
+        other = compute_cams(model, x, method, targets=[(t + 1) % 3 for t in targets], **kwargs)
+        assert not torch.allclose(together, other, atol=1e-3)
+
+
+# -- 3-D -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("method", ALL)
+def test_every_method_runs_in_3d(method: str) -> None:
+    model = gap_net(dim=3)
+    x = torch.randn(2, 1, 8, 10, 6, generator=torch.Generator().manual_seed(3))
+    res = make_method(model, method)(x, targets=[0, 2])
+    assert res.maps.shape == (2, 8, 10, 6)
+    assert res.raw.shape == (2, 4, 5, 3)
+    assert torch.isfinite(res.maps).all()
+    assert float(res.maps.max()) == 1.0 and float(res.maps.min()) == 0.0
+
+
+@pytest.mark.parametrize("method", ALL)
+def test_depth_one_3d_matches_2d(method: str) -> None:
+    net2d = gap_net()
+    net3d = lift_to_3d(net2d)
+    x = images(3)
+    targets = [1, 0, 2]
+    out2d = make_method(net2d, method)(x, targets)
+    out3d = make_method(net3d, method)(x.unsqueeze(2), targets)
+    assert torch.allclose(out3d.outputs, out2d.outputs, atol=1e-5)
+    assert out3d.maps.shape == (3, 1, 12, 12)
+    assert torch.allclose(out3d.raw[:, 0], out2d.raw, atol=1e-5)
+    assert torch.allclose(out3d.maps[:, 0], out2d.maps, atol=1e-5)
+
+
+# -- Score-CAM -------------------------------------------------------------------------------
+def test_scorecam_chunking_does_not_change_the_result() -> None:
+    model, x = gap_net(), images(3)
+    results = [
+        compute_cams(model, x, "scorecam", targets=[0, 1, 2], batch_size=b, normalize=False)
+        for b in (1, 4, 7, 10_000)
+    ]
+    for other in results[1:]:
+        assert torch.allclose(results[0], other, atol=1e-6)
+    assert float(results[0].max()) > 0
+
+
+def test_scorecam_weights_are_softmax_of_masked_scores() -> None:
+    """One input, two channels, an Identity layer: recompute the weights by hand."""
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(8, 2, bias=False))
+    with torch.no_grad():
+        model[2].weight.copy_(torch.arange(16.0).view(2, 8) / 10)
+    x = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[4.0, 0.0], [0.0, 2.0]]]])
+    raw = make_method(model, "scorecam", layer="0")(x, targets=1, relu=False).raw[0]
+    w = model[2].weight[1].detach().view(2, 2, 2)
+    scores = []
+    for k in range(2):
+        mask = (x[0, k] - x[0, k].min()) / (x[0, k].max() - x[0, k].min())
+        scores.append(float((w * (x[0] * mask)).sum()))
+    alpha = torch.softmax(torch.tensor(scores), dim=0)
+    assert torch.allclose(raw, alpha[0] * x[0, 0] + alpha[1] * x[0, 1], atol=1e-5)
+
+
+def test_eigencam_is_first_principal_component_oriented_with_activation() -> None:
+    """Rank-one activation A_k = u·c_k (+ offsets): the map is ∝ u − mean(u), sign fixed."""
+    u = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.5, 3.0]])
+    c = torch.tensor([1.0, 2.0, 0.5])
+    act = (c.view(3, 1, 1) * u + torch.tensor([0.3, -1.0, 2.0]).view(3, 1, 1)).unsqueeze(0)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    raw = make_method(model, "eigencam", layer="0")(act, relu=False).raw[0]
+    centred = u - u.mean()
+    ratio = raw / centred
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-4)
+    assert float(ratio.flatten()[0]) > 0  # high activation → high map
+    flipped = make_method(model, "eigencam", layer="0")(-act, relu=False).raw[0]
+    assert torch.allclose(flipped, -raw, atol=1e-4)  # orientation follows the activation
+
+
+# --------------------------------------------------------------------------- open registry
+
+
+class ChannelMean(CAMMethod):
+    """A user's method: the mean activation over channels (class-agnostic)."""
+
+    name = "channelmean"
+    uses_targets = False
+
+    def _compute(self, session, x, outputs, targets):  # type: ignore[no-untyped-def]
+        return session.activation.mean(dim=1)
+
+
+@pytest.fixture
+def user_method() -> Iterator[str]:
+    register_method(ChannelMean)
+    yield "channelmean"
+    unregister_method("channelmean")
+    assert "channelmean" not in METHODS
+
+
+def test_registered_method_is_computed_by_name(user_method: str) -> None:
+    net, x = gap_net(), images()
+    assert METHODS[user_method] is ChannelMean and get_method("Channel-Mean") is ChannelMean
+    maps = compute_cams(net, x, user_method, layer="2", upsample=False, normalize=False)
+    act = net[:3](x)  # conv → ReLU → conv: the layer "2"
+    torch.testing.assert_close(maps, act.mean(1).clamp_min(0))
+    assert isinstance(make_method(net, user_method, layer="2"), ChannelMean)
+
+
+def test_registered_method_passes_config_validation(user_method: str) -> None:
+    from braincam.config import CamEvalConfig, parse_config
+    from braincam.errors import ConfigError
+
+    cfg = parse_config({"models": ["m"], "synth": {}, "cams": {"methods": ["cam", user_method]}})
+    assert cfg.cams.eval_config(seed=0).methods == ("cam", user_method)
+    assert CamEvalConfig(methods=(user_method,)).methods == (user_method,)
+    unknown = r"cams\.methods: unknown CAM method\(s\) \['nope'\]"
+    with pytest.raises(ConfigError, match=unknown) as e:
+        parse_config({"models": ["m"], "synth": {}, "cams": {"methods": ["nope"]}})
+    assert user_method in str(e.value) and "gradcampp" in str(e.value)  # the valid names
+
+
+def test_duplicate_and_bad_method_registrations_are_refused(user_method: str) -> None:
+    class Again(ChannelMean):
+        pass
+
+    with pytest.raises(ModelError, match="'channelmean' is already registered"):
+        register_method(Again)
+    with pytest.raises(ModelError, match="'gradcam' is already registered"):
+        register_method(Again, name="gradcam")
+    assert METHODS["gradcam"].__name__ == "GradCAM"  # the built-in entry is untouched
+    with pytest.raises(ModelError, match="lower case"):
+        register_method(Again, name="Channel-Mean-2")
+    with pytest.raises(ModelError, match="CAMMethod subclass"):
+        register_method(nn.Conv2d)  # type: ignore[arg-type]
+    with pytest.raises(ModelError, match="built in"):
+        unregister_method("gradcam")
+
+
+def test_register_method_as_decorator_with_a_name() -> None:
+    @register_method(name="meanmap")
+    class MeanMap(ChannelMean):
+        pass
+
+    try:
+        assert METHODS["meanmap"] is MeanMap and MeanMap.name == "meanmap"
+        assert compute_cams(gap_net(), images(), "meanmap", layer="2").shape == (4, 12, 12)
+    finally:
+        unregister_method("meanmap")

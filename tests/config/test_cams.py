@@ -1,0 +1,129 @@
+"""The ``cams`` section and the settings of ``explain`` / ``evaluate-cams``: every option of the
+step can be set from YAML (``tolerance``, ``shift``, ``deletion_steps`` included)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from braincam.config import CamEvalConfig, CamsConfig, ExplainConfig, load_config, parse_config
+from braincam.config.cams import CamSettings
+from braincam.errors import ConfigError
+from braincam.pipeline import run as run_mod
+
+#: A non-default, valid value for every evaluation option (YAML spelling).
+OPTIONS = {
+    "split": "val", "methods": ["gradcam", "layercam"], "threshold": 0.3, "tolerance": 4.0,
+    "noise_std": 0.5, "strengths": [0.5, 1.0], "n_random": 24, "shift": [3, 2],
+    "deletion_steps": 7, "faithfulness_baseline": "mean",
+    "max_images": 32, "sanity_images": 3, "regions": False, "atlas": "AAL3", "batch_size": 8,
+}  # fmt: skip
+
+
+def test_the_option_list_covers_every_field() -> None:
+    assert set(OPTIONS) == set(CamSettings.model_fields)
+    assert set(CamEvalConfig.model_fields) == set(OPTIONS) | {"seed"}
+    assert set(CamsConfig.model_fields) == set(OPTIONS) | {"enabled"}
+    defaults = json.loads(json.dumps(CamEvalConfig().model_dump()))
+    assert [k for k, v in OPTIONS.items() if defaults[k] == v] == []
+
+
+def test_every_cams_option_reaches_evaluate_cams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import braincam.pipeline.evaluate_cams
+
+    seen: list = []
+    monkeypatch.setattr(
+        braincam.pipeline.evaluate_cams,
+        "evaluate_cams",
+        lambda run_dir, settings, progress: seen.append((run_dir, settings)),
+    )
+    path = tmp_path / "exp.yaml"
+    data = {"models": ["m"], "synth": {}, "train": {"seed": 11}, "cams": OPTIONS}
+    path.write_text(yaml.safe_dump(data))
+    run_mod._evaluate_heatmaps(load_config(path), [tmp_path / "r1", tmp_path / "r2"], False)
+    assert [r for r, _ in seen] == [tmp_path / "r1", tmp_path / "r2"]
+    settings = seen[0][1]
+    assert type(settings) is CamEvalConfig
+    assert (settings.tolerance, settings.shift, settings.deletion_steps) == (4.0, (3, 2), 7)
+    assert json.loads(json.dumps(settings.model_dump())) == {**OPTIONS, "seed": 11}
+
+
+def test_cams_and_evaluate_cams_share_one_set_of_constraints() -> None:
+    for key, value, message in (
+        ("threshold", 1.5, "threshold: must be < 1, got 1.5"),
+        ("tolerance", -1.0, "tolerance: must be >= 0, got -1"),
+        ("deletion_steps", 0, "deletion_steps: must be >= 1, got 0"),
+        ("noise_std", -0.1, "noise_std: must be >= 0, got -0.1"),
+        ("n_random", 19, "n_random: must be >= 20, got 19"),
+        ("strengths", [], "strengths: strengths must be increasing values in (0, 1], got []"),
+        ("strengths", [0.5, 0.25], "strengths: strengths must be increasing values in (0, 1]"),
+        ("strengths", [0.5, 1.5], "strengths: strengths must be increasing values in (0, 1]"),
+        ("atlas", "Harvard", "atlas: Input should be 'AAL' or 'AAL3'"),
+        ("methods", ["magic"], "methods: unknown CAM method(s) ['magic']"),
+    ):
+        with pytest.raises(ConfigError) as yaml_err:
+            parse_config({"models": ["m"], "synth": {}, "cams": {key: value}})
+        with pytest.raises(ConfigError) as step_err:
+            CamEvalConfig(**{key: value})
+        assert f"cams.{message}" in str(yaml_err.value) and message in str(step_err.value)
+    with pytest.raises(ConfigError, match=r"cams\.seed: unknown key"):  # the seed is train.seed
+        parse_config({"models": ["m"], "synth": {}, "cams": {"seed": 1}})
+
+
+def test_step_settings_keep_their_bytes() -> None:
+    """The ``config`` written to cam_eval/summary.json and heatmaps/meta.json (pre-pydantic)."""
+    assert json.dumps(CamEvalConfig().model_dump()) == (
+        '{"split": "test", "methods": ["cam", "gradcam", "gradcampp"], "threshold": 0.2, '
+        '"tolerance": null, "noise_std": 0.05, "strengths": [0.25, 0.5, 0.75, 1.0], '
+        '"n_random": 20, "shift": null, "deletion_steps": 20, '
+        '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "regions": '
+        'true, "atlas": "AAL", "batch_size": 64, "seed": 0}'
+    )
+    assert json.dumps(ExplainConfig().model_dump()) == (
+        '{"methods": ["cam", "gradcam", "gradcampp"], "split": "test", "target": "predicted", '
+        '"layer": null, "batch_size": 16, "overlays": 12, "nifti": true}'
+    )
+    assert ExplainConfig().fingerprint() == "a2a542fc713403c1"
+    other = ExplainConfig(methods=("cam",), split="val", layer="x")
+    assert other.fingerprint() == "c9bc21455bb42669"
+
+
+def test_demo_can_still_assign_methods() -> None:
+    cfg = parse_config({"models": ["m"], "synth": {}})
+    cfg.cams.methods = ["gradcam"]
+    assert cfg.cams.eval_config(seed=0).methods == ("gradcam",)
+    with pytest.raises(ConfigError, match=r"methods: unknown CAM method"):
+        cfg.cams.methods = ["magic"]
+
+
+def test_evaluate_cams_command_sets_every_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import braincam.pipeline.evaluate_cams
+    from braincam.cli import app
+
+    seen: list = []
+
+    def fake(run_dir, settings):
+        seen.append(settings)
+        return {"seconds": {}}
+
+    monkeypatch.setattr(braincam.pipeline.evaluate_cams, "evaluate_cams", fake)
+    args = ["evaluate-cams", str(tmp_path), "--methods", "gradcam,layercam", "--split", "val",
+            "--threshold", "0.3", "--tolerance", "4", "--noise-std", "0.5", "--strengths", "0.5,1",
+            "--n-random", "24", "--shift", "3,2",
+            "--deletion-steps", "7", "--faithfulness-baseline", "mean", "--max-images", "32",
+            "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
+            "--seed", "11"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(json.dumps(seen[0].model_dump())) == {**OPTIONS, "seed": 11}
+    bad = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--shift", "3,x"])
+    assert isinstance(bad.exception, ConfigError) and "shift.1" in str(bad.exception)

@@ -1,0 +1,133 @@
+"""Experiment config: validation errors name the key's path; defaults; overrides; shipped files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from braincam.config import (
+    ExperimentConfig,
+    dump_config,
+    load_config,
+    override,
+    parse_config,
+)
+from braincam.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+def minimal(**extra) -> dict:
+    return {"models": ["smallcnn-gap"], "synth": {"subjects": 10}, **extra}
+
+
+def test_defaults_are_the_studies() -> None:
+    cfg = parse_config(minimal())
+    t = cfg.train
+    assert (t.optimizer.name, t.optimizer.lr, t.optimizer.momentum) == ("sgd", 1e-3, 0.9)
+    assert t.batch_size == 16 and t.dropout == 0.5 and t.early_stopping.enabled
+    assert cfg.evaluate.splits == ["val", "test"]
+
+
+def test_bad_value_names_the_key_path() -> None:
+    data = minimal(train={"optimizer": {"lr": -1}})
+    with pytest.raises(ConfigError, match=r"train\.optimizer\.lr: must be > 0, got -1"):
+        parse_config(data)
+
+
+def test_unknown_key_names_the_key_path() -> None:
+    with pytest.raises(ConfigError, match=r"train\.augment\.hflop: unknown key"):
+        parse_config(minimal(train={"augment": {"hflop": {"p": 0.5}}}))
+    with pytest.raises(ConfigError, match=r"^modles: unknown key"):
+        parse_config({"modles": ["x"], "models": ["y"], "synth": {}})
+
+
+def test_bad_choice_and_every_error_listed() -> None:
+    data = minimal(train={"optimizer": {"name": "rmsprop"}, "epochs": 0})
+    with pytest.raises(ConfigError) as err:
+        parse_config(data)
+    msg = str(err.value)
+    assert "train.optimizer.name:" in msg and "'rmsprop'" in msg
+    assert "train.epochs: must be >= 1, got 0" in msg
+
+
+def test_cross_field_checks() -> None:
+    with pytest.raises(ConfigError, match="either 'bids'"):
+        parse_config({"models": ["a"]})
+    with pytest.raises(ConfigError, match="models: required key is missing"):
+        parse_config({"synth": {}})
+    with pytest.raises(ConfigError, match=r"resized_crop: scale must satisfy"):
+        parse_config(minimal(train={"augment": {"resized_crop": {"p": 1, "scale": [0.9, 0.2]}}}))
+
+
+def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models: [a]\nsynth: {}\ntrain: {batch_size: -3}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: train\.batch_size: must be >= 1, got -3"):
+        load_config(bad)
+    bad.write_text("models: [a\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_dump_and_reload_roundtrip(tmp_path: Path) -> None:
+    cfg = parse_config(minimal(train={"optimizer": {"name": "adam"}}))
+    path = tmp_path / "c.yaml"
+    path.write_text(dump_config(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert yaml.safe_load(path.read_text())["train"]["augment"]["erasing"]["p"] == 0.0
+
+
+def test_override_applies_dotted_paths_and_revalidates() -> None:
+    cfg = parse_config(minimal())
+    new = override(cfg, {"out": "x", "train.epochs": 3, "train.optimizer.lr": None})
+    assert new.out == "x" and new.train.epochs == 3 and new.train.optimizer.lr == 1e-3
+    assert cfg.train.epochs == 30  # the original is untouched
+    with pytest.raises(ConfigError, match=r"train\.devices"):
+        override(cfg, {"train.devices": 0})
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.yaml")))
+def test_shipped_configs_are_valid(name: str) -> None:
+    from braincam.models.registry import list_models
+
+    cfg = load_config(CONFIGS / name)
+    assert isinstance(cfg, ExperimentConfig)
+    assert cfg.models and set(cfg.models) <= set(list_models())
+    assert cfg.cams.enabled and cfg.cams.methods  # every shipped experiment explains its models
+
+
+def test_dmri_config_follows_the_study() -> None:
+    cfg = load_config(CONFIGS / "dmri-age-6models.yaml")
+    assert cfg.models == [
+        "alexnet-gap",
+        "alexnet-bn-gap",
+        "vgg16-gap",
+        "googlenet-gap",
+        "googlenet-gmp",
+        "inceptionv3-gap",
+    ]
+    t = cfg.train
+    assert (t.batch_size, t.optimizer.name, t.optimizer.lr, t.optimizer.momentum) == (
+        16,
+        "sgd",
+        1e-3,
+        0.9,
+    )
+    aug = t.augment
+    assert min(aug.hflip.p, aug.noise.p, aug.resized_crop.p, aug.erasing.p) > 0
+    assert cfg.prepare.size == 224 and cfg.prepare.slices_per_axis == 16
+
+
+def test_cams_section_defaults_and_validation() -> None:
+    cfg = parse_config(minimal())
+    assert cfg.cams.enabled and cfg.cams.methods == ["cam", "gradcam", "gradcampp"]
+    with pytest.raises(ConfigError, match=r"cams\.methods.*unknown CAM method"):
+        parse_config(minimal(cams={"methods": ["gradcam", "magic"]}))
+    with pytest.raises(ConfigError, match=r"cams\.threshold"):
+        parse_config(minimal(cams={"threshold": 1.5}))

@@ -1,0 +1,159 @@
+"""The ``prepare`` section and the parameters it derives: every option reaches the step; cache
+keys, stamps and sidecar parameters keep the bytes they had before the configs were pydantic."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from braincam.config import AnatParams, DTIParams, PrepareConfig, SliceSpec, load_config
+from braincam.config.prepare import PrepareSection
+from braincam.errors import ConfigError
+from braincam.pipeline import run as run_mod
+
+#: A non-default, valid value for every option (YAML spelling), diffusion and structural.
+DWI = {
+    "label": "dx", "manifest": "/m/manifest.tsv", "participant_labels": ["01", "02"],
+    "session": "1", "run": "2", "fit_method": "OLS", "median_radius": 3, "numpass": 2,
+    "b0_threshold": 20.0, "bvec_tolerance": 0.05, "workers": 2, "dask_scheduler": "tcp://h:1",
+    "split_ratios": [0.6, 0.2, 0.2], "seed": 5, "axes": ["coronal"], "slices_per_axis": 4,
+    "size": 32, "voxel_size": 2.0, "mask_desc": "lesion", "masks_dir": "/m/masks", "force": True,
+    "progress": False, "modality": "dwi", "equalize": "global", "trim_threshold": 0.2,
+    "missing_contrast": "skip", "allow_missing_description": True,
+}  # fmt: skip
+ANAT = {**DWI, "manifest": None, "dask_scheduler": None, "modality": "anat"}
+
+
+def test_the_option_list_covers_every_field() -> None:
+    assert set(DWI) == set(PrepareConfig.model_fields)
+    defaults = json.loads(json.dumps(PrepareConfig().to_dict()))
+    # each one is really set (modality: ANAT sets it)
+    assert [k for k, v in DWI.items() if defaults[k] == v] == ["modality"]
+
+
+@pytest.mark.parametrize("options", [DWI, ANAT], ids=["dwi", "anat"])
+def test_every_prepare_option_reaches_the_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict
+) -> None:
+    import braincam.pipeline.prepare
+
+    seen: list = []
+
+    def fake(bids, out, config):
+        seen.append(config)
+        return SimpleNamespace(store_dir=Path(out) / "slices", failures=[])
+
+    monkeypatch.setattr(braincam.pipeline.prepare, "prepare", fake)
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"models": ["m"], "bids": str(tmp_path), "prepare": options}))
+    cfg = load_config(path)
+    run_mod._ensure_prepared(cfg, tmp_path, tmp_path / "out", progress=True)
+    (config,) = seen
+    assert type(config) is PrepareConfig
+    assert json.loads(json.dumps(config.to_dict())) == options  # progress: the section's False
+    stamp = json.loads((tmp_path / "out" / ".prepare-params.json").read_text())
+    assert stamp == {"bids": str(tmp_path.resolve()), **{k: v for k, v in options.items()
+                                                         if k != "progress"}}  # fmt: skip
+    derived = config.dti_params(), config.slice_spec(), config.anat_params()
+    assert derived[0] == DTIParams(fit_method="OLS", median_radius=3, numpass=2,
+                                   b0_threshold=20.0, bvec_tolerance=0.05)  # fmt: skip
+    assert derived[1] == SliceSpec(axes=("coronal",), per_axis=4, size=32, voxel_size=2.0)
+    assert derived[2] == AnatParams(equalize="global", trim_threshold=0.2)
+
+
+def test_progress_follows_the_run_unless_the_section_sets_it() -> None:
+    assert PrepareSection().step_config(progress=False).progress is False
+    assert PrepareSection().step_config(progress=True).progress is True
+    assert PrepareSection(progress=False).step_config(progress=True).progress is False
+
+
+def test_slice_size_is_one_constraint() -> None:
+    """``size`` was >= 8 in prepare and >= 2 in the slice store; now one rule for both."""
+    for make in (lambda: PrepareConfig(size=7), lambda: SliceSpec(size=7)):
+        with pytest.raises(ConfigError, match=r"^size: must be >= 8, got 7$"):
+            make()
+    assert PrepareConfig(size=8).slice_spec() == SliceSpec(size=8)
+    with pytest.raises(ConfigError, match=r"^axes: must be distinct values"):
+        PrepareConfig(axes=("axial", "axial"))  # refused up front, as the store would
+    with pytest.raises(ConfigError, match=r"^axes: must be distinct values"):
+        SliceSpec(axes=("axial", "axial"))
+
+
+def test_anat_reads_bids_with_joblib_only() -> None:
+    with pytest.raises(ConfigError, match="modality anat reads BIDS with joblib workers only"):
+        PrepareConfig(modality="anat", manifest=Path("m.tsv"))
+    with pytest.raises(ConfigError, match=r"^modality: must be one of dwi, anat, got 'pet'$"):
+        PrepareConfig(modality="pet")
+
+
+# --------------------------------------------------------------------------- bytes on disk
+# Literal values computed with the dataclasses of commit 01b60fb (before this package).
+
+PREPARE_DEFAULT = (
+    '{"label": "group", "manifest": null, "participant_labels": null, "session": null, "run": '
+    'null, "fit_method": "WLS", "median_radius": 2, "numpass": 1, "b0_threshold": 50.0, '
+    '"bvec_tolerance": 0.01, "workers": 1, "dask_scheduler": null, "split_ratios": [0.75, 0.1, '
+    '0.15], "seed": 0, "axes": ["axial", "coronal", "sagittal"], "slices_per_axis": 16, "size": '
+    '224, "voxel_size": null, "mask_desc": "effect", "masks_dir": null, "force": false, '
+    '"progress": true, "modality": "dwi", "equalize": "adaptive", "trim_threshold": 0.1, '
+    '"missing_contrast": "error", "allow_missing_description": false}'  # i12: appended last
+)
+ANAT_DEFAULT = (
+    '{"n4": true, "n4_shrink": 4, "n4_iterations": [40, 30, 20], "n4_convergence": 0.001, '
+    '"register": true, "init": "header", "histogram_bins": 32, "sampling": 0.2, '
+    '"shrink_factors": [4, 2, 1], "smoothing_sigmas": [2.0, 1.0, 0.0], "iterations": 100, '
+    '"learning_rate": 1.0, "min_step": 0.001, "seed": 0, "equalize": "adaptive", '
+    '"equalize_bins": 256, "clip_limit": 0.01, "kernel_mm": null, "trim_axis": "axial", '
+    '"trim_threshold": 0.1, "threads": null}'
+)
+
+
+def test_parameter_dicts_keep_their_bytes() -> None:
+    from braincam.modalities.anat.preprocess import params_dict
+
+    assert json.dumps(PrepareConfig().to_dict()) == PREPARE_DEFAULT
+    assert json.dumps(params_dict(AnatParams())) == ANAT_DEFAULT
+    assert json.dumps(DTIParams(b0_threshold=50).model_dump()) == (
+        '{"fit_method": "WLS", "median_radius": 2, "numpass": 1, "dilate": null, '
+        '"b0_threshold": 50, "bvec_tolerance": 0.01}'
+    )
+    assert json.dumps(SliceSpec(axes="axial", voxel_size=2).to_dict()) == (
+        '{"axes": ["axial"], "per_axis": 16, "size": 224, "voxel_size": 2, "step": 1, "order": 1}'
+    )
+    fit = PrepareConfig(fit_method="nls")
+    assert fit.fit_method == "NLLS" and fit.to_dict()["fit_method"] == "NLLS"
+
+
+def test_cache_keys_are_byte_identical(monkeypatch: pytest.MonkeyPatch) -> None:
+    import dipy
+    import SimpleITK as sitk
+    import skimage
+
+    from braincam.modalities.anat import modality as cohort
+    from braincam.modalities.dwi.dti import cache_key
+
+    monkeypatch.setattr(dipy, "__version__", "0.0-test")
+    monkeypatch.setattr(skimage, "__version__", "0.0-test")
+    monkeypatch.setattr(sitk.Version, "VersionString", staticmethod(lambda: "0.0-test"))
+    monkeypatch.setattr(cohort, "file_sha256", lambda p: "sha-" + Path(p).name)
+    hashes = {"dwi": "a" * 64, "bval": "b" * 64, "bvec": "c" * 64}
+    assert cache_key(hashes, DTIParams()) == (
+        "da9191d41d34bfea736aebd037bc37ddea818bacbe8e663168caaec1a4afb3fe"
+    )
+    assert cache_key(hashes, DTIParams(fit_method="nls", b0_threshold=50, median_radius=4)) == (
+        "46fec6b965a1c4073b9be1fc27bcc7804db5841b37bd5d8d394a575dec136c16"
+    )
+    record = cohort.AnatRecord(
+        "sub-01", "rrms", Path("t1.nii.gz"), Path("t2.nii.gz"), Path("flair.nii.gz")
+    )
+    assert cohort.anat_cache_key(record, AnatParams()) == (
+        "e111e63d3fbab510ef22fc53f8ccc4223f3a27bf82ff3eed5b172e2a3d52f613"
+    )
+    params = AnatParams(equalize="global", trim_threshold=0.2, threads=2)
+    assert cohort.anat_cache_key(record, params) == (
+        "c35261774333f3dbc316aed2624467a0b59993a736ab672049f1019f849c4d1d"
+    )

@@ -1,0 +1,280 @@
+"""Localization metrics: known answers, constant/random maps, 2D = 3D, Quantus."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from braincam.errors import InputError
+from braincam.metrics import boxes as bx
+from braincam.metrics import localization as loc
+
+METRICS = (
+    "pointing_game",
+    "pointing_game_tolerant",
+    "relevance_mass",
+    "relevance_rank_accuracy",
+    "iou_threshold",
+    "iou_box",
+    "auroc",
+)
+
+
+def _square_masks(n: int = 3, size: int = 12) -> torch.Tensor:
+    """Masks with a different square per sample (a box, so box IoU can reach 1)."""
+    masks = torch.zeros(n, size, size, dtype=torch.bool)
+    for i in range(n):
+        masks[i, 1 + i : 5 + i, 2 : 6 + i] = True
+    return masks
+
+
+def test_map_equal_to_mask_scores_perfectly() -> None:
+    masks = _square_masks()
+    table = loc.localization_table(masks.float(), masks)
+    for name in METRICS:
+        assert torch.allclose(table[name], torch.ones(3)), name
+
+
+def test_map_outside_mask_scores_zero() -> None:
+    masks = torch.zeros(2, 12, 12, dtype=torch.bool)
+    masks[:, :4, :4] = True
+    maps = torch.zeros(2, 12, 12)
+    maps[:, 7:11, 6:12] = 1.0  # a blob far from the mask (further than the tolerance)
+    maps[1, 8, 8] = 2.0
+    table = loc.localization_table(maps, masks, tolerance=2.0)
+    for name in METRICS:
+        if name != "auroc":  # a blob leaves ties with the mask at 0; AUROC 0 needs the complement
+            assert torch.equal(table[name], torch.zeros(2)), name
+    assert torch.all((table["auroc"] > 0) & (table["auroc"] < 0.5))
+    assert torch.equal(loc.auroc((~masks).float(), masks), torch.zeros(2))
+
+
+def test_constant_map_gives_documented_values() -> None:
+    masks = _square_masks()
+    fraction = masks.flatten(1).float().mean(1)
+    table = loc.localization_table(torch.full((3, 12, 12), 0.7), masks, tolerance=0.0)
+    for name in ("pointing_game", "relevance_mass", "relevance_rank_accuracy", "iou_threshold"):
+        assert torch.allclose(table[name], fraction), name
+    # The box of a constant map is the whole field, so its IoU with the mask is the fraction.
+    assert torch.allclose(table["iou_box"], fraction)
+    assert torch.allclose(table["auroc"], torch.full((3,), 0.5))
+    # An all-zero (or all-negative) map is constant too.
+    assert torch.allclose(loc.relevance_mass(-torch.ones(3, 12, 12), masks), fraction)
+    # Quantus' tie rule ("any tied maximum hits") gives a constant map a hit.
+    assert torch.equal(loc.pointing_game(torch.ones(3, 12, 12), masks, ties="any"), torch.ones(3))
+
+
+def test_pointing_game_ties_are_shared() -> None:
+    masks = torch.zeros(1, 6, 6, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    maps = torch.zeros(1, 6, 6)
+    maps[0, 0, 0] = maps[0, 5, 5] = maps[0, 5, 0] = maps[0, 0, 5] = 1.0
+    assert loc.pointing_game(maps, masks).item() == pytest.approx(0.25)
+    assert loc.pointing_game(maps, masks, ties="any").item() == 1.0
+
+
+def test_rank_accuracy_shares_ties_at_the_cut() -> None:
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 0, 0] = masks[0, 0, 1] = True  # K = 2
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 0, 0] = 1.0  # best voxel, in the mask
+    maps[0, 0, 1] = maps[0, 2, 2] = maps[0, 3, 3] = 0.5  # three tied for the last place, one in
+    assert loc.relevance_rank_accuracy(maps, masks).item() == pytest.approx((1 + 1 / 3) / 2)
+
+
+def test_pointing_game_tolerance_is_euclidean() -> None:
+    masks = torch.zeros(1, 20, 20, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    maps = torch.zeros(1, 20, 20)
+    maps[0, 3, 4] = 1.0  # distance 5 from the mask voxel
+    assert loc.pointing_game(maps, masks).item() == 0.0
+    assert loc.pointing_game(maps, masks, tolerance=4.9).item() == 0.0
+    assert loc.pointing_game(maps, masks, tolerance=5.0).item() == 1.0
+    # Other samples' masks never count (the batch axis is out of reach).
+    masks2 = torch.zeros(2, 20, 20, dtype=torch.bool)
+    masks2[0, 19, 19] = True
+    masks2[1, 3, 4] = True
+    maps2 = maps.expand(2, 20, 20).clone()
+    assert loc.pointing_game(maps2, masks2, tolerance=3.0).tolist() == [0.0, 1.0]
+    assert loc.default_tolerance((224, 224)) == 15.0
+
+
+def test_precomputed_zone_gives_the_same_tolerant_score() -> None:
+    masks = torch.zeros(2, 20, 20, dtype=torch.bool)
+    masks[0, 0, 0] = masks[1, 10, 10] = True
+    maps = torch.zeros(2, 20, 20)
+    maps[0, 3, 4] = 1.0  # distance 5 from sample 0's mask voxel
+    maps[1, 10, 17] = 1.0  # distance 7 from sample 1's
+    zone = loc.tolerance_zone(masks, 5.0)
+    assert zone[0, 3, 4] and not zone[1, 10, 17] and zone.sum() < zone.numel()
+    expected = loc.pointing_game(maps, masks, tolerance=5.0)
+    assert expected.tolist() == [1.0, 0.0]
+    assert torch.equal(loc.pointing_game(maps, masks, tolerance=5.0, zone=zone), expected)
+    table = loc.localization_table(maps, masks, tolerance=5.0, zone=zone)
+    assert torch.equal(table["pointing_game_tolerant"], expected)
+    assert torch.equal(loc.tolerance_zone(masks, 0.0), masks)
+    with pytest.raises(InputError, match="zone"):
+        loc.pointing_game(maps, masks, tolerance=5.0, zone=zone[:1])
+    with pytest.raises(InputError, match="tolerance"):
+        loc.tolerance_zone(masks, -1.0)
+
+
+def test_empty_masks_are_nan_and_excluded() -> None:
+    masks = _square_masks()
+    masks[1] = False
+    table = loc.localization_table(masks.float(), masks)
+    for name in METRICS:
+        assert math.isnan(table[name][1].item()), name
+        assert not torch.isnan(table[name][[0, 2]]).any(), name
+    summary = loc.summarize_table(table)
+    assert summary["n_scored"] == 2 and summary["n_excluded"] == 1
+    assert summary["pointing_game"] == 1.0
+    assert summary["tolerance"] == pytest.approx(15 * 12 / 224)  # Zhang's 15 px at 224², scaled
+
+
+def test_random_maps_are_at_chance() -> None:
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.zeros(64, 32, 32, dtype=torch.bool)
+    masks[:, 8:20, 4:20] = True
+    fraction = masks[0].float().mean().item()
+    maps = loc.baseline_maps(masks.float(), "random", gen)
+    summary = loc.summarize_table(loc.localization_table(maps, masks))
+    assert summary["relevance_mass"] == pytest.approx(fraction, abs=0.01)
+    assert summary["relevance_rank_accuracy"] == pytest.approx(fraction, abs=0.02)
+    assert summary["auroc"] == pytest.approx(0.5, abs=0.02)
+    assert summary["pointing_game"] == pytest.approx(fraction, abs=0.12)
+    uniform = loc.baseline_maps(masks.float(), "uniform")
+    assert torch.equal(uniform, torch.ones_like(uniform))
+    with pytest.raises(InputError, match="kind"):
+        loc.baseline_maps(masks.float(), "gaussian")  # type: ignore[arg-type]
+
+
+def test_2d_and_depth1_3d_agree() -> None:
+    gen = torch.Generator().manual_seed(1)
+    maps = torch.rand(5, 10, 11, generator=gen)
+    masks = torch.rand(5, 10, 11, generator=gen) > 0.6
+    t2 = loc.localization_table(maps, masks, tolerance=2.0)
+    t3 = loc.localization_table(maps[:, None], masks[:, None], tolerance=2.0)
+    for name in METRICS:
+        assert torch.allclose(t2[name], t3[name]), name
+    b2, r2 = bx.bounding_boxes(maps)
+    b3, r3 = bx.bounding_boxes(maps[:, None])
+    assert torch.equal(r2, r3[:, 0])
+    assert torch.equal(b2, b3[:, [1, 2, 4, 5]])
+    assert torch.equal(b3[:, [0, 3]], torch.tensor([[0, 1]] * 5))
+
+
+def test_iou_box_against_mask_box() -> None:
+    masks = torch.zeros(1, 10, 10, dtype=torch.bool)
+    masks[0, 2:8, 2:8] = True
+    masks[0, 2:5, 2:5] = False  # an L shape: its box is the 6×6 square
+    maps = torch.zeros(1, 10, 10)
+    maps[0, 2:8, 2:8] = 1.0
+    assert loc.iou_box(maps, masks, against="box").item() == pytest.approx(1.0)
+    assert loc.iou_box(maps, masks).item() == pytest.approx(27 / 36)
+
+
+def test_bad_inputs_raise_input_error() -> None:
+    with pytest.raises(InputError, match="shape"):
+        loc.pointing_game(torch.rand(4, 4), torch.ones(4, 4, dtype=torch.bool))
+    with pytest.raises(InputError, match="masks must have the maps' shape"):
+        loc.relevance_mass(torch.rand(2, 4, 4), torch.ones(2, 4, 5, dtype=torch.bool))
+    with pytest.raises(InputError, match="binary"):
+        loc.auroc(torch.rand(2, 4, 4), torch.full((2, 4, 4), 0.5))
+    with pytest.raises(InputError, match="NaN"):
+        loc.auroc(torch.full((2, 4, 4), float("nan")), torch.ones(2, 4, 4))
+    with pytest.raises(InputError, match="threshold"):
+        bx.bounding_boxes(torch.rand(2, 4, 4), threshold=20)
+    with pytest.raises(InputError, match="tolerance"):
+        loc.pointing_game(torch.rand(2, 4, 4), torch.ones(2, 4, 4), tolerance=-1)
+
+
+def test_auroc_matches_sklearn_with_ties() -> None:
+    metrics = pytest.importorskip("sklearn.metrics")
+    gen = torch.Generator().manual_seed(3)
+    maps = torch.randint(0, 4, (6, 9, 9), generator=gen).float()  # many ties
+    masks = torch.rand(6, 9, 9, generator=gen) > 0.5
+    ours = loc.auroc(maps, masks)
+    for i in range(6):
+        ref = metrics.roc_auc_score(masks[i].flatten().numpy(), maps[i].flatten().numpy())
+        assert ours[i].item() == pytest.approx(ref, abs=1e-6)
+
+
+@pytest.mark.parametrize("spatial", [(14, 14), (3, 6, 7)])
+def test_matches_quantus_on_random_inputs(spatial: tuple[int, ...]) -> None:
+    quantus = pytest.importorskip("quantus")
+    rng = np.random.default_rng(0)
+    a = rng.random((6, *spatial))  # continuous: no ties; non-negative: no clipping
+    s = rng.random((6, *spatial)) > 0.7
+    # Quantus 0.6 only takes 2D images. These four metrics only see the flattened voxels, so a
+    # volume is handed to it as a (D·H, W) image and must give braincam's 3D result.
+    flat_shape = (6, 1, int(np.prod(spatial[:-1])), spatial[-1])
+    a_q, s_q = a.reshape(flat_shape), s.reshape(flat_shape).astype(float)
+    x = rng.random(flat_shape)  # Quantus validates x_batch; the metrics never use it
+    y = np.zeros(6, dtype=int)
+    kwargs = {"disable_warnings": True, "normalise": False, "abs": False}
+    pairs = {
+        "pointing_game": (quantus.PointingGame, loc.pointing_game),
+        "relevance_mass": (quantus.RelevanceMassAccuracy, loc.relevance_mass),
+        "relevance_rank_accuracy": (quantus.RelevanceRankAccuracy, loc.relevance_rank_accuracy),
+        "auroc": (quantus.AUC, loc.auroc),
+    }
+    maps, masks = torch.from_numpy(a), torch.from_numpy(s)
+    for name, (metric_cls, ours) in pairs.items():
+        ref = np.asarray(
+            metric_cls(**kwargs)(model=None, x_batch=x, y_batch=y, a_batch=a_q, s_batch=s_q),
+            dtype=float,
+        )
+        np.testing.assert_allclose(ours(maps, masks).numpy(), ref, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("shape", [(6, 12, 13), (3, 5, 9, 8)])
+def test_table_equals_each_metric_function(shape: tuple[int, ...]) -> None:
+    """The table's shared-sort path gives what every public metric gives on its own."""
+    gen = torch.Generator().manual_seed(7)
+    maps = (torch.rand(shape, generator=gen) * 6).floor()  # coarse values: many ties
+    masks = torch.rand(shape, generator=gen) > 0.7
+    masks[0] = False  # an empty mask: NaN in both paths
+    table = loc.localization_table(maps, masks, threshold=0.3, tolerance=1.5)
+    expected = {
+        "pointing_game": loc.pointing_game(maps, masks),
+        "pointing_game_tolerant": loc.pointing_game(maps, masks, tolerance=1.5),
+        "relevance_mass": loc.relevance_mass(maps, masks),
+        "relevance_rank_accuracy": loc.relevance_rank_accuracy(maps, masks),
+        "iou_threshold": loc.iou_threshold(maps, masks, 0.3),
+        "iou_box": loc.iou_box(maps, masks, 0.3),
+        "auroc": loc.auroc(maps, masks),
+    }
+    for name, values in expected.items():
+        assert torch.allclose(table[name], values, equal_nan=True), name
+        assert math.isnan(table[name][0].item()), name
+
+
+def test_cropped_transforms_equal_the_whole_field() -> None:
+    """Zone and components are computed on the occupied box only; the result is the same."""
+    from scipy import ndimage
+
+    gen = torch.Generator().manual_seed(3)
+    masks = torch.zeros(3, 20, 18, 16, dtype=torch.bool)
+    masks[0, 2:5, 3:6, 1:3] = True  # near a corner: the grown box is clipped
+    masks[1, 12:14, 10:15, 9:12] = True
+    # sample 2 empty
+    for tol in (0.5, 2.0, 3.7):
+        ref = [
+            ndimage.distance_transform_edt(~m.numpy()) <= tol if m.any() else np.zeros_like(m)
+            for m in masks
+        ]
+        assert torch.equal(loc.tolerance_zone(masks, tol), torch.from_numpy(np.stack(ref)))
+    regions = torch.rand(3, 20, 18, 16, generator=gen) > 0.8
+    regions[:, :4] = False  # an empty margin the crop drops
+    got = bx.largest_components(regions)
+    for i, r in enumerate(regions.numpy()):
+        lab, _ = ndimage.label(r, structure=np.ones((3, 3, 3)))
+        sizes = np.bincount(lab.ravel())
+        sizes[0] = 0
+        first_largest = lab.ravel()[np.flatnonzero(sizes[lab.ravel()] == sizes.max())[0]]
+        assert torch.equal(got[i], torch.from_numpy(lab == first_largest)), i
+    assert not bx.largest_components(torch.zeros(2, 5, 5, dtype=torch.bool)).any()

@@ -1,0 +1,156 @@
+"""`evaluate-cams` end to end on the tiny trained run: every family writes its tables."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from braincam.data.slices import SliceStore
+from braincam.pipeline.evaluate_cams import eval_dir
+
+
+@pytest.fixture(scope="module")
+def evaluated(tiny_run: tuple[Path, Path], cam_evaluation_summary: dict) -> tuple[Path, Path, dict]:
+    work, run = tiny_run
+    return work, run, cam_evaluation_summary
+
+
+def _tsv(run: Path, name: str) -> pd.DataFrame:
+    return pd.read_csv(eval_dir(run, "test") / f"{name}.tsv", sep="\t")
+
+
+def test_localization_rows_and_uniform_baseline(evaluated) -> None:
+    work, run, _ = evaluated
+    loc = _tsv(run, "localization")
+    slice_rows = loc[loc["level"] == "slice"]
+    assert set(slice_rows["method"]) == {"cam", "gradcam", "baseline:uniform", "baseline:random"}
+    assert set(loc["level"]) == {"slice", "volume"}
+    # a uniform map puts on the mask exactly the mask's share of the slice
+    store = SliceStore.open(work / "slices")
+    rows = store.rows(split="test").index.to_numpy()
+    masks = np.asarray(store.masks[rows]) > 0
+    masks = masks[masks.reshape(len(masks), -1).any(1)]
+    expected = masks.reshape(len(masks), -1).mean(1).mean()
+    uniform = slice_rows.set_index("method").loc["baseline:uniform"]
+    assert uniform["relevance_mass"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_perturbation_and_faithfulness_tables(evaluated) -> None:
+    _, run, summary = evaluated
+    pert = _tsv(run, "perturbation")
+    assert set(pert["condition"]) == {"original", "translation", "cam_region", "random_regions"}
+    # slices are explained for the predicted class, so the unperturbed accuracy is 1
+    original = pert[pert["condition"] == "original"]
+    assert (original["accuracy"] == 1.0).all()
+    section = summary["perturbation"]
+    for method in ("cam", "gradcam"):
+        comp = section["methods"][method]["comparison"]
+        # the baseline has 20 placements for every image of the CAM comparison
+        assert comp["n_random"] == 20 * comp["n_images"] and comp["n_images"] > 0
+        assert isinstance(comp["hurts_more"], bool)
+        assert [d["strength"] for d in section["methods"][method]["dose_response"]] == [
+            0.25,
+            0.5,
+            0.75,
+            1.0,
+        ]
+        assert set(section["methods"][method]["per_class"]) <= {"a", "b"}
+    # class b carries a ground-truth blob: both controls ran and are JSON booleans
+    assert isinstance(section["positive_control"], bool)
+    assert isinstance(section["negative_control"], bool)
+    assert section["controls"]["positive"]["comparison"]["n_images"] > 0
+    faith = _tsv(run, "faithfulness")
+    assert {"cam", "gradcam", "baseline:random-order"} <= set(faith["method"])
+    assert set(faith["curve"]) == {"deletion", "insertion"}
+    assert faith["auc"].between(0, 1).all()
+
+
+def test_sanity_consistency_and_summary(evaluated) -> None:
+    work, run, summary = evaluated
+    assert set(summary["sanity"]) == {"cam", "gradcam"}
+    for entry in summary["sanity"].values():
+        assert isinstance(entry["flagged"], bool)
+        assert len(entry["steps"]) >= 2 and entry["n_images"] == 4
+    assert {"images"} < set(np.load(eval_dir(run, "test") / "sanity_maps.npz").files)
+    for verdicts in summary["verdicts"].values():
+        assert set(verdicts) == {"localizes", "faithful", "randomization", "perturbation"}
+        assert all(
+            v["verdict"] is None or isinstance(v["verdict"], bool) for v in verdicts.values()
+        )
+    cons = _tsv(run, "consistency")
+    assert {"slices_of_subject", "across_methods"} <= set(cons["level"])
+    assert cons["mean_r"].dropna().between(-1, 1).all()
+    freq = np.load(eval_dir(run, "test") / "frequency.npz")
+    assert all(0 <= f.min() and f.max() <= 1 for f in freq.values())
+    work_summary = json.loads((work / "summary.json").read_text())
+    assert work_summary["cam_evaluation"][run.name]["split"] == "test"
+    assert set(summary["seconds"]) == {
+        "localization",
+        "perturbation",
+        "faithfulness",
+        "sanity",
+        "consistency",
+    }
+
+
+def test_report_from_a_run_renders_every_section(evaluated) -> None:
+    from braincam.report.build import build_report
+
+    work, run, _ = evaluated
+    path = build_report(work, runs=[run], title="tiny <run>")
+    html = path.read_text()
+    for anchor in ("verdicts", "dataset", "models", "heatmaps", "evaluation", "regions"):
+        assert f'id="{anchor}"' in html
+    assert "tiny &lt;run&gt;" in html
+    assert "baseline:uniform" in html  # localization read against its baseline
+    assert "deletion" in html and "Subject split" in html
+    assert html.count("data:image/png;base64,") >= 4
+    assert "dose–response" in html and "<details>" in html
+    assert html.index('id="verdicts"') < html.index('id="dataset"')  # verdicts first
+
+
+def test_report_agrees_with_summary_and_audit_catches_a_flip(evaluated) -> None:
+    """Every verdict and headline figure in report.html is the one summary.json holds."""
+    from braincam.report.audit import audit_report, keyed_values
+    from braincam.report.build import build_report
+
+    work, run, _ = evaluated
+    html = build_report(work, runs=[run]).read_text()
+    summary = json.loads((work / "summary.json").read_text())
+    assert audit_report(html, summary) == []
+    shown = dict(keyed_values(html))
+    assert len(shown) >= 30  # verdicts, figures, baselines, sanity flags, controls
+    for method in ("cam", "gradcam"):
+        flagged = summary["cam_evaluation"][run.name]["sanity"][method]["flagged"]
+        key = f"cam_evaluation/{run.name}/sanity/{method}/flagged"
+        assert shown[key] == ("FLAGGED" if flagged else "passes")
+    # Flip one verdict in the data: the unchanged report now contradicts it, and the audit says so.
+    ev = summary["cam_evaluation"][run.name]
+    ev["sanity"]["cam"]["flagged"] = not ev["sanity"]["cam"]["flagged"]
+    problems = audit_report(html, summary)
+    assert len(problems) == 1 and "sanity/cam/flagged" in problems[0]
+    ev["sanity"]["cam"]["flagged"] = not ev["sanity"]["cam"]["flagged"]
+    ev["perturbation"]["positive_control"] = not ev["perturbation"]["positive_control"]
+    assert any("positive_control" in p for p in audit_report(html, summary))
+    ev["perturbation"]["positive_control"] = not ev["perturbation"]["positive_control"]
+    verdict = ev["verdicts"]["gradcam"]["faithful"]
+    verdict["figure"] = verdict["figure"] + 0.01
+    assert any("gradcam/faithful/figure" in p for p in audit_report(html, summary))
+
+
+def test_run_report_renders_in_chromium(evaluated, tmp_path) -> None:
+    """The report of a real (tiny) run, not a hand-made page: images decode, no JS errors."""
+    from braincam.report.browser import check_report
+    from braincam.report.build import build_report
+    from builders.browser import _require_browser
+
+    _require_browser()
+    work, run, _ = evaluated
+    path = build_report(work, runs=[run])
+    result = check_report(path, tmp_path / "run-report.png")
+    assert result.errors == [] and result.broken_images == []
+    assert result.n_images >= 4

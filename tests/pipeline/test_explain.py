@@ -1,0 +1,99 @@
+"""`braincam explain`: heatmaps aligned with the slice store, overlays, NIfTI back-projection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from braincam.data.normalization import zscore
+from braincam.data.slices import SliceStore
+from braincam.errors import InputError
+from braincam.pipeline.explain import ExplainConfig, explain_run, heatmap_dir
+from braincam.training.loading import load_trained
+
+
+def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
+    work, run = tiny_run
+    res = explain_run(run, ExplainConfig(methods=("cam", "gradcam"), overlays=4), progress=False)
+    store = SliceStore.open(work / "slices")
+    table = res.slices()
+    test_rows = store.rows(split="test").index.to_numpy()
+    assert table["store_row"].tolist() == test_rows.tolist()
+    assert set(table["participant_id"]) == set(store.index.loc[test_rows, "participant_id"])
+
+    # row i of the saved maps is exactly the map of store row table.store_row[i]
+    from braincam.cam import compute_cams
+
+    model, record = load_trained(run)
+    i = len(table) // 2
+    x = zscore(torch.from_numpy(np.array(store.images[[table["store_row"][i]]])), record)
+    expected = compute_cams(model, x, "gradcam", targets=[int(table["explained"][i])])
+    assert np.allclose(res.maps("gradcam")[i], expected[0].numpy(), atol=1e-5)
+    maps = res.maps("cam")
+    assert maps.shape == (len(table), 32, 32) and maps.min() >= 0 and maps.max() <= 1
+    # predicted targets by default; probabilities are a distribution
+    assert (table["explained"] == table["predicted"]).all()
+    assert np.allclose(table[["p_a", "p_b"]].sum(axis=1), 1, atol=1e-5)
+    assert (res.out_dir / "overlays" / "cam.png").stat().st_size > 1000
+
+
+def test_nifti_backprojection_on_subject_grid(tiny_run: tuple[Path, Path]) -> None:
+    work, run = tiny_run
+    res = explain_run(run, ExplainConfig(methods=("gradcam",), overlays=0), progress=False)
+    store = SliceStore.open(work / "slices")
+    pid = res.slices()["participant_id"].iloc[0]
+    img = nib.load(res.out_dir / "nifti" / f"{pid}_desc-gradcam_heatmap.nii.gz")
+    src_affine, src_shape = store.grid(pid, "source")
+    assert img.shape == tuple(src_shape) and np.allclose(img.affine, src_affine)
+    data = img.get_fdata()
+    assert np.isfinite(data).all() and data.max() > 0
+
+
+def test_rerun_skips_and_target_change_recomputes(tiny_run: tuple[Path, Path]) -> None:
+    _, run = tiny_run
+    cfg = ExplainConfig(methods=("gradcam",), overlays=0, nifti=False)
+    explain_run(run, cfg, progress=False)
+    again = explain_run(run, cfg, progress=False)
+    assert again.skipped == ["gradcam"] and again.computed == []
+    true_cfg = ExplainConfig(methods=("gradcam",), overlays=0, nifti=False, target="true")
+    res = explain_run(run, true_cfg, progress=False)
+    assert res.computed == ["gradcam"]
+    table = res.slices()
+    assert (table["explained"] == table["target"]).all()
+    assert (heatmap_dir(run, "test") / "meta.json").is_file()
+
+
+def test_bad_method_and_target(tiny_run: tuple[Path, Path]) -> None:
+    _, run = tiny_run
+    with pytest.raises(InputError, match="unknown CAM method"):
+        explain_run(run, ExplainConfig(methods=("nope",)), progress=False)
+    with pytest.raises(InputError, match="class name"):
+        explain_run(
+            run, ExplainConfig(methods=("cam",), target="zebra", overlays=0), progress=False
+        )
+
+
+def test_per_subject_outputs_stay_inside_the_heatmap_folder(tmp_path: Path) -> None:
+    """A participant ID from a hand-edited slices.tsv cannot steer a NIfTI outside RUN."""
+    import pandas as pd
+
+    from braincam.pipeline.explain import ExplainResult, write_nifti
+
+    out = tmp_path / "run" / "heatmaps" / "test"
+    out.mkdir(parents=True)
+    result = ExplainResult(out_dir=out, methods=["gradcam"])
+    np.save(result.layout.maps("gradcam"), np.zeros((1, 4, 4), np.float32))
+    table = pd.DataFrame({"participant_id": ["../../../escaped"], "store_row": [0]})
+    table.to_csv(result.layout.slices, sep="\t", index=False)
+
+    class Store:
+        def backproject(self, maps, pid, rows):
+            return nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+
+    with pytest.raises(InputError, match="outside its folder"):
+        write_nifti(result, Store(), ["gradcam"])
+    assert not list(tmp_path.rglob("*escaped*"))
