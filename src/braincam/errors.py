@@ -27,6 +27,7 @@ class InputError(BraincamError, ValueError):
         path: str | Path | None = None,
         value: object = None,
     ) -> None:
+        self.message = message
         self.subject = subject
         self.path = None if path is None else str(path)
         self.value = value

@@ -296,6 +296,36 @@ class RegionsSummary(_Model):
     top_lobes: list[Row]
 
 
+class ShortcutPart(_Model):
+    """Outside the brain, or in the head's rim: mean mass and area shares, the excess."""
+
+    mass: Number
+    area: Number
+    excess: Number
+    ci_low: Number
+    ci_high: Number
+    fires: bool | None
+
+
+class ShortcutEntry(_Model):
+    outside_brain: ShortcutPart
+    rim: ShortcutPart
+    alarm: bool | None
+    n_maps: int
+    rim_pixels: int
+    rule: str
+
+
+class ShortcutSection(_Model):
+    """The shortcut alarm: heatmap mass outside the brain per method (and a uniform map)."""
+
+    rim_mm: float
+    pixel_mm: float
+    methods: dict[str, ShortcutEntry]
+    alarm: bool
+    alarm_methods: list[str]
+
+
 class Verdict(_Model):
     """One cell of the report's verdict table: the figure, its chance baseline, the verdict."""
 
@@ -309,6 +339,7 @@ class Verdict(_Model):
 
 
 class MethodVerdicts(_Model):
+    inside_brain: Verdict | None = None  # absent in evaluations written before the alarm
     localizes: Verdict
     faithful: Verdict
     randomization: Verdict
@@ -325,6 +356,7 @@ class CamEvaluation(_Model):
     perturbation: PerturbationSection | None = None
     faithfulness: list[FaithfulnessRow] | None = None
     sanity: dict[str, SanityEntry] | None = None
+    shortcut: ShortcutSection | None = None
     consistency: list[ConsistencyRow] | None = None
     regions: RegionsSummary | None = None
     verdicts: dict[str, MethodVerdicts] | None = None

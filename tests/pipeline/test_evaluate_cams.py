@@ -77,7 +77,13 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
         assert len(entry["steps"]) >= 2 and entry["n_images"] == 4
     assert {"images"} < set(np.load(eval_dir(run, "test") / "sanity_maps.npz").files)
     for verdicts in summary["verdicts"].values():
-        assert set(verdicts) == {"localizes", "faithful", "randomization", "perturbation"}
+        assert set(verdicts) == {
+            "inside_brain",
+            "localizes",
+            "faithful",
+            "randomization",
+            "perturbation",
+        }
         assert all(
             v["verdict"] is None or isinstance(v["verdict"], bool) for v in verdicts.values()
         )
@@ -93,8 +99,32 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
         "perturbation",
         "faithfulness",
         "sanity",
+        "shortcut",
         "consistency",
     }
+
+
+def test_shortcut_alarm_section(evaluated) -> None:
+    work, run, summary = evaluated
+    section = summary["shortcut"]
+    assert set(section["methods"]) == {"cam", "gradcam", "baseline:uniform"}
+    # a uniform map puts exactly its area's share outside the brain: never an alarm
+    uniform = section["methods"]["baseline:uniform"]
+    assert uniform["outside_brain"]["mass"] == pytest.approx(uniform["outside_brain"]["area"])
+    assert uniform["alarm"] is False
+    # the area outside the brain is the share of background pixels of the test slices
+    store = SliceStore.open(work / "slices")
+    rows = store.rows(split="test").index.to_numpy()
+    background = ~(np.asarray(store.images[rows]) > 0).any(1)
+    assert uniform["outside_brain"]["area"] == pytest.approx(background.mean(), rel=1e-6)
+    for method in ("cam", "gradcam"):
+        entry = section["methods"][method]
+        assert type(entry["alarm"]) is bool
+        verdict = summary["verdicts"][method]["inside_brain"]
+        assert verdict["verdict"] is (not entry["alarm"])
+    assert section["alarm"] is any(m["alarm"] for m in section["methods"].values())
+    table = _tsv(run, "shortcut")
+    assert set(table["where"]) == {"outside_brain", "rim"}
 
 
 def test_report_from_a_run_renders_every_section(evaluated) -> None:

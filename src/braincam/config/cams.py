@@ -62,6 +62,12 @@ class CamSettings(Section):
         256, ge=1, description="slices for perturbation/faithfulness; None = all"
     )
     sanity_images: int = Field(16, ge=1)
+    rim_mm: float = Field(
+        10.0, gt=0, le=50, description="shortcut alarm: width of the head's rim outside the brain"
+    )
+    shortcut_margin: float = Field(
+        0.02, ge=0, lt=1, description="shortcut alarm: excess mass share over area that fires it"
+    )
     regions: bool = True
     atlas: Literal["AAL", "AAL3"] = "AAL"
     batch_size: int = Field(64, ge=1)

@@ -147,6 +147,12 @@ class AnatParams(FrozenSection):
     trim_axis: Literal["axial", "coronal", "sagittal"] | None = "axial"
     trim_threshold: TrimThreshold = 0.10
     threads: Count | None = None  # SimpleITK threads; None → SimpleITK's default
+    #: the brain mask: "extract" (MNI152 registration, skull and scalp excluded) or
+    #: "foreground" (Otsu head foreground: only for images that are already skull-stripped)
+    brain_mask: Literal["extract", "foreground"] = "extract"
+    #: outside the brain mask: "zero" (the network sees only the brain) or "keep" (the head,
+    #: equalized with it; the mask still drives trimming and the shortcut alarm)
+    outside_brain: Literal["zero", "keep"] = "zero"
 
     @model_validator(mode="after")
     def _cross(self) -> AnatParams:

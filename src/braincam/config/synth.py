@@ -120,6 +120,33 @@ _EFFECT_CHECKS = (
 )
 
 
+class HeadConfig(FrozenSection):
+    """An optional skull and scalp around the synthetic brain, as real head scans have.
+
+    Shells at a distance from the brain (native mm): ``gap_mm`` of nothing (meninges, CSF), bone
+    (dark on every contrast) ``skull_mm`` thick, then scalp (bright fat and skin) ``scalp_mm``
+    thick. ``shortcut_mm`` opts in to a group difference outside the brain: group k (0, 1, 2 in
+    ``groups`` order) has a scalp ``k × shortcut_mm`` thicker — a shortcut a classifier can
+    learn without looking at the brain, the positive control of the shortcut alarm.
+    """
+
+    enabled: bool = False
+    gap_mm: Real = Field(2.0, ge=0.0, le=10.0)
+    skull_mm: Real = Field(5.0, gt=0.0, le=15.0)
+    scalp_mm: Real = Field(5.0, gt=0.0, le=20.0)
+    shortcut_mm: Real = Field(0.0, ge=0.0, le=10.0)
+
+    def scalp_of(self, role: int) -> float:
+        """Scalp thickness (mm) of group ``role``."""
+        return float(self.scalp_mm + role * self.shortcut_mm)
+
+    def extent_mm(self) -> float:
+        """How far the head reaches beyond the brain (0 when disabled)."""
+        if not self.enabled:
+            return 0.0
+        return float(self.gap_mm + self.skull_mm + self.scalp_of(2))
+
+
 class AnatSynthConfig(Section):
     """Parameters of a synthetic structural cohort (``braincam synth --kind anat``)."""
 
@@ -138,6 +165,7 @@ class AnatSynthConfig(Section):
     warp_mm: WarpMm = 4.0
     warp_smoothness_mm: WarpSmoothness = 15.0
     orientation: Orientation = "LAS"
+    head: HeadConfig = HeadConfig()
 
     @model_validator(mode="after")
     def _cross(self) -> AnatSynthConfig:

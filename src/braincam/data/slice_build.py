@@ -61,6 +61,11 @@ def store_fingerprint(
                 "split": split_of.get(s.participant_id),
                 "images": [[str(p), _file_digest(p)] for p in s.images],
                 "mask": None if s.mask is None else [str(s.mask), _file_digest(s.mask)],
+                **(
+                    {}
+                    if s.brain_mask is None
+                    else {"brain_mask": [str(s.brain_mask), _file_digest(s.brain_mask)]}
+                ),
             }
             for s in sources
         ],
@@ -195,18 +200,20 @@ def _write_store(
     n_total = per_subject * len(sources)
     channels = len(sources[0].images)
     has_masks = any(s.mask is not None for s in sources)
+    has_brain = any(s.brain_mask is not None for s in sources)
     images = np.lib.format.open_memmap(
         tmp / "images.npy",
         mode="w+",
         dtype=np.float32,
         shape=(n_total, channels, spec.size, spec.size),
     )
-    masks = (
+    masks, brains = (
         np.lib.format.open_memmap(
-            tmp / "masks.npy", mode="w+", dtype=np.uint8, shape=(n_total, spec.size, spec.size)
+            tmp / name, mode="w+", dtype=np.uint8, shape=(n_total, spec.size, spec.size)
         )
-        if has_masks
+        if wanted
         else None
+        for name, wanted in (("masks.npy", has_masks), ("brain.npy", has_brain))
     )
     p2w = np.zeros((n_total, 4, 3))
     index_parts: list[pd.DataFrame] = []
@@ -217,14 +224,18 @@ def _write_store(
         pid = src.participant_id
         imgs = [_read_image(p, pid, "image") for p in src.images]
         mask = None if src.mask is None else _read_image(src.mask, pid, "mask")
+        brain = None if src.brain_mask is None else _read_image(src.brain_mask, pid, "brain mask")
         try:
-            sl = extract_slices(imgs, spec, mask)
+            sl = extract_slices(imgs, spec, mask, brain)
         except InputError as exc:
             raise InputError(str(exc), subject=pid, path=src.images[0]) from exc
         rows = slice(k * per_subject, (k + 1) * per_subject)
         images[rows] = sl.images
         if masks is not None:
             masks[rows] = 0 if sl.masks is None else sl.masks
+        if brains is not None:
+            # A subject without a brain mask: every pixel counts as brain (nothing is "outside").
+            brains[rows] = 1 if sl.brain is None else sl.brain
         p2w[rows] = sl.pixel_to_world
         index_parts.append(
             pd.DataFrame(
@@ -249,6 +260,7 @@ def _write_store(
             "rows": [rows.start, rows.stop],
             "images": [str(p) for p in src.images],
             "mask": None if src.mask is None else str(src.mask),
+            "brain_mask": None if src.brain_mask is None else str(src.brain_mask),
             "voxel_size_mm": sl.voxel_size,
             "grid_affine": sl.grid_affine.tolist(),
             "grid_shape": list(sl.grid_shape),
@@ -257,9 +269,10 @@ def _write_store(
         }
     images.flush()
     del images
-    if masks is not None:
-        masks.flush()
-        del masks
+    for arr in (masks, brains):
+        if arr is not None:
+            arr.flush()
+    del masks, brains
     np.save(tmp / "pixel_to_world.npy", p2w)
     index = pd.concat(index_parts, ignore_index=True)
     index.to_csv(tmp / "index.tsv", sep="\t", index=False, na_rep=NA)
@@ -279,6 +292,7 @@ def _write_store(
         "spec": spec.to_dict(),
         "n_slices": n_total,
         "has_masks": has_masks,
+        "has_brain": has_brain,
         "source": {pid: info["images"][0] for pid, info in subjects.items()},
         "subjects": subjects,
         "orientation": {

@@ -2,8 +2,9 @@
 side (:class:`SliceStore`, memory-mapped) with the counts ``summary.json`` reports.
 
 Layout of a store directory: ``images.npy`` (float32, n × C × S × S), ``masks.npy`` (uint8, when
-any subject has a ground-truth mask), ``pixel_to_world.npy`` (n × 4 × 3), ``index.tsv`` (one row
-per slice: :data:`INDEX_COLUMNS`) and ``meta.json`` (written last). How slices are taken from a
+any subject has a ground-truth mask), ``brain.npy`` (uint8, the brain masks, when given),
+``pixel_to_world.npy`` (n × 4 × 3), ``index.tsv`` (one row per slice: :data:`INDEX_COLUMNS`)
+and ``meta.json`` (written last). How slices are taken from a
 volume is :mod:`braincam.data.slicing`; building a store is :mod:`braincam.data.slice_build`.
 """
 
@@ -40,15 +41,17 @@ class SliceSource:
     participant_id: str
     label: str
     images: Sequence[Path]
-    mask: Path | None = None
+    mask: Path | None = None  # ground truth (where the groups differ)
+    brain_mask: Path | None = None
 
     def __post_init__(self) -> None:
         images = (self.images,) if isinstance(self.images, str | Path) else self.images
         object.__setattr__(self, "images", tuple(Path(p) for p in images))
         object.__setattr__(self, "participant_id", str(self.participant_id))
         object.__setattr__(self, "label", str(self.label))
-        if self.mask is not None:
-            object.__setattr__(self, "mask", Path(self.mask))
+        for name in ("mask", "brain_mask"):
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, Path(getattr(self, name)))
         if not self.images:
             raise InputError("slice source has no image", subject=self.participant_id)
 
@@ -73,6 +76,7 @@ class SliceStore:
     meta: dict[str, Any]
     pixel_to_world: np.ndarray
     masks: np.ndarray | None = None
+    brain: np.ndarray | None = None  # brain masks (n, S, S); None in stores without them
 
     @classmethod
     def open(cls, path: str | Path) -> SliceStore:
@@ -97,10 +101,9 @@ class SliceStore:
                 keep_default_na=False,
                 na_values={"mask_pixels": [NA]},
             )
-            masks = (
-                np.load(path / "masks.npy", mmap_mode="r")
-                if (path / "masks.npy").is_file()
-                else None
+            masks, brain = (
+                np.load(path / name, mmap_mode="r") if (path / name).is_file() else None
+                for name in ("masks.npy", "brain.npy")
             )
         except (OSError, ValueError, json.JSONDecodeError) as exc:
             raise InputError(f"cannot read slice store: {exc}", path=path) from exc
@@ -109,7 +112,7 @@ class SliceStore:
         if (
             images.shape[0] != n
             or p2w.shape != (n, 4, 3)
-            or (masks is not None and masks.shape[0] != n)
+            or any(m is not None and m.shape[0] != n for m in (masks, brain))
             or meta.get("n_slices") != n
         ):
             raise InputError(
@@ -118,7 +121,13 @@ class SliceStore:
                 value={"index": n, "images": images.shape, "pixel_to_world": p2w.shape},
             )
         return cls(
-            path=path, images=images, index=index, meta=meta, pixel_to_world=p2w, masks=masks
+            path=path,
+            images=images,
+            index=index,
+            meta=meta,
+            pixel_to_world=p2w,
+            masks=masks,
+            brain=brain,
         )
 
     def __len__(self) -> int:

@@ -51,6 +51,7 @@ class SubjectSlices:
     source_affine: np.ndarray  # (4, 4) the first image's own grid
     source_shape: tuple[int, int, int]
     voxel_size: float
+    brain: np.ndarray | None = None  # uint8 (n, S, S): the brain mask, when given
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -209,11 +210,13 @@ def extract_slices(
     images: Sequence[nib.spatialimages.SpatialImage],
     spec: SliceSpec,
     mask: nib.spatialimages.SpatialImage | None = None,
+    brain: nib.spatialimages.SpatialImage | None = None,
 ) -> SubjectSlices:
     """Take the 2.5D centre slices of co-registered 3D volumes (one channel per image).
 
-    The first image defines the grid; the others and the mask are resampled onto it through their
-    own affines. Slices are ordered by ``spec.axes`` then position.
+    The first image defines the grid; the others and the masks (``mask``: ground truth,
+    ``brain``: the brain mask) are resampled onto it through their own affines (nearest
+    neighbour). Slices are ordered by ``spec.axes`` then position.
     """
     if isinstance(images, nib.spatialimages.SpatialImage):
         images = [images]
@@ -227,11 +230,14 @@ def extract_slices(
         (_volume_data(img, f"image {c}"), np.asarray(img.affine, float))
         for c, img in enumerate(images)
     ]
-    mask_vol = None
-    if mask is not None:
-        mask_vol = ((_volume_data(mask, "mask") > 0).astype(np.float32), np.asarray(mask.affine))
+    labels = {
+        name: ((_volume_data(img, name) > 0).astype(np.float32), np.asarray(img.affine))
+        for name, img in (("mask", mask), ("brain", brain))
+        if img is not None
+    }
 
-    imgs, msks, axes, positions, p2w = [], [], [], [], []
+    imgs, axes, positions, p2w = [], [], [], []
+    label_slices: dict[str, list[np.ndarray]] = {name: [] for name in labels}
     for axis in spec.axes:
         fixed = FIXED_AXIS[axis]
         n = grid_shape[fixed]
@@ -251,15 +257,16 @@ def extract_slices(
         ]
         stack = _pad_square(np.stack(chans, axis=1))  # (n, C, L, L)
         imgs.append(_resize(stack, spec.size, nearest=spec.order == 0))
-        if mask_vol is not None:
-            m = _resample_slab(mask_vol[0], mask_vol[1], grid_affine, grid_shape, fixed, pos, 0)
+        for name, (vol, aff) in labels.items():
+            m = _resample_slab(vol, aff, grid_affine, grid_shape, fixed, pos, 0)
             m = _pad_square(_slab_to_slices(m, fixed)[:, None])
-            msks.append(_resize(m, spec.size, nearest=True)[:, 0] > 0.5)
+            label_slices[name].append(_resize(m, spec.size, nearest=True)[:, 0] > 0.5)
         axes.extend([axis] * len(pos))
         positions.append(pos)
         p2w.extend(grid_affine @ pixel_to_voxel(fixed, p, grid_shape, spec.size) for p in pos)
 
-    masks = np.concatenate(msks).astype(np.uint8) if msks else None
+    stacked = {n: np.concatenate(v).astype(np.uint8) for n, v in label_slices.items()}
+    masks = stacked.get("mask")
     return SubjectSlices(
         images=np.concatenate(imgs).astype(np.float32, copy=False),
         masks=masks,
@@ -272,6 +279,7 @@ def extract_slices(
         source_affine=src_affine,
         source_shape=ref_shape,  # type: ignore[arg-type]
         voxel_size=v,
+        brain=stacked.get("brain"),
     )
 
 

@@ -74,7 +74,10 @@ def subsample(n: int, limit: int | None, generator: torch.Generator) -> Tensor:
 
 
 def brain_pixels(ctx: CamContext, pick: Tensor) -> Tensor:
-    """Brain pixels of the picked slices: raw intensity above zero (FA/T1 background is 0)."""
+    """Brain pixels of the picked slices: the store's brain masks, or (stores built before they
+    were kept) raw intensity above zero (FA and skull-stripped T1 backgrounds are 0)."""
     rows = ctx.table["store_row"].to_numpy()[pick.numpy()]
+    if ctx.store.brain is not None:
+        return torch.from_numpy(np.asarray(ctx.store.brain[rows]) > 0)
     raw = torch.from_numpy(np.asarray(ctx.store.images[rows]))
     return (raw > 0).any(1)

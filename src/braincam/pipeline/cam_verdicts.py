@@ -1,6 +1,6 @@
-"""Per-method verdicts of ``evaluate-cams``: localizes, faithful, passes randomization,
-perturbation — each a figure, its chance baseline and a boolean verdict (None when the family
-did not run or has no data). The report's verdict table shows exactly these values; nothing is
+"""Per-method verdicts of ``evaluate-cams``: stays inside the brain (the shortcut alarm),
+localizes, faithful, passes randomization, perturbation — each a figure, its chance baseline
+and a boolean verdict (None when the family did not run or has no data). The report's verdict table shows exactly these values; nothing is
 recomputed there (:mod:`braincam.report.verdicts`, audited by :mod:`braincam.report.audit`).
 """
 
@@ -87,7 +87,24 @@ def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any
             "ci_low": None if comp is None else comp["ci_low"],
             "ci_high": None if comp is None else comp["ci_high"],
         }
+        short = ((summary.get("shortcut") or {}).get("methods") or {}).get(method)
+        worst = None
+        if short is not None:
+            # The figure is the region (outside the brain, or the rim) with the larger excess.
+            parts = [short[k] for k in ("outside_brain", "rim") if short[k]["excess"] is not None]
+            worst = max(parts, key=lambda p: p["excess"]) if parts else None
+        inside_brain = {
+            "metric": "share of heatmap mass outside the brain (or in the head's rim)",
+            "figure": None if worst is None else _num(worst["mass"]),
+            "baseline": None if worst is None else _num(worst["area"]),
+            "verdict": None if short is None or short["alarm"] is None else not short["alarm"],
+            "rule": "stays inside unless the shortcut alarm "
+            + (short["rule"] if short else "fires"),
+            "ci_low": None if worst is None else _num(worst["ci_low"]),
+            "ci_high": None if worst is None else _num(worst["ci_high"]),
+        }
         out[method] = {
+            "inside_brain": inside_brain,
             "localizes": localizes,
             "faithful": faithful,
             "randomization": randomization,

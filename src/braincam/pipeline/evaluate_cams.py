@@ -2,7 +2,8 @@
 
 For each CAM method (and the uniform / random baselines where a metric has a chance level):
 localization against ground-truth masks (slices and 3D), the dMRI study's perturbation check,
-deletion/insertion faithfulness, the cascading-randomization sanity check, consistency across
+deletion/insertion faithfulness, the cascading-randomization sanity check, the shortcut alarm
+(heatmap mass outside the brain and in the head's rim against the area), consistency across
 slices / subjects / methods, and heatmap mass per brain region and lobe in MNI space.
 
 Outputs go to ``RUN/cam_eval/<split>/`` (paths: :class:`braincam.layout.CamEvalLayout`) as TSV
@@ -228,6 +229,34 @@ def sanity(
     return pd.concat(frames, ignore_index=True), flags, figure
 
 
+# ------------------------------------------------------------------------------ shortcut
+
+
+def shortcut(ctx: CamContext, cfg: CamEvalConfig) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Per method (and a uniform map): heatmap mass outside the brain and in the head's rim
+    against the area they cover; the shortcut alarm (:mod:`braincam.metrics.shortcut`)."""
+    from braincam.metrics.shortcut import shortcut_alarm
+
+    every = torch.arange(len(ctx.images))
+    brain = brain_pixels(ctx, every)
+    rows = ctx.table["store_row"].to_numpy()
+    # Pixel spacing (mm) of the store's slices: the length of a pixel step in world space.
+    spacing = float(np.median(np.linalg.norm(ctx.store.pixel_to_world[rows][:, :3, 0], axis=1)))
+    width = max(1, round(cfg.rim_mm / spacing))
+    candidates = {**ctx.maps, "baseline:uniform": torch.ones_like(brain, dtype=torch.float32)}
+    section: dict[str, Any] = {"rim_mm": cfg.rim_mm, "pixel_mm": spacing, "methods": {}}
+    table = []
+    for method, maps in candidates.items():
+        res = shortcut_alarm(maps, brain, width, margin=cfg.shortcut_margin)
+        section["methods"][method] = res
+        for where in ("outside_brain", "rim"):
+            table.append({"model": ctx.model_name, "method": method, "where": where, **res[where]})
+    alarms = [m for m, r in section["methods"].items() if r["alarm"]]
+    section["alarm"] = bool(alarms)
+    section["alarm_methods"] = alarms
+    return pd.DataFrame(table), section
+
+
 # --------------------------------------------------------------------------- consistency
 
 
@@ -279,6 +308,12 @@ def _run_sanity(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
     return flags
 
 
+def _run_shortcut(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
+    frame, section = shortcut(ctx, cfg)
+    _write_tsv(frame, out.table("shortcut"))
+    return section
+
+
 def _run_consistency(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
     frame, freq = consistency(ctx, cfg)
     _write_tsv(frame, out.table("consistency"))
@@ -300,6 +335,7 @@ FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] =
     "perturbation": _run_perturbation,
     "faithfulness": _run_faithfulness,
     "sanity": _run_sanity,
+    "shortcut": _run_shortcut,
     "consistency": _run_consistency,
     "regions": _run_regions,
 }

@@ -65,8 +65,8 @@ class PrepareResult:
 def slice_sources(
     records: dict[str, Any], outcomes: dict[str, SubjectOutcome], participant_ids: Any
 ) -> list[SliceSource]:
-    """The slice store's inputs: each subject's channel volumes (any modality) and its
-    ground-truth mask, in the order of ``participant_ids``."""
+    """The slice store's inputs: each subject's channel volumes (any modality), its
+    ground-truth mask and its brain mask, in the order of ``participant_ids``."""
     from braincam.data.slices import SliceSource
 
     return [
@@ -75,6 +75,7 @@ def slice_sources(
             label=records[pid].label,
             images=[Path(p) for p in outcomes[pid].images],
             mask=records[pid].mask,
+            brain_mask=Path(outcomes[pid].mask) if outcomes[pid].mask else None,
         )
         for pid in participant_ids
     ]

@@ -86,6 +86,8 @@ def required_keys(summary: dict[str, Any]) -> list[str]:
             for family in families:
                 base = f"cam_evaluation/{run}/verdicts/{method}/{family}"
                 keys += [f"{base}/verdict", f"{base}/figure", f"{base}/baseline"]
+        if ev.get("shortcut"):
+            keys.append(f"cam_evaluation/{run}/shortcut/alarm")
         for method in ev.get("sanity") or {}:
             keys.append(f"cam_evaluation/{run}/sanity/{method}/flagged")
         if ev.get("perturbation"):

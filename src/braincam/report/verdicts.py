@@ -14,6 +14,7 @@ from braincam.report import blocks as B
 from braincam.summary_schema import (
     CamEvaluation,
     PerturbationSection,
+    ShortcutSection,
     Summary,
     Verdict,
     validate_cam_evaluation,
@@ -23,6 +24,7 @@ __all__ = ["FAMILY_COLUMNS", "cam_evaluation", "verdicts_section"]
 
 
 FAMILY_COLUMNS = (
+    ("inside_brain", "stays inside the brain (vs area)"),
     ("localizes", "localizes (vs uniform map)"),
     ("faithful", "faithful (vs random order)"),
     ("randomization", "passes randomization (vs unrelated maps)"),
@@ -38,7 +40,9 @@ def cam_evaluation(out: Path, summary: Summary, run: Path) -> CamEvaluation | No
     return validate_cam_evaluation(json.loads(path.read_text())) if path.is_file() else None
 
 
-def _verdict_cell(key: str, v: Verdict) -> list[B.Span]:
+def _verdict_cell(key: str, v: Verdict | None) -> list[B.Span]:
+    if v is None:  # a family added after this evaluation was written
+        return [("n/a", "")]
     cell: list[B.Span] = [
         (B.fmt_value(v.verdict) if v.verdict is not None else "n/a", f"{key}/verdict"),
         (" — ", ""),
@@ -92,6 +96,27 @@ def _control_sentence(run: str, which: str, section: PerturbationSection) -> B.B
     return B.keyed(spans)
 
 
+def _shortcut_sentence(run: str, section: ShortcutSection) -> B.Block:
+    """The shortcut alarm, stated whether or not it fired (a warning when it did)."""
+    key = f"cam_evaluation/{run}/shortcut"
+    spans: list[B.Span] = [
+        ("Shortcut alarm — a method's heatmaps put more than their area's share of mass outside "
+         f"the brain or in the head's rim ({section.rim_mm:g} mm) (expected: no): ", ""),
+        (B.fmt_value(section.alarm), f"{key}/alarm"),
+    ]  # fmt: skip
+    if section.alarm:
+        spans.append(
+            (
+                f". WARNING: {', '.join(section.alarm_methods)} — the model may separate the "
+                "groups by something outside the brain (scalp, skull, head size, field of view); "
+                "use brain extraction (`prepare.anat.brain_mask: extract`, "
+                "`outside_brain: zero`) and check the cohort.",
+                "",
+            )
+        )
+    return B.keyed(spans)
+
+
 def verdicts_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
     """At the top: per model × method, each family's verdict with its figure and chance level."""
     sec = B.Section("verdicts", "Verdicts")
@@ -121,9 +146,12 @@ def verdicts_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section
                 + " ".join(
                     f"{title}: {getattr(first, fam).metric}; {getattr(first, fam).rule}."
                     for fam, title in FAMILY_COLUMNS
+                    if getattr(first, fam) is not None
                 )
             )
         )
+        if ev.shortcut is not None:
+            sec.add(_shortcut_sentence(run.name, ev.shortcut))
         if ev.perturbation is not None:
             for which in ("positive", "negative"):
                 sec.add(_control_sentence(run.name, which, ev.perturbation))

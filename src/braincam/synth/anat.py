@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from braincam.config.synth import AnatSynthConfig, GroupEffect
+from braincam.config.synth import AnatSynthConfig, GroupEffect, HeadConfig
 from braincam.errors import ConfigError
 from braincam.imaging.groundtruth import (
     anat_groundtruth_paths,
@@ -70,10 +70,12 @@ SUFFIXES = ("T1w", "T2w", "FLAIR")
 #: int16. Lesions: T1 "black holes" darker than WM, bright on T2w and FLAIR; CSF is suppressed on
 #: FLAIR, which is why periventricular lesions stand out there.
 CONTRASTS: dict[str, dict[str, float]] = {
-    "T1w": {"csf": 0.25, "gm": 0.65, "wm": 1.00, "lesion": 0.50},
-    "T2w": {"csf": 1.60, "gm": 0.95, "wm": 0.70, "lesion": 1.35},
-    "FLAIR": {"csf": 0.15, "gm": 0.85, "wm": 0.65, "lesion": 1.40},
+    "T1w": {"csf": 0.25, "gm": 0.65, "wm": 1.00, "lesion": 0.50, "bone": 0.05, "scalp": 1.10},
+    "T2w": {"csf": 1.60, "gm": 0.95, "wm": 0.70, "lesion": 1.35, "bone": 0.05, "scalp": 0.90},
+    "FLAIR": {"csf": 0.15, "gm": 0.85, "wm": 0.65, "lesion": 1.40, "bone": 0.05, "scalp": 1.00},
 }
+#: Bone and scalp (fat, skin) exist only with ``head.enabled``: cortical bone is dark on every
+#: contrast, scalp fat bright on T1w and still bright on T2w/FLAIR.
 SCALE = 1000.0
 DSEG_LABELS = {1: "CSF", 2: "GM", 3: "WM", 4: "lesion"}
 
@@ -126,7 +128,8 @@ def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -
     vpts = pts[vent]
     return _AnatCohort(
         template=template,
-        shape=native_shape(template, config),  # type: ignore[arg-type]  # same field names
+        # same field names
+        shape=native_shape(template, config, config.head.extent_mm()),  # type: ignore[arg-type]
         periventricular=pts[wm & (dist <= 10.0)],
         deep_wm=pts[wm & (dist > 10.0)],
         ventricle_centre=vpts.mean(0),
@@ -175,9 +178,31 @@ def _tissue_at(
     return {"csf": csf, "gm": gm, "wm": wm, "lesion": lesion}, mni
 
 
+def _band(distance: NDArray, lo: float, hi: float, voxel: float) -> NDArray[np.float32]:
+    """Partial-volume fraction of the shell ``lo <= distance < hi`` (mm) on a ``voxel`` grid."""
+
+    def ramp(x: NDArray) -> NDArray:
+        return np.clip(x / voxel + 0.5, 0.0, 1.0)
+
+    return (ramp(distance - lo) - ramp(distance - hi)).astype(np.float32)
+
+
+def add_head(
+    fractions: dict[str, NDArray[np.float32]], head: HeadConfig, role: int, voxel: float
+) -> None:
+    """Add bone and scalp fractions around the brain in place (distances in native mm, so the
+    shells move with the head between sequences and keep their thickness in every subject)."""
+    brain = sum(fractions[t] for t in ("csf", "gm", "wm", "lesion")) >= 0.5
+    distance = ndi.distance_transform_edt(~brain) * voxel
+    bone_end = head.gap_mm + head.skull_mm
+    fractions["bone"] = _band(distance, head.gap_mm, bone_end, voxel)
+    fractions["scalp"] = _band(distance, bone_end, bone_end + head.scalp_of(role), voxel)
+
+
 def _signal(fractions: dict[str, NDArray], contrast: str) -> NDArray[np.float32]:
     table = CONTRASTS[contrast]
-    return sum(fractions[t] * np.float32(table[t]) for t in table).astype(np.float32)
+    total = sum(fractions[t] * np.float32(table[t]) for t in table if t in fractions)
+    return total.astype(np.float32)
 
 
 def simulate_subject(
@@ -213,6 +238,8 @@ def simulate_subject(
             frac, _ = _tissue_at(
                 cohort, transform_points(np.linalg.inv(xfm), grid), transform, effect, lesions
             )
+        if config.head.enabled:
+            add_head(frac, config.head, person.role, config.voxel_size)
         bias[contrast] = bias_field(rng, cohort.shape, config.bias_strength)
         clean = _signal(frac, contrast) * bias[contrast]
         noisy = add_rician_noise(rng, clean, sigma) * np.float32(SCALE)
@@ -232,6 +259,7 @@ def simulate_subject(
         "LesionVolumeML": round(float(lesion_mask.sum()) * voxel_ml, 4),
         "Atrophy": effect.atrophy,
         "VentricleEnlargement": effect.ventricle_enlargement,
+        "ScalpMM": config.head.scalp_of(person.role) if config.head.enabled else None,
         "Lesions": [
             {
                 "CentreMNI": np.round(les.centre, 3).tolist(),
@@ -287,8 +315,9 @@ def _write_dataset_files(out: Path, config: AnatSynthConfig, people: list[AnatPa
             f"mean {eff.lesions:g} WM lesions ({eff.periventricular:.0%} periventricular, "
             f"semi-axes {eff.radius_mm[0]:g}–{eff.radius_mm[1]:g} mm), GM atrophy "
             f"{eff.atrophy:g}, ventricles ×{1 + eff.ventricle_enlargement:g}"
+            + (f", scalp {config.head.scalp_of(role):g} mm" if config.head.enabled else "")
         )
-        for name, eff in zip(config.groups, config.effects, strict=True)
+        for role, (name, eff) in enumerate(zip(config.groups, config.effects, strict=True))
     }
     gt = write_cohort_files(
         out,

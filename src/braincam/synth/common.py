@@ -105,13 +105,16 @@ def write_cohort_files(
     return gt
 
 
-def native_shape(template: Template, config: GridSettings) -> tuple[int, int, int]:
-    """Even-sized field of view that holds every drawn brain (size, tilt and warp included)."""
+def native_shape(
+    template: Template, config: GridSettings, margin_mm: float = 0.0
+) -> tuple[int, int, int]:
+    """Even-sized field of view that holds every drawn brain (size, tilt and warp included) and
+    ``margin_mm`` around it (a synthetic skull and scalp)."""
     lo, hi = template.brain_bbox_mm(threshold=0.05)
     half = (hi - lo) / 2.0 + template.voxel_size
     tilt = np.sin(np.deg2rad(config.rotation_deg * np.sqrt(3.0))) * half.max()
     half = np.sqrt(half**2 + tilt**2) * (1 + config.scale_range) * 1.02
-    half = half + config.warp_mm + 4.0
+    half = half + config.warp_mm + 4.0 + margin_mm
     return tuple(int(2 * np.ceil(h / config.voxel_size)) for h in half)  # type: ignore[return-value]
 
 

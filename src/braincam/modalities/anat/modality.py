@@ -42,6 +42,7 @@ class AnatDetails:
     errors: dict[str, dict[str, float]] = field(default_factory=dict)
     transforms: dict[str, list] = field(default_factory=dict)
     kept_slices: dict[str, Any] = field(default_factory=dict)
+    brain: dict[str, Any] = field(default_factory=dict)  # how the brain mask was made
 
 
 def anat_cache_key(record: AnatRecord, params: AnatParams) -> str:
@@ -131,6 +132,7 @@ class Structural:
             },
             transforms={m: x["MatrixRAS"] for m, x in xfm.items()},
             kept_slices=side.get("SliceTrimming", {}),
+            brain=side.get("BrainMaskMethod", {}),
         )
         images = tuple(str(paths.images[c]) for c in CONTRASTS)
         return Preprocessed(images, str(paths.mask), details)
@@ -153,6 +155,7 @@ class Structural:
             errors=out.errors,
             transforms={m: v.tolist() for m, v in out.transforms.items()},
             kept_slices=out.kept_slices,
+            brain=out.brain,
         )
         return Preprocessed(tuple(str(p) for p in out.images), str(out.paths.mask), details)
 
@@ -183,6 +186,7 @@ def registration_summary(outcomes: Sequence[SubjectOutcome]) -> dict[str, Any]:
                 "transforms": o.details.transforms,
                 "errors": o.details.errors or None,
                 "kept_slices": o.details.kept_slices,
+                "brain_mask": o.details.brain or None,
             }
             for o in done
         },
