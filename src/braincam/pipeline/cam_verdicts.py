@@ -1,7 +1,8 @@
 """Per-method verdicts of ``evaluate-cams``: stays inside the brain (the shortcut alarm),
 localizes, faithful, passes randomization, perturbation — each a figure, its chance baseline
-and a boolean verdict (None when the family did not run or has no data). The report's verdict table shows exactly these values; nothing is
-recomputed there (:mod:`braincam.report.verdicts`, audited by :mod:`braincam.report.audit`).
+and a boolean verdict (None when the family did not run or has no data). The report's verdict
+table shows exactly these values; nothing is recomputed there (:mod:`braincam.report.verdicts`,
+audited by :mod:`braincam.report.audit`).
 """
 
 from __future__ import annotations
