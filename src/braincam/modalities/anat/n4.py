@@ -29,6 +29,21 @@ def foreground_mask(data: NDArray) -> NDArray[np.bool_]:
     return ndi.binary_fill_holes(mask)
 
 
+def head_extent(*images: NDArray) -> NDArray[np.bool_]:
+    """The whole head: every bright voxel of any contrast (Otsu on the smoothed image, all
+    components — the scalp is a shell apart from the brain), closed and filled, so bone and
+    brain inside the scalp are included."""
+    from skimage.filters import threshold_otsu
+
+    mask = np.zeros(np.asarray(images[0]).shape, dtype=bool)
+    for img in images:
+        smooth = ndi.gaussian_filter(np.asarray(img, dtype=np.float32), 1.0)
+        if np.isfinite(smooth).all() and float(smooth.max()) > float(smooth.min()):
+            mask |= smooth > threshold_otsu(smooth)
+    mask = ndi.binary_closing(mask, iterations=2)
+    return largest_component(ndi.binary_fill_holes(mask))
+
+
 def brain_mask_from(*images: NDArray) -> NDArray[np.bool_]:
     """Union of the contrasts' foreground masks (dark CSF on T1w is bright on T2w), closed,
     filled, largest component."""

@@ -51,7 +51,12 @@ from braincam.imaging.resample import resample_to
 from braincam.imaging.sitk import ras_to_sitk_transform
 from braincam.io import atomic_path, write_json
 from braincam.modalities.anat.equalize import equalize, trim_range
-from braincam.modalities.anat.n4 import brain_mask_from, foreground_mask, n4_correct
+from braincam.modalities.anat.n4 import (
+    brain_mask_from,
+    foreground_mask,
+    head_extent,
+    n4_correct,
+)
 from braincam.modalities.anat.registration import Registration, register_rigid
 from braincam.provenance import library_versions
 
@@ -200,7 +205,9 @@ def preprocess_anat(
     if params.kernel_mm is not None:
         zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
         kernel = [max(2, round(float(params.kernel_mm / z))) for z in zooms]
-    within = mask if params.outside_brain == "zero" else head | mask
+    within = mask
+    if params.outside_brain == "keep":
+        within = mask | head_extent(data["T1w"], data["T2w"])
     for c in CONTRASTS:
         data[c] = equalize(
             data[c],
