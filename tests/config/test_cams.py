@@ -20,6 +20,7 @@ OPTIONS = {
     "noise_std": 0.5, "strengths": [0.5, 1.0], "n_random": 24, "shift": [3, 2],
     "deletion_steps": 7, "faithfulness_baseline": "mean",
     "max_images": 32, "sanity_images": 3, "regions": False, "atlas": "AAL3", "batch_size": 8,
+    "rim_mm": 6.0, "shortcut_margin": 0.05,
 }  # fmt: skip
 
 
@@ -81,8 +82,9 @@ def test_step_settings_keep_their_bytes() -> None:
         '{"split": "test", "methods": ["cam", "gradcam", "gradcampp"], "threshold": 0.2, '
         '"tolerance": null, "noise_std": 0.05, "strengths": [0.25, 0.5, 0.75, 1.0], '
         '"n_random": 20, "shift": null, "deletion_steps": 20, '
-        '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "regions": '
-        'true, "atlas": "AAL", "batch_size": 64, "seed": 0}'
+        '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "rim_mm": '
+        '10.0, "shortcut_margin": 0.02, "regions": true, "atlas": "AAL", "batch_size": 64, '
+        '"seed": 0}'
     )
     assert json.dumps(ExplainConfig().model_dump()) == (
         '{"methods": ["cam", "gradcam", "gradcampp"], "split": "test", "target": "predicted", '
@@ -121,6 +123,7 @@ def test_evaluate_cams_command_sets_every_option(
             "--n-random", "24", "--shift", "3,2",
             "--deletion-steps", "7", "--faithfulness-baseline", "mean", "--max-images", "32",
             "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
+            "--rim-mm", "6", "--shortcut-margin", "0.05",
             "--seed", "11"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -23,7 +23,8 @@ DWI = {
     "split_ratios": [0.6, 0.2, 0.2], "seed": 5, "axes": ["coronal"], "slices_per_axis": 4,
     "size": 32, "voxel_size": 2.0, "mask_desc": "lesion", "masks_dir": "/m/masks", "force": True,
     "progress": False, "modality": "dwi", "equalize": "global", "trim_threshold": 0.2,
-    "missing_contrast": "skip", "allow_missing_description": True,
+    "missing_contrast": "skip", "allow_missing_description": True, "brain_mask": "foreground",
+    "outside_brain": "keep",
 }  # fmt: skip
 ANAT = {**DWI, "manifest": None, "dask_scheduler": None, "modality": "anat"}
 
@@ -62,7 +63,9 @@ def test_every_prepare_option_reaches_the_step(
     assert derived[0] == DTIParams(fit_method="OLS", median_radius=3, numpass=2,
                                    b0_threshold=20.0, bvec_tolerance=0.05)  # fmt: skip
     assert derived[1] == SliceSpec(axes=("coronal",), per_axis=4, size=32, voxel_size=2.0)
-    assert derived[2] == AnatParams(equalize="global", trim_threshold=0.2)
+    assert derived[2] == AnatParams(
+        equalize="global", trim_threshold=0.2, brain_mask="foreground", outside_brain="keep"
+    )
 
 
 def test_progress_follows_the_run_unless_the_section_sets_it() -> None:
@@ -100,7 +103,8 @@ PREPARE_DEFAULT = (
     '0.15], "seed": 0, "axes": ["axial", "coronal", "sagittal"], "slices_per_axis": 16, "size": '
     '224, "voxel_size": null, "mask_desc": "effect", "masks_dir": null, "force": false, '
     '"progress": true, "modality": "dwi", "equalize": "adaptive", "trim_threshold": 0.1, '
-    '"missing_contrast": "error", "allow_missing_description": false}'  # i12: appended last
+    '"missing_contrast": "error", "allow_missing_description": false, "brain_mask": "extract", '
+    '"outside_brain": "zero"}'  # i12, then i18: appended last
 )
 ANAT_DEFAULT = (
     '{"n4": true, "n4_shrink": 4, "n4_iterations": [40, 30, 20], "n4_convergence": 0.001, '
@@ -108,7 +112,7 @@ ANAT_DEFAULT = (
     '"shrink_factors": [4, 2, 1], "smoothing_sigmas": [2.0, 1.0, 0.0], "iterations": 100, '
     '"learning_rate": 1.0, "min_step": 0.001, "seed": 0, "equalize": "adaptive", '
     '"equalize_bins": 256, "clip_limit": 0.01, "kernel_mm": null, "trim_axis": "axial", '
-    '"trim_threshold": 0.1, "threads": null}'
+    '"trim_threshold": 0.1, "threads": null, "brain_mask": "extract", "outside_brain": "zero"}'
 )
 
 
@@ -151,9 +155,9 @@ def test_cache_keys_are_byte_identical(monkeypatch: pytest.MonkeyPatch) -> None:
         "sub-01", "rrms", Path("t1.nii.gz"), Path("t2.nii.gz"), Path("flair.nii.gz")
     )
     assert cohort.anat_cache_key(record, AnatParams()) == (
-        "e111e63d3fbab510ef22fc53f8ccc4223f3a27bf82ff3eed5b172e2a3d52f613"
+        "dc32137fac30c8671f45ea625ef274b0f5f5a878c9bbac906c0ec5dc97ccb841"
     )
     params = AnatParams(equalize="global", trim_threshold=0.2, threads=2)
     assert cohort.anat_cache_key(record, params) == (
-        "c35261774333f3dbc316aed2624467a0b59993a736ab672049f1019f849c4d1d"
+        "215701836bdbf6f4cc86852f4195f4bb6a0885e425155b6e05450e612f3eb7f5"
     )

@@ -28,6 +28,7 @@ ANAT = {
     "bias_strength": 0.1, "misregistration_deg": 2.0, "misregistration_mm": 1.0,
     "rotation_deg": 4.0, "translation_mm": 3.0, "scale_range": 0.05, "warp_mm": 3.0,
     "warp_smoothness_mm": 12.0, "orientation": "RAS",
+    "head": {"enabled": True, "gap_mm": 1.0, "skull_mm": 4.0, "scalp_mm": 6.0, "shortcut_mm": 2.0},
 }  # fmt: skip
 
 

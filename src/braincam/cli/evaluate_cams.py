@@ -45,8 +45,15 @@ def evaluate_cams(
         str, typer.Option(help="deletion/insertion baseline: blur | zero | mean")
     ] = "blur",
     batch_size: Annotated[int, typer.Option(help="images per model forward")] = 64,
+    rim_mm: Annotated[
+        float, typer.Option(help="shortcut alarm: width of the head's rim outside the brain, mm")
+    ] = 10.0,
+    shortcut_margin: Annotated[
+        float, typer.Option(help="shortcut alarm: excess of mass share over area that fires it")
+    ] = 0.02,
 ) -> None:
-    """Localization, perturbation, faithfulness, sanity, consistency and brain regions.
+    """Localization, perturbation, faithfulness, sanity, the shortcut alarm, consistency and
+    brain regions.
 
     Tables go to RUN_DIR/cam_eval/SPLIT/*.tsv; a compact summary to the work directory's
     summary.json (section cam_evaluation). Heatmaps are computed first if missing (explain).
@@ -71,6 +78,8 @@ def evaluate_cams(
         deletion_steps=deletion_steps,
         faithfulness_baseline=faithfulness_baseline,
         batch_size=batch_size,
+        rim_mm=rim_mm,
+        shortcut_margin=shortcut_margin,
     )
     summary = run(run_dir, config)
     typer.echo(

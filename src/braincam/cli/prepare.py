@@ -73,6 +73,14 @@ def prepare(
     allow_missing_description: bool = typer.Option(
         False, help="Read a BIDS folder without dataset_description.json (a warning, not an error)."
     ),
+    brain_mask: str = typer.Option(
+        "extract",
+        help="anat: extract (MNI152 registration: skull and scalp out) or foreground (Otsu: "
+        "only for skull-stripped images).",
+    ),
+    outside_brain: str = typer.Option(
+        "zero", help="anat: outside the brain mask the network sees zero, or keep (the head)."
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Validate inputs, preprocess each subject (dwi: DTI FA/MD; anat: N4, co-registration,
@@ -113,6 +121,8 @@ def prepare(
         trim_threshold=trim_threshold,
         missing_contrast=missing_contrast,
         allow_missing_description=allow_missing_description,
+        brain_mask=brain_mask,  # type: ignore[arg-type]  # checked by the config
+        outside_brain=outside_brain,  # type: ignore[arg-type]
     )
     result = prepare(bids_dir, work_dir, config)
     console = Console()

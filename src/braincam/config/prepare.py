@@ -216,6 +216,8 @@ class PrepareConfig(Section):
     # A BIDS folder without dataset_description.json is refused unless this is set (then a
     # warning); CLI --allow-missing-description. Ignored for a manifest.
     allow_missing_description: bool = False
+    brain_mask: Literal["extract", "foreground"] = "extract"  # anat: see AnatParams
+    outside_brain: Literal["zero", "keep"] = "zero"  # anat: see AnatParams
 
     @field_validator("split_ratios", mode="before")
     @classmethod
@@ -249,7 +251,12 @@ class PrepareConfig(Section):
 
     def anat_params(self) -> AnatParams:
         """The structural preprocessing parameters (and cache key) for ``modality="anat"``."""
-        return AnatParams(equalize=self.equalize, trim_threshold=self.trim_threshold)
+        return AnatParams(
+            equalize=self.equalize,
+            trim_threshold=self.trim_threshold,
+            brain_mask=self.brain_mask,
+            outside_brain=self.outside_brain,
+        )
 
     def dti_params(self) -> DTIParams:
         """The subset of options that define the FA/MD computation (and its cache key)."""
