@@ -45,3 +45,24 @@ def test_cli_prints_the_deprecation_for_kind_structural(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, args)  # 2 subjects: rejected after the name is resolved
     assert isinstance(result.exception, ConfigError) and "subjects" in str(result.exception)
     assert "'structural' is deprecated; use 'anat'" in result.output
+
+
+def test_the_cli_head_options_reach_the_structural_generator(tmp_path, monkeypatch) -> None:
+    from typer.testing import CliRunner
+
+    import braincam.synth.anat
+    from braincam.cli import app
+
+    seen: list = []
+
+    def fake(out, config, *, overwrite, progress, workers):
+        seen.append(config)
+        return out
+
+    monkeypatch.setattr(braincam.synth.anat, "synthesize_anat", fake)
+    args = ["synth", str(tmp_path / "b"), "--kind", "anat", "--head", "--scalp-shortcut-mm", "4"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert seen[0].head.enabled is True and seen[0].head.shortcut_mm == 4.0
+    CliRunner().invoke(app, ["synth", str(tmp_path / "c"), "--kind", "anat"])
+    assert seen[1].head.enabled is False  # no head unless asked: synthetic brains are stripped

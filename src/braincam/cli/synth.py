@@ -61,6 +61,14 @@ def synth(
     misregistration_mm: float = typer.Option(
         3.0, "--misregistration-mm", help="anat: T2w/FLAIR shift vs T1w, ± per axis."
     ),
+    head: bool = typer.Option(
+        False, "--head/--no-head", help="anat: a skull and scalp around the brain, as real heads."
+    ),
+    scalp_shortcut_mm: float = typer.Option(
+        0.0,
+        "--scalp-shortcut-mm",
+        help="anat (with --head): group k's scalp is k × this thicker — an opt-in shortcut.",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a cohort with ground truth: young/old diffusion MRI (dwi) or T1w/T2w/FLAIR
@@ -89,6 +97,7 @@ def synth(
         "bias_strength": bias_strength,
         "misregistration_deg": misregistration_deg,
         "misregistration_mm": misregistration_mm,
+        "head": {"enabled": head, "shortcut_mm": scalp_shortcut_mm},
     }
     config = generator.config_from_options(options)
     out = generator.synthesize(

@@ -68,7 +68,14 @@ GENERATORS: dict[str, Generator] = {
         "braincam.synth.anat",
         "AnatSynthConfig",
         "synthesize_anat",
-        (*_COMMON, "groups", "bias_strength", "misregistration_deg", "misregistration_mm"),
+        (
+            *_COMMON,
+            "groups",
+            "bias_strength",
+            "misregistration_deg",
+            "misregistration_mm",
+            "head",
+        ),
         contents="T1w/T2w/FLAIR",
     ),
 }
