@@ -95,3 +95,40 @@ def test_store_rejects_inconsistent_inputs(tmp_path) -> None:
     with pytest.raises(InputError, match="not among the classes"):
         build_slice_store(tmp_path / "s", sources, splits, SPEC, classes=["young"], progress=False)
     assert not (tmp_path / "s").exists()
+
+
+def test_brain_masks_are_sliced_like_the_images_and_change_the_fingerprint(tmp_path) -> None:
+    import dataclasses
+
+    from braincam.data.slicing import extract_slices
+
+    sources, splits = write_cohort(tmp_path, masks=False)
+    plain = build_slice_store(tmp_path / "plain", sources, splits, SPEC, progress=False)
+    assert plain.brain is None and not plain.meta["has_brain"]
+    # a brain mask for every subject but the last (whose rows must then count as all brain)
+    with_brain = []
+    for k, src in enumerate(sources):
+        if k == len(sources) - 1:
+            with_brain.append(src)
+            continue
+        img = nib.load(src.images[0])
+        brain = np.zeros(img.shape, np.uint8)
+        brain[3 + k % 3 : 14, 4:18, 2:16] = 1
+        path = tmp_path / "in" / f"{src.participant_id}_brain.nii.gz"
+        nib.save(nib.Nifti1Image(brain, img.affine), path)
+        with_brain.append(dataclasses.replace(src, brain_mask=path))
+    assert store_fingerprint(with_brain, splits, SPEC) != store_fingerprint(sources, splits, SPEC)
+    store = build_slice_store(tmp_path / "brain", with_brain, splits, SPEC, progress=False)
+    assert store.meta["has_brain"] and store.brain.shape == (len(store), SPEC.size, SPEC.size)
+    reopened = SliceStore.open(tmp_path / "brain")
+    for k, src in enumerate(with_brain):
+        lo, hi = reopened.meta["subjects"][src.participant_id]["rows"]
+        got = np.asarray(reopened.brain[lo:hi])
+        if src.brain_mask is None:
+            assert (got == 1).all()
+            continue
+        # the same slices a direct extraction gives (nearest neighbour, like the masks)
+        ref = extract_slices([nib.load(src.images[0])], SPEC, brain=nib.load(src.brain_mask))
+        assert np.array_equal(got, ref.brain) and 0 < got.mean() < 1
+        # and the images are unchanged by the brain mask
+        assert np.array_equal(np.asarray(reopened.images[lo:hi]), np.asarray(plain.images[lo:hi]))

@@ -249,6 +249,15 @@ def test_outputs_summary_splits_and_mask_counts(dataset: Path, tmp_path: Path) -
     row = summary["participants"][0]
     assert row["status"] == "computed" and row["split"] == split_of[row["participant_id"]]
     assert pd.read_csv(work / "failures.tsv", sep="\t").empty
+    # dMRI too: the brain masks of the DTI fit are in the store, zero FA outside them
+    from braincam.data.slices import SliceStore
+
+    store = SliceStore.open(work / "slices")
+    brain = np.asarray(store.brain) > 0
+    assert 0.05 < brain.mean() < 0.95
+    fa = np.asarray(store.images)[:, 0]
+    # (linear interpolation of FA against nearest-neighbour masks blurs the edge a little)
+    assert (fa[~brain] == 0).mean() > 0.85 and (fa[brain] > 0).mean() > 0.9
 
 
 def test_rerun_skips_and_parameter_change_recomputes(dataset: Path, tmp_path: Path) -> None:
@@ -457,6 +466,11 @@ def test_prepare_anat_end_to_end(tmp_path: Path) -> None:
     assert (result.store_dir / "masks.npy").is_file()
     reg = result.summary["registration"]
     assert set(reg["subjects"]) == {f"sub-0{i}" for i in range(1, 7)}
+    # brain extraction by default: recorded per subject, and its masks sliced into the store
+    for entry in reg["subjects"].values():
+        assert entry["brain_mask"]["method"].startswith("mni152-affine")
+        assert 0.5 < entry["brain_mask"]["quality"] <= 1.0
+    assert store.brain is not None and 0.05 < float(np.mean(store.brain)) < 0.95
     for moving in ("T2w", "FLAIR"):
         assert reg["median_error"][moving]["subjects"] == 6
         assert reg["median_error"][moving]["rotation_deg"] < 1.0
