@@ -121,7 +121,7 @@ def test_brain_masks_are_sliced_like_the_images_and_change_the_fingerprint(tmp_p
     store = build_slice_store(tmp_path / "brain", with_brain, splits, SPEC, progress=False)
     assert store.meta["has_brain"] and store.brain.shape == (len(store), SPEC.size, SPEC.size)
     reopened = SliceStore.open(tmp_path / "brain")
-    for k, src in enumerate(with_brain):
+    for src in with_brain:
         lo, hi = reopened.meta["subjects"][src.participant_id]["rows"]
         got = np.asarray(reopened.brain[lo:hi])
         if src.brain_mask is None:
