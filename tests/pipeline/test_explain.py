@@ -67,6 +67,33 @@ def test_rerun_skips_and_target_change_recomputes(tiny_run: tuple[Path, Path]) -
     assert (heatmap_dir(run, "test") / "meta.json").is_file()
 
 
+def test_retrained_weights_make_saved_maps_stale(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from braincam.layout import RunLayout
+
+    _, original = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    cfg = ExplainConfig(methods=("gradcam",), overlays=0, nifti=False)
+    first = explain_run(run, cfg, progress=False)
+    before = np.array(first.maps("gradcam"))
+    # "retrain": same run directory, same settings, other weights
+    path = RunLayout(run).model
+    saved = torch.load(path, weights_only=True)
+    g = torch.Generator().manual_seed(1)
+    saved["state_dict"] = {
+        k: v + 0.5 * torch.randn(v.shape, generator=g) if v.is_floating_point() else v
+        for k, v in saved["state_dict"].items()
+    }
+    torch.save(saved, path)
+    again = explain_run(run, cfg, progress=False)
+    assert again.computed == ["gradcam"] and again.skipped == []
+    assert not np.allclose(np.array(again.maps("gradcam")), before)
+
+
 def test_bad_method_and_target(tiny_run: tuple[Path, Path]) -> None:
     _, run = tiny_run
     with pytest.raises(InputError, match="unknown CAM method"):

@@ -26,6 +26,7 @@ from braincam.config.cams import ExplainConfig
 from braincam.errors import InputError
 from braincam.guard import inside
 from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
+from braincam.imaging.hashing import file_sha256
 from braincam.layout import HeatmapLayout, RunLayout
 
 
@@ -116,7 +117,17 @@ def explain_run(
     out.mkdir(parents=True, exist_ok=True)
     meta_path = layout.meta
     previous = read_json(meta_path) if meta_path.is_file() else {}
-    same = previous.get("fingerprint") == config.fingerprint() and previous.get("rows") == len(rows)
+    # Maps are reused only for the same settings, the same trained weights and the same store:
+    # a retrained model or a rebuilt store (another size, other subjects) makes them stale.
+    inputs = {
+        "model_sha256": file_sha256(RunLayout(run_dir).model),
+        "store_fingerprint": store.meta.get("fingerprint"),
+    }
+    same = (
+        previous.get("fingerprint") == config.fingerprint()
+        and previous.get("rows") == len(rows)
+        and all(previous.get(k) == v for k, v in inputs.items())
+    )
     todo = [m for m in methods if not (same and layout.maps(m).is_file())]
     result = ExplainResult(
         out, methods, computed=todo, skipped=[m for m in methods if m not in todo]
@@ -171,6 +182,7 @@ def explain_run(
             "classes": classes,
             "config": config.model_dump(),
             "fingerprint": config.fingerprint(),
+            **inputs,
             "rows": len(rows),
             "methods": methods,
         },
