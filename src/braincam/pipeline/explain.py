@@ -25,8 +25,8 @@ import torch
 from braincam.config.cams import ExplainConfig
 from braincam.errors import InputError
 from braincam.guard import inside
-from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
 from braincam.imaging.hashing import file_sha256
+from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
 from braincam.layout import HeatmapLayout, RunLayout
 
 
