@@ -104,7 +104,8 @@ def test_every_method_shape_range_and_raw(method: str) -> None:
     cam = make_method(model, method)
     res = cam(x)
     assert res.maps.shape == (4, 12, 12)
-    assert res.raw.shape == (4, 6, 6)
+    # FullGrad is a whole-network map, at the input's resolution
+    assert res.raw.shape == ((4, 12, 12) if method == "fullgrad" else (4, 6, 6))
     assert torch.isfinite(res.maps).all()
     # per-sample min-max: min 0 and max 1 unless the map is constant (then all 0)
     for m in res.maps:
@@ -115,6 +116,7 @@ def test_every_method_shape_range_and_raw(method: str) -> None:
     assert torch.allclose(compute_cams(model, x, method), res.maps, atol=1e-6)
     low = compute_cams(model, x, method, upsample=False)
     assert torch.allclose(low, normalize_maps(res.raw), atol=1e-6)
+    assert len(res.layers) == (3 if method == "fullgrad" else 1)  # FullGrad: 2 convs, 1 BN
 
 
 def test_registry_names_and_aliases() -> None:
@@ -127,6 +129,12 @@ def test_registry_names_and_aliases() -> None:
         "hirescam",
         "scorecam",
         "eigencam",
+        "ablationcam",
+        "eigengradcam",
+        "fullgrad",
+        "smoothgradcampp",
+        "sscam",
+        "iscam",
     }
     assert get_method("Grad-CAM") is GradCAM
     assert get_method("gradcam++") is METHODS["gradcampp"]
@@ -384,6 +392,7 @@ def test_gradient_methods_never_touch_parameter_grads(method: str) -> None:
         assert torch.allclose(compute_cams(model, batch(), method), expected)
 
 
+@pytest.mark.filterwarnings("ignore::braincam.cam.CAMHeadWarning")  # CAM on features.2: BN, ReLU
 def test_inplace_ops_after_the_layer_do_not_alter_the_activation() -> None:
     """The hooked conv is followed by ReLU(inplace=True): the map must use the pre-ReLU output."""
     model = tiny()
