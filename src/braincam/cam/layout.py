@@ -8,12 +8,14 @@ from the shapes, and refused when it cannot be told.
 
 Detection (``layout="auto"``) for an output of the input's rank reads both candidates — spatial
 axes ``shape[2:]`` (channels-first) or ``shape[1:-1]`` (channels-last) — and calls a candidate
-*uniform* when no axis is larger than the input's and the downsampling factors of the axes agree
-within a factor 1.5 (a CNN's or a patch embedding's grid). Channels-first wins when it is uniform
-(the PyTorch convention, so a 6-channel 6×6 map of a 12×12 input stays channels-first), else
-channels-last when it is uniform, else channels-first when no axis exceeds the input's
-(anisotropic strides, e.g. (1, 2, 2) in 3-D); anything else is refused. A token output
-``(N, L, C)`` is never guessed: ``layout="tokens"`` or ``reshape=`` says so.
+*strided* when one integer stride f maps the input onto it: every axis less than one cell from
+S_i / f (padding and rounding), a singleton input axis staying a singleton — the grid of a CNN or
+a patch embedding. Channels-first wins when it is strided (the PyTorch convention, so a 6-channel
+6×6 map of a 12×12 input stays channels-first), else channels-last when it is strided, else
+channels-first when no axis exceeds the input's (anisotropic strides, e.g. (1, 2, 2) in 3-D);
+anything else is refused. A token output ``(N, L, C)`` is never guessed: ``layout="tokens"`` or
+``reshape=`` says so. A channels-last output whose channel count happens to fit a strided grid
+(e.g. (N, 8, 8, 8) for a 32×32 input) reads as channels-first: declare it.
 
 All conversions are rearrangements (permute, select, reshape): the gradient of the converted
 activation is the converted gradient, which is how gradients are handled.
@@ -29,13 +31,10 @@ from torch import Tensor
 
 from braincam.errors import ModelError
 
-__all__ = ["LAYOUTS", "LayerLayout", "TokenGrid", "resolve_layout"]
+__all__ = ["LAYOUTS", "MAX_PREFIX", "LayerLayout", "TokenGrid", "resolve_layout"]
 
 #: The accepted values of ``layout=``.
 LAYOUTS = ("auto", "channels_first", "channels_last", "tokens")
-
-#: Largest ratio between the downsampling factors of two axes of a "uniform" grid.
-_UNIFORM = 1.5
 
 
 @dataclass(frozen=True)
@@ -85,33 +84,48 @@ def _fits(grid: Sequence[int], spatial: Sequence[int]) -> bool:
     return all(0 < g <= s for g, s in zip(grid, spatial, strict=True))
 
 
-def _uniform(grid: Sequence[int], spatial: Sequence[int]) -> bool:
-    """Same downsampling factor on every (non-singleton) axis, within ``_UNIFORM``."""
+def _strided(grid: Sequence[int], spatial: Sequence[int]) -> bool:
+    """One integer stride f maps the input onto ``grid``: |g_i − S_i/f| < 1 on every axis."""
     if not _fits(grid, spatial):
         return False
-    factors = [s / g for g, s in zip(grid, spatial, strict=True) if s > 1]
-    return not factors or max(factors) / min(factors) <= _UNIFORM
+    axes = [(g, s) for g, s in zip(grid, spatial, strict=True) if s > 1]
+    if any(g != 1 for g, s in zip(grid, spatial, strict=True) if s == 1):
+        return False
+    if not axes:
+        return True
+    return any(
+        all(abs(g - s / f) < 1 for g, s in axes) for f in range(1, max(s for _, s in axes) + 1)
+    )
+
+
+#: Most leading non-patch tokens (class, distillation, register tokens) a token grid may have.
+MAX_PREFIX = 5
 
 
 def _token_grid(length: int, spatial: Sequence[int]) -> TokenGrid | None:
-    """The patch grid of ``length`` tokens for an input of size ``spatial``: the fewest leading
-    extra tokens (at most 16) for which a grid of the input's proportions has that many cells."""
-    dims = len(spatial)
-    total = math.prod(spatial)
-    for prefix in range(min(length, 17)):
-        cells = length - prefix
-        factor = (total / cells) ** (1 / dims)
-        grid = tuple(max(1, round(s / factor)) for s in spatial)
-        if math.prod(grid) == cells and _uniform(grid, spatial):
-            return TokenGrid(grid, prefix)
-    return None
+    """The patch grid of ``length`` tokens for an input of size ``spatial``: over the patch
+    strides f, the grids ⌊S/f⌋ or ⌈S/f⌉ (all axes alike) that leave 0 to :data:`MAX_PREFIX`
+    leading tokens; the one leaving the fewest. An anisotropic patch is not guessed."""
+    found: dict[tuple[int, ...], int] = {}
+    for f in range(1, max(spatial) + 1):
+        for grid in (
+            tuple(max(1, s // f) for s in spatial),
+            tuple(-(-s // f) for s in spatial),
+        ):
+            prefix = length - math.prod(grid)
+            if 0 <= prefix <= MAX_PREFIX:
+                found[grid] = prefix
+    if not found:
+        return None
+    grid = min(found, key=lambda g: found[g])
+    return TokenGrid(grid, found[grid])
 
 
 def _check_grid(out: Tensor, rank: int, name: str, kind: str) -> None:
     if not isinstance(out, Tensor) or out.ndim != rank:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ModelError(
-            f"layer {name!r}: the {kind} reshape must give (N, C, *grid) with {rank - 2} spatial "
+            f"layer {name!r}: {kind} must give (N, C, *grid) with {rank - 2} spatial "
             f"dimensions, got {shape}"
         )
 
@@ -162,8 +176,8 @@ def resolve_layout(
             )
         if tokens is None:
             raise ModelError(
-                f"layer {name!r}: {shape[1]} tokens do not form a grid of the input's proportions "
-                f"{spatial} (after up to 16 leading class/register tokens); pass "
+                f"layer {name!r}: {shape[1]} tokens do not form a strided grid of the input "
+                f"{spatial} (after up to {MAX_PREFIX} leading class/register tokens); pass "
                 "reshape=TokenGrid(grid, prefix) or your own function"
             )
         return LayerLayout(f"tokens {tokens.grid}+{tokens.prefix}", tokens, -1)
@@ -177,14 +191,14 @@ def resolve_layout(
     if layout == "channels_last":
         return LayerLayout("channels_last", _last_to_first, -1)
     first, last = shape[2:], shape[1:-1]
-    if _uniform(first, spatial):
+    if _strided(first, spatial):
         return LayerLayout("channels_first", _identity, 1)
-    if _uniform(last, spatial):
+    if _strided(last, spatial):
         return LayerLayout("channels_last", _last_to_first, -1)
     if _fits(first, spatial):
         return LayerLayout("channels_first", _identity, 1)
     raise ModelError(
         f"layer {name!r}: cannot tell the layout of its output {shape} for an input of spatial "
-        f"size {spatial} (neither {first} nor {last} is a grid of the input's proportions); "
+        f"size {spatial} (neither {first} nor {last} fits a strided grid of it); "
         f"{way_out}"
     )
