@@ -358,6 +358,13 @@ def test_aug_smooth_defaults_3d_and_errors() -> None:
     x = torch.randn(2, 1, 8, 10, 6, generator=torch.Generator().manual_seed(3))
     res = make_method(model, "scorecam", aug_smooth=True, batch_size=16)(x, [0, 2])
     assert res.maps.shape == (2, 8, 10, 6) and float(res.maps.max()) == 1.0
+    views = (Augmentation(), Shift((0, 1, -1)))
+    res = make_method(model, "gradcam", aug_smooth=views)(x, [0, 2])
+    plain = make_method(model, "gradcam")
+    by_hand = (
+        plain(x, [0, 2]).maps + plain(x.roll((1, -1), (3, 4)), [0, 2]).maps.roll((-1, 1), (2, 3))
+    ) / 2
+    torch.testing.assert_close(res.raw, by_hand)
     with pytest.raises(InputError, match="upsample=True"):
         make_method(gap_net(), "gradcam", aug_smooth=True)(images(), upsample=False)
     with pytest.raises(InputError, match="aug_smooth must be"):

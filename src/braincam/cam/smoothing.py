@@ -72,13 +72,14 @@ def default_augmentations(spatial_dims: int, shift: int = 2) -> tuple[Augmentati
 
 
 def resolve_augmentations(
-    spec: bool | Sequence[Augmentation], spatial_dims: int
+    spec: bool | Sequence[Augmentation], spatial_dims: int | None
 ) -> tuple[Augmentation, ...]:
-    """``aug_smooth=``: False (none), True (:func:`default_augmentations`) or the views."""
+    """``aug_smooth=``: False (none), True (:func:`default_augmentations`) or the views.
+    ``spatial_dims=None`` checks the spec only (before the input's rank is known)."""
     if spec is False:
         return ()
     if spec is True:
-        return default_augmentations(spatial_dims)
+        return () if spatial_dims is None else default_augmentations(spatial_dims)
     views = tuple(spec) if isinstance(spec, Sequence) else None
     if not views or not all(isinstance(v, Augmentation) for v in views):
         raise InputError(
@@ -86,7 +87,7 @@ def resolve_augmentations(
             value=spec,
         )
     for v in views:
-        if isinstance(v, Shift) and len(v.offsets) != spatial_dims:
+        if spatial_dims is not None and isinstance(v, Shift) and len(v.offsets) != spatial_dims:
             raise InputError(
                 f"Shift needs one offset per spatial axis ({spatial_dims})", value=v.offsets
             )

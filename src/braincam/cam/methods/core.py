@@ -170,7 +170,7 @@ class CAMMethod:
             raise InputError("eigen_smooth must be True or False", value=eigen_smooth)
         if eigen_smooth and not self.sums_channels:
             raise ModelError(f"eigen_smooth does not apply to {self.name!r}")
-        resolve_augmentations(aug_smooth, 2)  # validates the spec early (the rank comes later)
+        resolve_augmentations(aug_smooth, None)  # the spec now, the offsets once the rank is known
         self.model = model
         self.layers = resolve_layers(model, layer)
         self.layer_name, self.layer = self.layers[0]
