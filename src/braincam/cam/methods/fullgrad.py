@@ -85,11 +85,26 @@ class FullGrad(CAMMethod):
             gx, grads = session.input_gradient(score)
         n = x.shape[0]
 
-        def psi(terms: Tensor) -> Tensor:
-            """(N, K, *s) → Σ_k ψ(|terms_k|) at the input's size."""
-            k = terms.shape[1]
-            flat = upsample_maps(terms.abs().flatten(0, 1), size)
-            return normalize_maps(flat).view(n, k, *size).sum(dim=1)
+        def psi(terms: Tensor, block: int = 32) -> Tensor:
+            """(N, K, *s) → Σ_k ψ(|t_k|) at the input's size, ψ(t) = (up(t) − lo) / (hi − lo)
+            with lo, hi the extremes of up(t). Upsampling is linear, so the sum is
+            up(Σ_k |t_k| / span_k) − Σ_k lo_k / span_k: one input-sized map per layer; the
+            extremes need each channel upsampled, ``block`` channels at a time (bounded memory)."""
+            mags = terms.abs()
+            k = mags.shape[1]
+            lo = mags.new_empty((n, k))
+            hi = mags.new_empty((n, k))
+            for start in range(0, k, block):
+                part = mags[:, start : start + block]
+                up = upsample_maps(part.flatten(0, 1), size).flatten(1)
+                low, high = torch.aminmax(up, dim=1)
+                lo[:, start : start + block] = low.view(n, -1)
+                hi[:, start : start + block] = high.view(n, -1)
+            span = hi - lo
+            inv = torch.where(span > 0, 1 / torch.where(span > 0, span, 1.0), 0.0)  # constant → 0
+            spread = (mags * inv.view(n, k, *([1] * (mags.ndim - 2)))).sum(dim=1)
+            offset = (lo * inv).sum(dim=1).view(n, *([1] * len(size)))
+            return upsample_maps(spread, size) - offset
 
         total = psi((gx * x).detach())
         per_layer = []
