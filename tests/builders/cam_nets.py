@@ -52,3 +52,12 @@ def same_res_net(seed: int = 0, classes: int = 3, gain: float = 3e4) -> nn.Seque
 
 def images(n: int = 4, size: int = 12, seed: int = 1) -> torch.Tensor:
     return torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+#: Options that keep the sampling methods quick in the tests that run every method (the
+#: formulas are checked with these and other counts in test_new_methods.py).
+FAST: dict[str, dict[str, object]] = {
+    "sscam": {"num_samples": 3},
+    "iscam": {"num_samples": 3},
+    "smoothgradcampp": {"num_samples": 2},
+}

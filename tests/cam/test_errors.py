@@ -70,9 +70,12 @@ def test_cam_on_a_gap_linear_head_does_not_warn() -> None:
 
 
 def test_cam_warns_on_convnext_pooling_layernorm_linear() -> None:
-    tv = pytest.importorskip("torchvision.models")
+    convnext = pytest.importorskip("torchvision.models.convnext")
     torch.manual_seed(0)
-    model = tv.convnext_tiny(num_classes=3)  # avgpool → LayerNorm2d → Flatten → Linear
+    # convnext_tiny's architecture, narrower and shallower: avgpool → LayerNorm2d → Linear
+    setting = [convnext.CNBlockConfig(16, 32, 1), convnext.CNBlockConfig(32, 48, 1)]
+    setting += [convnext.CNBlockConfig(48, 64, 1), convnext.CNBlockConfig(64, None, 1)]
+    model = convnext.ConvNeXt(setting, num_classes=3)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with pytest.warns(CAMHeadWarning, match=r"layer 'features.7'.*classifier 'classifier.2'"):
         cam = compute_cams(model, x, "cam", layer="features.7", classifier="classifier.2")
@@ -83,9 +86,10 @@ def test_cam_warns_on_convnext_pooling_layernorm_linear() -> None:
 
 
 def test_cam_warns_on_densenet_functional_relu_before_pooling() -> None:
-    tv = pytest.importorskip("torchvision.models")
+    densenet = pytest.importorskip("torchvision.models.densenet")
     torch.manual_seed(0)
-    model = tv.densenet121(num_classes=3)  # norm5 → F.relu → pooling → classifier
+    # densenet121's forward (norm5 → F.relu → pooling → classifier), a few narrow blocks
+    model = densenet.DenseNet(8, (2, 2, 2, 2), num_init_features=16, num_classes=3)
     x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with pytest.warns(CAMHeadWarning, match="ReLU"):
         compute_cams(model, x, "cam", layer="features.norm5")

@@ -19,7 +19,7 @@ from braincam.cam import (
     unregister_method,
 )
 from braincam.errors import ModelError
-from builders.cam_nets import gap_net, images
+from builders.cam_nets import FAST, gap_net, images
 
 ALL = list(METHODS)
 
@@ -123,7 +123,7 @@ def test_gradcam_equals_cam_up_to_a_positive_factor_for_gap_linear() -> None:
 def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:
     model, x = gap_net(), images(4)
     targets = [2, 0, 1, 2]
-    kwargs = {"batch_size": 5} if method == "scorecam" else {}
+    kwargs = {"batch_size": 5} if method == "scorecam" else FAST.get(method, {})
     together = compute_cams(model, x, method, targets=targets, **kwargs)
     for i, t in enumerate(targets):
         alone = compute_cams(model, x[i : i + 1], method, targets=t, **kwargs)
@@ -138,7 +138,7 @@ def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:
 def test_every_method_runs_in_3d(method: str) -> None:
     model = gap_net(dim=3)
     x = torch.randn(2, 1, 8, 10, 6, generator=torch.Generator().manual_seed(3))
-    res = make_method(model, method)(x, targets=[0, 2])
+    res = make_method(model, method, **FAST.get(method, {}))(x, targets=[0, 2])
     assert res.maps.shape == (2, 8, 10, 6)
     assert res.raw.shape == ((2, 8, 10, 6) if method == "fullgrad" else (2, 4, 5, 3))
     assert torch.isfinite(res.maps).all()
@@ -151,8 +151,9 @@ def test_depth_one_3d_matches_2d(method: str) -> None:
     net3d = lift_to_3d(net2d)
     x = images(3)
     targets = [1, 0, 2]
-    out2d = make_method(net2d, method)(x, targets)
-    out3d = make_method(net3d, method)(x.unsqueeze(2), targets)
+    kw = FAST.get(method, {})
+    out2d = make_method(net2d, method, **kw)(x, targets)
+    out3d = make_method(net3d, method, **kw)(x.unsqueeze(2), targets)
     assert torch.allclose(out3d.outputs, out2d.outputs, atol=1e-5)
     assert out3d.maps.shape == (3, 1, 12, 12)
     assert torch.allclose(out3d.raw[:, 0], out2d.raw, atol=1e-5)
