@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from braincam.cam.base import HookSession
 from braincam.cam.methods.core import (
@@ -185,7 +185,7 @@ class SmoothGradCAMPlusPlus(_GradientMethod):
 
     def __init__(
         self,
-        model: object,
+        model: nn.Module,
         layer: LayerSpec = None,
         *,
         num_samples: int = 4,
