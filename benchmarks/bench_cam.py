@@ -30,6 +30,9 @@ from torch import nn
 from braincam.cam import compute_cams
 
 OURS = ["cam", "gradcam", "gradcampp", "xgradcam", "layercam", "hirescam", "eigencam"]
+#: the methods added for issue 16 (``--methods new``); the perturbation ones cost N·K forwards
+NEW = ["eigengradcam", "fullgrad", "smoothgradcampp", "ablationcam", "scorecam", "sscam", "iscam"]
+ALL = OURS + NEW
 PGC = {
     "gradcam": "GradCAM",
     "gradcampp": "GradCAMPlusPlus",
@@ -37,6 +40,10 @@ PGC = {
     "layercam": "LayerCAM",
     "hirescam": "HiResCAM",
     "eigencam": "EigenCAM",
+    "eigengradcam": "EigenGradCAM",
+    "fullgrad": "FullGrad",
+    "ablationcam": "AblationCAM",
+    "scorecam": "ScoreCAM",
 }
 TORCHCAM = {
     "cam": "CAM",
@@ -44,7 +51,13 @@ TORCHCAM = {
     "gradcampp": "GradCAMpp",
     "xgradcam": "XGradCAM",
     "layercam": "LayerCAM",
+    "smoothgradcampp": "SmoothGradCAMpp",
+    "scorecam": "ScoreCAM",
+    "sscam": "SSCAM",
+    "iscam": "ISCAM",
 }
+#: same chunk size on every side for the perturbation methods
+CHUNK = 32
 MONAI = {"cam": "CAM", "gradcam": "GradCAM", "gradcampp": "GradCAMpp"}
 
 
@@ -133,8 +146,9 @@ def variants(model: nn.Module, x: torch.Tensor, libs: set[str]) -> dict[str, Var
             return model(x)
 
     out["forward"] = forward
-    for m in OURS:
-        out[f"ours:{m}"] = lambda m=m: compute_cams(model, x, m)
+    for m in ALL:
+        kw = {"batch_size": CHUNK} if m in ("ablationcam", "scorecam", "sscam", "iscam") else {}
+        out[f"ours:{m}"] = lambda m=m, kw=kw: compute_cams(model, x, m, **kw)
 
     if "pgc" in libs:
         import pytorch_grad_cam as pgc
@@ -142,7 +156,10 @@ def variants(model: nn.Module, x: torch.Tensor, libs: set[str]) -> dict[str, Var
         for m, cls in PGC.items():
 
             def run_pgc(cls: str = cls) -> object:
-                with getattr(pgc, cls)(model=model, target_layers=[layer]) as cam:
+                layers = [] if cls == "FullGrad" else [layer]  # FullGrad takes every bias layer
+                with getattr(pgc, cls)(model=model, target_layers=layers) as cam:
+                    if cls in ("AblationCAM", "ScoreCAM"):
+                        cam.batch_size = CHUNK
                     return cam(input_tensor=x, targets=None)
 
             out[f"pgc:{m}"] = run_pgc
@@ -153,10 +170,12 @@ def variants(model: nn.Module, x: torch.Tensor, libs: set[str]) -> dict[str, Var
         for m, cls in TORCHCAM.items():
 
             def run_tc(cls: str = cls, m: str = m) -> object:
-                kwargs = {"fc_layer": fc_name} if m == "cam" else {}
+                kwargs: dict[str, object] = {"fc_layer": fc_name} if m == "cam" else {}
+                if m in ("scorecam", "sscam", "iscam"):
+                    kwargs["batch_size"] = CHUNK
                 shape = tuple(x.shape[1:])
                 with getattr(tc, cls)(model, layer_name, input_shape=shape, **kwargs) as ext:
-                    with torch.set_grad_enabled(m != "cam"):
+                    with torch.set_grad_enabled(m not in ("cam", "scorecam", "sscam", "iscam")):
                         scores = model(x)
                     maps = ext(class_idx=scores.argmax(1).tolist(), scores=scores)[0]
                 # torch-cam stops at feature resolution: upsample like the others do
@@ -231,8 +250,8 @@ def table(
         "cells: median over repetitions of (variant time / the forward timed just before it)",
         "",
         "| method | braincam ×fwd | pytorch-grad-cam ×fwd | speed-up vs pgc | torch-cam ×fwd "
-        "| MONAI ×fwd |",
-        "|---|---|---|---|---|---|",
+        "| speed-up vs torch-cam | MONAI ×fwd |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def cell(key: str) -> str:
@@ -240,12 +259,14 @@ def table(
             return f"fails ({failed[key]})"
         return f"{med[key]:.2f}" if key in med else "—"
 
-    for m in [m for m in OURS if any(k.endswith(f":{m}") for k in times)]:
-        speed = "—"
-        if f"pgc:{m}" in med and f"ours:{m}" in med:
-            speed = f"{med[f'pgc:{m}'] / med[f'ours:{m}']:.2f}×"
-        row = [m, cell(f"ours:{m}"), cell(f"pgc:{m}"), speed, cell(f"torchcam:{m}")]
-        row.append(cell(f"monai:{m}"))
+    def speed(lib: str, m: str) -> str:
+        if f"{lib}:{m}" in med and f"ours:{m}" in med:
+            return f"{med[f'{lib}:{m}'] / med[f'ours:{m}']:.2f}×"
+        return "—"
+
+    for m in [m for m in ALL if any(k.endswith(f":{m}") for k in times)]:
+        row = [m, cell(f"ours:{m}"), cell(f"pgc:{m}"), speed("pgc", m)]
+        row += [cell(f"torchcam:{m}"), speed("torchcam", m), cell(f"monai:{m}")]
         lines.append("| " + " | ".join(row) + " |")
     return [*lines, ""]
 
@@ -267,18 +288,25 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 5)")
     parser.add_argument("--models", default="resnet18-gap,3d,vgg16-gap", help="'3d': the 3-D CNN")
     parser.add_argument("--skip", default="", help="variants to leave out, e.g. pgc:eigencam")
-    parser.add_argument("--methods", default=",".join(OURS), help="methods to time (all)")
+    parser.add_argument(
+        "--methods",
+        default=",".join(OURS),
+        help="methods to time (default: the original seven; 'new': issue 16's; 'all')",
+    )
+    parser.add_argument("--size", type=int, default=224, help="2-D input size")
+    parser.add_argument("--batch", type=int, default=None, help="batch (default 16, quick 4)")
     parser.add_argument("--no-3d", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     reps = args.reps or (2 if args.quick else 5)
-    batch = 4 if args.quick else 16
+    batch = args.batch or (4 if args.quick else 16)
     libs = available_libs()
     skip = {s for s in args.skip.split(",") if s}
 
-    methods = {m for m in args.methods.split(",") if m}
+    named_sets = {"new": NEW, "all": ALL}
+    methods = {n for m in args.methods.split(",") if m for n in named_sets.get(m, [m])}
 
     def pick(named: dict[str, Variant]) -> dict[str, Variant]:
         return {
@@ -309,8 +337,8 @@ def main() -> None:
         else:
             model, source = build(name)
             model.eval()
-            x = torch.randn(batch, 1, 224, 224)
-            title = f"{name}, batch {batch}, 1×224×224 ({source})"
+            x = torch.randn(batch, 1, args.size, args.size)
+            title = f"{name}, batch {batch}, 1×{args.size}×{args.size} ({source})"
         print(title, file=sys.stderr)
         times, ratios, failed = measure(pick(variants(model, x, libs)), reps)
         emit(table(title, times, ratios, failed))

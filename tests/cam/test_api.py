@@ -16,6 +16,7 @@ from braincam.cam import (
     upsample_maps,
 )
 from braincam.errors import InputError, ModelError
+from builders.cam_nets import FAST
 
 ALL = list(METHODS)
 
@@ -101,10 +102,12 @@ def messy_model() -> TinyNet:
 @pytest.mark.parametrize("method", ALL)
 def test_every_method_shape_range_and_raw(method: str) -> None:
     model, x = tiny(), batch()
-    cam = make_method(model, method)
+    kw = FAST.get(method, {})
+    cam = make_method(model, method, **kw)
     res = cam(x)
     assert res.maps.shape == (4, 12, 12)
-    assert res.raw.shape == (4, 6, 6)
+    # FullGrad is a whole-network map, at the input's resolution
+    assert res.raw.shape == ((4, 12, 12) if method == "fullgrad" else (4, 6, 6))
     assert torch.isfinite(res.maps).all()
     # per-sample min-max: min 0 and max 1 unless the map is constant (then all 0)
     for m in res.maps:
@@ -112,9 +115,10 @@ def test_every_method_shape_range_and_raw(method: str) -> None:
         assert float(m.max()) in (0.0, 1.0)
     assert (res.raw >= 0).all()
     # compute_cams returns the same maps; upsample=False gives the normalized raw maps
-    assert torch.allclose(compute_cams(model, x, method), res.maps, atol=1e-6)
-    low = compute_cams(model, x, method, upsample=False)
+    assert torch.allclose(compute_cams(model, x, method, **kw), res.maps, atol=1e-6)
+    low = compute_cams(model, x, method, upsample=False, **kw)
     assert torch.allclose(low, normalize_maps(res.raw), atol=1e-6)
+    assert len(res.layers) == (3 if method == "fullgrad" else 1)  # FullGrad: 2 convs, 1 BN
 
 
 def test_registry_names_and_aliases() -> None:
@@ -127,6 +131,12 @@ def test_registry_names_and_aliases() -> None:
         "hirescam",
         "scorecam",
         "eigencam",
+        "ablationcam",
+        "eigengradcam",
+        "fullgrad",
+        "smoothgradcampp",
+        "sscam",
+        "iscam",
     }
     assert get_method("Grad-CAM") is GradCAM
     assert get_method("gradcam++") is METHODS["gradcampp"]
@@ -166,7 +176,9 @@ def test_normalize_constant_map_is_zero_not_nan() -> None:
     model.append(nn.Flatten())
     model.append(nn.Linear(3, 2, bias=False))
     for method in ALL:
-        res = compute_cams(model, torch.zeros(2, 1, 6, 6), method, layer="0")
+        res = compute_cams(
+            model, torch.zeros(2, 1, 6, 6), method, layer="0", **FAST.get(method, {})
+        )
         assert torch.equal(res, torch.zeros(2, 6, 6)), method
 
 
@@ -338,7 +350,7 @@ def test_cam_errors_for_fc_heads() -> None:
 def test_model_state_is_restored(method: str) -> None:
     model = messy_model()
     before = snapshot(model)
-    compute_cams(model, batch(), method)
+    compute_cams(model, batch(), method, **FAST.get(method, {}))
     assert_same_state(before, snapshot(model))
 
 
@@ -353,7 +365,7 @@ def test_model_state_is_restored_after_an_exception(method: str) -> None:
     handle = model.fc.register_forward_hook(boom)
     before["hooks"] = hooks_count(model)
     with pytest.raises(RuntimeError, match="boom"):
-        compute_cams(model, batch(), method)
+        compute_cams(model, batch(), method, **FAST.get(method, {}))
     assert_same_state(before, snapshot(model))
     handle.remove()
 
@@ -384,6 +396,7 @@ def test_gradient_methods_never_touch_parameter_grads(method: str) -> None:
         assert torch.allclose(compute_cams(model, batch(), method), expected)
 
 
+@pytest.mark.filterwarnings("ignore::braincam.cam.CAMHeadWarning")  # CAM on features.2: BN, ReLU
 def test_inplace_ops_after_the_layer_do_not_alter_the_activation() -> None:
     """The hooked conv is followed by ReLU(inplace=True): the map must use the pre-ReLU output."""
     model = tiny()
@@ -393,8 +406,9 @@ def test_inplace_ops_after_the_layer_do_not_alter_the_activation() -> None:
             mod.inplace = False
     x = batch()
     for method in ALL:
-        a = make_method(model, method, layer="features.2")(x, relu=False).raw
-        b = make_method(twin, method, layer="features.2")(x, relu=False).raw
+        kw = FAST.get(method, {})
+        a = make_method(model, method, layer="features.2", **kw)(x, relu=False).raw
+        b = make_method(twin, method, layer="features.2", **kw)(x, relu=False).raw
         assert torch.allclose(a, b, atol=1e-6), method
     assert model.features[1].inplace and model.features[4].inplace
 
@@ -417,10 +431,11 @@ def test_maps_are_computed_in_eval_mode(method: str) -> None:
     model = tiny(dropout=0.5)
     model.fc.register_forward_pre_hook(lambda mod, args: seen.append(mod.training))
     x = batch()
-    expected = compute_cams(model.eval(), x, method)
+    kw = FAST.get(method, {})
+    expected = compute_cams(model.eval(), x, method, **kw)
     model.train()
     seen.clear()
-    got = compute_cams(model, x, method)
+    got = compute_cams(model, x, method, **kw)
     assert seen and not any(seen)
     assert torch.allclose(got, expected, atol=1e-6)
     assert model.training and model.drop.training

@@ -19,33 +19,9 @@ from braincam.cam import (
     unregister_method,
 )
 from braincam.errors import ModelError
+from builders.cam_nets import FAST, gap_net, images
 
 ALL = list(METHODS)
-
-
-def gap_net(dim: int = 2, seed: int = 0, in_ch: int = 1, classes: int = 3) -> nn.Sequential:
-    """conv → ReLU → conv(stride 2) → BN → ReLU → GAP → linear, 2-D or 3-D."""
-    torch.manual_seed(seed)
-    conv = nn.Conv2d if dim == 2 else nn.Conv3d
-    bn = nn.BatchNorm2d if dim == 2 else nn.BatchNorm3d
-    pool = nn.AdaptiveAvgPool2d if dim == 2 else nn.AdaptiveAvgPool3d
-    net = nn.Sequential(
-        conv(in_ch, 4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        conv(4, 6, 3, padding=1, stride=2),
-        bn(6),
-        nn.ReLU(inplace=True),
-        pool(1),
-        nn.Flatten(),
-        nn.Linear(6, classes),
-    )
-    with torch.no_grad():
-        net[3].running_mean.uniform_(-0.2, 0.2)
-        net[3].running_var.uniform_(0.5, 1.5)
-        net[3].weight.uniform_(0.5, 1.5)
-    net.cam_layer = "4"  # type: ignore[assignment]
-    net.classifier_layer = "7"  # type: ignore[assignment]
-    return net
 
 
 def lift_to_3d(net2d: nn.Sequential) -> nn.Sequential:
@@ -70,10 +46,6 @@ def lift_to_3d(net2d: nn.Sequential) -> nn.Sequential:
     net.cam_layer = "4"  # type: ignore[assignment]
     net.classifier_layer = "7"  # type: ignore[assignment]
     return net
-
-
-def images(n: int = 4, size: int = 12, seed: int = 1) -> torch.Tensor:
-    return torch.randn(n, 1, size, size, generator=torch.Generator().manual_seed(seed))
 
 
 # -- hand-computable cases ---------------------------------------------------------------------
@@ -151,7 +123,7 @@ def test_gradcam_equals_cam_up_to_a_positive_factor_for_gap_linear() -> None:
 def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:
     model, x = gap_net(), images(4)
     targets = [2, 0, 1, 2]
-    kwargs = {"batch_size": 5} if method == "scorecam" else {}
+    kwargs = {"batch_size": 5} if method == "scorecam" else FAST.get(method, {})
     together = compute_cams(model, x, method, targets=targets, **kwargs)
     for i, t in enumerate(targets):
         alone = compute_cams(model, x[i : i + 1], method, targets=t, **kwargs)
@@ -166,9 +138,9 @@ def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:
 def test_every_method_runs_in_3d(method: str) -> None:
     model = gap_net(dim=3)
     x = torch.randn(2, 1, 8, 10, 6, generator=torch.Generator().manual_seed(3))
-    res = make_method(model, method)(x, targets=[0, 2])
+    res = make_method(model, method, **FAST.get(method, {}))(x, targets=[0, 2])
     assert res.maps.shape == (2, 8, 10, 6)
-    assert res.raw.shape == (2, 4, 5, 3)
+    assert res.raw.shape == ((2, 8, 10, 6) if method == "fullgrad" else (2, 4, 5, 3))
     assert torch.isfinite(res.maps).all()
     assert float(res.maps.max()) == 1.0 and float(res.maps.min()) == 0.0
 
@@ -179,8 +151,9 @@ def test_depth_one_3d_matches_2d(method: str) -> None:
     net3d = lift_to_3d(net2d)
     x = images(3)
     targets = [1, 0, 2]
-    out2d = make_method(net2d, method)(x, targets)
-    out3d = make_method(net3d, method)(x.unsqueeze(2), targets)
+    kw = FAST.get(method, {})
+    out2d = make_method(net2d, method, **kw)(x, targets)
+    out3d = make_method(net3d, method, **kw)(x.unsqueeze(2), targets)
     assert torch.allclose(out3d.outputs, out2d.outputs, atol=1e-5)
     assert out3d.maps.shape == (3, 1, 12, 12)
     assert torch.allclose(out3d.raw[:, 0], out2d.raw, atol=1e-5)

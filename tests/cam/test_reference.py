@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from braincam.cam import compute_cams, make_method, normalize_maps
+from builders.cam_nets import same_res_net
 
 pgc = pytest.importorskip("pytorch_grad_cam")
 monai_cam = pytest.importorskip("monai.visualize.class_activation_maps")
@@ -24,25 +25,6 @@ monai_cam = pytest.importorskip("monai.visualize.class_activation_maps")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 
 TOL = 1e-5
-
-
-def same_res_net(seed: int = 0, classes: int = 3, gain: float = 3e4) -> nn.Sequential:
-    """The target layer ("3") keeps the input size; more convs after it make g vary in space."""
-    torch.manual_seed(seed)
-    net = nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(6, 5, 3, padding=1),
-        nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1),
-        nn.Flatten(),
-        nn.Linear(5, classes),
-    )
-    with torch.no_grad():
-        net[8].weight.mul_(gain)
-    return net
 
 
 def images(n: int = 3, size: int = 10, seed: int = 1) -> torch.Tensor:

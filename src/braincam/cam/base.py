@@ -15,12 +15,13 @@ the model's ``inplace`` flags need no change.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import TracebackType
 
 import torch
 from torch import Tensor, nn
 
+from braincam.cam.layout import LayerLayout, resolve_layout
 from braincam.errors import InputError, ModelError
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "check_inputs",
     "model_device",
     "resolve_layer",
+    "resolve_layers",
     "resolve_module",
     "spatial_layers",
 ]
@@ -86,35 +88,89 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module | None) -> tuple[str,
     return resolve_module(model, layer, "layer")
 
 
-class HookSession:
-    """Context manager that hooks one layer of ``model`` and restores the model on exit.
+def resolve_layers(
+    model: nn.Module, layer: str | nn.Module | Sequence[str | nn.Module] | None
+) -> list[tuple[str, nn.Module]]:
+    """One layer (see :func:`resolve_layer`) or a non-empty list of distinct layers."""
+    if isinstance(layer, (list, tuple)):
+        if not layer:
+            raise ModelError("layer= is an empty list; give at least one layer")
+        found = [resolve_module(model, spec, "layer") for spec in layer]
+        names = [name for name, _ in found]
+        if len(set(names)) != len(names):
+            raise ModelError(f"layer= lists a layer twice: {names}")
+        return found
+    return [resolve_layer(model, layer)]
 
-    Use :meth:`forward` inside the ``with`` block; after it, :attr:`activation` holds the layer's
-    output of that forward (a leaf requiring grad when ``need_grad``) and :attr:`linear_after` the
-    names of the ``nn.Linear`` modules that ran after the layer (when ``trace_linear``).
+
+class HookSession:
+    """Context manager that hooks one or several layers of ``model`` and restores it on exit.
+
+    Use :meth:`forward` inside the ``with`` block. After it, :attr:`activations` holds each
+    layer's output of that forward, channels-first ``(N, K, *grid)`` (converted by the layer's
+    layout, see :mod:`braincam.cam.layout`); :attr:`activation` is the one of the selected layer
+    (:meth:`select`, the first by default); :meth:`gradients` gives ∂score/∂A for every layer at
+    once; :attr:`linear_after` names the ``nn.Linear`` modules that ran after the first hooked
+    layer (when ``trace_linear``).
+
+    ``layer`` / ``layer_name``: one module and its name, or sequences of them. ``layout`` and
+    ``reshape`` declare how the layers' outputs are laid out (default: detected).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        layer: nn.Module,
-        layer_name: str,
+        layer: nn.Module | Sequence[nn.Module],
+        layer_name: str | Sequence[str],
         *,
         need_grad: bool,
         trace_linear: bool = False,
+        layout: str = "auto",
+        reshape: Callable[[Tensor], Tensor] | None = None,
+        input_grad: bool = False,
     ) -> None:
         self.model = model
-        self.layer = layer
-        self.layer_name = layer_name
+        self.layers = [layer] if isinstance(layer, nn.Module) else list(layer)
+        self.layer_names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
+        if len(self.layers) != len(self.layer_names) or not self.layers:
+            raise ModelError("HookSession needs one name per layer and at least one layer")
         self.need_grad = need_grad
         self.trace_linear = trace_linear
-        self.activation: Tensor | None = None
-        self.calls = 0
+        self.layout = layout
+        self.reshape = reshape
+        self.input_grad = input_grad
+        self.layouts: list[LayerLayout] = []
+        self.captured: list[Tensor | None] = []
+        self.activations: list[Tensor] = []
+        self.index = 0
+        self.calls: list[int] = []
         self.linear_after: list[str] = []
         self.capture = True
+        self.inputs: Tensor | None = None
+        self._grads: list[Tensor] | None = None
+        self._replace: dict[int, Callable[[Tensor], Tensor]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._training: list[tuple[nn.Module, bool]] = []
         self._requires_grad: list[tuple[nn.Parameter, bool]] = []
+
+    @property
+    def layer(self) -> nn.Module:
+        """The selected layer."""
+        return self.layers[self.index]
+
+    @property
+    def layer_name(self) -> str:
+        """The selected layer's name."""
+        return self.layer_names[self.index]
+
+    @property
+    def activation(self) -> Tensor | None:
+        """The selected layer's activation, channels-first (N, K, *grid)."""
+        return self.activations[self.index] if self.activations else None
+
+    def select(self, index: int) -> None:
+        """Make layer ``index`` the one :attr:`activation` and :attr:`layer_name` refer to."""
+        self.index = index
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __enter__(self) -> HookSession:
@@ -128,7 +184,8 @@ class HookSession:
                 # save tensors for) every parameter after the hooked layer.
                 for param, _ in self._requires_grad:
                     param.requires_grad_(False)
-            self._handles.append(self.layer.register_forward_hook(self._layer_hook))
+            for i, layer in enumerate(self.layers):
+                self._handles.append(layer.register_forward_hook(self._layer_hook(i)))
             if self.trace_linear:
                 for name, module in self.model.named_modules():
                     if isinstance(module, nn.Linear):
@@ -154,64 +211,127 @@ class HookSession:
             module.training = training
         for param, flag in self._requires_grad:
             param.requires_grad_(flag)
-        self.activation = None
+        self.captured = []
+        self.activations = []
+        self._grads = None
+        self.inputs = None
 
     # -- hooks ---------------------------------------------------------------------------------
-    def _layer_hook(self, module: nn.Module, args: object, output: object) -> Tensor | None:
-        if not self.capture:
-            return None
-        if not isinstance(output, Tensor):
-            raise ModelError(
-                f"layer {self.layer_name!r} returns {type(output).__name__}, not a tensor; "
-                "choose a layer with a single spatial output"
-            )
-        self.calls += 1
-        if self.need_grad:
-            leaf = output.detach().requires_grad_(True)
-            self.activation = leaf
-            return leaf.clone()
-        self.activation = output.detach()
-        # Downstream in-place ops must not alter what we captured: they get a copy.
-        return output.clone()
+    def _layer_hook(self, i: int) -> Callable[[nn.Module, object, object], Tensor | None]:
+        def hook(module: nn.Module, args: object, output: object) -> Tensor | None:
+            if i in self._replace:
+                if not isinstance(output, Tensor):  # pragma: no cover - checked by forward
+                    raise ModelError(f"layer {self.layer_names[i]!r} returns no tensor")
+                return self._replace[i](output)
+            if not self.capture:
+                return None
+            if not isinstance(output, Tensor):
+                raise ModelError(
+                    f"layer {self.layer_names[i]!r} returns {type(output).__name__}, not a "
+                    "tensor; choose a layer with a single spatial output"
+                )
+            self.calls[i] += 1
+            if self.need_grad:
+                if output.requires_grad:
+                    # downstream of another hooked layer (or of the input): keep the graph so one
+                    # backward pass reaches every hooked layer
+                    self.captured[i] = output
+                    return output.clone()
+                leaf = output.detach().requires_grad_(True)
+                self.captured[i] = leaf
+                return leaf.clone()
+            self.captured[i] = output.detach()
+            # Downstream in-place ops must not alter what we captured: they get a copy.
+            return output.clone()
+
+        return hook
 
     def _linear_hook(self, name: str) -> Callable[[nn.Module, object, object], None]:
         def hook(module: nn.Module, args: object, output: object) -> None:
-            if self.capture and self.calls > 0 and name not in self.linear_after:
+            if self.capture and self.calls and self.calls[0] > 0 and name not in self.linear_after:
                 self.linear_after.append(name)
 
         return hook
 
     # -- running -------------------------------------------------------------------------------
     def forward(self, inputs: Tensor) -> Tensor:
-        """Run the model once, capturing the layer; returns the model output."""
-        self.activation = None
-        self.calls = 0
+        """Run the model once, capturing the layers; returns the model output."""
+        n = len(self.layers)
+        self.captured = [None] * n
+        self.activations = []
+        self.calls = [0] * n
         self.linear_after = []
         self.capture = True
+        self._grads = None
+        self.index = 0
+        if self.input_grad:
+            inputs = inputs.detach().requires_grad_(True)
+        self.inputs = inputs
         with torch.set_grad_enabled(self.need_grad):
             output = self.model(inputs)
-        if self.calls == 0:
-            raise ModelError(f"layer {self.layer_name!r} did not run during the forward pass")
-        if self.calls > 1:
-            raise ModelError(
-                f"layer {self.layer_name!r} ran {self.calls} times in one forward pass (a shared "
-                "module); choose a layer that runs once"
-            )
-        act = self.activation
-        if act is None or act.ndim != inputs.ndim:
-            shape = None if act is None else tuple(act.shape)
-            raise ModelError(
-                f"layer {self.layer_name!r} is not spatial: its output has shape {shape} but the "
-                f"input has {inputs.ndim - 2} spatial dimensions; choose a convolutional layer"
-            )
-        if act.shape[2:].numel() == 1 and inputs.shape[2:].numel() > 1:
-            raise ModelError(
-                f"layer {self.layer_name!r} has a single spatial position (shape "
-                f"{tuple(act.shape)}), e.g. after global pooling; choose a layer before it"
-            )
+        spatial = tuple(inputs.shape[2:])
+        for i, name in enumerate(self.layer_names):
+            if self.calls[i] == 0:
+                raise ModelError(f"layer {name!r} did not run during the forward pass")
+            if self.calls[i] > 1:
+                raise ModelError(
+                    f"layer {name!r} ran {self.calls[i]} times in one forward pass (a shared "
+                    "module); choose a layer that runs once"
+                )
+        self.layouts = []
+        for i, name in enumerate(self.layer_names):
+            raw = self.captured[i]
+            if raw is None:  # pragma: no cover - calls[i] == 1 sets it
+                raise ModelError(f"layer {name!r} captured nothing")
+            lay = resolve_layout(raw.shape, spatial, self.layout, self.reshape, name)
+            act = lay.to_grid(raw.detach())
+            if act.shape[2:].numel() == 1 and inputs.shape[2:].numel() > 1:
+                raise ModelError(
+                    f"layer {name!r} has a single spatial position (shape "
+                    f"{tuple(raw.shape)}), e.g. after global pooling; choose a layer before it"
+                )
+            self.layouts.append(lay)
+            self.activations.append(act)
         if not isinstance(output, Tensor):
             raise ModelError(f"the model returns {type(output).__name__}, expected a logits tensor")
         return output
+
+    def gradients(self, score: Tensor) -> list[Tensor]:
+        """∂score/∂A for every hooked layer (channels-first), one backward pass, cached until the
+        next :meth:`forward`. ``score`` must be computed from this forward's output."""
+        if self._grads is not None:
+            return self._grads
+        if not score.requires_grad:
+            raise ModelError(
+                "the target score does not require grad, so no gradient reaches the layer: a "
+                "callable target must not detach its result (.detach(), .item(), numpy, "
+                "torch.no_grad()); return e.g. outputs[:, 0]"
+            )
+        raws = [r for r in self.captured if r is not None]
+        grads = torch.autograd.grad(score, raws, allow_unused=True)
+        out = []
+        for name, lay, grad in zip(self.layer_names, self.layouts, grads, strict=True):
+            if grad is None:
+                raise ModelError(f"the model output does not depend on layer {name!r}")
+            out.append(lay.to_grid(grad))
+        self._grads = out
+        return out
+
+    def input_gradient(self, score: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """(∂score/∂x, [∂score/∂A per layer]) in one backward pass (needs ``input_grad``)."""
+        if self.inputs is None or not self.inputs.requires_grad:  # pragma: no cover
+            raise ModelError("input gradients need HookSession(..., input_grad=True)")
+        if not score.requires_grad:
+            self.gradients(score)  # raises the detached-target error
+        raws = [r for r in self.captured if r is not None]
+        grads = torch.autograd.grad(score, [self.inputs, *raws], allow_unused=True)
+        if grads[0] is None:
+            raise ModelError("the model output does not depend on its input")
+        layer_grads = [
+            torch.zeros_like(act) if g is None else lay.to_grid(g)
+            for act, lay, g in zip(self.activations, self.layouts, grads[1:], strict=True)
+        ]
+        return grads[0], layer_grads
 
     @torch.no_grad()
     def forward_plain(self, inputs: Tensor) -> Tensor:
@@ -224,6 +344,18 @@ class HookSession:
         if not isinstance(output, Tensor):
             raise ModelError(f"the model returns {type(output).__name__}, expected a logits tensor")
         return output
+
+    @torch.no_grad()
+    def forward_replaced(
+        self, inputs: Tensor, index: int, replace: Callable[[Tensor], Tensor]
+    ) -> Tensor:
+        """Run the model with layer ``index``'s raw output replaced by ``replace(output)``
+        (AblationCAM), without capturing."""
+        self._replace = {index: replace}
+        try:
+            return self.forward_plain(inputs)
+        finally:
+            self._replace = {}
 
 
 def check_inputs(inputs: object) -> Tensor:
