@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from braincam.data.slices import SliceStore
+from braincam.io import dumps_json
 from braincam.pipeline.evaluate_cams import eval_dir
 
 
@@ -95,6 +96,54 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
         "sanity",
         "consistency",
     }
+
+
+def _verdict_fields(node: object, where: str = "") -> list[tuple[str, object]]:
+    """Every (place, value) whose key names a verdict, anywhere in a summary."""
+    names = {"flagged", "hurts_more", "hurts_more_than_random", "verdict"}
+    names |= {"positive_control", "negative_control"}
+    found: list[tuple[str, object]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in names:
+                found.append((f"{where}.{key}", value))
+            found += _verdict_fields(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _verdict_fields(value, f"{where}[{i}]")
+    return found
+
+
+def test_verdicts_read_back_from_disk_are_json_booleans(evaluated) -> None:
+    """The files on disk, not the returned dict: a verdict is ``true``/``false`` (or null where
+    the verdict table has no verdict), never the truthy string "False"."""
+    work, run, summary = evaluated
+    on_disk = {
+        "run": json.loads((eval_dir(run, "test") / "summary.json").read_text()),
+        "work": json.loads((work / "summary.json").read_text())["cam_evaluation"][run.name],
+    }
+    for name, data in on_disk.items():
+        fields = _verdict_fields(data)
+        kinds = {place.rsplit(".", 1)[1] for place, _ in fields}
+        assert kinds == {
+            "flagged",
+            "hurts_more",
+            "hurts_more_than_random",
+            "verdict",
+            "positive_control",
+            "negative_control",
+        }, name
+        for place, value in fields:
+            if place.endswith(".verdict"):
+                assert value is None or type(value) is bool, (name, place, value)
+            else:
+                assert type(value) is bool, (name, place, value)
+        for method in ("cam", "gradcam"):
+            flagged = data["sanity"][method]["flagged"]
+            assert type(flagged) is bool
+            # the verdict table's randomization verdict is the negation of the sanity flag
+            assert data["verdicts"][method]["randomization"]["verdict"] is (not flagged)
+    assert on_disk["run"] == on_disk["work"] == json.loads(dumps_json(summary))
 
 
 def test_report_from_a_run_renders_every_section(evaluated) -> None:
