@@ -1,5 +1,5 @@
 """CAM engine maths: hand-computed formulas, CAM ≡ Grad-CAM for GAP+linear, batch invariance,
-3-D (including the degenerate depth-1 case against 2-D), Score-CAM chunking."""
+3-D by hand with depth 2 (and the degenerate depth-1 case against 2-D), Score-CAM chunking."""
 
 from __future__ import annotations
 
@@ -185,6 +185,84 @@ def test_depth_one_3d_matches_2d(method: str) -> None:
     assert out3d.maps.shape == (3, 1, 12, 12)
     assert torch.allclose(out3d.raw[:, 0], out2d.raw, atol=1e-5)
     assert torch.allclose(out3d.maps[:, 0], out2d.maps, atol=1e-5)
+
+
+def hand_case_3d() -> tuple[nn.Sequential, torch.Tensor]:
+    """As :func:`hand_case`, in 3-D with depth 2: a known (2, 2, 2, 2) activation whose two
+    depth planes differ, and the score Σ V·A (so g = V); an error along depth changes the map."""
+    a = torch.tensor(
+        [
+            [[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [2.0, 4.0]]],  # channel 0: depth 0, depth 1
+            [[[0.0, 1.0], [1.0, 0.0]], [[2.0, 0.0], [0.0, 1.0]]],  # channel 1
+        ]
+    )
+    v = torch.tensor(
+        [
+            [[[1.0, 0.5], [-1.0, 0.0]], [[0.0, 2.0], [0.5, 0.0]]],
+            [[[2.0, 2.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, -1.0]]],
+        ]
+    )
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(16, 2, bias=False))
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].weight[0] = v.flatten()
+    return model, a.unsqueeze(0)
+
+
+def test_3d_methods_with_depth_two_by_hand() -> None:
+    """Worked out on paper (ΣA: channel 0 = 13, channel 1 = 5; Σg: 3 and 4 over 8 voxels)."""
+    model, x = hand_case_3d()
+
+    def raw(method: str) -> torch.Tensor:
+        cam = make_method(model, method, layer="0")
+        res = cam(x, targets=0, upsample=False, relu=False)
+        assert res.raw.shape == (1, 2, 2, 2)
+        return res.raw[0]
+
+    def t(depth0: list, depth1: list) -> torch.Tensor:
+        return torch.tensor([depth0, depth1])
+
+    # Grad-CAM: w = mean g over the 8 voxels = (3/8, 4/8)
+    gradcam = t([[0.375, 1.25], [1.625, 0.0]], [[1.0, 0.375], [0.75, 2.0]])
+    assert torch.allclose(raw("gradcam"), gradcam)
+    # HiResCAM: Σ_k g⊙A; LayerCAM: Σ_k relu(g)⊙A (the g = -1 at A = 1 drops out)
+    assert torch.allclose(raw("hirescam"), t([[1.0, 3.0], [-3.0, 0.0]], [[0.0, 2.0], [1.0, -1.0]]))
+    assert torch.allclose(raw("layercam"), t([[1.0, 3.0], [0.0, 0.0]], [[0.0, 2.0], [1.0, 0.0]]))
+    # XGrad-CAM: w0 = Σ g·A / ΣA = 2/13, w1 = 1/5
+    xg = t(
+        [[2 / 13, 4 / 13 + 1 / 5], [6 / 13 + 1 / 5, 0.0]],
+        [[2 / 5, 2 / 13], [4 / 13, 8 / 13 + 1 / 5]],
+    )
+    assert torch.allclose(raw("xgradcam"), xg, atol=1e-6)
+    # Grad-CAM++: α = g² / (2g² + ΣA·g³) with ΣA over all 8 voxels of the channel;
+    # channel 0: g=1 → 1/15; g=0.5 (twice) → 0.25/2.125 = 2/17, ·0.5 each; g=2 → 4/112, ·2
+    w0 = 1 / 15 + 2 * (2 / 17) * 0.5 + 2 / 28
+    # channel 1: g=2 (twice) → 4/48, ·2 each; g=1 → 1/7
+    w1 = 2 * (2 / 12) + 1 / 7
+    a0, a1 = x[0, 0], x[0, 1]
+    assert torch.allclose(raw("gradcampp"), w0 * a0 + w1 * a1, atol=1e-6)
+    # the same with ΣA taken per depth plane (an error along depth) would differ
+    assert not torch.allclose(raw("gradcampp"), 0.1 * a0 + w1 * a1, atol=1e-3)
+    # normalized maps: rectified, then divided by the max (min 0), plane by plane unchanged
+    maps = make_method(model, "hirescam", layer="0")(x, targets=0).maps[0]
+    expected = t([[1.0, 3.0], [0.0, 0.0]], [[0.0, 2.0], [1.0, 0.0]]) / 3
+    assert torch.allclose(maps, expected, atol=1e-6)
+
+
+def test_3d_cam_with_depth_two_by_hand() -> None:
+    """CAM = Σ_k W[c,k] A_k on a known depth-2 activation before 3-D global average pooling."""
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[3].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    _, x = hand_case_3d()
+    res = make_method(model, "cam", layer="0")(x, targets=[1], upsample=False, relu=False)
+    # 0.5·A0 + 3·A1, depth 0 then depth 1
+    expected = torch.tensor([[[0.5, 4.0], [4.5, 0.0]], [[6.0, 0.5], [1.0, 5.0]]])
+    assert torch.allclose(res.raw[0], expected)
+    res0 = make_method(model, "cam", layer="0")(x, targets=[0], upsample=False, relu=False)
+    # 1·A0 - 2·A1
+    expected0 = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-4.0, 1.0], [2.0, 2.0]]])
+    assert torch.allclose(res0.raw[0], expected0)
 
 
 # -- Score-CAM -------------------------------------------------------------------------------
