@@ -72,6 +72,11 @@ source_paths = ["src"]
 only_mutate = [{only}]
 pytest_add_cli_args = ["-p", "no:randomly", "-q", "-m", "not slow"{extra}]
 pytest_add_cli_args_test_selection = [{tests}]
+also_copy = ["docs"]
+# Not mutated: the statements that build an error or a warning (their wording and the details
+# they carry are prose for the user; the tests check them with `match=`); the conditions that
+# raise them are mutated. See docs/testing.md.
+do_not_mutate_patterns = ['raise \\w+(Error|Exception|Warning)\\(', 'warnings\\.warn\\(']
 """
 
 
@@ -83,6 +88,7 @@ def _prepare(name: str, out: Path) -> Path:
     work.mkdir(parents=True)
     shutil.copytree(ROOT / "src", work / "src", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "docs", work / "docs")
     quoted = ", ".join(json.dumps(t) for t in tests)
     text = (ROOT / "pyproject.toml").read_text()
     more = "".join(f", {json.dumps(a)}" for a in extra)
