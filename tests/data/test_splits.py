@@ -143,3 +143,80 @@ def test_summarize_splits_counts() -> None:
     assert set(summary) == set(SPLITS)
     assert sum(sum(v.values()) for v in summary.values()) == 20
     assert sum(v.get("old", 0) for v in summary.values()) == 12
+
+
+@pytest.mark.parametrize(
+    ("n", "ratios", "expected"),
+    [
+        # exact (7.5, 1, 1.5): one left over, the tied remainders .5/.5 go to the earlier split
+        (10, DEFAULT_RATIOS, (8, 1, 1)),
+        # exact (3, .4, .6): largest remainder to test; then val takes one from the largest
+        (4, DEFAULT_RATIOS, (2, 1, 1)),
+        # exact (2.4, .3, .3) → (3, 0, 0), then val and test each take one from train
+        (3, (0.8, 0.1, 0.1), (1, 1, 1)),
+        # exact (3, 1.5, 1.5): the tie between val and test goes to val
+        (6, (0.5, 0.25, 0.25), (3, 2, 1)),
+        (20, DEFAULT_RATIOS, (15, 2, 3)),
+        # fewer than three: train first, then test, then nothing for val
+        (2, DEFAULT_RATIOS, (1, 0, 1)),
+        (1, DEFAULT_RATIOS, (1, 0, 0)),
+        (0, DEFAULT_RATIOS, (0, 0, 0)),
+    ],
+)
+def test_allocate_by_hand(n: int, ratios: tuple, expected: tuple[int, int, int]) -> None:
+    got = allocate(n, ratios)
+    assert got == expected
+    assert all(type(c) is int for c in got)
+
+
+def test_class_assignment_depends_on_its_own_stream_only() -> None:
+    """Adding a class, or reordering rows, leaves another class's assignment unchanged; the
+    default seed is 0."""
+    labels = _labels({"a": 9, "b": 7})
+    base = make_splits(labels)
+    pd.testing.assert_frame_equal(base, make_splits(labels, seed=0))
+    assert not base["split"].equals(make_splits(labels, seed=1)["split"])
+    more = pd.concat(
+        [labels, pd.DataFrame({"participant_id": ["sub-900", "sub-901", "sub-902"], "label": "c"})]
+    )
+    with_c = make_splits(more).set_index("participant_id")["split"]
+    for pid, split in base.set_index("participant_id")["split"].items():
+        assert with_c[pid] == split, pid
+    # the result is sorted by participant_id, columns as strings
+    assert list(base.columns) == ["participant_id", "label", "split"]
+    assert base["participant_id"].tolist() == sorted(labels["participant_id"])
+
+
+@pytest.mark.parametrize(
+    ("pid", "label", "message", "subject"),
+    [
+        ("   ", "a", "without a participant_id", None),
+        ("", "a", "without a participant_id", None),
+        ("sub-9", "n/a", r"1 subject\(s\) have no label", "sub-9"),
+        ("sub-9", " ", r"1 subject\(s\) have no label", "sub-9"),
+        ("sub-9", None, r"1 subject\(s\) have no label", "sub-9"),
+        ("sub-1", "a", "duplicate participant_id", "sub-1"),
+    ],
+)
+def test_label_table_rows_checked_one_by_one(
+    pid: str, label: str | None, message: str, subject: str | None
+) -> None:
+    rows = [("sub-1", "a"), ("sub-2", "b"), ("sub-3", "a"), (pid, label)]
+    labels = pd.DataFrame(rows, columns=["participant_id", "label"])
+    with pytest.raises(InputError, match=message) as err:
+        make_splits(labels)
+    assert err.value.subject == subject
+
+
+def test_three_subjects_of_two_classes_are_enough() -> None:
+    from braincam.data.splits import validate_labels
+
+    labels = pd.DataFrame({"participant_id": ["s3", "s1", "s2"], "label": ["a", "b", 1]})
+    df = validate_labels(labels)
+    assert df["participant_id"].tolist() == ["s1", "s2", "s3"]
+    assert df["label"].tolist() == ["b", "1", "a"]
+    assert list(df.index) == [0, 1, 2]
+    with pytest.raises(InputError, match="at least 3 subjects"):
+        validate_labels(labels.iloc[:2])
+    with pytest.raises(InputError, match="same label"):
+        validate_labels(labels.assign(label="a"))
