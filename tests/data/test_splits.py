@@ -220,3 +220,68 @@ def test_three_subjects_of_two_classes_are_enough() -> None:
         validate_labels(labels.iloc[:2])
     with pytest.raises(InputError, match="same label"):
         validate_labels(labels.assign(label="a"))
+
+
+def test_a_class_stream_is_keyed_by_its_name() -> None:
+    """Renaming a class reshuffles its subjects (each class draws from its own named stream)."""
+    a = _labels({"a": 12, "b": 12})
+    renamed = a.assign(label=a["label"].map({"a": "z", "b": "b"}))
+    before = make_splits(a, seed=0).set_index("participant_id")["split"]
+    after = make_splits(renamed, seed=0).set_index("participant_id")["split"]
+    a_ids = a.loc[a["label"] == "a", "participant_id"]
+    b_ids = a.loc[a["label"] == "b", "participant_id"]
+    assert not before[a_ids].equals(after[a_ids])
+    assert before[b_ids].equals(after[b_ids])
+
+
+def test_only_classes_under_three_warn() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_splits(_labels({"a": 3, "b": 5}))  # three is enough: no warning
+    with pytest.warns(UserWarning, match="'b' has only 2"):
+        make_splits(_labels({"a": 3, "b": 2}))
+
+
+def test_split_table_round_trip_keeps_text_ids_and_na_like_labels(tmp_path) -> None:
+    df = pd.DataFrame(
+        {"participant_id": ["001", "002", "010"], "label": ["NA", "n/a", "None"], "split": SPLITS}
+    )
+    path = save_splits(df, tmp_path / "splits.tsv")
+    assert path == tmp_path / "splits.tsv"
+    text = path.read_text().splitlines()
+    assert text == [
+        "participant_id\tlabel\tsplit",
+        "001\tNA\ttrain",
+        "002\tn/a\tval",
+        "010\tNone\ttest",
+    ]
+    back = load_splits(path)
+    assert back["participant_id"].tolist() == ["001", "002", "010"]
+    assert back["label"].tolist() == ["NA", "n/a", "None"]
+
+
+def test_split_table_errors_name_the_file(tmp_path) -> None:
+    from braincam.data.splits import check_splits
+
+    with pytest.raises(InputError, match="lacks required columns"):
+        check_splits(pd.DataFrame({"participant_id": ["a"], "label": ["x"]}))
+    bad = tmp_path / "splits.tsv"
+    bad.write_text("participant_id\tlabel\tsplit\ns1\ta\ttrain\ns2\tb\tholdout\n")
+    with pytest.raises(InputError, match="split must be one of") as err:
+        load_splits(bad)
+    assert err.value.path == str(bad) and err.value.subject == "s2"
+    with pytest.raises(InputError, match="not found"):
+        load_splits(tmp_path / "none.tsv")
+
+
+def test_summarize_splits_with_an_empty_split() -> None:
+    df = pd.DataFrame(
+        {
+            "participant_id": ["a", "b", "c"],
+            "label": ["x", "y", "x"],
+            "split": ["train"] * 2 + ["test"],
+        }
+    )
+    assert summarize_splits(df) == {"train": {"x": 1, "y": 1}, "val": {}, "test": {"x": 1}}
