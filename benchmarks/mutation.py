@@ -73,6 +73,8 @@ only_mutate = [{only}]
 pytest_add_cli_args = ["-p", "no:randomly", "-q", "-m", "not slow"{extra}]
 pytest_add_cli_args_test_selection = [{tests}]
 also_copy = ["docs"]
+# a shared machine: a mutant is a timeout only when it runs a minute past its tests' own time
+timeout_constant = 60.0
 # Not mutated: the statements that build an error or a warning (their wording and the details
 # they carry are prose for the user; the tests check them with `match=`); the conditions that
 # raise them are mutated. See docs/testing.md.
