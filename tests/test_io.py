@@ -134,6 +134,9 @@ def test_to_jsonable_names_the_place_of_what_json_cannot_hold() -> None:
         to_jsonable({"a": {3: "x"}})
     with pytest.raises(TypeError, match=r"^\$: set is not JSON data"):
         to_jsonable({1, 2})
+    # inside an array too: the place is the array's, then the element's
+    with pytest.raises(TypeError, match=r"^\$\.m\[1\]: object is not JSON data"):
+        to_jsonable({"m": np.array([1, object()], dtype=object)})
 
 
 def test_json_is_indented_key_sorted_strict_and_byte_stable(tmp_path) -> None:
