@@ -157,6 +157,11 @@ def test_summarize_splits_counts() -> None:
         # exact (3, 1.5, 1.5): the tie between val and test goes to val
         (6, (0.5, 0.25, 0.25), (3, 2, 1)),
         (20, DEFAULT_RATIOS, (15, 2, 3)),
+        # the one for an empty split is taken from the largest split, wherever it is:
+        # exact (.3, .3, 2.4) → (0, 0, 3) → (1, 0, 2) → (1, 1, 1)
+        (3, (0.1, 0.1, 0.8), (1, 1, 1)),
+        # exact (.4, 3.2, .4) → (1, 3, 0) (tie .4/.4 to train) → (1, 2, 1)
+        (4, (0.1, 0.8, 0.1), (1, 2, 1)),
         # fewer than three: train first, then test, then nothing for val
         (2, DEFAULT_RATIOS, (1, 0, 1)),
         (1, DEFAULT_RATIOS, (1, 0, 0)),
