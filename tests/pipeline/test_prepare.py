@@ -254,8 +254,6 @@ def test_outputs_summary_splits_and_mask_counts(dataset: Path, tmp_path: Path) -
 def test_store_slices_are_the_fa_map_of_a_known_tensor(tmp_path: Path) -> None:
     """Noise-free DWI of one known tensor: the stored slices hold its FA (by the formula), i.e.
     the slices of the FA derivative, never the MD map (≈ 1e-3 mm²/s) or anything else."""
-    from braincam.data.slices import SliceSpec, SliceStore
-    from braincam.data.slicing import extract_slices
     from builders.dwi import EVALS
 
     ev = np.asarray(EVALS)
@@ -265,6 +263,18 @@ def test_store_slices_are_the_fa_map_of_a_known_tensor(tmp_path: Path) -> None:
     work = tmp_path / "w"
     result = prepare(bids, work, PrepareConfig(**CFG, seed=0))
     assert result.ok, result.failures
+    _assert_fa_store(work, fa_true)
+    # again from the cached derivatives (the store rebuilt, no subject refitted)
+    shutil.rmtree(work / "slices")
+    again = prepare(bids, work, PrepareConfig(**CFG, seed=0))
+    assert again.ok and {o.status for o in again.outcomes} == {"skipped"}
+    _assert_fa_store(work, fa_true)
+
+
+def _assert_fa_store(work: Path, fa_true: float) -> None:
+    from braincam.data.slices import SliceSpec, SliceStore
+    from braincam.data.slicing import extract_slices
+
     store = SliceStore.open(work / "slices")
     assert sorted(store.subjects()) == sorted(GOOD)
     for pid in GOOD:
