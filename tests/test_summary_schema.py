@@ -213,6 +213,11 @@ def test_stringified_values_are_refused_at_any_depth() -> None:
         prepare["parameters"] = {"x": [text]}
         with pytest.raises(SchemaError, match=r"\.x\[0\]: '.*' is a stringified value"):
             validate_section("prepare", prepare)
+    # a whole model's input stringified: named as "value"
+    from braincam.summary_schema import DemoSection
+
+    with pytest.raises(ValueError, match=r"value: 'None' is a stringified value"):
+        DemoSection.model_validate("None")
     prepare["parameters"] = {"x": ["false", "none", "Falsey", "", "0"]}  # ordinary text passes
     assert validate_section("prepare", prepare) is prepare
 
@@ -240,6 +245,10 @@ def test_validators_name_the_section_and_the_field() -> None:
     assert "runs" in str(err.value)
     with pytest.raises(SchemaError, match=r"^cam_evaluation does not match its schema:\n"):
         validate_cam_evaluation({"model": "m"})
+    minimal = {"model": "m", "split": "test", "config": {"threshold": 0.2}, "seconds": {}}
+    parsed_eval = validate_cam_evaluation(minimal)
+    assert parsed_eval.model == "m" and parsed_eval.config == {"threshold": 0.2}
+    assert parsed_eval.sanity is None
     with pytest.raises(
         SchemaError, match=r"^summary.json does not match its schema:\n(.|\n)*demo.seconds"
     ):

@@ -279,6 +279,21 @@ def test_split_table_errors_name_the_file(tmp_path) -> None:
     assert err.value.path == str(bad) and err.value.subject == "s2"
     with pytest.raises(InputError, match="not found"):
         load_splits(tmp_path / "none.tsv")
+    # a comma-separated file is not a split table (one column named by the whole header)
+    commas = tmp_path / "commas.tsv"
+    commas.write_text("participant_id,label,split\ns1,a,train\n")
+    with pytest.raises(InputError, match="lacks required columns") as err:
+        load_splits(commas)
+    assert err.value.path == str(commas)
+
+
+def test_the_first_duplicated_subject_is_named() -> None:
+    labels = pd.DataFrame(
+        {"participant_id": ["s2", "s1", "s2", "s1", "s3"], "label": ["a", "b", "a", "b", "a"]}
+    )
+    with pytest.raises(InputError, match="duplicate participant_id") as err:
+        make_splits(labels)
+    assert err.value.subject == "s2"  # in the table's order
 
 
 def test_summarize_splits_with_an_empty_split() -> None:
