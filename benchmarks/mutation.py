@@ -75,6 +75,8 @@ pytest_add_cli_args_test_selection = [{tests}]
 also_copy = ["docs"]
 # a shared machine: a mutant is a timeout only when it runs a minute past its tests' own time
 timeout_constant = 60.0
+# torch is not fork-safe once its thread pool has run: fork workers from a clean server
+process_isolation = "forkserver"
 # Not mutated: the statements that build an error or a warning (their wording and the details
 # they carry are prose for the user; the tests check them with `match=`); the conditions that
 # raise them are mutated. See docs/testing.md.
@@ -101,7 +103,9 @@ def _prepare(name: str, out: Path) -> Path:
 
 def _mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("mutmut")
-    env = {**os.environ, "PYTHONPATH": str(work / "src")}
+    # one thread: no intra-op pool to deadlock a forked worker, and the machine is shared
+    env = {**os.environ, "PYTHONPATH": str(work / "src"), "OMP_NUM_THREADS": "1"}
+    env["MKL_NUM_THREADS"] = "1"
     env.pop("CI", None)  # a missing reference library skips here; `make test` is the gate
     return subprocess.run(
         ["nice", "-n", "10", str(exe), *args],
