@@ -265,6 +265,26 @@ def test_3d_cam_with_depth_two_by_hand() -> None:
     assert torch.allclose(res0.raw[0], expected0)
 
 
+def test_zero_denominators_give_zero_weights_not_nan() -> None:
+    """0/0 := 0 without an epsilon: XGrad-CAM on a channel whose activation sums to 0, and
+    Grad-CAM++'s α where g = 0, contribute exactly nothing."""
+    model, x = hand_case()
+    x = x.clone()
+    x[0, 1] = 0.0  # channel 1 silent: ΣA = 0 there
+    for method in ("xgradcam", "gradcampp"):
+        raw = make_method(model, method, layer="0")(x, targets=0, upsample=False, relu=False).raw
+        assert torch.isfinite(raw).all(), method
+    xg = make_method(model, "xgradcam", layer="0")(x, targets=0, upsample=False, relu=False)
+    # channel 0 alone: w0 = (1 + 1 - 3)/6 = -1/6 (channel 1's weight is 0, its A is 0 anyway)
+    assert torch.allclose(xg.raw[0], -x[0, 0] / 6, atol=1e-6)
+    # Grad-CAM++ with g = 0 everywhere in channel 1 (its V row zeroed): α = 0/0 := 0
+    with torch.no_grad():
+        model[2].weight[0, 4:] = 0.0
+    _, a = hand_case()
+    pp = make_method(model, "gradcampp", layer="0")(a, targets=0, upsample=False).raw[0]
+    assert torch.allclose(pp, 0.225 * a[0, 0], atol=1e-6)  # channel 0's weight from eq. 19
+
+
 # -- Score-CAM -------------------------------------------------------------------------------
 def test_scorecam_chunking_does_not_change_the_result() -> None:
     model, x = gap_net(), images(3)
