@@ -196,6 +196,18 @@ def test_report_from_a_run_renders_every_section(evaluated) -> None:
     assert html.count("data:image/png;base64,") >= 4
     assert "dose–response" in html and "<details>" in html
     assert html.index('id="verdicts"') < html.index('id="dataset"')  # verdicts first
+    # the verdict section shows every method's four verdicts, each the stored one
+    from braincam.report.audit import keyed_values
+
+    start = html.index('id="verdicts"')
+    section = html[start : html.index('id="', start + len('id="verdicts"'))]
+    shown = dict(keyed_values(section))
+    stored = json.loads((work / "summary.json").read_text())["cam_evaluation"][run.name]
+    for method, verdicts in stored["verdicts"].items():
+        for name, verdict in verdicts.items():
+            key = f"cam_evaluation/{run.name}/verdicts/{method}/{name}/verdict"
+            word = {True: "yes", False: "no", None: "n/a"}[verdict["verdict"]]
+            assert shown.get(key) in ({word, "–"} if verdict["verdict"] is None else {word}), key
 
 
 def test_report_agrees_with_summary_and_audit_catches_a_flip(evaluated) -> None:
