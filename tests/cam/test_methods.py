@@ -328,6 +328,61 @@ def test_eigencam_is_first_principal_component_oriented_with_activation() -> Non
     assert torch.allclose(flipped, -raw, atol=1e-4)  # orientation follows the activation
 
 
+def _centred(n: int, p: int, k: int, gap: float, seed: int) -> torch.Tensor:
+    """(n, p, k) centred matrices with singular values 1, ``gap``, 0.3·gap, ... (known)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        u, _ = torch.linalg.qr(torch.randn(p, min(p, k), generator=gen, dtype=torch.float64))
+        v, _ = torch.linalg.qr(torch.randn(k, min(p, k), generator=gen, dtype=torch.float64))
+        r = min(p, k)
+        sv = torch.tensor([1.0, gap] + [0.3 * gap] * (r - 2), dtype=torch.float64)[:r]
+        out.append(u @ torch.diag(sv) @ v.T)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(("p", "k"), [(6, 9), (9, 6), (7, 7)])
+def test_first_component_is_the_svd_projection_with_its_length(p: int, k: int) -> None:
+    """Both power-iteration paths (Gram over positions when P ≤ K, over channels otherwise)
+    give X·v₁ = σ₁·u₁, up to sign, magnitude included; a gap of 0.9 needs ≈ 130 steps, so an
+    iteration stopped early (8 steps) would be visibly off."""
+    from braincam.cam.methods import _first_component
+
+    mat = _centred(3, p, k, gap=0.9, seed=p * 10 + k).float()
+    proj = _first_component(mat)
+    assert proj.shape == (3, p)
+    for i in range(3):
+        u, sv, _ = torch.linalg.svd(mat[i].double())
+        ref = u[:, 0] * sv[0]
+        sign = torch.sign((proj[i] * ref).sum())
+        assert sign != 0
+        assert torch.allclose(proj[i].double() * sign, ref, atol=1e-5), (p, k, i)
+    one = _first_component(mat[:1])
+    assert one.shape == (1, p) and torch.allclose(one, proj[:1], atol=1e-6)
+    assert torch.equal(_first_component(torch.zeros(2, p, k)), torch.zeros(2, p, dtype=proj.dtype))
+
+
+def test_eigencam_orients_each_sample_on_its_own_and_keeps_the_dtype() -> None:
+    """Two samples whose natural signs differ: each map correlates positively with its own
+    channel-mean activation; the map has the activation's dtype."""
+    u = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.5, 3.0]])
+    c = torch.tensor([1.0, 2.0, 0.5])
+    act = c.view(3, 1, 1) * u
+    batch = torch.stack([act, -act + 5.0])  # the second one flipped (and offset)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    raw = make_method(model, "eigencam", layer="0")(batch, relu=False).raw
+    assert raw.dtype == torch.float32
+    for i in range(2):
+        mean_act = batch[i].mean(dim=0)
+        centred = mean_act - mean_act.mean()
+        assert float((raw[i] * centred).sum()) > 0, i
+    centred_u = u - u.mean()
+    assert torch.allclose(raw[0] / raw[0].abs().max(), centred_u / centred_u.abs().max(), atol=1e-4)
+    assert torch.allclose(
+        raw[1] / raw[1].abs().max(), -centred_u / centred_u.abs().max(), atol=1e-4
+    )
+
+
 # --------------------------------------------------------------------------- open registry
 
 
