@@ -383,6 +383,18 @@ def test_eigencam_orients_each_sample_on_its_own_and_keeps_the_dtype() -> None:
     )
 
 
+def test_result_records_the_explained_classes_and_repr_names_the_layer() -> None:
+    model, x = gap_net(), images(3)
+    res = make_method(model, "gradcam")(x, targets=[2, 0, 1])
+    assert res.classes is not None and res.classes.tolist() == [2, 0, 1]
+    predicted = make_method(model, "cam")(x)
+    assert predicted.classes.tolist() == predicted.outputs.argmax(1).tolist()
+    # EigenCAM is class-agnostic: no targets resolved, no classes recorded
+    assert make_method(model, "eigencam")(x).classes is None
+    assert repr(make_method(model, "gradcam")) == "GradCAM(layer='4')"
+    assert repr(make_method(model, "scorecam", layer="2")) == "ScoreCAM(layer='2')"
+
+
 # --------------------------------------------------------------------------- open registry
 
 
@@ -437,6 +449,10 @@ def test_duplicate_and_bad_method_registrations_are_refused(user_method: str) ->
     assert METHODS["gradcam"].__name__ == "GradCAM"  # the built-in entry is untouched
     with pytest.raises(ModelError, match="lower case"):
         register_method(Again, name="Channel-Mean-2")
+    for bad in ("", 7, "grad cam", "my_cam"):
+        with pytest.raises(ModelError, match=r"lower case without .*, got "):
+            register_method(Again, name=bad)  # type: ignore[arg-type]
+    assert "" not in METHODS
     with pytest.raises(ModelError, match="CAMMethod subclass"):
         register_method(nn.Conv2d)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="built in"):
