@@ -18,7 +18,7 @@ from braincam.cam import (
     register_method,
     unregister_method,
 )
-from braincam.errors import ModelError
+from braincam.errors import InputError, ModelError
 
 ALL = list(METHODS)
 
@@ -393,6 +393,63 @@ def test_result_records_the_explained_classes_and_repr_names_the_layer() -> None
     assert make_method(model, "eigencam")(x).classes is None
     assert repr(make_method(model, "gradcam")) == "GradCAM(layer='4')"
     assert repr(make_method(model, "scorecam", layer="2")) == "ScoreCAM(layer='2')"
+
+
+class _Unused(nn.Module):
+    """``conv`` runs in the forward pass but the output does not depend on it; ``skipped``
+    never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.skipped = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        scale = torch.ones((), requires_grad=True)  # a graph, but not through the layer
+        return self.fc(x.mean(dim=(2, 3))) * scale
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam"])
+def test_an_unused_layer_is_a_model_error_naming_it(method: str) -> None:
+    with pytest.raises(ModelError, match="the model output does not depend on layer 'conv'"):
+        make_method(_Unused(), method, layer="conv")(images(2))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "cam", "eigencam"])
+def test_a_layer_that_never_runs_is_named(method: str) -> None:
+    with pytest.raises(ModelError, match="layer 'skipped' did not run during the forward pass"):
+        make_method(_Unused(), method, layer="skipped")(images(2), targets=0)
+
+
+def test_cam_classifier_errors_name_the_classifier() -> None:
+    net = gap_net()  # 6 channels at layer "4" → Linear(6, 3) at "7"
+    with pytest.raises(ModelError, match="classifier 'nope' is not in the model"):
+        make_method(net, "cam", classifier="nope")
+    with pytest.raises(ModelError, match=r"classifier '2' is Conv2d, not nn\.Linear"):
+        make_method(net, "cam", classifier="2")
+    # a Linear whose inputs do not match the layer's channels, named in the message
+    with pytest.raises(ModelError, match=r"classifier '7' takes 6 features but layer '1'"):
+        make_method(net, "cam", layer="1", classifier="7")(images(2), targets=0)
+    # a classifier with fewer outputs (3) than the model (5): target 3 is the model's, not its
+    # (6 features: a check against the wrong axis would let it through)
+    wider = nn.Sequential(*net, nn.Linear(3, 5))
+    with pytest.raises(InputError, match="target class out of range for classifier '7' with 3"):
+        make_method(wider, "cam", layer="4", classifier="7")(images(2), targets=[0, 3])
+    bare = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(
+        ModelError, match=r"exactly one nn\.Linear after global pooling, found none"
+    ):
+        make_method(bare, "cam", layer="1")(images(2), targets=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "4", True])
+def test_scorecam_batch_size_must_be_a_positive_integer(bad: object) -> None:
+    from braincam.errors import InputError as Input
+
+    with pytest.raises(Input, match="batch_size must be a positive integer"):
+        make_method(gap_net(), "scorecam", batch_size=bad)
 
 
 # --------------------------------------------------------------------------- open registry
