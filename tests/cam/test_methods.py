@@ -329,14 +329,15 @@ def test_eigencam_is_first_principal_component_oriented_with_activation() -> Non
 
 
 def _centred(n: int, p: int, k: int, gap: float, seed: int) -> torch.Tensor:
-    """(n, p, k) centred matrices with singular values 1, ``gap``, 0.3·gap, ... (known)."""
+    """(n, p, k) matrices with singular values 0.5·(1, ``gap``, 0.3·gap, ...) (known)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(n):
         u, _ = torch.linalg.qr(torch.randn(p, min(p, k), generator=gen, dtype=torch.float64))
         v, _ = torch.linalg.qr(torch.randn(k, min(p, k), generator=gen, dtype=torch.float64))
         r = min(p, k)
-        sv = torch.tensor([1.0, gap] + [0.3 * gap] * (r - 2), dtype=torch.float64)[:r]
+        # σ₁ = 0.5 (< 1: a length clamped at 1 would show)
+        sv = 0.5 * torch.tensor([1.0, gap] + [0.3 * gap] * (r - 2), dtype=torch.float64)[:r]
         out.append(u @ torch.diag(sv) @ v.T)
     return torch.stack(out)
 
@@ -363,24 +364,25 @@ def test_first_component_is_the_svd_projection_with_its_length(p: int, k: int) -
 
 
 def test_eigencam_orients_each_sample_on_its_own_and_keeps_the_dtype() -> None:
-    """Two samples whose natural signs differ: each map correlates positively with its own
-    channel-mean activation; the map has the activation's dtype."""
-    u = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.5, 3.0]])
-    c = torch.tensor([1.0, 2.0, 0.5])
-    act = c.view(3, 1, 1) * u
-    batch = torch.stack([act, -act + 5.0])  # the second one flipped (and offset)
-    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
-    raw = make_method(model, "eigencam", layer="0")(batch, relu=False).raw
-    assert raw.dtype == torch.float32
-    for i in range(2):
-        mean_act = batch[i].mean(dim=0)
-        centred = mean_act - mean_act.mean()
-        assert float((raw[i] * centred).sum()) > 0, i
-    centred_u = u - u.mean()
-    assert torch.allclose(raw[0] / raw[0].abs().max(), centred_u / centred_u.abs().max(), atol=1e-4)
-    assert torch.allclose(
-        raw[1] / raw[1].abs().max(), -centred_u / centred_u.abs().max(), atol=1e-4
-    )
+    """Two samples with opposite activations (their first components equal up to sign): each
+    map correlates positively with its own channel-mean activation, whether the power
+    iteration runs over positions (fewer positions than channels) or over channels; the map
+    has the activation's dtype."""
+    gen = torch.Generator().manual_seed(4)
+    for positions, channels in (((2, 2), 8), ((3, 4), 3)):
+        u = torch.rand(*positions, generator=gen) * 4
+        c = torch.rand(channels, generator=gen) + 0.5
+        act = c.view(-1, 1, 1) * u + 0.1 * torch.rand(channels, *positions, generator=gen)
+        batch = torch.stack([act, -act])
+        layer = nn.Identity()
+        model = nn.Sequential(layer, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2))
+        raw = make_method(model, "eigencam", layer="0")(batch, relu=False).raw
+        assert raw.dtype == torch.float32
+        for i in range(2):
+            mean_act = batch[i].mean(dim=0)
+            centred = mean_act - mean_act.mean()
+            assert float((raw[i] * centred).sum()) > 0, (positions, i)
+        assert torch.allclose(raw[1], -raw[0], atol=1e-4)
 
 
 def test_result_records_the_explained_classes_and_repr_names_the_layer() -> None:
