@@ -528,3 +528,17 @@ def test_register_method_as_decorator_with_a_name() -> None:
         assert compute_cams(gap_net(), images(), "meanmap", layer="2").shape == (4, 12, 12)
     finally:
         unregister_method("meanmap")
+
+
+def test_eigencam_without_an_orientation_keeps_the_component() -> None:
+    """Channels that cancel (A₂ = 3 − A₁): the channel-mean activation is flat, so no sign can
+    be read from it; the map is the component as found, not zeroed."""
+    u = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.5, 3.0]])
+    act = torch.stack([u, 3.0 - u]).unsqueeze(0)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    raw = make_method(model, "eigencam", layer="0")(act, relu=False).raw[0]
+    centred = u - u.mean()
+    ratio = raw / centred
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-4)
+    # |projection| = √2·|u − mean u| (the component is (1, −1)/√2 in channel space)
+    assert float(ratio.flatten()[0].abs()) == pytest.approx(2**0.5, abs=1e-4)
