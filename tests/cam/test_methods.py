@@ -542,3 +542,17 @@ def test_eigencam_without_an_orientation_keeps_the_component() -> None:
     assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-4)
     # |projection| = √2·|u − mean u| (the component is (1, −1)/√2 in channel space)
     assert float(ratio.flatten()[0].abs()) == pytest.approx(2**0.5, abs=1e-4)
+
+
+def test_eigencam_orientation_is_the_sign_of_the_covariance_with_the_mean_activation() -> None:
+    """An activation (found by search) where the projection's covariance with the channel-mean
+    activation and a ratio-based reading disagree in sign: the map follows the covariance."""
+    act = torch.tensor(
+        [[[0.0, 0.0], [3.0, 1.0]], [[4.0, 1.0], [1.0, 0.0]], [[2.0, 4.0], [4.0, 3.0]]]
+    ).unsqueeze(0)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    raw = make_method(model, "eigencam", layer="0")(act, relu=False).raw[0]
+    centred = act[0] - act[0].mean(dim=(1, 2), keepdim=True)
+    mean_act = centred.mean(dim=0)
+    assert float((raw * mean_act).sum()) > 0
+    assert float((raw / mean_act).sum()) < 0  # the input does tell the two readings apart
