@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 
 STAMP := $(VENV)/.braincam-installed
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
+# Mutation testing of the core (docs/testing.md): one module at a time, one worker, niced; not
+# part of `make test` or CI (about 1 h on the 2-core machine). MUTATION_MODULES="io data.splits"
+# runs some of them; scores in mutation-out/scores.tsv, survivors in mutation-out/<module>/.
+MUTATION_MODULES ?=
+mutation: $(STAMP)
+	$(VENV)/bin/python benchmarks/mutation.py $(MUTATION_MODULES)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
@@ -38,4 +45,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix src tests benchmarks
 
 clean:
-	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache mutation-out

@@ -33,6 +33,13 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
     return SliceSource(pid, label, [img_path], mask_path)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``last`` (a tally of what other tests recorded) run at the end of the
+    session: after pytest-randomly's shuffle, which happens before this hook."""
+    last = [item for item in items if item.get_closest_marker("last")]
+    items[:] = [item for item in items if not item.get_closest_marker("last")] + last
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     # imported here so that collecting the other tests does not load torch and lightning

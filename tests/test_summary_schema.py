@@ -200,3 +200,80 @@ def test_json_writer_never_stringifies(tmp_path: Path) -> None:
         if fallback in p.read_text()
     ]
     assert offenders == []
+
+
+def test_stringified_values_are_refused_at_any_depth() -> None:
+    """ "False", "nan", "None" ... anywhere in a section (nested dicts and lists included) are a
+    value that went through str() on its way to JSON; the message names where."""
+    prepare = copy.deepcopy(PREPARE)
+    prepare["parameters"] = {"deep": {"list": [1, {"flag": "False"}]}}
+    with pytest.raises(SchemaError, match=r"\.deep\.list\[1\]\.flag: 'False' is a stringified"):
+        validate_section("prepare", prepare)
+    for text in ("True", "nan", "NaN", "inf", "-inf", "None"):
+        prepare["parameters"] = {"x": [text]}
+        with pytest.raises(SchemaError, match=r"\.x\[0\]: '.*' is a stringified value"):
+            validate_section("prepare", prepare)
+    # a whole model's input stringified: named as "value"
+    from braincam.summary_schema import DemoSection
+
+    with pytest.raises(ValueError, match=r"value: 'None' is a stringified value"):
+        DemoSection.model_validate("None")
+    prepare["parameters"] = {"x": ["false", "none", "Falsey", "", "0"]}  # ordinary text passes
+    assert validate_section("prepare", prepare) is prepare
+
+
+def test_table_rows_take_only_scalar_extra_columns() -> None:
+    from braincam.summary_schema import LocalizationRow
+
+    base = {"model": "m", "method": "cam", "level": "slice", "n_scored": 3, "n_excluded": 0}
+    for value in (0.5, 1, True, "x", None):
+        assert LocalizationRow.model_validate({**base, "extra": value}).model_extra == {
+            "extra": value
+        }
+    for value in ([0.5], {"a": 1}):
+        with pytest.raises(ValueError, match="column 'extra' must be a scalar"):
+            LocalizationRow.model_validate({**base, "extra": value})
+
+
+def test_validators_name_the_section_and_the_field() -> None:
+    from braincam.summary_schema import validate_cam_evaluation
+
+    with pytest.raises(SchemaError, match=r"^summary.json has no section 'nope' \(sections: prep"):
+        validate_section("nope", {})
+    with pytest.raises(SchemaError, match=r"^summary.json section 'demo' does not match") as err:
+        validate_section("demo", {**DEMO, "runs": "r"})
+    assert "runs" in str(err.value)
+    with pytest.raises(SchemaError, match=r"^cam_evaluation does not match its schema:\n"):
+        validate_cam_evaluation({"model": "m"})
+    minimal = {"model": "m", "split": "test", "config": {"threshold": 0.2}, "seconds": {}}
+    parsed_eval = validate_cam_evaluation(minimal)
+    assert parsed_eval.model == "m" and parsed_eval.config == {"threshold": 0.2}
+    assert parsed_eval.sanity is None
+    with pytest.raises(
+        SchemaError, match=r"^summary.json does not match its schema:\n(.|\n)*demo.seconds"
+    ):
+        validate_summary({"demo": {**DEMO, "seconds": "1"}})
+    parsed = validate_summary({"demo": DEMO})
+    assert parsed.demo is not None and parsed.demo.runs == ["r"] and parsed.training is None
+
+
+def test_load_summary_reads_validates_and_names_the_file(tmp_path: Path) -> None:
+    from braincam.summary_schema import Summary, load_summary
+
+    assert load_summary(tmp_path / "missing.json") == Summary()
+    path = tmp_path / "summary.json"
+    write_json(path, {"demo": DEMO})
+    assert load_summary(path).demo.seconds == 200.0
+    write_json(path, {"demo": {**DEMO, "seconds": "200"}})
+    with pytest.raises(SchemaError, match=rf"^{re.escape(str(path))}: summary.json does not"):
+        load_summary(path)
+
+
+def test_update_summary_keeps_the_other_sections_and_converts_numpy(tmp_path: Path) -> None:
+    assert update_summary(tmp_path, "demo", DEMO) == tmp_path / "summary.json"
+    update_summary(tmp_path, "comparison", COMPARISON)
+    update_summary(tmp_path, "demo", {**DEMO, "seconds": np.float32(5.0), "runs": ("a", "b")})
+    data = json.loads((tmp_path / "summary.json").read_text())
+    assert set(data) == {"demo", "comparison"}
+    assert data["comparison"] == json.loads(dumps_json(COMPARISON))
+    assert data["demo"]["seconds"] == 5.0 and data["demo"]["runs"] == ["a", "b"]

@@ -96,6 +96,7 @@ def make_bids(
     runs: tuple[str, ...] = (),
     with_masks: bool = False,
     extra_columns: dict[str, dict[str, str]] | None = None,
+    noise: float = 4.0,
 ) -> Path:
     """A BIDS dataset with one DWI per (subject, session, run) and participants.tsv."""
     root.mkdir(parents=True, exist_ok=True)
@@ -112,7 +113,7 @@ def make_bids(
             for k, run in enumerate(runs or (None,)):
                 parts = [pid] + ([f"ses-{ses}"] if ses else []) + ([f"run-{run}"] if run else [])
                 folder = root / pid / (f"ses-{ses}" if ses else "") / "dwi"
-                write_dwi(folder, "_".join([*parts, "dwi"]), seed=100 * i + 10 * j + k)
+                write_dwi(folder, "_".join([*parts, "dwi"]), seed=100 * i + 10 * j + k, noise=noise)
         if with_masks:
             gt = root / "derivatives" / "groundtruth" / pid / "dwi"
             write_mask(gt / f"{pid}_desc-effect_mask.nii.gz")

@@ -114,10 +114,24 @@ def test_every_method_shape_range_and_raw(method: str) -> None:
         assert float(m.min()) == 0.0
         assert float(m.max()) in (0.0, 1.0)
     assert (res.raw >= 0).all()
-    # compute_cams returns the same maps; upsample=False gives the normalized raw maps
-    assert torch.allclose(compute_cams(model, x, method, **kw), res.maps, atol=1e-6)
+
+    def minmax(maps: torch.Tensor) -> torch.Tensor:  # by hand, map by map
+        out = torch.zeros_like(maps)
+        for i, m in enumerate(maps):
+            if m.max() > m.min():
+                out[i] = (m - m.min()) / (m.max() - m.min())
+        return out
+
+    # maps = the rectified raw maps, bilinearly upsampled (align_corners=False), then min-max
+    up = torch.nn.functional.interpolate(
+        res.raw[:, None], size=(12, 12), mode="bilinear", align_corners=False
+    )[:, 0]
+    assert torch.allclose(res.maps, minmax(up), atol=1e-6)
+    # compute_cams gives those maps; upsample=False gives the raw maps min-maxed
+    assert torch.allclose(compute_cams(model, x, method, **kw), minmax(up), atol=1e-6)
     low = compute_cams(model, x, method, upsample=False, **kw)
-    assert torch.allclose(low, normalize_maps(res.raw), atol=1e-6)
+    assert torch.allclose(low, minmax(res.raw), atol=1e-6)
+    assert torch.allclose(normalize_maps(res.raw), minmax(res.raw), atol=1e-6)
     assert len(res.layers) == (3 if method == "fullgrad" else 1)  # FullGrad: 2 convs, 1 BN
 
 

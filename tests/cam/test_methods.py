@@ -1,5 +1,5 @@
 """CAM engine maths: hand-computed formulas, CAM ≡ Grad-CAM for GAP+linear, batch invariance,
-3-D (including the degenerate depth-1 case against 2-D), Score-CAM chunking."""
+3-D by hand with depth 2 (and the degenerate depth-1 case against 2-D), Score-CAM chunking."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from braincam.cam import (
     register_method,
     unregister_method,
 )
-from braincam.errors import ModelError
+from braincam.errors import InputError, ModelError
 from builders.cam_nets import FAST, gap_net, images
 
 ALL = list(METHODS)
@@ -160,6 +160,104 @@ def test_depth_one_3d_matches_2d(method: str) -> None:
     assert torch.allclose(out3d.maps[:, 0], out2d.maps, atol=1e-5)
 
 
+def hand_case_3d() -> tuple[nn.Sequential, torch.Tensor]:
+    """As :func:`hand_case`, in 3-D with depth 2: a known (2, 2, 2, 2) activation whose two
+    depth planes differ, and the score Σ V·A (so g = V); an error along depth changes the map."""
+    a = torch.tensor(
+        [
+            [[[1.0, 2.0], [3.0, 0.0]], [[0.0, 1.0], [2.0, 4.0]]],  # channel 0: depth 0, depth 1
+            [[[0.0, 1.0], [1.0, 0.0]], [[2.0, 0.0], [0.0, 1.0]]],  # channel 1
+        ]
+    )
+    v = torch.tensor(
+        [
+            [[[1.0, 0.5], [-1.0, 0.0]], [[0.0, 2.0], [0.5, 0.0]]],
+            [[[2.0, 2.0], [0.0, 0.0]], [[0.0, 0.0], [1.0, -1.0]]],
+        ]
+    )
+    model = nn.Sequential(nn.Identity(), nn.Flatten(), nn.Linear(16, 2, bias=False))
+    with torch.no_grad():
+        model[2].weight.zero_()
+        model[2].weight[0] = v.flatten()
+    return model, a.unsqueeze(0)
+
+
+def test_3d_methods_with_depth_two_by_hand() -> None:
+    """Worked out on paper (ΣA: channel 0 = 13, channel 1 = 5; Σg: 3 and 4 over 8 voxels)."""
+    model, x = hand_case_3d()
+
+    def raw(method: str) -> torch.Tensor:
+        cam = make_method(model, method, layer="0")
+        res = cam(x, targets=0, upsample=False, relu=False)
+        assert res.raw.shape == (1, 2, 2, 2)
+        return res.raw[0]
+
+    def t(depth0: list, depth1: list) -> torch.Tensor:
+        return torch.tensor([depth0, depth1])
+
+    # Grad-CAM: w = mean g over the 8 voxels = (3/8, 4/8)
+    gradcam = t([[0.375, 1.25], [1.625, 0.0]], [[1.0, 0.375], [0.75, 2.0]])
+    assert torch.allclose(raw("gradcam"), gradcam)
+    # HiResCAM: Σ_k g⊙A; LayerCAM: Σ_k relu(g)⊙A (the g = -1 at A = 1 drops out)
+    assert torch.allclose(raw("hirescam"), t([[1.0, 3.0], [-3.0, 0.0]], [[0.0, 2.0], [1.0, -1.0]]))
+    assert torch.allclose(raw("layercam"), t([[1.0, 3.0], [0.0, 0.0]], [[0.0, 2.0], [1.0, 0.0]]))
+    # XGrad-CAM: w0 = Σ g·A / ΣA = 2/13, w1 = 1/5
+    xg = t(
+        [[2 / 13, 4 / 13 + 1 / 5], [6 / 13 + 1 / 5, 0.0]],
+        [[2 / 5, 2 / 13], [4 / 13, 8 / 13 + 1 / 5]],
+    )
+    assert torch.allclose(raw("xgradcam"), xg, atol=1e-6)
+    # Grad-CAM++: α = g² / (2g² + ΣA·g³) with ΣA over all 8 voxels of the channel;
+    # channel 0: g=1 → 1/15; g=0.5 (twice) → 0.25/2.125 = 2/17, ·0.5 each; g=2 → 4/112, ·2
+    w0 = 1 / 15 + 2 * (2 / 17) * 0.5 + 2 / 28
+    # channel 1: g=2 (twice) → 4/48, ·2 each; g=1 → 1/7
+    w1 = 2 * (2 / 12) + 1 / 7
+    a0, a1 = x[0, 0], x[0, 1]
+    assert torch.allclose(raw("gradcampp"), w0 * a0 + w1 * a1, atol=1e-6)
+    # the same with ΣA taken per depth plane (an error along depth) would differ
+    assert not torch.allclose(raw("gradcampp"), 0.1 * a0 + w1 * a1, atol=1e-3)
+    # normalized maps: rectified, then divided by the max (min 0), plane by plane unchanged
+    maps = make_method(model, "hirescam", layer="0")(x, targets=0).maps[0]
+    expected = t([[1.0, 3.0], [0.0, 0.0]], [[0.0, 2.0], [1.0, 0.0]]) / 3
+    assert torch.allclose(maps, expected, atol=1e-6)
+
+
+def test_3d_cam_with_depth_two_by_hand() -> None:
+    """CAM = Σ_k W[c,k] A_k on a known depth-2 activation before 3-D global average pooling."""
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool3d(1), nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[3].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    _, x = hand_case_3d()
+    res = make_method(model, "cam", layer="0")(x, targets=[1], upsample=False, relu=False)
+    # 0.5·A0 + 3·A1, depth 0 then depth 1
+    expected = torch.tensor([[[0.5, 4.0], [4.5, 0.0]], [[6.0, 0.5], [1.0, 5.0]]])
+    assert torch.allclose(res.raw[0], expected)
+    res0 = make_method(model, "cam", layer="0")(x, targets=[0], upsample=False, relu=False)
+    # 1·A0 - 2·A1
+    expected0 = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[-4.0, 1.0], [2.0, 2.0]]])
+    assert torch.allclose(res0.raw[0], expected0)
+
+
+def test_zero_denominators_give_zero_weights_not_nan() -> None:
+    """0/0 := 0 without an epsilon: XGrad-CAM on a channel whose activation sums to 0, and
+    Grad-CAM++'s α where g = 0, contribute exactly nothing."""
+    model, x = hand_case()
+    x = x.clone()
+    x[0, 1] = 0.0  # channel 1 silent: ΣA = 0 there
+    for method in ("xgradcam", "gradcampp"):
+        raw = make_method(model, method, layer="0")(x, targets=0, upsample=False, relu=False).raw
+        assert torch.isfinite(raw).all(), method
+    xg = make_method(model, "xgradcam", layer="0")(x, targets=0, upsample=False, relu=False)
+    # channel 0 alone: w0 = (1 + 1 - 3)/6 = -1/6 (channel 1's weight is 0, its A is 0 anyway)
+    assert torch.allclose(xg.raw[0], -x[0, 0] / 6, atol=1e-6)
+    # Grad-CAM++ with g = 0 everywhere in channel 1 (its V row zeroed): α = 0/0 := 0
+    with torch.no_grad():
+        model[2].weight[0, 4:] = 0.0
+    _, a = hand_case()
+    pp = make_method(model, "gradcampp", layer="0")(a, targets=0, upsample=False).raw[0]
+    assert torch.allclose(pp, 0.225 * a[0, 0], atol=1e-6)  # channel 0's weight from eq. 19
+
+
 # -- Score-CAM -------------------------------------------------------------------------------
 def test_scorecam_chunking_does_not_change_the_result() -> None:
     model, x = gap_net(), images(3)
@@ -201,6 +299,132 @@ def test_eigencam_is_first_principal_component_oriented_with_activation() -> Non
     assert float(ratio.flatten()[0]) > 0  # high activation → high map
     flipped = make_method(model, "eigencam", layer="0")(-act, relu=False).raw[0]
     assert torch.allclose(flipped, -raw, atol=1e-4)  # orientation follows the activation
+
+
+def _centred(n: int, p: int, k: int, gap: float, seed: int) -> torch.Tensor:
+    """(n, p, k) matrices with singular values 0.5·(1, ``gap``, 0.3·gap, ...) (known)."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(n):
+        u, _ = torch.linalg.qr(torch.randn(p, min(p, k), generator=gen, dtype=torch.float64))
+        v, _ = torch.linalg.qr(torch.randn(k, min(p, k), generator=gen, dtype=torch.float64))
+        r = min(p, k)
+        # σ₁ = 0.5 (< 1: a length clamped at 1 would show)
+        sv = 0.5 * torch.tensor([1.0, gap] + [0.3 * gap] * (r - 2), dtype=torch.float64)[:r]
+        out.append(u @ torch.diag(sv) @ v.T)
+    return torch.stack(out)
+
+
+@pytest.mark.parametrize(("p", "k"), [(6, 9), (9, 6), (7, 7)])
+def test_first_component_is_the_svd_projection_with_its_length(p: int, k: int) -> None:
+    """Both power-iteration paths (Gram over positions when P ≤ K, over channels otherwise)
+    give X·v₁ = σ₁·u₁, up to sign, magnitude included; a gap of 0.9 needs ≈ 130 steps, so an
+    iteration stopped early (8 steps) would be visibly off."""
+    from braincam.cam.methods import _first_component
+
+    mat = _centred(3, p, k, gap=0.9, seed=p * 10 + k).float()
+    proj = _first_component(mat)
+    assert proj.shape == (3, p)
+    for i in range(3):
+        u, sv, _ = torch.linalg.svd(mat[i].double())
+        ref = u[:, 0] * sv[0]
+        sign = torch.sign((proj[i] * ref).sum())
+        assert sign != 0
+        assert torch.allclose(proj[i].double() * sign, ref, atol=1e-5), (p, k, i)
+    one = _first_component(mat[:1])
+    assert one.shape == (1, p) and torch.allclose(one, proj[:1], atol=1e-6)
+    assert torch.equal(_first_component(torch.zeros(2, p, k)), torch.zeros(2, p, dtype=proj.dtype))
+
+
+def test_eigencam_orients_each_sample_on_its_own_and_keeps_the_dtype() -> None:
+    """Two samples with opposite activations (their first components equal up to sign): each
+    map correlates positively with its own channel-mean activation, whether the power
+    iteration runs over positions (fewer positions than channels) or over channels; the map
+    has the activation's dtype."""
+    gen = torch.Generator().manual_seed(4)
+    for positions, channels in (((2, 2), 8), ((3, 4), 3)):
+        u = torch.rand(*positions, generator=gen) * 4
+        c = torch.rand(channels, generator=gen) + 0.5
+        act = c.view(-1, 1, 1) * u + 0.1 * torch.rand(channels, *positions, generator=gen)
+        batch = torch.stack([act, -act])
+        layer = nn.Identity()
+        model = nn.Sequential(layer, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, 2))
+        raw = make_method(model, "eigencam", layer="0")(batch, relu=False).raw
+        assert raw.dtype == torch.float32
+        for i in range(2):
+            mean_act = batch[i].mean(dim=0)
+            centred = mean_act - mean_act.mean()
+            assert float((raw[i] * centred).sum()) > 0, (positions, i)
+        assert torch.allclose(raw[1], -raw[0], atol=1e-4)
+
+
+def test_result_records_the_explained_classes_and_repr_names_the_layer() -> None:
+    model, x = gap_net(), images(3)
+    res = make_method(model, "gradcam")(x, targets=[2, 0, 1])
+    assert res.classes is not None and res.classes.tolist() == [2, 0, 1]
+    predicted = make_method(model, "cam")(x)
+    assert predicted.classes.tolist() == predicted.outputs.argmax(1).tolist()
+    # EigenCAM is class-agnostic: no targets resolved, no classes recorded
+    assert make_method(model, "eigencam")(x).classes is None
+    assert repr(make_method(model, "gradcam")) == "GradCAM(layer='4')"
+    assert repr(make_method(model, "scorecam", layer="2")) == "ScoreCAM(layer='2')"
+
+
+class _Unused(nn.Module):
+    """``conv`` runs in the forward pass but the output does not depend on it; ``skipped``
+    never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.skipped = nn.Conv2d(1, 3, 3, padding=1)
+        self.fc = nn.Linear(1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.conv(x)
+        scale = torch.ones((), requires_grad=True)  # a graph, but not through the layer
+        return self.fc(x.mean(dim=(2, 3))) * scale
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcampp", "layercam"])
+def test_an_unused_layer_is_a_model_error_naming_it(method: str) -> None:
+    with pytest.raises(ModelError, match="the model output does not depend on layer 'conv'"):
+        make_method(_Unused(), method, layer="conv")(images(2))
+
+
+@pytest.mark.parametrize("method", ["gradcam", "cam", "eigencam"])
+def test_a_layer_that_never_runs_is_named(method: str) -> None:
+    with pytest.raises(ModelError, match="layer 'skipped' did not run during the forward pass"):
+        make_method(_Unused(), method, layer="skipped")(images(2), targets=0)
+
+
+def test_cam_classifier_errors_name_the_classifier() -> None:
+    net = gap_net()  # 6 channels at layer "4" → Linear(6, 3) at "7"
+    with pytest.raises(ModelError, match="classifier 'nope' is not in the model"):
+        make_method(net, "cam", classifier="nope")
+    with pytest.raises(ModelError, match=r"classifier '2' is Conv2d, not nn\.Linear"):
+        make_method(net, "cam", classifier="2")
+    # a Linear whose inputs do not match the layer's channels, named in the message
+    with pytest.raises(ModelError, match=r"classifier '7' takes 6 features but layer '1'"):
+        make_method(net, "cam", layer="1", classifier="7")(images(2), targets=0)
+    # a classifier with fewer outputs (3) than the model (5): target 3 is the model's, not its
+    # (6 features: a check against the wrong axis would let it through)
+    wider = nn.Sequential(*net, nn.Linear(3, 5))
+    with pytest.raises(InputError, match="target class out of range for classifier '7' with 3"):
+        make_method(wider, "cam", layer="4", classifier="7")(images(2), targets=[0, 3])
+    bare = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with pytest.raises(
+        ModelError, match=r"exactly one nn\.Linear after global pooling, found none"
+    ):
+        make_method(bare, "cam", layer="1")(images(2), targets=0)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "4", True])
+def test_scorecam_batch_size_must_be_a_positive_integer(bad: object) -> None:
+    from braincam.errors import InputError as Input
+
+    with pytest.raises(Input, match="batch_size must be a positive integer"):
+        make_method(gap_net(), "scorecam", batch_size=bad)
 
 
 # --------------------------------------------------------------------------- open registry
@@ -257,6 +481,10 @@ def test_duplicate_and_bad_method_registrations_are_refused(user_method: str) ->
     assert METHODS["gradcam"].__name__ == "GradCAM"  # the built-in entry is untouched
     with pytest.raises(ModelError, match="lower case"):
         register_method(Again, name="Channel-Mean-2")
+    for bad in ("", 7, "grad cam", "my_cam"):
+        with pytest.raises(ModelError, match=r"lower case without .*, got "):
+            register_method(Again, name=bad)  # type: ignore[arg-type]
+    assert "" not in METHODS
     with pytest.raises(ModelError, match="CAMMethod subclass"):
         register_method(nn.Conv2d)  # type: ignore[arg-type]
     with pytest.raises(ModelError, match="built in"):
@@ -273,3 +501,31 @@ def test_register_method_as_decorator_with_a_name() -> None:
         assert compute_cams(gap_net(), images(), "meanmap", layer="2").shape == (4, 12, 12)
     finally:
         unregister_method("meanmap")
+
+
+def test_eigencam_without_an_orientation_keeps_the_component() -> None:
+    """Channels that cancel (A₂ = 3 − A₁): the channel-mean activation is flat, so no sign can
+    be read from it; the map is the component as found, not zeroed."""
+    u = torch.tensor([[0.0, 1.0, 4.0], [2.0, 0.5, 3.0]])
+    act = torch.stack([u, 3.0 - u]).unsqueeze(0)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    raw = make_method(model, "eigencam", layer="0")(act, relu=False).raw[0]
+    centred = u - u.mean()
+    ratio = raw / centred
+    assert torch.allclose(ratio, ratio.flatten()[0].expand_as(ratio), atol=1e-4)
+    # |projection| = √2·|u − mean u| (the component is (1, −1)/√2 in channel space)
+    assert float(ratio.flatten()[0].abs()) == pytest.approx(2**0.5, abs=1e-4)
+
+
+def test_eigencam_orientation_is_the_sign_of_the_covariance_with_the_mean_activation() -> None:
+    """An activation (found by search) where the projection's covariance with the channel-mean
+    activation and a ratio-based reading disagree in sign: the map follows the covariance."""
+    act = torch.tensor(
+        [[[0.0, 0.0], [3.0, 1.0]], [[4.0, 1.0], [1.0, 0.0]], [[2.0, 4.0], [4.0, 3.0]]]
+    ).unsqueeze(0)
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    raw = make_method(model, "eigencam", layer="0")(act, relu=False).raw[0]
+    centred = act[0] - act[0].mean(dim=(1, 2), keepdim=True)
+    mean_act = centred.mean(dim=0)
+    assert float((raw * mean_act).sum()) > 0
+    assert float((raw / mean_act).sum()) < 0  # the input does tell the two readings apart

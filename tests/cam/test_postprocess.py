@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from braincam.cam.postprocess import normalize_maps
+from braincam.cam.postprocess import normalize_maps, upsample_maps
 from braincam.metrics import boxes as bx
 from braincam.metrics import sanity
 
@@ -37,3 +37,39 @@ def test_sanity_ssim_scales_with_the_one_rule() -> None:
     scaled = sanity._scaled(maps)
     assert scaled.dtype == torch.float32
     assert torch.equal(scaled, normalize_maps(maps.double()).float())
+
+
+def test_normalize_by_hand_negative_offset_and_3d() -> None:
+    maps = torch.tensor([[[-2.0, 0.0], [2.0, 6.0]], [[1.0, 1.0], [1.0, 1.5]]])
+    expected = torch.tensor([[[0.0, 0.25], [0.5, 1.0]], [[0.0, 0.0], [0.0, 1.0]]])
+    assert torch.allclose(normalize_maps(maps), expected)
+    vol = torch.stack([torch.arange(8.0).view(2, 2, 2) * 3 + 1, torch.ones(2, 2, 2)])
+    out = normalize_maps(vol)
+    assert torch.allclose(out[0], torch.arange(8.0).view(2, 2, 2) / 7)
+    assert torch.equal(out[1], torch.zeros(2, 2, 2))
+    assert out.shape == vol.shape and out.dtype == torch.float32
+
+
+def test_upsample_2d_is_bilinear_half_pixel_by_hand() -> None:
+    low = torch.tensor([[[0.0, 4.0], [8.0, 12.0]]])
+    up = upsample_maps(low, (4, 4))
+    # align_corners=False: output pixel centres at 0.25, 0.75 of the input cells; edges clamp
+    row = torch.tensor([0.0, 1.0, 3.0, 4.0])
+    expected = row[None, :] + 2 * row[:, None]
+    assert up.shape == (1, 4, 4)
+    assert torch.allclose(up[0], expected)
+
+
+def test_upsample_3d_is_trilinear_by_hand() -> None:
+    low = torch.zeros(1, 2, 1, 1)
+    low[0, 1] = 8.0  # a depth ramp only
+    up = upsample_maps(low, [4, 3, 2])
+    assert up.shape == (1, 4, 3, 2)
+    depth = torch.tensor([0.0, 2.0, 6.0, 8.0])
+    assert torch.allclose(up[0], depth[:, None, None].expand(4, 3, 2))
+
+
+def test_upsample_to_the_same_grid_is_the_identity() -> None:
+    maps = torch.rand(2, 5, 6)
+    assert upsample_maps(maps, (5, 6)) is maps
+    assert upsample_maps(maps, torch.Size([5, 6])) is maps

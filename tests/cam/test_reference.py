@@ -18,9 +18,10 @@ from torch import nn
 
 from braincam.cam import compute_cams, make_method, normalize_maps
 from builders.cam_nets import same_res_net
+from builders.reference import require
 
-pgc = pytest.importorskip("pytorch_grad_cam")
-monai_cam = pytest.importorskip("monai.visualize.class_activation_maps")
+pgc = require("pytorch_grad_cam")
+monai_cam = require("monai.visualize.class_activation_maps")
 
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402
 

@@ -130,3 +130,45 @@ def test_evaluate_cams_command_sets_every_option(
     assert json.loads(json.dumps(seen[0].model_dump())) == {**OPTIONS, "seed": 11}
     bad = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--shift", "3,x"])
     assert isinstance(bad.exception, ConfigError) and "shift.1" in str(bad.exception)
+
+
+def test_the_papers_20_percent_box_threshold_at_every_layer(tmp_path, monkeypatch) -> None:
+    """The dMRI study's box rule keeps pixels ≥ 20 % of each map's max: the default of every
+    function that takes a threshold, of the step's config, of the experiment file's ``cams``
+    section (and what it hands the step), and of ``braincam evaluate-cams``."""
+    import inspect
+
+    from typer.testing import CliRunner
+
+    from braincam.cli import app
+    from braincam.metrics import boxes, localization, perturbation
+    from braincam.pipeline import evaluate_cams as step
+
+    functions = [
+        boxes.threshold_regions,
+        boxes.bounding_boxes,
+        localization.iou_threshold,
+        localization.iou_box,
+        localization.localization_table,
+        perturbation.perturbation_check,
+    ]
+    for fn in functions:
+        assert inspect.signature(fn).parameters["threshold"].default == 0.2, fn.__qualname__
+    assert CamEvalConfig().threshold == 0.2
+    assert CamSettings.model_fields["threshold"].default == 0.2
+    cams = parse_config({"models": ["m"], "synth": {}}).cams
+    assert cams.threshold == 0.2
+    assert cams.eval_config(seed=0).threshold == 0.2
+    seen: list[CamEvalConfig] = []
+
+    def fake_run(run_dir, config, progress=True):
+        seen.append(config)
+        return {"seconds": {}}
+
+    monkeypatch.setattr(step, "evaluate_cams", fake_run)
+    result = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert [c.threshold for c in seen] == [0.2]
+    result = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--threshold", "0.35"])
+    assert result.exit_code == 0, result.output
+    assert [c.threshold for c in seen] == [0.2, 0.35]

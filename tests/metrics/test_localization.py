@@ -11,6 +11,7 @@ import torch
 from braincam.errors import InputError
 from braincam.metrics import boxes as bx
 from braincam.metrics import localization as loc
+from builders.reference import require
 
 METRICS = (
     "pointing_game",
@@ -193,7 +194,7 @@ def test_bad_inputs_raise_input_error() -> None:
 
 
 def test_auroc_matches_sklearn_with_ties() -> None:
-    metrics = pytest.importorskip("sklearn.metrics")
+    metrics = require("sklearn.metrics")
     gen = torch.Generator().manual_seed(3)
     maps = torch.randint(0, 4, (6, 9, 9), generator=gen).float()  # many ties
     masks = torch.rand(6, 9, 9, generator=gen) > 0.5
@@ -205,7 +206,7 @@ def test_auroc_matches_sklearn_with_ties() -> None:
 
 @pytest.mark.parametrize("spatial", [(14, 14), (3, 6, 7)])
 def test_matches_quantus_on_random_inputs(spatial: tuple[int, ...]) -> None:
-    quantus = pytest.importorskip("quantus")
+    quantus = require("quantus")
     rng = np.random.default_rng(0)
     a = rng.random((6, *spatial))  # continuous: no ties; non-negative: no clipping
     s = rng.random((6, *spatial)) > 0.7

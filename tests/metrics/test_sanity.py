@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.stats
 import torch
@@ -166,7 +167,8 @@ def test_weight_independent_explanation_is_flagged() -> None:
     res = cascading_randomization(
         model, _inputs(), None, edges, generator=torch.Generator().manual_seed(0)
     )
-    assert res.flagged
+    assert res.flagged is True  # a Python bool: numpy's bool_ is truthy-equal but not JSON
+    assert res.to_dict()["flagged"] is True
     assert list(res.summary["layer"]) == ["fc", "conv2", "bn1", "conv1"]  # top layer first
     np.testing.assert_allclose(res.summary["spearman_mean"], 1.0, atol=1e-6)
     np.testing.assert_allclose(res.summary["ssim_mean"], 1.0, atol=1e-6)
@@ -181,7 +183,8 @@ def test_gradcam_changes_under_randomization_and_model_untouched(trained: TinyCN
     res = cascading_randomization(
         model, x, targets, gradcam, generator=torch.Generator().manual_seed(1), keep_maps=True
     )
-    assert not res.flagged
+    assert res.flagged is False
+    assert res.to_dict()["flagged"] is False
     last = res.summary.iloc[-1]
     assert last["spearman_mean"] < 0.5 and last["spearman_abs_mean"] < 0.5
     assert len(res.per_map) == 4 * 6
@@ -208,7 +211,7 @@ def test_cascade_is_reproducible_and_3d() -> None:
     )
     pd_cols = ["spearman", "spearman_abs", "ssim"]
     np.testing.assert_array_equal(r1.per_map[pd_cols].to_numpy(), r2.per_map[pd_cols].to_numpy())
-    assert not r1.flagged
+    assert r1.flagged is False and r2.flagged is False
 
 
 def test_independent_randomization_and_layer_subset() -> None:
@@ -236,9 +239,31 @@ def test_model_comparison_same_vs_different_model() -> None:
     other = TinyCNN()
     x = _inputs(4)
     same = model_comparison(model, model, x, None, gradcam)
-    assert same.flagged  # identical model: identical maps
+    assert same.flagged is True  # identical model: identical maps
+    np.testing.assert_allclose(same.summary["spearman_mean"], 1.0, atol=1e-6)
     diff = model_comparison(model, other, x, None, gradcam)
     assert diff.summary["spearman_mean"].iloc[0] < same.summary["spearman_mean"].iloc[0]
+
+
+@pytest.mark.parametrize(
+    ("spearman", "spearman_abs", "flagged"),
+    [
+        (0.9, 0.1, True),  # either correlation above the threshold flags
+        (0.1, 0.9, True),
+        (0.5, 0.5, False),  # "exceeds": the threshold itself passes
+        (0.5000001, 0.0, True),
+        (-0.9, 0.2, False),  # anti-correlated maps changed: they pass
+        (float("nan"), 0.7, True),  # an undefined correlation is ignored, the other decides
+        (0.7, float("nan"), True),
+        (float("nan"), 0.3, False),
+        (float("nan"), float("nan"), False),  # nothing defined: not flagged
+    ],
+)
+def test_flag_rule_and_its_type(spearman: float, spearman_abs: float, flagged: bool) -> None:
+    from braincam.metrics.sanity import _flag
+
+    last = pd.Series({"spearman_mean": np.float64(spearman), "spearman_abs_mean": spearman_abs})
+    assert _flag(last, 0.5) is flagged
 
 
 def test_bad_arguments_raise_input_error() -> None:

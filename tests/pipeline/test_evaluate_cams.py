@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from braincam.data.slices import SliceStore
+from braincam.io import dumps_json
 from braincam.pipeline.evaluate_cams import eval_dir
 
 
@@ -40,7 +41,7 @@ def test_localization_rows_and_uniform_baseline(evaluated) -> None:
 
 
 def test_perturbation_and_faithfulness_tables(evaluated) -> None:
-    _, run, summary = evaluated
+    work, run, summary = evaluated
     pert = _tsv(run, "perturbation")
     assert set(pert["condition"]) == {"original", "translation", "cam_region", "random_regions"}
     # slices are explained for the predicted class, so the unperturbed accuracy is 1
@@ -66,7 +67,27 @@ def test_perturbation_and_faithfulness_tables(evaluated) -> None:
     faith = _tsv(run, "faithfulness")
     assert {"cam", "gradcam", "baseline:random-order"} <= set(faith["method"])
     assert set(faith["curve"]) == {"deletion", "insertion"}
-    assert faith["auc"].between(0, 1).all()
+    # each AUC is the trapezoid (fraction 0..1) of its mean curve, over every test slice
+    curves = np.load(eval_dir(run, "test") / "curves.npz")
+    n_test = len(SliceStore.open(work / "slices").rows(split="test"))
+    for _, row in faith.iterrows():
+        key = (
+            f"cam:random_{row['curve']}"
+            if row["method"] == "baseline:random-order"
+            else f"{row['method']}:{row['curve']}"
+        )
+        curve = curves[key]
+        assert len(curve) == 5 + 1  # deletion_steps=5
+        assert row["auc"] == pytest.approx(np.trapezoid(curve, dx=1 / 5), abs=1e-6), key
+        assert row["n"] == n_test
+    for method in ("cam", "gradcam"):
+        deletion, insertion = curves[f"{method}:deletion"], curves[f"{method}:insertion"]
+        # nothing deleted = everything inserted = the original slices; and the reverse
+        assert deletion[0] == pytest.approx(insertion[-1], abs=1e-6)
+        assert deletion[-1] == pytest.approx(insertion[0], abs=1e-6)
+    # CAM ≡ Grad-CAM for a GAP + linear head: same maps, hence the same curves
+    cam, grad = faith[faith["method"] == "cam"], faith[faith["method"] == "gradcam"]
+    np.testing.assert_allclose(cam["auc"].to_numpy(), grad["auc"].to_numpy(), atol=1e-5)
 
 
 def test_sanity_consistency_and_summary(evaluated) -> None:
@@ -89,9 +110,25 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
         )
     cons = _tsv(run, "consistency")
     assert {"slices_of_subject", "across_methods"} <= set(cons["level"])
-    assert cons["mean_r"].dropna().between(-1, 1).all()
+    # CAM ≡ Grad-CAM for a GAP + linear head: the two methods' maps correlate perfectly ...
+    across = cons[cons["level"] == "across_methods"]
+    assert len(across) == len(SliceStore.open(work / "slices").rows(split="test"))
+    np.testing.assert_allclose(across["mean_r"], 1.0, atol=1e-6)
+    # ... so the within-subject consistency is the same for both; pairs are n(n-1)/2
+    within = cons[cons["level"] == "slices_of_subject"]
+    by = ["participant_id", "axis"]
+    cam = within[within["method"] == "cam"].sort_values(by)
+    grad = within[within["method"] == "gradcam"].sort_values(by)
+    np.testing.assert_allclose(cam["mean_r"].to_numpy(), grad["mean_r"].to_numpy(), atol=1e-6)
+    assert (within["n_pairs"] == within["n_maps"] * (within["n_maps"] - 1) // 2).all()
+    # frequency maps: the fraction of a class's maps in which a pixel is in the top region
     freq = np.load(eval_dir(run, "test") / "frequency.npz")
-    assert all(0 <= f.min() and f.max() <= 1 for f in freq.values())
+    assert set(freq.files) == {"cam:a", "cam:b", "gradcam:a", "gradcam:b"}
+    rows = SliceStore.open(work / "slices").rows(split="test")
+    for name, f in freq.items():
+        n = int((rows["label"] == name.split(":")[1]).sum())
+        np.testing.assert_allclose(f * n, np.round(f * n), atol=1e-4, err_msg=name)
+        assert f.max() > 0 and f.min() == 0
     work_summary = json.loads((work / "summary.json").read_text())
     assert work_summary["cam_evaluation"][run.name]["split"] == "test"
     assert set(summary["seconds"]) == {
@@ -127,6 +164,56 @@ def test_shortcut_alarm_section(evaluated) -> None:
     assert set(table["where"]) == {"outside_brain", "rim"}
 
 
+def _verdict_fields(node: object, where: str = "") -> list[tuple[str, object]]:
+    """Every (place, value) whose key names a verdict, anywhere in a summary."""
+    names = {"flagged", "hurts_more", "hurts_more_than_random", "verdict"}
+    names |= {"positive_control", "negative_control", "alarm", "fires"}
+    found: list[tuple[str, object]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in names:
+                found.append((f"{where}.{key}", value))
+            found += _verdict_fields(value, f"{where}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _verdict_fields(value, f"{where}[{i}]")
+    return found
+
+
+def test_verdicts_read_back_from_disk_are_json_booleans(evaluated) -> None:
+    """The files on disk, not the returned dict: a verdict is ``true``/``false`` (or null where
+    the verdict table has no verdict), never the truthy string "False"."""
+    work, run, summary = evaluated
+    on_disk = {
+        "run": json.loads((eval_dir(run, "test") / "summary.json").read_text()),
+        "work": json.loads((work / "summary.json").read_text())["cam_evaluation"][run.name],
+    }
+    for name, data in on_disk.items():
+        fields = _verdict_fields(data)
+        kinds = {place.rsplit(".", 1)[1] for place, _ in fields}
+        assert kinds == {
+            "flagged",
+            "hurts_more",
+            "hurts_more_than_random",
+            "verdict",
+            "positive_control",
+            "negative_control",
+            "alarm",
+            "fires",
+        }, name
+        for place, value in fields:
+            if place.endswith(".verdict"):
+                assert value is None or type(value) is bool, (name, place, value)
+            else:
+                assert type(value) is bool, (name, place, value)
+        for method in ("cam", "gradcam"):
+            flagged = data["sanity"][method]["flagged"]
+            assert type(flagged) is bool
+            # the verdict table's randomization verdict is the negation of the sanity flag
+            assert data["verdicts"][method]["randomization"]["verdict"] is (not flagged)
+    assert on_disk["run"] == on_disk["work"] == json.loads(dumps_json(summary))
+
+
 def test_report_from_a_run_renders_every_section(evaluated) -> None:
     from braincam.report.build import build_report
 
@@ -141,6 +228,18 @@ def test_report_from_a_run_renders_every_section(evaluated) -> None:
     assert html.count("data:image/png;base64,") >= 4
     assert "dose–response" in html and "<details>" in html
     assert html.index('id="verdicts"') < html.index('id="dataset"')  # verdicts first
+    # the verdict section shows every method's four verdicts, each the stored one
+    from braincam.report.audit import keyed_values
+
+    start = html.index('id="verdicts"')
+    section = html[start : html.index('id="', start + len('id="verdicts"'))]
+    shown = dict(keyed_values(section))
+    stored = json.loads((work / "summary.json").read_text())["cam_evaluation"][run.name]
+    for method, verdicts in stored["verdicts"].items():
+        for name, verdict in verdicts.items():
+            key = f"cam_evaluation/{run.name}/verdicts/{method}/{name}/verdict"
+            word = {True: "yes", False: "no", None: "n/a"}[verdict["verdict"]]
+            assert shown.get(key) in ({word, "–"} if verdict["verdict"] is None else {word}), key
 
 
 def test_report_agrees_with_summary_and_audit_catches_a_flip(evaluated) -> None:

@@ -25,19 +25,22 @@ def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
     assert table["store_row"].tolist() == test_rows.tolist()
     assert set(table["participant_id"]) == set(store.index.loc[test_rows, "participant_id"])
 
-    # row i of the saved maps is exactly the map of store row table.store_row[i]
+    # row i of the saved maps is exactly the map of store row table.store_row[i], every row
     from braincam.cam import compute_cams
 
     model, record = load_trained(run)
-    i = len(table) // 2
-    x = zscore(torch.from_numpy(np.array(store.images[[table["store_row"][i]]])), record)
-    expected = compute_cams(model, x, "gradcam", targets=[int(table["explained"][i])])
-    assert np.allclose(res.maps("gradcam")[i], expected[0].numpy(), atol=1e-5)
-    maps = res.maps("cam")
-    assert maps.shape == (len(table), 32, 32) and maps.min() >= 0 and maps.max() <= 1
-    # predicted targets by default; probabilities are a distribution
+    x = zscore(torch.from_numpy(np.array(store.images[table["store_row"].to_numpy()])), record)
+    explained = table["explained"].astype(int).tolist()
+    for method in ("cam", "gradcam"):
+        expected = compute_cams(model, x, method, targets=explained)
+        np.testing.assert_allclose(res.maps(method), expected.numpy(), atol=1e-5, err_msg=method)
+    assert res.maps("cam").shape == (len(table), 32, 32)
+    # predicted targets by default; the probabilities are the model's softmax
+    with torch.no_grad():
+        probs = torch.softmax(model(x), dim=1).numpy()
+    np.testing.assert_allclose(table[["p_a", "p_b"]].to_numpy(), probs, atol=1e-5)
+    assert table["predicted"].astype(int).tolist() == probs.argmax(1).tolist()
     assert (table["explained"] == table["predicted"]).all()
-    assert np.allclose(table[["p_a", "p_b"]].sum(axis=1), 1, atol=1e-5)
     assert (res.out_dir / "overlays" / "cam.png").stat().st_size > 1000
 
 
@@ -50,7 +53,16 @@ def test_nifti_backprojection_on_subject_grid(tiny_run: tuple[Path, Path]) -> No
     src_affine, src_shape = store.grid(pid, "source")
     assert img.shape == tuple(src_shape) and np.allclose(img.affine, src_affine)
     data = img.get_fdata()
-    assert np.isfinite(data).all() and data.max() > 0
+    # the subject's saved maps, back-projected through the store's slice geometry
+    rows = res.slices()
+    mine = rows.index[rows["participant_id"] == pid].to_numpy()
+    covered = store.backproject(
+        res.maps("gradcam")[mine], pid, rows=rows["store_row"].to_numpy()[mine]
+    ).get_fdata()
+    assert np.isnan(covered).any() and not np.isnan(covered).all()
+    # voxels no slice covers are 0 in the file (NaN in the back-projection), the rest its values
+    np.testing.assert_allclose(data, np.nan_to_num(covered, nan=0.0), atol=1e-5)
+    assert data.max() > 0
 
 
 def test_rerun_skips_and_target_change_recomputes(tiny_run: tuple[Path, Path]) -> None:

@@ -260,6 +260,44 @@ def test_outputs_summary_splits_and_mask_counts(dataset: Path, tmp_path: Path) -
     assert (fa[~brain] == 0).mean() > 0.85 and (fa[brain] > 0).mean() > 0.9
 
 
+def test_store_slices_are_the_fa_map_of_a_known_tensor(tmp_path: Path) -> None:
+    """Noise-free DWI of one known tensor: the stored slices hold its FA (by the formula), i.e.
+    the slices of the FA derivative, never the MD map (≈ 1e-3 mm²/s) or anything else."""
+    from builders.dwi import EVALS
+
+    ev = np.asarray(EVALS)
+    fa_true = np.sqrt(1.5 * np.sum((ev - ev.mean()) ** 2) / np.sum(ev**2))
+    assert fa_true == pytest.approx(0.7990, abs=1e-4)  # 1.5·1.3067/3.07, square root
+    bids = make_bids(tmp_path / "bids", GOOD, noise=0.0)
+    work = tmp_path / "w"
+    result = prepare(bids, work, PrepareConfig(**CFG, seed=0))
+    assert result.ok, result.failures
+    _assert_fa_store(work, fa_true)
+    # again from the cached derivatives (the store rebuilt, no subject refitted)
+    shutil.rmtree(work / "slices")
+    again = prepare(bids, work, PrepareConfig(**CFG, seed=0))
+    assert again.ok and {o.status for o in again.outcomes} == {"skipped"}
+    _assert_fa_store(work, fa_true)
+
+
+def _assert_fa_store(work: Path, fa_true: float) -> None:
+    from braincam.data.slices import SliceSpec, SliceStore
+    from braincam.data.slicing import extract_slices
+
+    store = SliceStore.open(work / "slices")
+    assert sorted(store.subjects()) == sorted(GOOD)
+    for pid in GOOD:
+        rows = store.rows(participant_id=pid).index.to_numpy()
+        images = np.asarray(store.images[rows])
+        # inside the ball every pixel is the tensor's FA; outside it is 0 (isotropic background)
+        assert images.max() == pytest.approx(fa_true, abs=1e-3)
+        assert np.isclose(images, fa_true, atol=1e-3).sum() >= 20 * len(rows)
+        assert images.min() == pytest.approx(0.0, abs=1e-6)
+        fa = nib.load(derivative_paths(work, pid).fa)
+        spec = SliceSpec(per_axis=CFG["slices_per_axis"], size=CFG["size"])
+        np.testing.assert_allclose(images, extract_slices([fa], spec).images, atol=1e-6)
+
+
 def test_rerun_skips_and_parameter_change_recomputes(dataset: Path, tmp_path: Path) -> None:
     work = tmp_path / "w"
     first = prepare(dataset, work, PrepareConfig(**CFG))
