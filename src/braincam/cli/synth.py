@@ -26,7 +26,9 @@ def synth(
         "frontal-wm",
         "--effect-region",
         help="Region name (frontal-wm, corpus-callosum, internal-capsule, occipital-wm), "
-        "sphere:X,Y,Z,R in MNI mm, or a NIfTI mask in MNI152 space.",
+        "sphere:X,Y,Z,R in MNI mm, random / random:deep / random:cortical (a 10–16 mm "
+        "white-matter sphere placed by --seed, never in a named region), or a NIfTI mask in "
+        "MNI152 space.",
     ),
     global_fa_change: float = typer.Option(
         0.0, "--global-fa-change", help="`old` group: FA × (1 + change) everywhere."

@@ -52,7 +52,8 @@ class SynthConfig(Section):
     bvalue: Real = Field(1000.0, gt=0, le=10000, description="s/mm²")
     #: fraction of FA removed inside the region in the ``old`` group
     effect_size: Real = Field(0.5, ge=0.0, lt=1.0)
-    #: region name, "sphere:X,Y,Z,R" or NIfTI path (MNI)
+    #: region name, "sphere:X,Y,Z,R", "random[:deep|:cortical]" (placed by ``seed``) or NIfTI
+    #: path (MNI)
     effect_region: str | Path = "frontal-wm"
     global_fa_change: Real = Field(0.0, gt=-1.0, lt=1.0)  # `old` group: FA × (1 + change)
     global_md_change: Real = Field(0.0, gt=-1.0, lt=3.0)  # `old` group: MD × (1 + change)
