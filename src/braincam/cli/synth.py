@@ -63,6 +63,11 @@ def synth(
     misregistration_mm: float = typer.Option(
         3.0, "--misregistration-mm", help="anat: T2w/FLAIR shift vs T1w, ± per axis."
     ),
+    lesion_only: bool = typer.Option(
+        False,
+        "--lesion-only",
+        help="anat: groups differ only in lesions (no atrophy, no ventricle enlargement).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a cohort with ground truth: young/old diffusion MRI (dwi) or T1w/T2w/FLAIR
@@ -93,6 +98,10 @@ def synth(
         "misregistration_mm": misregistration_mm,
     }
     config = generator.config_from_options(options)
+    if lesion_only:
+        if not hasattr(config, "lesions_only"):
+            raise typer.BadParameter("only with --kind anat", param_hint="--lesion-only")
+        config = config.lesions_only()
     out = generator.synthesize(
         out_dir, config, overwrite=overwrite, progress=not quiet, workers=workers
     )

@@ -140,6 +140,18 @@ class AnatSynthConfig(Section):
     warp_smoothness_mm: WarpSmoothness = 15.0
     orientation: Orientation = "LAS"
 
+    def lesions_only(self) -> AnatSynthConfig:
+        """A copy whose groups differ only in their lesions: no atrophy, no ventricle change.
+
+        So a map that finds the ventricles cannot be right for a reason the ground truth does
+        not hold (the lesion masks are then everything that differs between groups).
+        """
+        effects = tuple(
+            e.model_copy(update={"atrophy": 0.0, "ventricle_enlargement": 0.0})
+            for e in self.effects
+        )
+        return self.replace(effects=effects)
+
     @model_validator(mode="after")
     def _cross(self) -> AnatSynthConfig:
         _check_warp(self)
