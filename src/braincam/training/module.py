@@ -173,8 +173,10 @@ class ClassifierModule(L.LightningModule):
         if self.score_subjects is not None:
             loss, acc = self.score_subjects(rows.cpu().numpy(), targets.cpu().numpy(), probs)
             values |= {"val_subject_loss": loss, "val_subject_acc": acc}
+        # Every rank holds the same gathered figures, so each logs them (checkpointing and early
+        # stopping run on every rank and need the monitored value there).
         for key, value in values.items():
-            self.log(key, value, on_step=False, on_epoch=True, rank_zero_only=True)
+            self.log(key, value, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
         opt_cfg, sched_cfg = self.cfg.optimizer, self.cfg.schedule
