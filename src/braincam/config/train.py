@@ -150,6 +150,11 @@ class TrainConfig(_Section):
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     augment: AugmentConfig = AugmentConfig()
     dropout: float = Field(0.5, ge=0, lt=1)
+    bn_recalibrate: bool = Field(
+        False,
+        description="before each validation, recompute BatchNorm statistics over the train "
+        "split with the current weights (evaluation then matches them)",
+    )
     weights: str | None = Field(None, description="local ImageNet weights file (never downloaded)")
     normalize: bool = Field(True, description="z-score each channel with train-split statistics")
     seed: int = 0

@@ -8,7 +8,7 @@ step that uses them is :func:`braincam.pipeline.train.fit`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from braincam.data.augment import Augmenter
 from braincam.io import write_atomic
 from braincam.layout import RunLayout
 from braincam.training import zoo
-from braincam.training.datamodule import epoch_seed
+from braincam.training.datamodule import epoch_seed, make_loader
 
 METRIC_COLUMNS = (
     "epoch",
@@ -148,6 +148,39 @@ class ClassifierModule(L.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._val_outputs = []
+        if self.cfg.bn_recalibrate and not self.trainer.sanity_checking:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is not None:
+                train = make_loader(datamodule.dataset("train"), self.cfg.batch_size)
+                self.recalibrate_batchnorm(batch[0] for batch in train)
+
+    def recalibrate_batchnorm(self, batches: Iterable[Tensor]) -> int:
+        """Set every BatchNorm's running statistics to the average of its batch statistics over
+        ``batches`` (raw images; z-scored here, not augmented), with the current weights.
+
+        Running averages with momentum lag a network whose weights move fast, so evaluation
+        sees statistics of older weights (issue 14: validation-loss spikes). The pass is in a
+        fixed order without random draws, so a resumed run stays exact. Returns the number
+        of BatchNorm layers reset.
+        """
+        norms = [
+            m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        if not norms:
+            return 0
+        saved = [(m, m.momentum, m.training) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative: the plain mean over the batches
+            m.train()
+        # Validation runs under inference mode, where buffers cannot be updated for later use.
+        with torch.inference_mode(False), torch.no_grad():
+            for images in batches:
+                self.model(self.prepare_images(images.to(self.device), train=False))
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+        return len(norms)
 
     def on_validation_epoch_end(self) -> None:
         """Log ``val_subject_loss``, ``val_subject_acc`` and ``val_loss_smooth`` for the epoch."""
