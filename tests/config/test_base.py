@@ -68,7 +68,16 @@ SECTIONS = _sections(ExperimentConfig, (), ROOT)
 
 def test_the_tree_walk_reaches_every_section() -> None:
     paths = {p for p, _ in SECTIONS}
-    assert {"", "synth", "prepare", "train", "train.augment.affine", "cams", "report"} <= paths
+    assert {
+        "",
+        "synth",
+        "prepare",
+        "train",
+        "train.augment.affine",
+        "train.checkpoint",
+        "cams",
+        "report",
+    } <= paths
     assert "synth.effects.0" in paths  # the structural generator's per-group effects
     kinds = [d["synth"]["kind"] for p, d in SECTIONS if p == "synth"]
     assert kinds == ["dwi", "anat"] and len(SECTIONS) == 19

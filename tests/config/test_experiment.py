@@ -131,3 +131,14 @@ def test_cams_section_defaults_and_validation() -> None:
         parse_config(minimal(cams={"methods": ["gradcam", "magic"]}))
     with pytest.raises(ConfigError, match=r"cams\.threshold"):
         parse_config(minimal(cams={"threshold": 1.5}))
+
+
+@pytest.mark.parametrize("name", ["dmri-age-6models.yaml", "ms-subtypes-3class.yaml"])
+def test_study_configs_keep_the_papers_training(name: str) -> None:
+    # Issue 14's stable-training options are opt-in: the studies select checkpoints by slice
+    # validation loss at a constant learning rate, without warm-up, as the papers did.
+    t = load_config(CONFIGS / name).train
+    assert t.checkpoint.monitor == "val_loss"
+    assert t.schedule.name == "none" and t.schedule.warmup_epochs == 0
+    assert t.optimizer.weight_decay == 0.0
+    assert not any("-gn-" in m for m in load_config(CONFIGS / name).models)

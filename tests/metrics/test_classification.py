@@ -65,3 +65,19 @@ def test_multiclass_macro_auc_and_absent_class() -> None:
 def test_probabilities_of_wrong_shape_are_an_error() -> None:
     with pytest.raises(InputError, match="shape"):
         classification_metrics(TARGETS, PROBS[:, :1], ["young", "old"])
+
+
+def test_subject_loss_accuracy_by_hand() -> None:
+    from braincam.metrics.classification import subject_loss_accuracy
+
+    # sub-a (class 0): slices p0 = 0.9, 0.5 → mean 0.7; sub-b (class 1): p1 = 0.2, 0.4, 0.3 →
+    # mean 0.3 (wrong); sub-c (class 1): p1 = 0.8 → right. Slices arrive interleaved.
+    subjects = ["sub-b", "sub-a", "sub-b", "sub-c", "sub-a", "sub-b"]
+    targets = np.array([1, 0, 1, 1, 0, 1])
+    p1 = np.array([0.2, 0.1, 0.4, 0.8, 0.5, 0.3])
+    probs = np.stack([1 - p1, p1], axis=1)
+    loss, acc = subject_loss_accuracy(subjects, targets, probs)
+    assert loss == pytest.approx(-(np.log(0.7) + np.log(0.3) + np.log(0.8)) / 3)
+    assert acc == pytest.approx(2 / 3)
+    # Not the slice-level figure: that would be the mean of -log over six slices.
+    assert loss != pytest.approx(-np.log(np.where(targets == 1, p1, 1 - p1)).mean())

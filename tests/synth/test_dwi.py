@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import ndimage as ndi
 from typer.testing import CliRunner
 
 from braincam.cli import app
@@ -343,7 +344,7 @@ def test_subjects_do_not_align_voxel_for_voxel(cohort: Path) -> None:
 
 def test_named_regions_exist_and_bad_name_lists_them(template) -> None:
     for name in REGIONS:
-        if not name.startswith("sphere"):
+        if not name.startswith(("sphere", "random")):
             assert region_mask(name, template).sum() > 10, name
     ball = region_mask("sphere:0,20,20,10", template)
     assert 0 < ball.sum() <= 4 / 3 * np.pi * 10**3 / 4.0**3 * 1.5
@@ -438,3 +439,82 @@ def test_cli_with_mask_file_and_global_effects(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, ["synth", str(tmp_path / "b"), "--effect-region", "nope"])
     assert bad.exit_code != 0
     assert isinstance(bad.exception, InputError)
+
+
+# --------------------------------------------------------------------------- random spheres
+
+
+@pytest.mark.parametrize("placement", ["any", "deep", "cortical"])
+def test_random_sphere_in_white_matter_by_seed(template, placement: str) -> None:
+    from braincam.synth.anatomy import (
+        RANDOM_BAND_MM,
+        RANDOM_CORTICAL_MM,
+        RANDOM_DEEP_MM,
+        RANDOM_RADIUS_MM,
+        draw_random_sphere,
+        sphere_mask,
+    )
+
+    named = np.zeros(template.shape, dtype=bool)
+    for name in REGIONS:
+        if not name.startswith(("sphere", "random")):
+            named |= region_mask(name, template)
+    wm = template.wm >= 0.5
+    depth = ndi.distance_transform_edt(wm) * template.voxel_size
+    to_gm = ndi.distance_transform_edt(template.gm < 0.5) * template.voxel_size
+    centres = []
+    for seed in range(5):
+        sphere = draw_random_sphere(template, seed, placement)
+        again = draw_random_sphere(template, seed, placement)
+        assert np.array_equal(sphere.centre, again.centre) and sphere.radius == again.radius
+        assert RANDOM_RADIUS_MM[0] <= sphere.radius <= RANDOM_RADIUS_MM[1]
+        mask = sphere_mask(sphere, template)
+        assert mask.any() and not (mask & ~wm).any()  # white matter only
+        dist = np.linalg.norm(template.points() - sphere.centre, axis=-1)
+        assert dist[mask].max() <= sphere.radius  # inside the ball
+        assert np.array_equal(mask, wm & (dist <= sphere.radius))  # ... and all of its WM
+        ijk = tuple(
+            np.rint(
+                np.linalg.solve(template.affine[:3, :3], sphere.centre - template.affine[:3, 3])
+            ).astype(int)
+        )
+        assert wm[ijk] and not named[ijk]  # centred in WM, outside every named region
+        assert (mask & named).sum() <= 0.25 * mask.sum()
+        assert abs(sphere.centre[2] - template.brain_center_mm()[2]) <= RANDOM_BAND_MM
+        if placement == "deep":
+            assert depth[ijk] >= RANDOM_DEEP_MM
+        if placement == "cortical":
+            reach = max(RANDOM_CORTICAL_MM, template.voxel_size)  # a voxel on coarse grids
+            assert depth[ijk] <= reach and to_gm[ijk] <= reach
+        centres.append(tuple(sphere.centre))
+    assert len(set(centres)) >= 4  # seeds move the sphere
+
+
+def test_random_region_spec_and_bad_spelling(template) -> None:
+    from braincam.synth.anatomy import draw_random_sphere, sphere_mask
+
+    expected = sphere_mask(draw_random_sphere(template, 7, "deep"), template)
+    assert np.array_equal(region_mask("random:deep", template, seed=7), expected)
+    assert not np.array_equal(region_mask("random:deep", template, seed=8), expected)
+    with pytest.raises(InputError):
+        region_mask("random:frontal", template)
+
+
+def test_random_region_written_to_groundtruth(template, tmp_path: Path) -> None:
+    from braincam.synth.anatomy import RandomSphere, sphere_mask
+
+    config = TINY.model_copy(update={"effect_region": "random:cortical", "seed": 5})
+    out = synthesize(tmp_path / "bids", config, progress=False, template=template)
+    record = json.loads((out / "derivatives/groundtruth/synth_config.json").read_text())
+    drawn = record["effect_sphere"]
+    assert record["config"]["effect_region"] == "random:cortical"
+    sphere = RandomSphere(np.asarray(drawn["centre_mm"]), drawn["radius_mm"], "cortical")
+    mni = np.asarray(nib.load(mni_region_path(out)).dataobj) > 0
+    # Rounded to the micrometre in the JSON: the recorded sphere rebuilds the written mask.
+    assert np.array_equal(mni, sphere_mask(sphere, template))
+    people = _participants(out)
+    for pid, group in zip(people["participant_id"], people["group"], strict=True):
+        effect = np.asarray(nib.load(groundtruth_paths(out, pid)["effect_mask"]).dataobj) > 0
+        region = np.asarray(nib.load(groundtruth_paths(out, pid)["region_mask"]).dataobj) > 0
+        assert region.any()
+        assert effect.any() == (group == "old")

@@ -124,9 +124,18 @@ def _predictions(run: Path, work: Path) -> torch.Tensor:
         return model(zscore(images, record))
 
 
-def test_resume_after_a_stop_is_exact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+# Warm-up + cosine (LambdaLR state) and the smoothed loss (a running average in the checkpoint)
+# must resume as exactly as the plain run.
+STABLE = {"schedule": {"name": "cosine", "warmup_epochs": 1},
+          "checkpoint": {"monitor": "val_loss_smooth"}}  # fmt: skip
+
+
+@pytest.mark.parametrize("extra", [{}, STABLE], ids=["plain", "warmup-smooth"])
+def test_resume_after_a_stop_is_exact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: dict
+) -> None:
     work = write_store(tmp_path / "work")
-    cfg = quick_config(epochs=3, seed=3, augment=AUGMENT, batch_size=4)
+    cfg = quick_config(epochs=3, seed=3, augment=AUGMENT, batch_size=4, **extra)
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     fit(work, straight, model="tiny", config=cfg, progress=False)
 

@@ -26,7 +26,9 @@ def synth(
         "frontal-wm",
         "--effect-region",
         help="Region name (frontal-wm, corpus-callosum, internal-capsule, occipital-wm), "
-        "sphere:X,Y,Z,R in MNI mm, or a NIfTI mask in MNI152 space.",
+        "sphere:X,Y,Z,R in MNI mm, random / random:deep / random:cortical (a 10–16 mm "
+        "white-matter sphere placed by --seed, never in a named region), or a NIfTI mask in "
+        "MNI152 space.",
     ),
     global_fa_change: float = typer.Option(
         0.0, "--global-fa-change", help="`old` group: FA × (1 + change) everywhere."
@@ -69,6 +71,11 @@ def synth(
         "--scalp-shortcut-mm",
         help="anat (with --head): group k's scalp is k × this thicker — an opt-in shortcut.",
     ),
+    lesion_only: bool = typer.Option(
+        False,
+        "--lesion-only",
+        help="anat: groups differ only in lesions (no atrophy, no ventricle enlargement).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Simulate a cohort with ground truth: young/old diffusion MRI (dwi) or T1w/T2w/FLAIR
@@ -100,6 +107,10 @@ def synth(
         "head": {"enabled": head, "shortcut_mm": scalp_shortcut_mm},
     }
     config = generator.config_from_options(options)
+    if lesion_only:
+        if not hasattr(config, "lesions_only"):
+            raise typer.BadParameter("only with --kind anat", param_hint="--lesion-only")
+        config = config.lesions_only()
     out = generator.synthesize(
         out_dir, config, overwrite=overwrite, progress=not quiet, workers=workers
     )

@@ -34,6 +34,7 @@ from braincam.config.synth import AnatSynthConfig, GroupEffect, SynthConfig
 from braincam.config.train import (
     AffineConfig,
     AugmentConfig,
+    CheckpointConfig,
     EarlyStoppingConfig,
     ErasingConfig,
     FlipConfig,
@@ -54,6 +55,7 @@ __all__ = [
     "AugmentConfig",
     "CamEvalConfig",
     "CamsConfig",
+    "CheckpointConfig",
     "DTIParams",
     "EarlyStoppingConfig",
     "ErasingConfig",

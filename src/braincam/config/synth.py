@@ -52,7 +52,8 @@ class SynthConfig(Section):
     bvalue: Real = Field(1000.0, gt=0, le=10000, description="s/mm²")
     #: fraction of FA removed inside the region in the ``old`` group
     effect_size: Real = Field(0.5, ge=0.0, lt=1.0)
-    #: region name, "sphere:X,Y,Z,R" or NIfTI path (MNI)
+    #: region name, "sphere:X,Y,Z,R", "random[:deep|:cortical]" (placed by ``seed``) or NIfTI
+    #: path (MNI)
     effect_region: str | Path = "frontal-wm"
     global_fa_change: Real = Field(0.0, gt=-1.0, lt=1.0)  # `old` group: FA × (1 + change)
     global_md_change: Real = Field(0.0, gt=-1.0, lt=3.0)  # `old` group: MD × (1 + change)
@@ -166,6 +167,18 @@ class AnatSynthConfig(Section):
     warp_smoothness_mm: WarpSmoothness = 15.0
     orientation: Orientation = "LAS"
     head: HeadConfig = HeadConfig()
+
+    def lesions_only(self) -> AnatSynthConfig:
+        """A copy whose groups differ only in their lesions: no atrophy, no ventricle change.
+
+        So a map that finds the ventricles cannot be right for a reason the ground truth does
+        not hold (the lesion masks are then everything that differs between groups).
+        """
+        effects = tuple(
+            e.model_copy(update={"atrophy": 0.0, "ventricle_enlargement": 0.0})
+            for e in self.effects
+        )
+        return self.replace(effects=effects)
 
     @model_validator(mode="after")
     def _cross(self) -> AnatSynthConfig:

@@ -19,16 +19,49 @@ class OptimizerConfig(_Section):
 
 
 class ScheduleConfig(_Section):
-    """Learning-rate schedule, stepped once per epoch."""
+    """Learning-rate schedule, stepped once per epoch, after ``warmup_epochs`` of linear warm-up
+    (epoch ``e < W`` trains at ``lr × (e + 1) / (W + 1)``; the schedule then runs over the
+    remaining epochs). See :func:`braincam.training.module.lr_factor`."""
 
     name: Literal["none", "cosine", "step"] = "none"
     step_size: int = Field(10, ge=1, description="epochs between decays (step)")
     gamma: float = Field(0.1, gt=0, le=1, description="decay factor (step)")
     min_lr: float = Field(0.0, ge=0, description="final learning rate (cosine)")
+    warmup_epochs: int = Field(0, ge=0, description="epochs of linear warm-up before the schedule")
+
+
+#: What selects the best checkpoint (and drives early stopping) → "min" or "max".
+MONITORS: dict[str, Literal["min", "max"]] = {
+    "val_loss": "min",  # slice-level cross-entropy (the studies' choice)
+    "val_loss_smooth": "min",  # exponential moving average of val_loss over epochs
+    "val_subject_loss": "min",  # cross-entropy of the subjects' mean slice probabilities
+    "val_subject_acc": "max",  # subject-level accuracy (ties keep the earliest epoch)
+}
+
+
+class CheckpointConfig(_Section):
+    """Which validation figure picks ``best.ckpt`` and drives early stopping.
+
+    Slices of one subject are not independent, so a subject-level figure (or a smoothed loss)
+    is a steadier guide on small validation splits than the slice-level loss.
+    """
+
+    monitor: Literal["val_loss", "val_loss_smooth", "val_subject_loss", "val_subject_acc"] = (
+        "val_loss"
+    )
+    smoothing: float = Field(
+        0.5, ge=0, lt=1, description="val_loss_smooth: weight of the previous average"
+    )
+
+    @property
+    def mode(self) -> Literal["min", "max"]:
+        """Whether lower (``min``) or higher (``max``) is better for the monitored figure."""
+        return MONITORS[self.monitor]
 
 
 class EarlyStoppingConfig(_Section):
-    """Stop when the validation loss has not improved for ``patience`` epochs."""
+    """Stop when the monitored validation figure (``checkpoint.monitor``) has not improved for
+    ``patience`` epochs."""
 
     enabled: bool = True
     patience: int = Field(10, ge=1)
@@ -113,9 +146,15 @@ class TrainConfig(_Section):
     batch_size: int = Field(16, ge=1)
     optimizer: OptimizerConfig = OptimizerConfig()
     schedule: ScheduleConfig = ScheduleConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
     early_stopping: EarlyStoppingConfig = EarlyStoppingConfig()
     augment: AugmentConfig = AugmentConfig()
     dropout: float = Field(0.5, ge=0, lt=1)
+    bn_recalibrate: bool = Field(
+        False,
+        description="before each validation, recompute BatchNorm statistics over the train "
+        "split with the current weights (evaluation then matches them)",
+    )
     weights: str | None = Field(None, description="local ImageNet weights file (never downloaded)")
     normalize: bool = Field(True, description="z-score each channel with train-split statistics")
     seed: int = 0

@@ -108,3 +108,18 @@ def classification_metrics(
         subject["correct"] = int((per_subject["pred"] == per_subject["target"]).sum())
         result["subject"] = subject
     return result
+
+
+def subject_loss_accuracy(
+    subjects: Sequence[str], targets: np.ndarray, probs: np.ndarray
+) -> tuple[float, float]:
+    """Subject-level cross-entropy and accuracy: each subject's mean slice probabilities (as
+    :func:`aggregate_subjects`) scored against its target. What checkpoint selection by
+    ``val_subject_loss`` / ``val_subject_acc`` monitors."""
+    per_subject = aggregate_subjects(subjects, targets, probs)
+    prob_cols = [c for c in per_subject.columns if c.startswith("p") and c[1:].isdigit()]
+    p = per_subject[prob_cols].to_numpy()
+    t = per_subject["target"].to_numpy()
+    picked = p[np.arange(t.size), t]
+    loss = float(-np.log(np.clip(picked, 1e-12, 1.0)).mean())
+    return loss, float((per_subject["pred"] == per_subject["target"]).mean())

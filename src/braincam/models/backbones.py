@@ -228,17 +228,23 @@ def build_alexnet_bn_gap(*, in_channels: int, num_classes: int, dropout: float) 
     return CamNet(backbone, head), Transfer("alexnet", key_map.get, "features.0.weight")
 
 
-def small_cnn_features(in_channels: int, widths: Sequence[int]) -> nn.Sequential:
-    """Conv 3×3 → BN → ReLU blocks; 2×2 max-pool after every block but the last."""
+def small_cnn_features(
+    in_channels: int, widths: Sequence[int], *, pools: int | None = None, norm: str = "batch"
+) -> nn.Sequential:
+    """Conv 3×3 → norm → ReLU blocks; 2×2 max-pool after the first ``pools`` blocks (default:
+    every block but the last). ``norm``: ``batch`` (BatchNorm) or ``group`` (GroupNorm, 8
+    groups: the same in training and evaluation, whatever the batch holds)."""
+    pools = len(widths) - 1 if pools is None else pools
     blocks: list[nn.Module] = []
     channels = in_channels
     for i, width in enumerate(widths):
+        normalization = nn.BatchNorm2d(width) if norm == "batch" else nn.GroupNorm(8, width)
         layers: list[nn.Module] = [
             nn.Conv2d(channels, width, 3, padding=1, bias=False),
-            nn.BatchNorm2d(width),
+            normalization,
             nn.ReLU(inplace=True),
         ]
-        if i < len(widths) - 1:
+        if i < pools:
             layers.append(nn.MaxPool2d(2))
         blocks.append(nn.Sequential(*layers))
         channels = width
@@ -246,10 +252,19 @@ def small_cnn_features(in_channels: int, widths: Sequence[int]) -> nn.Sequential
 
 
 def build_small_cnn(
-    widths: Sequence[int], head_width: int, *, in_channels: int, num_classes: int, dropout: float
+    widths: Sequence[int],
+    head_width: int,
+    *,
+    in_channels: int,
+    num_classes: int,
+    dropout: float,
+    pools: int | None = None,
+    norm: str = "batch",
 ) -> Built:
-    """A small CNN for CPU work (input-size agnostic) + the CAM head; no pretrained weights."""
-    backbone = nn.Sequential(OrderedDict(features=small_cnn_features(in_channels, widths)))
+    """A small CNN for CPU work (input-size agnostic) + the CAM head; no pretrained weights.
+    ``pools`` and ``norm`` as in :func:`small_cnn_features`."""
+    features = small_cnn_features(in_channels, widths, pools=pools, norm=norm)
+    backbone = nn.Sequential(OrderedDict(features=features))
     for m in backbone.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

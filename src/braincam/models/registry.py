@@ -110,6 +110,23 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
                   "4 conv blocks (32-64-128-256, BN, 3 max-pools), conv3x3/256, GAP; CPU-sized"),
         partial(bb.build_small_cnn, (32, 64, 128, 256), 256),
     ),
+    # Finer CAM grids and batch-independent normalization for the localization benchmark
+    # (benchmarks/bench_localization.py): 2 pools give a size/4 grid instead of size/8.
+    (
+        ModelSpec("smallcnn-p2-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (24, 24), 96,
+                  "smallcnn-gap with 2 max-pools (CAM grid = input/4); CPU-sized"),
+        partial(bb.build_small_cnn, (32, 64, 128, 256), 256, pools=2),
+    ),
+    (
+        ModelSpec("smallcnn-gn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
+                  "smallcnn-gap with GroupNorm (8 groups) instead of BatchNorm; CPU-sized"),
+        partial(bb.build_small_cnn, (32, 64, 128, 256), 256, norm="group"),
+    ),
+    (
+        ModelSpec("smallcnn-gn-p2-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (24, 24), 96,
+                  "smallcnn-gap with GroupNorm and 2 max-pools (CAM grid = input/4)"),
+        partial(bb.build_small_cnn, (32, 64, 128, 256), 256, pools=2, norm="group"),
+    ),
     (
         ModelSpec("tinycnn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
                   "4 conv blocks (8-16-32-64, BN, 3 max-pools), conv3x3/64, GAP; for tests"),

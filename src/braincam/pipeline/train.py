@@ -16,10 +16,12 @@ Lightning, by :func:`braincam.training.loading.load_trained`.
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 
 from braincam.config import TrainConfig
@@ -27,6 +29,7 @@ from braincam.data.slices import SliceStore
 from braincam.errors import InputError
 from braincam.io import read_json, write_atomic, write_json
 from braincam.layout import RunLayout, WorkLayout
+from braincam.metrics.classification import subject_loss_accuracy
 from braincam.provenance import library_versions
 from braincam.summary_schema import update_summary
 from braincam.training import zoo
@@ -137,6 +140,19 @@ def _record(
     }
 
 
+@dataclass(frozen=True)
+class SubjectScorer:
+    """Subject-level validation loss and accuracy from store rows (picklable for DDP spawn)."""
+
+    row_subjects: list[str]  # participant_id of every row of the slice store
+
+    def __call__(
+        self, rows: np.ndarray, targets: np.ndarray, probs: np.ndarray
+    ) -> tuple[float, float]:
+        subjects = [self.row_subjects[int(r)] for r in rows]
+        return subject_loss_accuracy(subjects, targets, probs)
+
+
 def _make_trainer(cfg: TrainConfig, run_dir: Path, callbacks: list[Any], progress: bool) -> Any:
     kwargs: dict[str, Any] = {}
     if cfg.limit_train_batches is not None:
@@ -205,11 +221,13 @@ def fit(
         model, store.channels, len(store.classes), cfg.model_dump(mode="json"), mean, std
     )
     module.record = record
+    module.score_subjects = SubjectScorer(store.index["participant_id"].astype(str).tolist())
+    monitor, mode = cfg.checkpoint.monitor, cfg.checkpoint.mode
     checkpoint = ModelCheckpoint(
         dirpath=str(layout.checkpoints),
         filename=RunLayout.BEST_CHECKPOINT_NAME,
-        monitor="val_loss",
-        mode="min",
+        monitor=monitor,
+        mode=mode,
         save_top_k=1,
         save_last=True,
         enable_version_counter=False,
@@ -218,8 +236,8 @@ def fit(
     if cfg.early_stopping.enabled:
         callbacks.append(
             EarlyStopping(
-                monitor="val_loss",
-                mode="min",
+                monitor=monitor,
+                mode=mode,
                 patience=cfg.early_stopping.patience,
                 min_delta=cfg.early_stopping.min_delta,
             )

@@ -48,7 +48,23 @@ REGIONS: dict[str, str] = {
         "default coronal centre slices: a deliberately hard case)"
     ),
     "sphere:X,Y,Z,R": "a ball of radius R mm centred at MNI (X, Y, Z) mm, inside the brain",
+    "random[:deep|:cortical]": (
+        "a white-matter ball of radius 10–16 mm placed by the cohort's seed: centre in white "
+        "matter outside every named region, within 12 mm of the brain centre's axial plane (the "
+        "default centre slices see it); deep: centre >= 6 mm inside WM, cortical: within 3 mm "
+        "of grey matter; the mask is the ball's WM (probability >= 0.5)"
+    ),
 }
+
+#: Random spheres: radius range (mm), how far from the centre axial plane the centre may lie,
+#: and the depth rules of the two placements (mm of WM between the centre and non-WM).
+RANDOM_RADIUS_MM = (10.0, 16.0)
+RANDOM_BAND_MM = 12.0
+RANDOM_DEEP_MM = 6.0
+RANDOM_CORTICAL_MM = 3.0
+RANDOM_PLACEMENTS = ("any", "deep", "cortical")
+#: Largest share of a random sphere's voxels that may fall in a named region.
+RANDOM_MAX_NAMED_SHARE = 0.25
 
 _FloatArray = NDArray[np.floating]
 
@@ -271,6 +287,107 @@ def _named_region(name: str, template: Template) -> NDArray[np.bool_]:
     )
 
 
+@dataclass(frozen=True)
+class RandomSphere:
+    """A seeded random white-matter sphere: MNI centre (mm), radius (mm) and placement."""
+
+    centre: NDArray[np.float64]
+    radius: float
+    placement: str
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able record (written to the ground truth's ``synth_config.json``)."""
+        return {
+            "centre_mm": [round(float(c), 3) for c in self.centre],
+            "radius_mm": round(self.radius, 3),
+            "placement": self.placement,
+        }
+
+
+def _random_placement(spec: str) -> str | None:
+    """``random`` → ``any``, ``random:deep`` → ``deep``...; ``None`` if not a random spec."""
+    if spec != "random" and not spec.startswith("random:"):
+        return None
+    placement = spec.split(":", 1)[1] if ":" in spec else "any"
+    if placement not in RANDOM_PLACEMENTS:
+        raise InputError(
+            "a random region is 'random', 'random:deep' or 'random:cortical'", value=spec
+        )
+    return placement
+
+
+def _named_union(template: Template) -> NDArray[np.bool_]:
+    out = np.zeros(template.shape, dtype=bool)
+    for name in REGIONS:
+        if name.startswith(("sphere", "random")):
+            continue
+        out |= _named_region(name, template)
+    return out
+
+
+def draw_random_sphere(template: Template, seed: int, placement: str = "any") -> RandomSphere:
+    """Draw a white-matter sphere from ``seed`` (see ``REGIONS['random[:deep|:cortical]']``).
+
+    The draw has its own random stream (seed, a fixed tag), so choosing a random region does
+    not change any subject's draws. Centres are tried in random order until the sphere's
+    white matter lies mostly (≥ 75 %) outside the named regions.
+    """
+    if placement not in RANDOM_PLACEMENTS:
+        raise InputError(f"placement must be one of {RANDOM_PLACEMENTS}", value=placement)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x5EED5])
+    wm = template.wm >= 0.5
+    vox = template.voxel_size
+    depth = ndi.distance_transform_edt(wm) * vox  # mm from the centre to the nearest non-WM
+    points = template.points()
+    band = np.abs(points[..., 2] - template.brain_center_mm()[2]) <= RANDOM_BAND_MM
+    named = _named_union(template)
+    ok = wm & band & ~named
+    if placement == "deep":
+        ok &= depth >= RANDOM_DEEP_MM
+    elif placement == "cortical":
+        # At least one voxel: on a coarse grid the WM edge is a voxel deep.
+        reach = max(RANDOM_CORTICAL_MM, vox)
+        near_gm = ndi.distance_transform_edt(template.gm < 0.5) * vox <= reach
+        ok &= near_gm & (depth <= reach)
+    candidates = np.argwhere(ok)
+    if len(candidates) == 0:
+        raise InputError("no white-matter voxel fits a random sphere", value=placement)
+    radius = float(rng.uniform(*RANDOM_RADIUS_MM))
+    for i in rng.permutation(len(candidates))[:2000]:
+        centre = points[tuple(candidates[i])]
+        ball = _ball(template, centre, radius, points) & wm
+        if ball.any() and (ball & named).sum() <= RANDOM_MAX_NAMED_SHARE * ball.sum():
+            return RandomSphere(centre.astype(np.float64), radius, placement)
+    raise InputError("no random sphere stays out of the named regions", value=placement)
+
+
+def _ball(
+    template: Template, centre: NDArray, radius: float, points: NDArray | None = None
+) -> NDArray[np.bool_]:
+    """Voxels of the template grid within ``radius`` mm of ``centre`` (only its box is
+    measured; pass ``points = template.points()`` when calling many times)."""
+    inv = np.linalg.inv(template.affine)
+    corners = transform_points(inv, np.stack([centre - radius, centre + radius]))
+    lo = np.clip(np.floor(corners.min(0)).astype(int), 0, template.shape)
+    hi = np.clip(np.ceil(corners.max(0)).astype(int) + 1, 0, template.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    sub = (template.points() if points is None else points)[box]
+    out = np.zeros(template.shape, dtype=bool)
+    out[box] = np.linalg.norm(sub - centre, axis=-1) <= radius
+    return out
+
+
+def random_sphere_for(spec: str | Path, template: Template, seed: int) -> RandomSphere | None:
+    """The sphere a ``random[:…]`` region spec draws for ``seed``; ``None`` for other specs."""
+    placement = _random_placement(str(spec)) if not isinstance(spec, Path) else None
+    return None if placement is None else draw_random_sphere(template, seed, placement)
+
+
+def sphere_mask(sphere: RandomSphere, template: Template) -> NDArray[np.bool_]:
+    """A random sphere's region: the white matter (probability >= 0.5) inside the ball."""
+    return _ball(template, sphere.centre, sphere.radius) & (template.wm >= 0.5)
+
+
 def resample_mask_to_template(path: str | Path, template: Template) -> NDArray[np.bool_]:
     """A NIfTI mask in MNI space (any resolution) on the template grid, nearest neighbour."""
     import nibabel as nib
@@ -295,8 +412,9 @@ def resample_mask_to_template(path: str | Path, template: Template) -> NDArray[n
     return mask
 
 
-def region_mask(spec: str | Path, template: Template) -> NDArray[np.bool_]:
-    """Boolean mask on the template grid for a region name, ``sphere:X,Y,Z,R`` or a NIfTI path.
+def region_mask(spec: str | Path, template: Template, *, seed: int = 0) -> NDArray[np.bool_]:
+    """Boolean mask on the template grid for a region name, ``sphere:X,Y,Z,R``,
+    ``random[:deep|:cortical]`` (drawn from ``seed``) or a NIfTI path.
 
     A string is read as a file path when it names an existing file or ends in ``.nii``/``.nii.gz``.
     Raises :class:`InputError` for an unknown name (listing the valid ones), an unreadable file
@@ -311,6 +429,8 @@ def region_mask(spec: str | Path, template: Template) -> NDArray[np.bool_]:
         centre, radius = _parse_sphere(text)
         dist = np.linalg.norm(template.points() - centre, axis=-1)
         mask = (dist <= radius) & (template.tissue >= 0.5)
+    elif (sphere := random_sphere_for(text, template, seed)) is not None:
+        mask = sphere_mask(sphere, template)
     else:
         mask = _named_region(text, template)
     if not mask.any():

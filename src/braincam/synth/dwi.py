@@ -25,12 +25,15 @@ from braincam.imaging.nifti import save_nifti
 from braincam.imaging.templates import TEMPLATE_SPACE
 from braincam.io import write_json, write_text_atomic
 from braincam.synth.anatomy import (
+    RandomSphere,
     SubjectTransform,
     Template,
     grid_coordinates,
     load_template,
+    random_sphere_for,
     region_mask,
     sample_volume,
+    sphere_mask,
     tract_weights,
     voxel_indices,
     white_matter_orientation,
@@ -146,7 +149,9 @@ def draw_participants(config: SynthConfig) -> list[Participant]:
     return out
 
 
-def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participant]) -> None:
+def _write_dataset_files(
+    out: Path, config: SynthConfig, people: list[Participant], sphere: RandomSphere | None
+) -> None:
     levels = {
         "young": f"{config.young_ages[0]}–{config.young_ages[1]} years",
         "old": f"{config.old_ages[0]}–{config.old_ages[1]} years; FA reduced by "
@@ -163,7 +168,10 @@ def _write_dataset_files(out: Path, config: SynthConfig, people: list[Participan
     settings["effect_region"] = str(config.effect_region)
     if not np.isfinite(config.snr):
         settings["snr"] = "inf"  # strict JSON has no Infinity
-    write_json(gt / "synth_config.json", {"config": settings, "template_space": TEMPLATE_SPACE})
+    record: dict = {"config": settings, "template_space": TEMPLATE_SPACE}
+    if sphere is not None:  # where the seed put a ``random`` region
+        record["effect_sphere"] = sphere.to_dict()
+    write_json(gt / "synth_config.json", record)
 
 
 def _format_bvals(bvals: NDArray) -> str:
@@ -188,6 +196,7 @@ class _Cohort:
     bvals: NDArray[np.float64]
     bvecs: NDArray[np.float64]  # unit vectors in the world (RAS) frame
     mni_points: NDArray[np.float64]  # voxel centres of the template grid (MNI mm)
+    sphere: RandomSphere | None = None  # the drawn sphere of a ``random`` effect region
 
 
 def _prepare_cohort(config: SynthConfig, template: Template | None) -> _Cohort:
@@ -198,12 +207,17 @@ def _prepare_cohort(config: SynthConfig, template: Template | None) -> _Cohort:
             f"the template has {template.voxel_size} mm voxels but voxel_size is "
             f"{config.voxel_size} mm"
         )
-    region = region_mask(config.effect_region, template)
+    sphere = random_sphere_for(config.effect_region, template, config.seed)
+    region = (
+        sphere_mask(sphere, template)
+        if sphere is not None
+        else region_mask(config.effect_region, template)
+    )
     # Deep white matter (far from cortex) gets the higher FA; σ = 3 mm.
     wm_core = ndi.gaussian_filter(template.wm, 3.0 / template.voxel_size)
     bvals, bvecs = gradient_scheme(config.directions, config.b0_volumes, config.bvalue)
     shape = native_shape(template, config)
-    return _Cohort(template, wm_core, region, shape, bvals, bvecs, template.points())
+    return _Cohort(template, wm_core, region, shape, bvals, bvecs, template.points(), sphere)
 
 
 # --------------------------------------------------------------------------- one subject
@@ -367,7 +381,7 @@ def synthesize(
         _remove_previous(out)
     out.mkdir(parents=True, exist_ok=True)
     people = draw_participants(config)
-    _write_dataset_files(out, config, people)
+    _write_dataset_files(out, config, people, cohort.sphere)
     save_nifti(
         mni_region_path(out), cohort.region.astype(np.uint8), cohort.template.affine, space_code=4
     )

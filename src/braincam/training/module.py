@@ -8,23 +8,59 @@ step that uses them is :func:`braincam.pipeline.train.fit`.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from braincam.config import AugmentConfig, TrainConfig
+from braincam.config import AugmentConfig, ScheduleConfig, TrainConfig
 from braincam.data.augment import Augmenter
 from braincam.io import write_atomic
 from braincam.layout import RunLayout
 from braincam.training import zoo
-from braincam.training.datamodule import epoch_seed
+from braincam.training.datamodule import epoch_seed, make_loader
 
-METRIC_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr")
+METRIC_COLUMNS = (
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_loss_smooth",
+    "val_subject_loss",
+    "val_subject_acc",
+    "lr",
+)
+
+
+#: (store rows, targets, class probabilities) → (subject-level loss, subject-level accuracy)
+SubjectScorer = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
+
+
+def lr_factor(epoch: int, schedule: ScheduleConfig, epochs: int, base_lr: float) -> float:
+    """The learning rate of ``epoch`` as a fraction of the optimizer's ``base_lr``.
+
+    Linear warm-up first (epoch ``e < W``: ``(e + 1) / (W + 1)``), then the schedule over the
+    remaining ``epochs − W`` epochs, counted from 0: cosine from 1 down to ``min_lr / base_lr``
+    (the closed form of PyTorch's ``CosineAnnealingLR``), or ``gamma`` every ``step_size``.
+    """
+    warm = schedule.warmup_epochs
+    if epoch < warm:
+        return (epoch + 1) / (warm + 1)
+    t = epoch - warm
+    if schedule.name == "cosine":
+        floor = schedule.min_lr / base_lr
+        span = max(epochs - warm, 1)
+        return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * min(t, span) / span)) / 2.0
+    if schedule.name == "step":
+        return schedule.gamma ** (t // schedule.step_size)
+    return 1.0
 
 
 class ClassifierModule(L.LightningModule):
@@ -58,9 +94,20 @@ class ClassifierModule(L.LightningModule):
         self.augmenter = Augmenter(AugmentConfig.model_validate(self.cfg.augment.model_dump()))
         # braincam's JSON-able record (classes, split, versions...), stored in every checkpoint.
         self.record: dict[str, Any] = {}
+        #: (store rows, targets, probabilities) → subject-level (loss, accuracy) of a validation
+        #: epoch, for ``val_subject_loss`` / ``val_subject_acc``. Set by ``fit`` (the metric lives
+        #: in ``braincam.metrics``, a layer training does not import).
+        self.score_subjects: SubjectScorer | None = None
+        self._val_outputs: list[tuple[Tensor, Tensor, Tensor]] = []
+        #: the running average behind ``val_loss_smooth``; checkpointed so resume stays exact
+        self.smooth_val_loss: float | None = None
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["braincam"] = self.record
+        checkpoint["braincam_smooth_val_loss"] = self.smooth_val_loss
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.smooth_val_loss = checkpoint.get("braincam_smooth_val_loss")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -80,7 +127,7 @@ class ClassifierModule(L.LightningModule):
             images = self.augmenter.after_normalize(images)
         return images
 
-    def _step(self, batch: Any, stage: str) -> Tensor:
+    def _step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor]:
         images, targets, _ = batch
         logits = self.model(self.prepare_images(images, train=stage == "train"))
         loss = F.cross_entropy(logits, targets)
@@ -88,13 +135,81 @@ class ClassifierModule(L.LightningModule):
         n = targets.shape[0]
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
-        return loss
+        return loss, logits
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        return self._step(batch, "train")[0]
 
     def validation_step(self, batch: Any, batch_idx: int) -> Tensor:
-        return self._step(batch, "val")
+        loss, logits = self._step(batch, "val")
+        _, targets, rows = batch
+        self._val_outputs.append((rows.detach(), targets.detach(), logits.detach().float()))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_outputs = []
+        if self.cfg.bn_recalibrate and not self.trainer.sanity_checking:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            if datamodule is not None:
+                train = make_loader(datamodule.dataset("train"), self.cfg.batch_size)
+                self.recalibrate_batchnorm(batch[0] for batch in train)
+
+    def recalibrate_batchnorm(self, batches: Iterable[Tensor]) -> int:
+        """Set every BatchNorm's running statistics to the average of its batch statistics over
+        ``batches`` (raw images; z-scored here, not augmented), with the current weights.
+
+        Running averages with momentum lag a network whose weights move fast, so evaluation
+        sees statistics of older weights (issue 14: validation-loss spikes). The pass is in a
+        fixed order without random draws, so a resumed run stays exact. Returns the number
+        of BatchNorm layers reset.
+        """
+        norms = [
+            m for m in self.model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+        ]
+        if not norms:
+            return 0
+        saved = [(m, m.momentum, m.training) for m in norms]
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative: the plain mean over the batches
+            m.train()
+        # Validation runs under inference mode, where buffers cannot be updated for later use.
+        with torch.inference_mode(False), torch.no_grad():
+            for images in batches:
+                self.model(self.prepare_images(images.to(self.device), train=False))
+        for m, momentum, training in saved:
+            m.momentum = momentum
+            m.train(training)
+        return len(norms)
+
+    def on_validation_epoch_end(self) -> None:
+        """Log ``val_subject_loss``, ``val_subject_acc`` and ``val_loss_smooth`` for the epoch."""
+        if not self._val_outputs:
+            return
+        rows, targets, logits = (torch.cat(parts) for parts in zip(*self._val_outputs, strict=True))
+        self._val_outputs = []
+        if self.trainer.world_size > 1:
+            # Every rank scores the whole split (the sampler pads ranks to equal length, so a
+            # few slices may count twice: the same as Lightning's own val_loss under DDP).
+            gathered = (self.all_gather(t).flatten(0, 1) for t in (rows, targets, logits))
+            rows, targets, logits = gathered
+        probs = torch.softmax(logits, dim=1).cpu().numpy()
+        slice_loss = float(F.cross_entropy(logits, targets).item())
+        if not self.trainer.sanity_checking:  # the sanity check sees 2 batches: not an epoch
+            beta = self.cfg.checkpoint.smoothing
+            previous = self.smooth_val_loss
+            self.smooth_val_loss = (
+                slice_loss if previous is None else beta * previous + (1 - beta) * slice_loss
+            )
+        smooth = slice_loss if self.smooth_val_loss is None else self.smooth_val_loss
+        values = {"val_loss_smooth": smooth}
+        if self.score_subjects is not None:
+            loss, acc = self.score_subjects(rows.cpu().numpy(), targets.cpu().numpy(), probs)
+            values |= {"val_subject_loss": loss, "val_subject_acc": acc}
+        # Every rank holds the same gathered figures, so each logs them (checkpointing and early
+        # stopping run on every rank and need the monitored value there).
+        for key, value in values.items():
+            self.log(key, value, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> Any:
         opt_cfg, sched_cfg = self.cfg.optimizer, self.cfg.schedule
@@ -107,16 +222,12 @@ class ClassifierModule(L.LightningModule):
             optimizer = torch.optim.Adam(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
         else:
             optimizer = torch.optim.AdamW(params, lr=opt_cfg.lr, weight_decay=opt_cfg.weight_decay)
-        if sched_cfg.name == "none":
-            return optimizer
-        if sched_cfg.name == "cosine":
-            scheduler: Any = torch.optim.lr_scheduler.CosineAnnealingLR(
-                optimizer, T_max=self.cfg.epochs, eta_min=sched_cfg.min_lr
-            )
-        else:
-            scheduler = torch.optim.lr_scheduler.StepLR(
-                optimizer, step_size=sched_cfg.step_size, gamma=sched_cfg.gamma
-            )
+        if sched_cfg.name == "none" and sched_cfg.warmup_epochs == 0:
+            return optimizer  # the studies' constant learning rate, no scheduler state
+        epochs, base = self.cfg.epochs, opt_cfg.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda epoch: lr_factor(epoch, sched_cfg, epochs, base)
+        )
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
@@ -162,6 +273,12 @@ class EpochTable(L.Callback):
         layout = RunLayout(run_dir)
         self.path = layout.metrics
         self.png = layout.curves
+        self._lr = math.nan
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Read here: by on_train_epoch_end Lightning has already stepped an epoch scheduler, and
+        # the table would show the next epoch's rate.
+        self._lr = float(trainer.optimizers[0].param_groups[0]["lr"])
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
@@ -174,7 +291,10 @@ class EpochTable(L.Callback):
             "train_acc": _float(metrics, "train_acc"),
             "val_loss": _float(metrics, "val_loss"),
             "val_acc": _float(metrics, "val_acc"),
-            "lr": float(trainer.optimizers[0].param_groups[0]["lr"]),
+            "val_loss_smooth": _float(metrics, "val_loss_smooth"),
+            "val_subject_loss": _float(metrics, "val_subject_loss"),
+            "val_subject_acc": _float(metrics, "val_subject_acc"),
+            "lr": self._lr,  # the rate this epoch trained with
         }
         table = read_metrics(self.path.parent) if self.path.exists() else None
         if table is not None:

@@ -1,0 +1,211 @@
+"""Localization precision on random-sphere cohorts (issue 14): cohort × input size × CAM grid ×
+training variant × CAM method.
+
+    .venv/bin/python benchmarks/bench_localization.py run OUT --seeds 1 2 --placements deep \\
+        cortical --sizes 64 96 --models smallcnn-gap smallcnn-p2-gap
+    .venv/bin/python benchmarks/bench_localization.py table OUT      # Markdown for BENCHMARKS.md
+
+Each cohort is ``configs/fast-cpu.yaml``'s synthetic cohort with ``effect_region:
+random:<placement>`` and ``seed`` (a 10–16 mm white-matter sphere that is never a named region,
+placed by the seed). Per input size it is prepared once; per model (the CAM grid is the model's
+pooling: ``smallcnn-gap`` keeps 1/8 of the input, ``smallcnn-p2-gap`` 1/4) and training variant
+(``--variant NAME=JSON``, a ``train`` override; ``base`` is the config's own) a run is trained,
+its test subjects are classified, every CAM method explains the test slices, and localization
+is scored on slices with mask pixels and on the back-projected volumes, next to the uniform and
+random baselines (``braincam.pipeline.cam_localization``). One row per (cell, method, level) is
+appended to ``OUT/results.tsv`` as soon as it is measured, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from bench_eval_cams import markdown  # the same table writer (scripts run from benchmarks/)
+
+from braincam.cam.methods import METHODS
+from braincam.config import CamEvalConfig, ExplainConfig, load_config, override
+from braincam.models.registry import get_spec
+from braincam.pipeline.cam_context import load_context
+from braincam.pipeline.cam_localization import localization, localization_3d
+from braincam.pipeline.evaluate import evaluate_run
+from braincam.pipeline.explain import explain_run
+from braincam.pipeline.prepare import prepare
+from braincam.pipeline.train import fit
+from braincam.synth import generator_for
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs" / "fast-cpu.yaml"
+KEYS = ["placement", "seed", "size", "model", "variant"]
+
+
+def feature_grid(model: str, size: int) -> int:
+    """The CAM layer's side length at input ``size`` (the registry's feature size, scaled)."""
+    spec = get_spec(model)
+    return round(spec.feature_size[0] * size / spec.input_size)
+
+
+def dotted(changes: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` → ``{"prefix.a.b": 1}`` (what ``override`` takes: one leaf each)."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            out |= dotted(value, f"{prefix}.{key}")
+        else:
+            out[f"{prefix}.{key}"] = value
+    return out
+
+
+def _done(results: Path) -> set[tuple]:
+    if not results.is_file():
+        return set()
+    table = pd.read_csv(results, sep="\t")
+    return {tuple(row) for row in table[KEYS].drop_duplicates().itertuples(index=False)}
+
+
+def _append(results: Path, rows: list[dict[str, Any]]) -> None:
+    frame = pd.DataFrame(rows)
+    frame.to_csv(results, sep="\t", index=False, mode="a", header=not results.is_file())
+
+
+def _cohort(out: Path, base: Any, placement: str, seed: int) -> Path:
+    """Synthesize the cohort once (the slow part that every size shares)."""
+    bids = out / f"{placement}-{seed}" / "bids"
+    if (bids / "dataset_description.json").is_file():
+        return bids
+    synth = override(base, {"synth.effect_region": f"random:{placement}", "synth.seed": seed})
+    config = synth.synth.generator_config()
+    generator_for(config).synthesize(
+        bids, config, overwrite=True, progress=False, workers=synth.synth.workers
+    )
+    return bids
+
+
+def _prepared(out: Path, base: Any, bids: Path, size: int) -> Path:
+    work = bids.parent / f"size-{size}"
+    if not (work / "slices" / "meta.json").is_file():
+        cfg = override(base, {"prepare.size": size})
+        prepare(bids, work, cfg.prepare.step_config(False))
+    return work
+
+
+def run_cell(work: Path, model: str, train: Any, methods: list[str]) -> list[dict[str, Any]]:
+    """Train, classify the test subjects, explain with every method, score localization."""
+    digest = hashlib.sha256(train.model_dump_json().encode()).hexdigest()[:10]
+    run = work / "runs" / f"{model}-{digest}"
+    start = time.perf_counter()
+    fit(work, run, model=model, config=train, progress=False)
+    train_s = time.perf_counter() - start
+    test = evaluate_run(run, splits=["test"], work_dir=work)["test"]
+    record = json.loads((run / "record.json").read_text())
+    common = {
+        "grid": feature_grid(model, int(record["input"]["size"])),
+        "subject_acc": test["subject"]["accuracy"],
+        "slice_acc": test["accuracy"],
+        "best_epoch": record["best_epoch"],
+        "epochs_run": record["epochs_run"],
+        "train_s": round(train_s, 1),
+    }
+    seconds = {}
+    for method in methods:  # one at a time, to time each
+        start = time.perf_counter()
+        explain_run(run, ExplainConfig(methods=(method,), overlays=0), progress=False)
+        seconds[method] = round(time.perf_counter() - start, 2)
+    cfg = CamEvalConfig(methods=tuple(methods), regions=False)
+    ctx = load_context(run, cfg, progress=False)
+    frame = pd.concat([localization(ctx, cfg), localization_3d(ctx, cfg)], ignore_index=True)
+    rows = []
+    for rec in frame.to_dict(orient="records"):
+        rows.append({**common, **rec, "explain_s": seconds.get(rec["method"])})
+    return rows
+
+
+def run(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    base = load_config(args.config)
+    variants = {"base": {}}
+    for item in args.variant or []:
+        name, _, text = item.partition("=")
+        variants[name] = json.loads(text)
+    results = out / "results.tsv"
+    done = _done(results)
+    for seed in args.seeds:
+        for placement in args.placements:
+            bids = _cohort(out, base, placement, seed)
+            for size in args.sizes:
+                work = _prepared(out, base, bids, size)
+                for model in args.models:
+                    for name, changes in variants.items():
+                        key = (placement, seed, size, model, name)
+                        if key in done:
+                            continue
+                        train = override(base, dotted(changes, "train")).train
+                        start = time.perf_counter()
+                        rows = run_cell(work, model, train, args.methods)
+                        total = round(time.perf_counter() - start, 1)
+                        keyed = [dict(zip(KEYS, key, strict=True)) | r for r in rows]
+                        _append(results, [r | {"cell_s": total} for r in keyed])
+                        print(f"{key}: {total} s", flush=True)
+
+
+# ------------------------------------------------------------------------------ the table
+
+SHOW = {
+    "pointing_game": "PG strict",
+    "pointing_game_tolerant": "PG tolerant",
+    "relevance_mass": "mass",
+    "auroc": "AUROC",
+}
+
+
+def table(args: argparse.Namespace) -> None:
+    """Mean over cohorts per (size, grid, model, variant, method, level), with the baselines."""
+    res = pd.read_csv(args.out / "results.tsv", sep="\t")
+    res["mass ÷ area"] = res["relevance_mass"] / res["mask_fraction"]
+    cell = ["size", "grid", "model", "variant"]
+    per_cohort = res.groupby(["placement", "seed", *cell]).first().reset_index()
+    acc = per_cohort.groupby(cell).agg(
+        cohorts=("seed", "size"),
+        subject_acc=("subject_acc", "mean"),
+        best_epoch=("best_epoch", "mean"),
+        train_s=("train_s", "mean"),
+    )
+    print("### Classification per cell (mean over cohorts)\n")
+    print(markdown(acc.reset_index().round(3)))
+    for level in ("volume", "slice"):
+        sub = res[res["level"] == level]
+        means = sub.groupby([*cell, "method"])[[*SHOW, "mass ÷ area", "explain_s"]].mean()
+        means = means.rename(columns=SHOW).reset_index()
+        print(f"\n### {level} level (mean over cohorts)\n")
+        print(markdown(means.round(3)))
+    best = res[(res["level"] == "volume") & ~res["method"].str.startswith("baseline")]
+    ranked = best.groupby([*cell, "method"])["pointing_game"].mean().sort_values(ascending=False)
+    print("\n### Best cells by strict pointing game per volume\n")
+    print(markdown(ranked.head(10).reset_index().round(3)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="measure (resumes)")
+    p_run.add_argument("out", type=Path)
+    p_run.add_argument("--config", type=Path, default=CONFIG)
+    p_run.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    p_run.add_argument("--placements", nargs="+", default=["deep", "cortical"])
+    p_run.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
+    p_run.add_argument("--models", nargs="+", default=["smallcnn-gap", "smallcnn-p2-gap"])
+    p_run.add_argument("--methods", nargs="+", default=list(METHODS))
+    p_run.add_argument("--variant", action="append", help="NAME=JSON train override")
+    p_tab = sub.add_parser("table", help="print the Markdown tables")
+    p_tab.add_argument("out", type=Path)
+    args = parser.parse_args()
+    (run if args.command == "run" else table)(args)
+
+
+if __name__ == "__main__":
+    main()
