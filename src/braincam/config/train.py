@@ -164,7 +164,12 @@ class TrainConfig(_Section):
     devices: int | str = "auto"
     num_nodes: int = Field(1, ge=1)
     strategy: str = "auto"
-    precision: str = "32-true"
+    precision: Literal["32-true", "16-mixed", "bf16-mixed"] = Field(
+        "32-true", description="Lightning precision; the mixed ones autocast (bf16 also on CPU)"
+    )
+    channels_last: bool = Field(
+        False, description="model and batches in channels_last memory format (tensor cores)"
+    )
     limit_train_batches: float | int | None = Field(
         None, description="fraction or count of train batches per epoch (smoke tests)"
     )

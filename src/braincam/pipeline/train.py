@@ -6,6 +6,7 @@ Outputs in ``RUN/`` (paths: :class:`braincam.layout.RunLayout`)::
     model.pt        {"state_dict": best weights, "record": JSON-able record}  (weights_only)
     record.json     the same record, readable without torch
     metrics.tsv     one row per epoch: train/val loss and accuracy, learning rate
+    throughput.tsv  one row per epoch: train images/s, epoch seconds, peak GPU memory
     curves.png      the training curves
     logs/           Lightning CSV (and TensorBoard, if installed) logs
 
@@ -42,7 +43,13 @@ from braincam.training.datamodule import (
     split_subjects,
 )
 from braincam.training.loading import RECORD_FORMAT, read_checkpoint
-from braincam.training.module import ClassifierModule, EpochSeed, EpochTable, read_metrics
+from braincam.training.module import (
+    ClassifierModule,
+    EpochSeed,
+    EpochTable,
+    Throughput,
+    read_metrics,
+)
 
 __all__ = ["fit", "training_summary"]
 
@@ -245,7 +252,10 @@ def fit(
     datamodule = SliceDataModule(
         store, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
     )
+    callbacks.append(Throughput(run_dir))
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)
+    # Pinned host memory only helps (and only works) when batches go to a CUDA device.
+    datamodule.pin_memory = trainer.strategy.root_device.type == "cuda"
     if trainer.is_global_zero:
         write_json(layout.inputs, identity)
     with warnings.catch_warnings():

@@ -183,9 +183,11 @@ def make_loader(
     shuffle: bool = False,
     num_workers: int = 0,
     seed: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """A DataLoader that fetches whole batches from the memmap; ``shuffle`` orders each epoch
-    by (``seed``, epoch) — see :class:`EpochShuffle`."""
+    by (``seed``, epoch) — see :class:`EpochShuffle`. ``pin_memory`` for GPU training: page-
+    locked batches copy to the device asynchronously."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -196,6 +198,7 @@ def make_loader(
         num_workers=num_workers,
         collate_fn=_collate_batch,
         persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )
 
 
@@ -210,9 +213,11 @@ class SliceDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         self.seed = seed
+        self.pin_memory = pin_memory
         self.store = store
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -231,10 +236,19 @@ class SliceDataModule(L.LightningDataModule):
             shuffle=True,
             num_workers=self.num_workers,
             seed=self.seed,
+            pin_memory=self.pin_memory,
         )
 
     def val_dataloader(self) -> DataLoader:
-        return make_loader(self.dataset("val"), self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return make_loader(self.dataset("test"), self.eval_batch_size, num_workers=self.num_workers)
+        return self._eval_loader("test")
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        return make_loader(
+            self.dataset(split),
+            self.eval_batch_size,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+        )

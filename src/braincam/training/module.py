@@ -89,6 +89,9 @@ class ClassifierModule(L.LightningModule):
             weights=self.cfg.weights,
             dropout=self.cfg.dropout,
         )
+        if self.cfg.channels_last:
+            # NHWC weights: cuDNN's tensor-core convolutions (AMP) run without layout transposes.
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.register_buffer("norm_mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer("norm_std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
         self.augmenter = Augmenter(AugmentConfig.model_validate(self.cfg.augment.model_dump()))
@@ -129,7 +132,10 @@ class ClassifierModule(L.LightningModule):
 
     def _step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor]:
         images, targets, _ = batch
-        logits = self.model(self.prepare_images(images, train=stage == "train"))
+        images = self.prepare_images(images, train=stage == "train")
+        if self.cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        logits = self.model(images)
         loss = F.cross_entropy(logits, targets)
         acc = (logits.argmax(dim=1) == targets).float().mean()
         n = targets.shape[0]
@@ -330,3 +336,76 @@ class EpochSeed(L.Callback):
 def read_metrics(run_dir: str | Path) -> pd.DataFrame:
     """The per-epoch table ``RUN/metrics.tsv``."""
     return pd.read_csv(RunLayout(run_dir).metrics, sep="\t")
+
+
+THROUGHPUT_COLUMNS = ("epoch", "train_images", "train_seconds", "epoch_seconds", "images_per_s",
+                      "peak_gpu_mb")  # fmt: skip
+
+
+class Throughput(L.Callback):
+    """Write ``RUN/throughput.tsv``: per epoch, training images/s, seconds and peak GPU memory.
+
+    ``train_seconds`` runs from the epoch's start to its last training batch (data loading
+    included, validation not); ``epoch_seconds`` includes validation. ``peak_gpu_mb`` is
+    ``torch.cuda.max_memory_allocated`` of this process (empty when not on a CUDA device).
+    Rows of epochs at or after the current one are dropped first (resume, fresh start).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = Path(run_dir) / "throughput.tsv"
+        self._start = self._last = 0.0
+        self._images = 0
+
+    @staticmethod
+    def _cuda(pl_module: L.LightningModule) -> bool:
+        return pl_module.device.type == "cuda"
+
+    def _now(self, pl_module: L.LightningModule) -> float:
+        import time
+
+        if self._cuda(pl_module):
+            torch.cuda.synchronize(pl_module.device)  # kernels are asynchronous
+        return time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._cuda(pl_module):
+            torch.cuda.reset_peak_memory_stats(pl_module.device)
+        self._images = 0
+        self._start = self._last = self._now(pl_module)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, i: int
+    ) -> None:
+        self._images += int(batch[1].shape[0]) * trainer.world_size
+        self._last = self._now(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        end = self._now(pl_module)
+        train_s = self._last - self._start
+        peak = (
+            torch.cuda.max_memory_allocated(pl_module.device) / 2**20
+            if self._cuda(pl_module)
+            else None
+        )
+        row = {
+            "epoch": trainer.current_epoch,
+            "train_images": self._images,
+            "train_seconds": train_s,
+            "epoch_seconds": end - self._start,
+            "images_per_s": self._images / train_s if train_s > 0 else math.nan,
+            "peak_gpu_mb": peak,
+        }
+        table = read_throughput(self.path.parent)
+        if table is not None:
+            table = table[table["epoch"] < trainer.current_epoch]
+        new = pd.DataFrame([row], columns=list(THROUGHPUT_COLUMNS))
+        table = new if table is None or table.empty else pd.concat([table, new], ignore_index=True)
+        write_atomic(self.path, lambda tmp: table.to_csv(tmp, sep="\t", index=False))
+
+
+def read_throughput(run_dir: str | Path) -> pd.DataFrame | None:
+    """The per-epoch table ``RUN/throughput.tsv``, or ``None`` if the run has none."""
+    path = Path(run_dir) / "throughput.tsv"
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
