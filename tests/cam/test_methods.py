@@ -317,10 +317,10 @@ def _centred(n: int, p: int, k: int, gap: float, seed: int) -> torch.Tensor:
 
 @pytest.mark.parametrize(("p", "k"), [(6, 9), (9, 6), (7, 7)])
 def test_first_component_is_the_svd_projection_with_its_length(p: int, k: int) -> None:
-    """Both power-iteration paths (Gram over positions when P ≤ K, over channels otherwise)
-    give X·v₁ = σ₁·u₁, up to sign, magnitude included; a gap of 0.9 needs ≈ 130 steps, so an
-    iteration stopped early (8 steps) would be visibly off."""
-    from braincam.cam.methods import _first_component
+    """Both paths (Gram over positions when P ≤ K, over channels otherwise) give X·v₁ = σ₁·u₁,
+    up to sign, magnitude included, with a small spectral gap (0.9) that an approximate
+    eigensolver (e.g. a power iteration stopped early) would get visibly wrong."""
+    from braincam.cam.methods.core import _first_component
 
     mat = _centred(3, p, k, gap=0.9, seed=p * 10 + k).float()
     proj = _first_component(mat)
