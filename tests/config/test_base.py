@@ -75,12 +75,13 @@ def test_the_tree_walk_reaches_every_section() -> None:
         "train",
         "train.augment.affine",
         "train.checkpoint",
+        "synth.head",
         "cams",
         "report",
     } <= paths
     assert "synth.effects.0" in paths  # the structural generator's per-group effects
     kinds = [d["synth"]["kind"] for p, d in SECTIONS if p == "synth"]
-    assert kinds == ["dwi", "anat"] and len(SECTIONS) == 19
+    assert kinds == ["dwi", "anat"] and len(SECTIONS) == 20
 
 
 @pytest.mark.parametrize(("path", "data"), SECTIONS, ids=[p or "<root>" for p, _ in SECTIONS])
