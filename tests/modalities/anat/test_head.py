@@ -118,7 +118,10 @@ def test_foreground_mask_is_the_otsu_head_option(head_cohort: Path, tmp_path: Pa
     )
     assert out.brain["method"] == "otsu-foreground"
     assert "quality" not in out.brain
-    # on this synthetic head dark bone separates the scalp, so the Otsu mask is the brain's;
-    # on a real head it is not (BENCHMARKS.md, "Brain extraction": Dice 0.69)
+    # the Otsu "brain" mask of a head is a head mask: it takes in the scalp (as on the real
+    # head of BENCHMARKS.md, "Brain extraction": Dice 0.69) — why extraction is the default
     mask = np.asarray(nib.load(out.paths.mask).dataobj) > 0
-    assert dice(mask, brain) > 0.85
+    distance = ndi.distance_transform_edt(~brain) * VOXEL
+    scalp = (distance > 8.0) & (distance < 16.0)  # inside sub-02's scalp band (7–18 mm)
+    assert mask[scalp].mean() > 0.5
+    assert dice(mask, brain) < 0.85
