@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from braincam.cam.postprocess import normalize_maps, upsample_maps
+from braincam.cam.postprocess import normalize_maps, upsample_maps, upsampled_extremes
 from braincam.metrics import boxes as bx
 from braincam.metrics import sanity
 
@@ -73,3 +74,31 @@ def test_upsample_to_the_same_grid_is_the_identity() -> None:
     maps = torch.rand(2, 5, 6)
     assert upsample_maps(maps, (5, 6)) is maps
     assert upsample_maps(maps, torch.Size([5, 6])) is maps
+
+
+@pytest.mark.parametrize(
+    ("source", "target"),
+    [
+        ((7, 7), (224, 224)),  # even scale: the source samples themselves are never hit
+        ((5, 9), (63, 50)),  # odd and uneven scales
+        ((12, 12), (7, 7)),  # downsampling
+        ((1, 3), (5, 8)),  # a single source row: every output row equal
+        ((4, 5, 6), (33, 40, 29)),  # trilinear
+        ((6, 6), (6, 6)),  # same grid: the map's own extremes
+    ],
+)
+def test_upsampled_extremes_equal_those_of_the_upsampled_maps(
+    source: tuple[int, ...], target: tuple[int, ...]
+) -> None:
+    torch.manual_seed(sum(source) + sum(target))
+    maps = torch.randn(9, *source, dtype=torch.float64)
+    # peaks placed between source samples' interpolation rows too: a sharp spike per map
+    maps.view(9, -1)[torch.arange(9), torch.randint(0, maps[0].numel(), (9,))] += 5.0
+    up = upsample_maps(maps, target).flatten(1)
+    expected = torch.stack(torch.aminmax(up, dim=1), dim=1)
+    got = upsampled_extremes(maps, target, block=40)  # several blocks
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+    # not merely the source's extremes: for a real upsampling they differ
+    if source != target and max(source) > 1:
+        src = torch.stack(torch.aminmax(maps.flatten(1), dim=1), dim=1)
+        assert not torch.allclose(got, src)

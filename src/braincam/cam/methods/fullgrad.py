@@ -7,7 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from braincam.cam.methods.core import CAMMethod, CAMResult, LayerSpec
-from braincam.cam.postprocess import normalize_maps, upsample_maps
+from braincam.cam.postprocess import normalize_maps, upsample_maps, upsampled_extremes
 from braincam.cam.targets import TargetSpec, resolve_targets
 from braincam.errors import ModelError
 
@@ -85,21 +85,14 @@ class FullGrad(CAMMethod):
             gx, grads = session.input_gradient(score)
         n = x.shape[0]
 
-        def psi(terms: Tensor, block: int = 32) -> Tensor:
+        def psi(terms: Tensor) -> Tensor:
             """(N, K, *s) → Σ_k ψ(|t_k|) at the input's size, ψ(t) = (up(t) − lo) / (hi − lo)
             with lo, hi the extremes of up(t). Upsampling is linear, so the sum is
-            up(Σ_k |t_k| / span_k) − Σ_k lo_k / span_k: one input-sized map per layer; the
-            extremes need each channel upsampled, ``block`` channels at a time (bounded memory)."""
+            up(Σ_k |t_k| / span_k) − Σ_k lo_k / span_k: one input-sized map per layer, and the
+            extremes come from :func:`upsampled_extremes` without upsampling each channel."""
             mags = terms.abs()
             k = mags.shape[1]
-            lo = mags.new_empty((n, k))
-            hi = mags.new_empty((n, k))
-            for start in range(0, k, block):
-                part = mags[:, start : start + block]
-                up = upsample_maps(part.flatten(0, 1), size).flatten(1)
-                low, high = torch.aminmax(up, dim=1)
-                lo[:, start : start + block] = low.view(n, -1)
-                hi[:, start : start + block] = high.view(n, -1)
+            lo, hi = upsampled_extremes(mags.flatten(0, 1), size).view(n, k, 2).unbind(-1)
             span = hi - lo
             inv = torch.where(span > 0, 1 / torch.where(span > 0, span, 1.0), 0.0)  # constant → 0
             spread = (mags * inv.view(n, k, *([1] * (mags.ndim - 2)))).sum(dim=1)
