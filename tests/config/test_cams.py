@@ -20,7 +20,7 @@ OPTIONS = {
     "noise_std": 0.5, "strengths": [0.5, 1.0], "n_random": 24, "shift": [3, 2],
     "deletion_steps": 7, "faithfulness_baseline": "mean",
     "max_images": 32, "sanity_images": 3, "regions": False, "atlas": "AAL3", "batch_size": 8,
-    "rim_mm": 6.0, "shortcut_margin": 0.05,
+    "rim_mm": 6.0, "shortcut_margin": 0.05, "layer": ["features.0", "head.conv"], "fusion": "mean",
 }  # fmt: skip
 
 
@@ -84,11 +84,11 @@ def test_step_settings_keep_their_bytes() -> None:
         '"n_random": 20, "shift": null, "deletion_steps": 20, '
         '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "rim_mm": '
         '10.0, "shortcut_margin": 0.02, "regions": true, "atlas": "AAL", "batch_size": 64, '
-        '"seed": 0}'
+        '"layer": null, "fusion": "layercam", "seed": 0}'
     )
     assert json.dumps(ExplainConfig().model_dump()) == (
         '{"methods": ["cam", "gradcam", "gradcampp"], "split": "test", "target": "predicted", '
-        '"layer": null, "batch_size": 16, "overlays": 12, "nifti": true}'
+        '"layer": null, "batch_size": 16, "overlays": 12, "nifti": true, "fusion": "layercam"}'
     )
     assert ExplainConfig().fingerprint() == "a2a542fc713403c1"
     other = ExplainConfig(methods=("cam",), split="val", layer="x")
@@ -124,6 +124,7 @@ def test_evaluate_cams_command_sets_every_option(
             "--deletion-steps", "7", "--faithfulness-baseline", "mean", "--max-images", "32",
             "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
             "--rim-mm", "6", "--shortcut-margin", "0.05",
+            "--layer", "features.0,head.conv", "--fusion", "mean",
             "--seed", "11"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -172,3 +173,52 @@ def test_the_papers_20_percent_box_threshold_at_every_layer(tmp_path, monkeypatc
     result = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--threshold", "0.35"])
     assert result.exit_code == 0, result.output
     assert [c.threshold for c in seen] == [0.2, 0.35]
+
+
+def test_layer_lists_are_checked_and_one_name_is_that_name() -> None:
+    assert ExplainConfig(layer=("x",)).layer == "x"
+    assert ExplainConfig(layer=("x",)).fingerprint() == ExplainConfig(layer="x").fingerprint()
+    # the fusion rule changes nothing for one layer, and the maps of several layers
+    assert (
+        ExplainConfig(layer="x", fusion="mean").fingerprint()
+        == ExplainConfig(layer="x").fingerprint()
+    )
+    two = ExplainConfig(layer=("x", "y"))
+    assert two.layer == ("x", "y") and two.fingerprint() != ExplainConfig(layer="x").fingerprint()
+    assert two.fingerprint() != ExplainConfig(layer=("x", "y"), fusion="mean").fingerprint()
+    for bad, message in (
+        (["x", "x"], "named twice"),
+        ([], "give layer names"),
+        (["x", ""], "give layer names"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"models": ["m"], "synth": {}, "cams": {"layer": bad}})
+    with pytest.raises(ConfigError, match="fusion"):
+        CamEvalConfig(fusion="max")
+
+
+def test_explain_command_takes_several_layers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import braincam.pipeline.explain
+    from braincam.cli import app
+
+    seen: list = []
+
+    class Done:
+        computed: list[str] = []
+        out_dir = tmp_path
+
+    def fake(run_dir, config, store_path=None, device="cpu"):
+        seen.append(config)
+        return Done()
+
+    monkeypatch.setattr(braincam.pipeline.explain, "explain_run", fake)
+    args = ["explain", str(tmp_path), "--layer", "a.b, c", "--fusion", "mean"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (seen[0].layer, seen[0].fusion) == (("a.b", "c"), "mean")
+    CliRunner().invoke(app, ["explain", str(tmp_path), "--layer", "a.b"])
+    assert (seen[1].layer, seen[1].fusion) == ("a.b", "layercam")

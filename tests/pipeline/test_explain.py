@@ -136,3 +136,44 @@ def test_per_subject_outputs_stay_inside_the_heatmap_folder(tmp_path: Path) -> N
     with pytest.raises(InputError, match="outside its folder"):
         write_nifti(result, Store(), ["gradcam"])
     assert not list(tmp_path.rglob("*escaped*"))
+
+
+def test_several_layers_give_the_fused_maps_and_evaluate_cams_keeps_them(
+    tiny_run: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A layer list reaches the maps (fused, as compute_cams fuses them), changes the
+    fingerprint, and evaluate-cams evaluates those maps instead of recomputing default ones."""
+    import shutil
+
+    from braincam.cam import compute_cams
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, evaluate_cams
+
+    work, original = tiny_run
+    run = tmp_path / "run"
+    shutil.copytree(original, run)
+    layers = ("backbone.features.1", "head.conv")
+    cfg = ExplainConfig(methods=("gradcam",), layer=layers, fusion="mean", overlays=0, nifti=False)
+    res = explain_run(run, cfg, progress=False)
+    model, record = load_trained(run)
+    store = SliceStore.open(work / "slices")
+    table = res.slices()
+    x = zscore(torch.from_numpy(np.array(store.images[table["store_row"].to_numpy()])), record)
+    targets = table["explained"].astype(int).tolist()
+    fused = compute_cams(model, x, "gradcam", targets=targets, layer=list(layers), fusion="mean")
+    np.testing.assert_allclose(res.maps("gradcam"), fused.numpy(), atol=1e-5)
+    default = compute_cams(model, x, "gradcam", targets=targets)
+    assert np.abs(res.maps("gradcam") - default.numpy()).max() > 0.05  # not the default layer's
+
+    # evaluate-cams with the same layers reuses them; its sanity check explains those layers too
+    settings = CamEvalConfig(
+        methods=("gradcam",), layer=layers, fusion="mean", regions=False, max_images=4,
+        sanity_images=2, n_random=20, deletion_steps=2,
+    )  # fmt: skip
+    assert settings.explain_config().fingerprint() == cfg.fingerprint()
+    evaluate_cams(run, settings, progress=False)
+    np.testing.assert_allclose(
+        explain_run(run, cfg, progress=False).maps("gradcam"), fused.numpy(), atol=1e-5
+    )
+    # and the fusion rule is part of what makes maps the same
+    other = ExplainConfig(methods=("gradcam",), layer=layers, fusion="layercam")
+    assert other.fingerprint() != cfg.fingerprint()

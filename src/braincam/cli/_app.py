@@ -94,3 +94,11 @@ def main() -> None:
 @app.callback()
 def _root() -> None:
     """braincam: brain MRI → CNN → class activation maps → are the maps right?"""
+
+
+def parse_layer(value: str | None) -> str | tuple[str, ...] | None:
+    """``--layer``: one name, or several separated by commas (their maps are fused)."""
+    if value is None:
+        return None
+    names = tuple(name.strip() for name in value.split(","))
+    return names[0] if len(names) == 1 else names

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from braincam.cli._app import app
+from braincam.cli._app import app, parse_layer
 
 
 @app.command("evaluate-cams")
@@ -51,6 +51,13 @@ def evaluate_cams(
     shortcut_margin: Annotated[
         float, typer.Option(help="shortcut alarm: excess of mass share over area that fires it")
     ] = 0.02,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="CAM layer, or several comma-separated (fused); default: the model's"),
+    ] = None,
+    fusion: Annotated[str, typer.Option(help="fusion of several layers: layercam | mean")] = (
+        "layercam"
+    ),
 ) -> None:
     """Localization, perturbation, faithfulness, sanity, the shortcut alarm, consistency and
     brain regions.
@@ -80,6 +87,8 @@ def evaluate_cams(
         batch_size=batch_size,
         rim_mm=rim_mm,
         shortcut_margin=shortcut_margin,
+        layer=parse_layer(layer),
+        fusion=fusion,
     )
     summary = run(run_dir, config)
     typer.echo(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from braincam.cli._app import app
+from braincam.cli._app import app, parse_layer
 
 
 @app.command()
@@ -20,7 +20,13 @@ def explain(
     target: Annotated[
         str, typer.Option(help="class explained per slice: predicted | true | CLASS_NAME")
     ] = "predicted",
-    layer: Annotated[str | None, typer.Option(help="layer name (default: the model's)")] = None,
+    layer: Annotated[
+        str | None,
+        typer.Option(help="layer name, or several comma-separated (fused); default: the model's"),
+    ] = None,
+    fusion: Annotated[str, typer.Option(help="fusion of several layers: layercam | mean")] = (
+        "layercam"
+    ),
     batch_size: Annotated[int, typer.Option(min=1, help="slices per batch")] = 16,
     overlays: Annotated[int, typer.Option(min=0, help="slices per overlay montage")] = 12,
     nifti: Annotated[bool, typer.Option(help="write back-projected 3D NIfTI maps")] = True,
@@ -39,7 +45,8 @@ def explain(
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
         split=split,
         target=target,
-        layer=layer,
+        layer=parse_layer(layer),
+        fusion=fusion,
         batch_size=batch_size,
         overlays=overlays,
         nifti=nifti,

@@ -22,6 +22,21 @@ DEFAULT_METHODS = ("cam", "gradcam", "gradcampp")
 
 Split = Literal["train", "val", "test"]
 
+#: How the maps of several layers are fused (see :mod:`braincam.cam.fusion`).
+Fusion = Literal["layercam", "mean"]
+
+
+def check_layer(value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+    """A layer name, several (fused), or None (the model's CAM layer); one name in a list is
+    that name, so a list of one explains exactly like the name."""
+    if isinstance(value, tuple):
+        if not value or any(not name for name in value):
+            raise ValueError(f"layer: give layer names, got {list(value)}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"layer: a layer is named twice in {list(value)}")
+        return value[0] if len(value) == 1 else value
+    return value
+
 
 def check_methods(value: list[str] | tuple[str, ...]) -> None:
     """Raise ValueError unless every name is a registered CAM method (and there is one)."""
@@ -71,6 +86,10 @@ class CamSettings(Section):
     regions: bool = True
     atlas: Literal["AAL", "AAL3"] = "AAL"
     batch_size: int = Field(64, ge=1)
+    layer: str | tuple[str, ...] | None = Field(
+        None, description="CAM layer(s): None = the model's; several → one fused map per method"
+    )
+    fusion: Fusion = Field("layercam", description="fusion rule of several layers")
 
     @field_validator("strengths")
     @classmethod
@@ -84,6 +103,17 @@ class CamSettings(Section):
     def _methods(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         check_methods(value)
         return value
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        return check_layer(value)
+
+    def explain_config(self) -> ExplainConfig:
+        """The heatmaps these settings evaluate (``braincam explain`` with the same maps)."""
+        return ExplainConfig(
+            methods=self.methods, split=self.split, layer=self.layer, fusion=self.fusion
+        )
 
 
 class CamEvalConfig(CamSettings):
@@ -113,13 +143,22 @@ class ExplainConfig(FrozenSection):
     split: str = "test"
     #: which class each slice is explained for: "predicted", "true", or a class name
     target: str = "predicted"
-    layer: str | None = None
+    #: a layer name, several (one fused map per method, by ``fusion``), or None (the model's)
+    layer: str | tuple[str, ...] | None = None
     batch_size: int = Field(16, ge=1)
     #: number of slices in each overlay montage (0: none)
     overlays: int = Field(12, ge=0)
     nifti: bool = True
+    fusion: Fusion = "layercam"
+
+    @field_validator("layer")
+    @classmethod
+    def _layer(cls, value: str | tuple[str, ...] | None) -> str | tuple[str, ...] | None:
+        return check_layer(value)
 
     def fingerprint(self) -> str:
         """Hash of the settings that change the maps (not of overlays/nifti)."""
-        key = {"target": self.target, "layer": self.layer, "split": self.split}
+        key: dict[str, object] = {"target": self.target, "layer": self.layer, "split": self.split}
+        if isinstance(self.layer, tuple):  # the rule matters only when layers are fused
+            key["fusion"] = self.fusion
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from braincam.pipeline.explain import ExplainConfig, ExplainResult, explain_run
+from braincam.pipeline.explain import ExplainResult, explain_run
 
 if TYPE_CHECKING:
     from braincam.pipeline.evaluate_cams import CamEvalConfig
@@ -43,9 +43,7 @@ def load_context(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> CamContex
     from braincam.data.slices import SliceStore
     from braincam.training.loading import load_trained
 
-    explained = explain_run(
-        run_dir, ExplainConfig(methods=cfg.methods, split=cfg.split), progress=progress
-    )
+    explained = explain_run(run_dir, cfg.explain_config(), progress=progress)
     model, record = load_trained(run_dir)
     store = SliceStore.open(record["store"])
     table = explained.slices()

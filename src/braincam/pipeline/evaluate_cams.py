@@ -183,8 +183,9 @@ def sanity(
     frames, flags = [], {}
     figure: dict[str, np.ndarray] = {"images": x[:keep, 0].numpy()}
     for method in ctx.maps:
+        # the same layer(s) and fusion as the maps under test
         explain: Callable[..., Tensor] = lambda model, inputs, targets, m=method: compute_cams(  # noqa: E731
-            model, inputs, m, targets=targets
+            model, inputs, m, targets=targets, layer=cfg.layer, fusion=cfg.fusion
         )
         res = cascading_randomization(
             ctx.model,

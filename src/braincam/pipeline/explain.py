@@ -135,7 +135,7 @@ def explain_run(
     if todo or not layout.slices.is_file():
         if meta_path.exists():
             meta_path.unlink()  # the directory is incomplete until meta.json is rewritten
-        cam_objects = {m: make_method(model, m, config.layer) for m in todo}
+        cam_objects = {m: make_method(model, m, config.layer, fusion=config.fusion) for m in todo}
         maps = {m: np.zeros((len(rows), store.size, store.size), np.float32) for m in todo}
         probs = np.zeros((len(rows), len(classes)), np.float32)
         explained = np.zeros(len(rows), np.int64)
