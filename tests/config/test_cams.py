@@ -208,7 +208,7 @@ def test_explain_command_takes_several_layers(
     seen: list = []
 
     class Done:
-        computed: list[str] = []
+        computed = ()
         out_dir = tmp_path
 
     def fake(run_dir, config, store_path=None, device="cpu"):
