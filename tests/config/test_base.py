@@ -74,6 +74,7 @@ def test_the_tree_walk_reaches_every_section() -> None:
         "prepare",
         "train",
         "train.augment.affine",
+        "train.augment.bias_field",
         "train.checkpoint",
         "synth.head",
         "cams",
@@ -81,7 +82,7 @@ def test_the_tree_walk_reaches_every_section() -> None:
     } <= paths
     assert "synth.effects.0" in paths  # the structural generator's per-group effects
     kinds = [d["synth"]["kind"] for p, d in SECTIONS if p == "synth"]
-    assert kinds == ["dwi", "anat"] and len(SECTIONS) == 20
+    assert kinds == ["dwi", "anat"] and len(SECTIONS) == 21
 
 
 @pytest.mark.parametrize(("path", "data"), SECTIONS, ids=[p or "<root>" for p, _ in SECTIONS])

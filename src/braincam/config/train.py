@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from braincam.config.base import Section as _Section
 
@@ -115,7 +121,10 @@ class ErasingConfig(_Section):
 
 
 class AffineConfig(_Section):
-    """Rotation, translation and scaling (the structural study's augmentations)."""
+    """Rotation, translation and scaling (the structural study's augmentations).
+
+    Volumes: a rotation of up to ±``degrees`` about each of the three axes, a shift of up to
+    ``translate`` × the size along each, and a scale factor drawn in ``scale`` per axis."""
 
     p: float = Field(0.0, ge=0, le=1)
     degrees: float = Field(0.0, ge=0, le=180)
@@ -129,14 +138,38 @@ class AffineConfig(_Section):
         return self
 
 
+class BiasFieldConfig(_Section):
+    """Volumes only: a smooth multiplicative intensity inhomogeneity, ``exp`` of a polynomial
+    of degree ``order`` in the three coordinates (scaled to [-1, 1]) whose coefficients are
+    drawn uniformly in ±``coefficients`` (MONAI's ``RandBiasField``)."""
+
+    p: float = Field(0.0, ge=0, le=1)
+    coefficients: float = Field(0.3, ge=0, le=2)
+    order: int = Field(3, ge=1, le=5)
+
+
 class AugmentConfig(_Section):
-    """Training-time augmentations (all off by default); each one has a probability ``p``."""
+    """Training-time augmentations (all off by default); each one has a probability ``p``.
+
+    Slices take all but ``bias_field``; volumes (:mod:`braincam.data.augment3d`) take
+    ``hflip``, ``affine``, ``bias_field`` and ``noise``."""
 
     hflip: FlipConfig = FlipConfig()
     noise: NoiseConfig = NoiseConfig()
     resized_crop: ResizedCropConfig = ResizedCropConfig()
     erasing: ErasingConfig = ErasingConfig()
     affine: AffineConfig = AffineConfig()
+    bias_field: BiasFieldConfig = BiasFieldConfig()
+
+    @model_serializer(mode="wrap")
+    def _without_default_bias_field(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # A train config is stored with each run and compared to decide whether a run can be
+        # reused: a run made before bias_field existed must still match, so the key is written
+        # only when it is set.
+        data = handler(self)
+        if isinstance(data, dict) and self.bias_field == BiasFieldConfig():
+            data.pop("bias_field", None)
+        return data
 
 
 class TrainConfig(_Section):
