@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from braincam.cam.base import HookSession
 from braincam.cam.methods.core import CAMMethod, LayerSpec, _safe_div, _weighted
-from braincam.cam.methods.gradient import _check_count, _check_std, noise_fields
+from braincam.cam.methods.gradient import NoiseDraws, _check_count
 from braincam.cam.postprocess import normalize_maps, upsample_maps
 from braincam.cam.targets import ResolvedTargets
 from braincam.errors import InputError, ModelError
@@ -24,16 +24,8 @@ def _check_batch_size(batch_size: object) -> int:
     return batch_size
 
 
-class ScoreCAM(CAMMethod):
-    """Score-CAM (Wang et al. 2020): w = softmax over channels of the target score of the input
-    masked by each upsampled, min-max scaled activation channel M_k = minmax(up(A_k)).
-
-    The N·K masked inputs are run ``batch_size`` at a time and built chunk by chunk, so memory is
-    bounded by ``batch_size`` inputs whatever K is. (Subtracting a baseline score, as in the
-    paper's "increase of confidence", would not change the softmax.)
-    """
-
-    name = "scorecam"
+class _Batched(CAMMethod):
+    """A method that runs its N·K perturbed forwards ``batch_size`` at a time (bounded memory)."""
 
     def __init__(
         self,
@@ -45,6 +37,18 @@ class ScoreCAM(CAMMethod):
     ) -> None:
         super().__init__(model, layer, **options)  # type: ignore[arg-type]
         self.batch_size = _check_batch_size(batch_size)
+
+
+class ScoreCAM(_Batched):
+    """Score-CAM (Wang et al. 2020): w = softmax over channels of the target score of the input
+    masked by each upsampled, min-max scaled activation channel M_k = minmax(up(A_k)).
+
+    The N·K masked inputs are run ``batch_size`` at a time and built chunk by chunk, so memory is
+    bounded by ``batch_size`` inputs whatever K is. (Subtracting a baseline score, as in the
+    paper's "increase of confidence", would not change the softmax.)
+    """
+
+    name = "scorecam"
 
     def _views(self, x: Tensor) -> list[tuple[float, Tensor | None]]:
         """The mask variants whose scores are averaged: (scale, additive noise) pairs."""
@@ -100,13 +104,10 @@ class SSCAM(ScoreCAM):
         **options: object,
     ) -> None:
         super().__init__(model, layer, batch_size=batch_size, **options)
-        self.num_samples = _check_count("num_samples", num_samples)
-        self.std = _check_std(std)
-        self.seed = int(seed)
+        self.noise = NoiseDraws(num_samples, std, seed)
 
     def _views(self, x: Tensor) -> list[tuple[float, Tensor | None]]:
-        fields = noise_fields(self.seed, self.num_samples, x.shape[2:], self.std, x)
-        return [(1.0, f) for f in fields]
+        return [(1.0, f) for f in self.noise.fields(x.shape[2:], x)]
 
 
 class ISCAM(ScoreCAM):
@@ -133,7 +134,7 @@ class ISCAM(ScoreCAM):
         return [(sum(j / m for j in range(1, i + 1)), None) for i in range(1, m + 1)]
 
 
-class AblationCAM(CAMMethod):
+class AblationCAM(_Batched):
     """Ablation-CAM (Desai & Ramaswamy 2020): w_k = (y_c − y_c^k) / y_c, the relative drop of the
     target score when channel k of the layer's activation is set to zero (0/0 is 0).
 
@@ -144,17 +145,6 @@ class AblationCAM(CAMMethod):
     """
 
     name = "ablationcam"
-
-    def __init__(
-        self,
-        model: nn.Module,
-        layer: LayerSpec = None,
-        *,
-        batch_size: int = 32,
-        **options: object,
-    ) -> None:
-        super().__init__(model, layer, **options)  # type: ignore[arg-type]
-        self.batch_size = _check_batch_size(batch_size)
 
     @torch.no_grad()
     def _compute(
