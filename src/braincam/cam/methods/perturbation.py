@@ -12,6 +12,7 @@ from braincam.cam.base import HookSession
 from braincam.cam.methods.core import CAMMethod, LayerSpec, _safe_div, _weighted
 from braincam.cam.methods.gradient import NoiseDraws, _check_count
 from braincam.cam.postprocess import normalize_maps, upsample_maps
+from braincam.cam.tail import model_tail
 from braincam.cam.targets import ResolvedTargets
 from braincam.errors import InputError, ModelError
 
@@ -141,10 +142,24 @@ class AblationCAM(_Batched):
     The N·K ablated forwards run ``batch_size`` at a time: the layer's output is replaced by the
     captured activation with one channel zeroed (the paper's ablation; pytorch-grad-cam sets a
     channel to min − 10⁷ when the activation has negative values). For a ``reshape=`` layer the
-    channels are taken to be the raw output's last axis (tokens (N, L, C)).
+    channels are taken to be the raw output's last axis (tokens (N, L, C)). When the model's
+    output is a function of the layer's output alone (:mod:`braincam.cam.tail`), only the layers
+    after it run for each ablated copy; otherwise the whole model does.
     """
 
     name = "ablationcam"
+
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, **options: object) -> None:
+        super().__init__(model, layer, **options)  # type: ignore[arg-type]
+        self._tails: dict[str, nn.Module | None] = {}
+
+    def _tail(self, layer_name: str) -> nn.Module | None:
+        """The model after ``layer_name`` (:func:`model_tail`), traced once per layer: each
+        ablated copy then costs the tail's forward, not the whole model's."""
+        tails = self._tails
+        if layer_name not in tails:
+            tails[layer_name] = model_tail(self.model, layer_name)
+        return tails[layer_name]
 
     @torch.no_grad()
     def _compute(
@@ -164,17 +179,14 @@ class AblationCAM(_Batched):
         rows_all = torch.arange(n, device=act.device).repeat_interleave(k)
         chans_all = torch.arange(k, device=act.device).repeat(n)
         ablated = torch.empty(n * k, dtype=act.dtype, device=act.device)
+        tail = self._tail(session.layer_names[session.index])
         for start in range(0, n * k, self.batch_size):
             rows = rows_all[start : start + self.batch_size]
             chans = chans_all[start : start + self.batch_size]
-
-            def replace(output: Tensor, rows: Tensor = rows, chans: Tensor = chans) -> Tensor:
-                out = raw[rows].detach().clone().to(output.dtype)
-                view = out.movedim(channel_dim, 1)  # a view: writing to it writes to out
-                view[torch.arange(rows.numel(), device=out.device), chans] = 0
-                return out
-
-            out = session.forward_replaced(x[rows], session.index, replace)
+            value = raw[rows].detach().clone()
+            view = value.movedim(channel_dim, 1)  # a view: writing to it writes to value
+            view[torch.arange(rows.numel(), device=value.device), chans] = 0
+            out = session.forward_from(session.index, value, x[rows], tail)
             ablated[start : start + rows.numel()] = targets.scores(out, rows).to(act.dtype)
         weights = _safe_div(base.view(n, 1) - ablated.view(n, k), base.view(n, 1).expand(n, k))
         return self._reduce(_weighted(weights, act))
