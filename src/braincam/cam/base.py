@@ -346,6 +346,24 @@ class HookSession:
         return output
 
     @torch.no_grad()
+    def forward_from(
+        self, index: int, value: Tensor, inputs: Tensor, tail: nn.Module | None
+    ) -> Tensor:
+        """The model's output when layer ``index`` outputs ``value`` for ``inputs``, without
+        capturing: ``tail(value)`` when the model has a tail after that layer
+        (:func:`braincam.cam.tail.model_tail`), else the whole model with the output swapped."""
+        if tail is None:
+            return self.forward_replaced(inputs, index, lambda output: value.to(output.dtype))
+        self.capture = False  # hooked layers inside the tail must not overwrite the captures
+        try:
+            output = tail(value)
+        finally:
+            self.capture = True
+        if not isinstance(output, Tensor):
+            raise ModelError(f"the model returns {type(output).__name__}, expected a logits tensor")
+        return output
+
+    @torch.no_grad()
     def forward_replaced(
         self, inputs: Tensor, index: int, replace: Callable[[Tensor], Tensor]
     ) -> Tensor:

@@ -4,6 +4,7 @@ hooked activations only (one backward pass for all layers)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -170,6 +171,25 @@ def noise_fields(
     ]
 
 
+@dataclass(frozen=True)
+class NoiseDraws:
+    """The noise of the smoothed methods (Smooth Grad-CAM++, SS-CAM): ``num_samples`` Gaussian
+    fields N(0, std²) drawn in order from ``seed``; checked once, here."""
+
+    num_samples: int
+    std: float
+    seed: int
+
+    def __post_init__(self) -> None:
+        _check_count("num_samples", self.num_samples)
+        object.__setattr__(self, "std", _check_std(self.std))
+        object.__setattr__(self, "seed", int(self.seed))
+
+    def fields(self, shape: Sequence[int], like: Tensor) -> list[Tensor]:
+        """The fields of ``shape`` as ``like``'s dtype/device (see :func:`noise_fields`)."""
+        return noise_fields(self.seed, self.num_samples, shape, self.std, like)
+
+
 class SmoothGradCAMPlusPlus(_GradientMethod):
     """Smooth Grad-CAM++ (Omeiza et al. 2019): Grad-CAM++ with derivatives averaged over
     ``num_samples`` noisy copies of the input x + δ_m, δ_m ~ N(0, std²):
@@ -194,9 +214,7 @@ class SmoothGradCAMPlusPlus(_GradientMethod):
         **options: object,
     ) -> None:
         super().__init__(model, layer, **options)  # type: ignore[arg-type]
-        self.num_samples = _check_count("num_samples", num_samples)
-        self.std = _check_std(std)
-        self.seed = int(seed)
+        self.noise = NoiseDraws(num_samples, std, seed)
 
     def _compute_all(
         self,
@@ -207,7 +225,7 @@ class SmoothGradCAMPlusPlus(_GradientMethod):
     ) -> list[Tensor]:
         clean = list(session.activations)
         sums = [[torch.zeros_like(a) for a in clean] for _ in range(3)]
-        for noise in noise_fields(self.seed, self.num_samples, x.shape[1:], self.std, x):
+        for noise in self.noise.fields(x.shape[1:], x):
             noisy_out = session.forward(x + noise)
             for i, g in enumerate(layer_gradients(session, noisy_out, targets)):
                 sums[0][i] += g
@@ -215,6 +233,6 @@ class SmoothGradCAMPlusPlus(_GradientMethod):
                 sums[2][i] += g * g * g
         maps = []
         for i, act in enumerate(clean):
-            d1, d2, d3 = (s[i] / self.num_samples for s in sums)
+            d1, d2, d3 = (s[i] / self.noise.num_samples for s in sums)
             maps.append(self._reduce(_weighted(gradcampp_weights(act, d1, d2, d3), act)))
         return maps

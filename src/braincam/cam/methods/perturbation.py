@@ -10,8 +10,9 @@ from torch import Tensor, nn
 
 from braincam.cam.base import HookSession
 from braincam.cam.methods.core import CAMMethod, LayerSpec, _safe_div, _weighted
-from braincam.cam.methods.gradient import _check_count, _check_std, noise_fields
+from braincam.cam.methods.gradient import NoiseDraws, _check_count
 from braincam.cam.postprocess import normalize_maps, upsample_maps
+from braincam.cam.tail import model_tail
 from braincam.cam.targets import ResolvedTargets
 from braincam.errors import InputError, ModelError
 
@@ -24,16 +25,8 @@ def _check_batch_size(batch_size: object) -> int:
     return batch_size
 
 
-class ScoreCAM(CAMMethod):
-    """Score-CAM (Wang et al. 2020): w = softmax over channels of the target score of the input
-    masked by each upsampled, min-max scaled activation channel M_k = minmax(up(A_k)).
-
-    The N·K masked inputs are run ``batch_size`` at a time and built chunk by chunk, so memory is
-    bounded by ``batch_size`` inputs whatever K is. (Subtracting a baseline score, as in the
-    paper's "increase of confidence", would not change the softmax.)
-    """
-
-    name = "scorecam"
+class _Batched(CAMMethod):
+    """A method that runs its N·K perturbed forwards ``batch_size`` at a time (bounded memory)."""
 
     def __init__(
         self,
@@ -45,6 +38,18 @@ class ScoreCAM(CAMMethod):
     ) -> None:
         super().__init__(model, layer, **options)  # type: ignore[arg-type]
         self.batch_size = _check_batch_size(batch_size)
+
+
+class ScoreCAM(_Batched):
+    """Score-CAM (Wang et al. 2020): w = softmax over channels of the target score of the input
+    masked by each upsampled, min-max scaled activation channel M_k = minmax(up(A_k)).
+
+    The N·K masked inputs are run ``batch_size`` at a time and built chunk by chunk, so memory is
+    bounded by ``batch_size`` inputs whatever K is. (Subtracting a baseline score, as in the
+    paper's "increase of confidence", would not change the softmax.)
+    """
+
+    name = "scorecam"
 
     def _views(self, x: Tensor) -> list[tuple[float, Tensor | None]]:
         """The mask variants whose scores are averaged: (scale, additive noise) pairs."""
@@ -100,13 +105,10 @@ class SSCAM(ScoreCAM):
         **options: object,
     ) -> None:
         super().__init__(model, layer, batch_size=batch_size, **options)
-        self.num_samples = _check_count("num_samples", num_samples)
-        self.std = _check_std(std)
-        self.seed = int(seed)
+        self.noise = NoiseDraws(num_samples, std, seed)
 
     def _views(self, x: Tensor) -> list[tuple[float, Tensor | None]]:
-        fields = noise_fields(self.seed, self.num_samples, x.shape[2:], self.std, x)
-        return [(1.0, f) for f in fields]
+        return [(1.0, f) for f in self.noise.fields(x.shape[2:], x)]
 
 
 class ISCAM(ScoreCAM):
@@ -133,28 +135,31 @@ class ISCAM(ScoreCAM):
         return [(sum(j / m for j in range(1, i + 1)), None) for i in range(1, m + 1)]
 
 
-class AblationCAM(CAMMethod):
+class AblationCAM(_Batched):
     """Ablation-CAM (Desai & Ramaswamy 2020): w_k = (y_c − y_c^k) / y_c, the relative drop of the
     target score when channel k of the layer's activation is set to zero (0/0 is 0).
 
     The N·K ablated forwards run ``batch_size`` at a time: the layer's output is replaced by the
     captured activation with one channel zeroed (the paper's ablation; pytorch-grad-cam sets a
     channel to min − 10⁷ when the activation has negative values). For a ``reshape=`` layer the
-    channels are taken to be the raw output's last axis (tokens (N, L, C)).
+    channels are taken to be the raw output's last axis (tokens (N, L, C)). When the model's
+    output is a function of the layer's output alone (:mod:`braincam.cam.tail`), only the layers
+    after it run for each ablated copy; otherwise the whole model does.
     """
 
     name = "ablationcam"
 
-    def __init__(
-        self,
-        model: nn.Module,
-        layer: LayerSpec = None,
-        *,
-        batch_size: int = 32,
-        **options: object,
-    ) -> None:
+    def __init__(self, model: nn.Module, layer: LayerSpec = None, **options: object) -> None:
         super().__init__(model, layer, **options)  # type: ignore[arg-type]
-        self.batch_size = _check_batch_size(batch_size)
+        self._tails: dict[str, nn.Module | None] = {}
+
+    def _tail(self, layer_name: str) -> nn.Module | None:
+        """The model after ``layer_name`` (:func:`model_tail`), traced once per layer: each
+        ablated copy then costs the tail's forward, not the whole model's."""
+        tails = self._tails
+        if layer_name not in tails:
+            tails[layer_name] = model_tail(self.model, layer_name)
+        return tails[layer_name]
 
     @torch.no_grad()
     def _compute(
@@ -174,17 +179,14 @@ class AblationCAM(CAMMethod):
         rows_all = torch.arange(n, device=act.device).repeat_interleave(k)
         chans_all = torch.arange(k, device=act.device).repeat(n)
         ablated = torch.empty(n * k, dtype=act.dtype, device=act.device)
+        tail = self._tail(session.layer_names[session.index])
         for start in range(0, n * k, self.batch_size):
             rows = rows_all[start : start + self.batch_size]
             chans = chans_all[start : start + self.batch_size]
-
-            def replace(output: Tensor, rows: Tensor = rows, chans: Tensor = chans) -> Tensor:
-                out = raw[rows].detach().clone().to(output.dtype)
-                view = out.movedim(channel_dim, 1)  # a view: writing to it writes to out
-                view[torch.arange(rows.numel(), device=out.device), chans] = 0
-                return out
-
-            out = session.forward_replaced(x[rows], session.index, replace)
+            value = raw[rows].detach().clone()
+            view = value.movedim(channel_dim, 1)  # a view: writing to it writes to value
+            view[torch.arange(rows.numel(), device=value.device), chans] = 0
+            out = session.forward_from(session.index, value, x[rows], tail)
             ablated[start : start + rows.numel()] = targets.scores(out, rows).to(act.dtype)
         weights = _safe_div(base.view(n, 1) - ablated.view(n, k), base.view(n, 1).expand(n, k))
         return self._reduce(_weighted(weights, act))
