@@ -15,8 +15,10 @@ from braincam.cam import (
     compute_cams,
     get_method,
     make_method,
+    normalize_maps,
     register_method,
     unregister_method,
+    upsample_maps,
 )
 from braincam.errors import InputError, ModelError
 from builders.cam_nets import FAST, gap_net, images
@@ -529,3 +531,55 @@ def test_eigencam_orientation_is_the_sign_of_the_covariance_with_the_mean_activa
     mean_act = centred.mean(dim=0)
     assert float((raw * mean_act).sum()) > 0
     assert float((raw / mean_act).sum()) < 0  # the input does tell the two readings apart
+
+
+def dead_channel_net() -> nn.Sequential:
+    """gap_net whose target layer (after ReLU) has channels that are zero on every input."""
+    model = gap_net(seed=3)
+    with torch.no_grad():
+        model[3].bias[:3] = -1e3  # BN shift: channels 0–2 are 0 after the ReLU, for any input
+    return model.eval()  # the CAM engine evaluates in eval mode; so does the hand computation
+
+
+def scorecam_by_hand(model: nn.Module, x: torch.Tensor, targets: list[int], scales: list[float]):
+    """Score-CAM / IS-CAM from the definition: every (sample, channel) masked input run."""
+    acts: list[torch.Tensor] = []
+    handle = model[4].register_forward_hook(lambda m, i, o: acts.append(o.detach().clone()))
+    with torch.no_grad():
+        model(x)
+    handle.remove()
+    act = acts[0]
+    maps = []
+    for i, t in enumerate(targets):
+        masks = normalize_maps(upsample_maps(act[i], x.shape[2:]))
+        with torch.no_grad():
+            s = [
+                sum(float(model(x[i : i + 1] * (c * masks[k]))[0, t]) for c in scales) / len(scales)
+                for k in range(act.shape[1])
+            ]
+        w = torch.softmax(torch.tensor(s, dtype=act.dtype), dim=0)
+        maps.append(torch.relu((w.view(-1, 1, 1) * act[i]).sum(0)))
+    return torch.stack(maps)
+
+
+@pytest.mark.parametrize(("method", "scales"), [("scorecam", [1.0]), ("iscam", [0.5, 1.5])])
+def test_dead_channels_share_one_forward_and_change_nothing(
+    method: str, scales: list[float]
+) -> None:
+    model, x = dead_channel_net(), images(3)
+    targets = [0, 2, 1]
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    options = {"num_samples": 2} if method == "iscam" else {}
+    got = compute_cams(
+        model, x, method, targets=targets, batch_size=4, normalize=False, upsample=False, **options
+    )
+    handle.remove()
+    torch.testing.assert_close(
+        got, scorecam_by_hand(model, x, targets, scales), atol=1e-5, rtol=1e-5
+    )
+    assert float(got.max()) > 0
+    # 3 samples × 3 live channels × views, plus the zero image once, plus the clean forward:
+    # the 9 dead (sample, channel) pairs cost one forward of one image, not 9 per view
+    views = len(scales)
+    assert sum(calls) == 3 + 1 + 3 * 3 * views

@@ -45,8 +45,10 @@ class ScoreCAM(_Batched):
     masked by each upsampled, min-max scaled activation channel M_k = minmax(up(A_k)).
 
     The N·K masked inputs are run ``batch_size`` at a time and built chunk by chunk, so memory is
-    bounded by ``batch_size`` inputs whatever K is. (Subtracting a baseline score, as in the
-    paper's "increase of confidence", would not change the softmax.)
+    bounded by ``batch_size`` inputs whatever K is; channels constant over the grid (their mask
+    is all zero: the masked input is the zero image) share one forward of a zero image.
+    (Subtracting a baseline score, as in the paper's "increase of confidence", would not change
+    the softmax.)
     """
 
     name = "scorecam"
@@ -68,19 +70,27 @@ class ScoreCAM(_Batched):
             raise ModelError("no activation captured")
         n, k = act.shape[:2]
         views = self._views(x)
-        rows_all = torch.arange(n, device=act.device).repeat_interleave(k)
-        chans_all = torch.arange(k, device=act.device).repeat(n)
         scores = torch.zeros(n * k, dtype=act.dtype, device=act.device)
-        for start in range(0, n * k, self.batch_size):
-            rows = rows_all[start : start + self.batch_size]
-            chans = chans_all[start : start + self.batch_size]
+        pairs = torch.arange(n * k, device=act.device)
+        if all(noise is None for _, noise in views):
+            # A constant channel (a dead ReLU unit, often most of them) has an all-zero mask, so
+            # every view of its masked input is the zero image: one forward scores them all.
+            lo, hi = torch.aminmax(act.flatten(2), dim=2)
+            dead = (lo == hi).flatten()
+            if dead.any():
+                zero = session.forward_plain(torch.zeros_like(x[:1]))
+                rows = pairs[dead] // k
+                zero_scores = targets.scores(zero.expand(rows.numel(), -1).contiguous(), rows)
+                scores[dead] = zero_scores.to(act.dtype) * len(views)
+                pairs = pairs[~dead]
+        for start in range(0, pairs.numel(), self.batch_size):
+            chunk = pairs[start : start + self.batch_size]
+            rows, chans = chunk // k, chunk % k
             masks = normalize_maps(upsample_maps(act[rows, chans], x.shape[2:])).to(x.dtype)
             for scale, noise in views:
                 mask = masks * scale if noise is None else masks + noise
                 masked = x[rows] * mask.unsqueeze(1)
-                scores[start : start + rows.numel()] += targets.scores(
-                    session.forward_plain(masked), rows
-                ).to(act.dtype)
+                scores[chunk] += targets.scores(session.forward_plain(masked), rows).to(act.dtype)
         weights = torch.softmax(scores.view(n, k) / len(views), dim=1)
         return self._reduce(_weighted(weights, act))
 
