@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -114,6 +115,22 @@ def build(name: str) -> tuple[nn.Module, str]:
     except Exception as exc:  # the model zoo may not be there yet: say so and use the stand-in
         print(f"(build_model({name!r}) unavailable: {exc!r}; using a stand-in)", file=sys.stderr)
         return standin(name), "torchvision stand-in"
+
+
+def trained(run: Path, batch: int) -> tuple[nn.Module, torch.Tensor, str]:
+    """A trained run's model and ``batch`` z-scored test slices of its store."""
+    import numpy as np
+
+    from braincam.data.normalization import zscore
+    from braincam.data.slices import SliceStore
+    from braincam.training.loading import load_trained
+
+    model, record = load_trained(run)
+    store = SliceStore.open(record["store"])
+    rows = store.rows(split="test").index.to_numpy()[:batch]
+    x = zscore(torch.from_numpy(np.ascontiguousarray(store.images[rows])), record)
+    shape = "×".join(str(v) for v in x.shape[1:])
+    return model.eval(), x, f"trained {record['model']} ({run}), {len(rows)} test slices, {shape}"
 
 
 def cnn3d() -> nn.Module:
@@ -297,6 +314,13 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="batch (default 16, quick 4)")
     parser.add_argument("--no-3d", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--run",
+        type=Path,
+        action="append",
+        help="a trained run directory: its model on the first --batch test slices of its store "
+        "(repeatable; trained networks have dead channels, random ones few)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -327,7 +351,12 @@ def main() -> None:
             "",
         ]
     )
-    for name in [m for m in args.models.split(",") if m]:
+    for run in args.run or []:
+        model, x, title = trained(run, batch)
+        print(title, file=sys.stderr)
+        times, ratios, failed = measure(pick(variants(model, x, libs)), reps)
+        emit(table(title, times, ratios, failed))
+    for name in [m for m in args.models.split(",") if m and not args.run]:
         if name == "3d":
             if args.no_3d:
                 continue
