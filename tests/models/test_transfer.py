@@ -28,6 +28,7 @@ FIRST_CONV = {
     "inception_v3": "Conv2d_1a_3x3.conv.weight",
     "resnet18": "conv1.weight",
     "resnet50": "conv1.weight",
+    "r3d_18": "stem.0.weight",  # torchvision's video ResNet-18 (Kinetics-400 weights)
 }
 # AlexNet-BN's convs sit at other indices than torchvision's (a BatchNorm follows each conv).
 ALEXNET_BN_CONVS = {0: 0, 4: 3, 8: 6, 11: 8, 14: 10}
@@ -124,16 +125,18 @@ def test_every_pretrained_network_loads_a_local_torchvision_file(
         if in_channels == 1:
             # The grey kernel is the sum of the RGB kernels: check one weight by hand too.
             assert first.shape == (rgb.shape[0], 1, *rgb.shape[2:])
-            assert first[2, 0, 1, 1].item() == pytest.approx(rgb[2, :, 1, 1].sum().item())
+            at = (1,) * (rgb.ndim - 2)  # kernel position (1, 1) in 2-D, (1, 1, 1) in 3-D
+            assert first[(2, 0, *at)].item() == pytest.approx(
+                rgb[(2, slice(None), *at)].sum().item()
+            )
         else:
             torch.testing.assert_close(first, rgb, rtol=0, atol=0)
         # The head is new: no tensor of it comes from the file, and it has 5 outputs.
         new = [k for k in state if expected_source(name, k) is None]
         assert new, f"{name}: no new layers"
         model.eval()
-        size = get_spec(name).input_size
         with torch.no_grad():
-            logits = model(torch.randn(1, in_channels, size, size))
+            logits = model(torch.randn(1, in_channels, *get_spec(name).input_shape))
         assert logits.shape == (1, 5)
 
 

@@ -1,4 +1,5 @@
-"""Network builders: torchvision backbones cut for a ~14×14 map, FC originals, small CPU CNNs.
+"""Network builders: torchvision backbones cut for a ~14×14 map, FC originals, small CPU CNNs,
+and their 3-D counterparts for volumes (torchvision's video ResNet-18, SFCN-style and tiny CNNs).
 
 torchvision models are built on the meta device (no memory, no init cost for layers that are
 cut away), edited there, then materialised and initialised the way torchvision initialises each
@@ -14,7 +15,7 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from braincam.models.heads import CamHead, CamNet, Pooling
+from braincam.models.heads import CamHead, CamNet, Pooling, SpatialDims
 from braincam.models.weights import Transfer
 
 Built = tuple[nn.Module, Transfer | None]
@@ -28,7 +29,10 @@ _FIRST_CONV = {
     "inception_v3": "Conv2d_1a_3x3.conv",
     "resnet18": "conv1",
     "resnet50": "conv1",
+    "r3d_18": "stem.0",
 }
+_CONVS = (nn.Conv2d, nn.Conv3d)
+_BATCH_NORMS = (nn.BatchNorm2d, nn.BatchNorm3d)
 
 
 def _torchvision_on_meta(arch: str, **kwargs: object) -> nn.Module:
@@ -41,18 +45,22 @@ def _torchvision_on_meta(arch: str, **kwargs: object) -> nn.Module:
         return tvm.get_model(arch, weights=None, **kwargs)
 
 
-def _replace_conv_inputs(root: nn.Module, path: str, in_channels: int) -> None:
-    """Swap the conv at ``path`` for one taking ``in_channels`` inputs (same geometry)."""
+def _replace_conv_inputs(
+    root: nn.Module, path: str, in_channels: int, stride: tuple[int, ...] | None = None
+) -> None:
+    """Swap the conv at ``path`` for one taking ``in_channels`` inputs (same geometry, or the
+    given ``stride``: the kernel shape, hence the weights' shape, stays)."""
     old = root.get_submodule(path)
-    if not isinstance(old, nn.Conv2d):
-        raise TypeError(f"{path} is {type(old).__name__}, not Conv2d")
-    if old.in_channels == in_channels:
+    if not isinstance(old, _CONVS):
+        raise TypeError(f"{path} is {type(old).__name__}, not Conv2d or Conv3d")
+    stride = old.stride if stride is None else stride
+    if old.in_channels == in_channels and old.stride == stride:
         return
-    new = nn.Conv2d(
+    new = type(old)(
         in_channels,
         old.out_channels,
         kernel_size=old.kernel_size,
-        stride=old.stride,
+        stride=stride,
         padding=old.padding,
         dilation=old.dilation,
         groups=old.groups,
@@ -65,13 +73,13 @@ def _replace_conv_inputs(root: nn.Module, path: str, in_channels: int) -> None:
 
 def _init_layer(m: nn.Module, arch: str) -> None:
     """Initialise one layer as torchvision's ``arch`` does (PyTorch's default otherwise)."""
-    family_conv = arch.startswith(("vgg", "resnet"))
+    family_conv = arch.startswith(("vgg", "resnet", "r3d"))
     truncated = arch in ("googlenet", "inception_v3")
-    if isinstance(m, nn.BatchNorm2d):
+    if isinstance(m, _BATCH_NORMS):
         m.reset_running_stats()
         nn.init.ones_(m.weight)
         nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.Conv2d) and family_conv:
+    elif isinstance(m, _CONVS) and family_conv:
         nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         if m.bias is not None:
             nn.init.zeros_(m.bias)
@@ -229,23 +237,35 @@ def build_alexnet_bn_gap(*, in_channels: int, num_classes: int, dropout: float) 
 
 
 def small_cnn_features(
-    in_channels: int, widths: Sequence[int], *, pools: int | None = None, norm: str = "batch"
+    in_channels: int,
+    widths: Sequence[int],
+    *,
+    pools: int | None = None,
+    norm: str = "batch",
+    spatial_dims: SpatialDims = 2,
 ) -> nn.Sequential:
     """Conv 3×3 → norm → ReLU blocks; 2×2 max-pool after the first ``pools`` blocks (default:
     every block but the last). ``norm``: ``batch`` (BatchNorm) or ``group`` (GroupNorm, 8
-    groups: the same in training and evaluation, whatever the batch holds)."""
+    groups: the same in training and evaluation, whatever the batch holds). ``spatial_dims=3``:
+    conv 3×3×3, BatchNorm3d, 2×2×2 max-pool — SFCN's block (Peng et al. 2021) up to the order of
+    ReLU and max-pool, which commute (both are monotone), so the outputs are the same."""
     pools = len(widths) - 1 if pools is None else pools
+    conv, batch_norm, max_pool = (
+        (nn.Conv2d, nn.BatchNorm2d, nn.MaxPool2d)
+        if spatial_dims == 2
+        else (nn.Conv3d, nn.BatchNorm3d, nn.MaxPool3d)
+    )
     blocks: list[nn.Module] = []
     channels = in_channels
     for i, width in enumerate(widths):
-        normalization = nn.BatchNorm2d(width) if norm == "batch" else nn.GroupNorm(8, width)
+        normalization = batch_norm(width) if norm == "batch" else nn.GroupNorm(8, width)
         layers: list[nn.Module] = [
-            nn.Conv2d(channels, width, 3, padding=1, bias=False),
+            conv(channels, width, 3, padding=1, bias=False),
             normalization,
             nn.ReLU(inplace=True),
         ]
         if i < pools:
-            layers.append(nn.MaxPool2d(2))
+            layers.append(max_pool(2))
         blocks.append(nn.Sequential(*layers))
         channels = width
     return nn.Sequential(*blocks)
@@ -260,13 +280,61 @@ def build_small_cnn(
     dropout: float,
     pools: int | None = None,
     norm: str = "batch",
+    spatial_dims: SpatialDims = 2,
+    head_kernel: int = 3,
 ) -> Built:
     """A small CNN for CPU work (input-size agnostic) + the CAM head; no pretrained weights.
-    ``pools`` and ``norm`` as in :func:`small_cnn_features`."""
-    features = small_cnn_features(in_channels, widths, pools=pools, norm=norm)
+    ``pools``, ``norm`` and ``spatial_dims`` as in :func:`small_cnn_features`; ``head_kernel``
+    the CAM head conv's size (1: SFCN's closing 1×1×1 conv block)."""
+    features = small_cnn_features(
+        in_channels, widths, pools=pools, norm=norm, spatial_dims=spatial_dims
+    )
     backbone = nn.Sequential(OrderedDict(features=features))
     for m in backbone.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, _CONVS):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    head = CamHead(widths[-1], num_classes, width=head_width, pool="gap", dropout=dropout)
+    head = CamHead(
+        widths[-1],
+        num_classes,
+        width=head_width,
+        pool="gap",
+        dropout=dropout,
+        spatial_dims=spatial_dims,
+        kernel_size=head_kernel,
+    )
     return CamNet(backbone, head), None
+
+
+# torchvision's video ResNet stem convolves (3, 7, 7) with stride (1, 2, 2): a video keeps its
+# frame rate and halves each frame. A brain volume has no such special axis (voxels are
+# isotropic after preparation), so the stem strides 2 along all three: the CAM grid stays
+# isotropic (input/8 after layer3) and layer1, the costliest stage, runs on half the voxels.
+# The kernel shape is kept, so Kinetics-400 weights still load into it.
+_R3D_STEM_STRIDE = (2, 2, 2)
+
+
+def build_r3d_gap(
+    *,
+    pool: Pooling,
+    head_width: int,
+    in_channels: int,
+    num_classes: int,
+    dropout: float,
+) -> Built:
+    """torchvision's ``r3d_18`` (video ResNet-18) through ``layer3`` + the 3-D CAM head.
+
+    As ``resnet18-gap`` is cut after ``layer3`` in 2-D; the stem strides 2 in all three axes
+    (see ``_R3D_STEM_STRIDE``). Parameter names stay torchvision's under ``backbone.``, so a
+    local Kinetics-400 file (``r3d_18-b3b3357e.pth``) loads, the stem's RGB kernels summed for 1
+    channel as for the 2-D models.
+    """
+    children = _children_through(_torchvision_on_meta("r3d_18"), "layer3")
+    backbone = nn.Sequential(children)
+    _replace_conv_inputs(backbone, _FIRST_CONV["r3d_18"], in_channels, _R3D_STEM_STRIDE)
+    _init_family(backbone, "r3d_18")
+    channels = backbone.get_submodule("layer3")[-1].conv2[0].out_channels
+    head = CamHead(
+        channels, num_classes, width=head_width, pool=pool, dropout=dropout, spatial_dims=3
+    )
+    transfer = Transfer("r3d_18", _strip_prefix("backbone."), _FIRST_CONV["r3d_18"] + ".weight")
+    return CamNet(backbone, head), transfer

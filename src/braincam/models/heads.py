@@ -1,7 +1,8 @@
 """The CAM head of the dMRI study: conv 3×3 → ReLU → global pooling → dropout → linear.
 
 The added conv block's output (after its ReLU) is the class activation map's feature map, and
-the final ``nn.Linear`` holds the per-class channel weights CAM multiplies it with.
+the final ``nn.Linear`` holds the per-class channel weights CAM multiplies it with. The same head
+serves volumes (``spatial_dims=3``: conv3d, 3-D global pooling), so CAM stays exact in 3-D.
 """
 
 from __future__ import annotations
@@ -12,10 +13,20 @@ import torch
 from torch import nn
 
 Pooling = Literal["gap", "gmp"]
+SpatialDims = Literal[2, 3]
+
+_CONV: dict[int, type[nn.Conv2d] | type[nn.Conv3d]] = {2: nn.Conv2d, 3: nn.Conv3d}
+_POOL: dict[tuple[int, str], type[nn.Module]] = {
+    (2, "gap"): nn.AdaptiveAvgPool2d,
+    (2, "gmp"): nn.AdaptiveMaxPool2d,
+    (3, "gap"): nn.AdaptiveAvgPool3d,
+    (3, "gmp"): nn.AdaptiveMaxPool3d,
+}
 
 
 class CamHead(nn.Module):
-    """``conv`` (3×3, stride 1, pad 1, ``width`` channels, ReLU) → pool → ``dropout`` → ``fc``."""
+    """``conv`` (k×k, stride 1, same padding, ``width`` channels, ReLU) → pool → ``dropout`` →
+    ``fc``; ``spatial_dims=3`` for volumes (conv3d, 3-D pooling), ``kernel_size`` 3 or 1."""
 
     def __init__(
         self,
@@ -25,15 +36,25 @@ class CamHead(nn.Module):
         width: int = 1024,
         pool: Pooling = "gap",
         dropout: float = 0.5,
+        spatial_dims: SpatialDims = 2,
+        kernel_size: int = 3,
     ) -> None:
         super().__init__()
+        if spatial_dims not in (2, 3) or kernel_size % 2 != 1:
+            raise ValueError(
+                f"CamHead takes spatial_dims 2 or 3 and an odd kernel_size, "
+                f"got {spatial_dims!r} and {kernel_size!r}"
+            )
+        self.spatial_dims = spatial_dims
         # Not in-place: CAM/Grad-CAM hooks read this block's output, and an in-place ReLU would
         # alias it with the conv output that autograd still needs.
         self.conv = nn.Sequential(
-            nn.Conv2d(in_channels, width, kernel_size=3, stride=1, padding=1),
+            _CONV[spatial_dims](
+                in_channels, width, kernel_size=kernel_size, stride=1, padding=kernel_size // 2
+            ),
             nn.ReLU(inplace=False),
         )
-        self.pool: nn.Module = nn.AdaptiveAvgPool2d(1) if pool == "gap" else nn.AdaptiveMaxPool2d(1)
+        self.pool: nn.Module = _POOL[spatial_dims, pool](1)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(width, num_classes)
         self.reset_parameters()

@@ -1,5 +1,8 @@
 """The model zoo: name → builder + metadata (CAM layer, classifier, feature size, input size).
 
+2-D networks take slices ``(N, C, H, W)``; those whose name contains ``3d`` take volumes
+``(N, C, D, H, W)`` (``spec.spatial_dims == 3``).
+
 The registry is open: :func:`register_model` (a call or a decorator) adds a network under a new
 name, and it is then built by :func:`build_model`, trained by ``braincam train --model NAME`` and
 accepted in an experiment's ``models`` list, like the built-in ones. See docs/models.md.
@@ -29,8 +32,9 @@ class ModelSpec:
 
     ``cam_layer`` is a ``get_submodule`` name (the default CAM / Grad-CAM layer); ``classifier``
     the ``nn.Linear`` whose weights CAM uses (``None`` for FC heads); ``feature_size`` the CAM
-    layer's spatial size at ``input_size``; ``pretrained`` the torchvision architecture whose
-    ImageNet weights load into it (``None``: train from scratch only).
+    layer's spatial size at ``input_shape``; ``pretrained`` the torchvision architecture whose
+    ImageNet (for ``r3d_18``: Kinetics-400) weights load into it (``None``: train from scratch
+    only); ``spatial_dims`` 2 (slices) or 3 (volumes).
     """
 
     name: str
@@ -42,6 +46,12 @@ class ModelSpec:
     input_size: int
     description: str
     pretrained: str | None = None
+    spatial_dims: int = 2
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """The nominal spatial input shape: ``input_size`` along each of ``spatial_dims`` axes."""
+        return (self.input_size,) * self.spatial_dims
 
 
 Builder = Callable[..., "bb.Built"]
@@ -132,6 +142,32 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
                   "4 conv blocks (8-16-32-64, BN, 3 max-pools), conv3x3/64, GAP; for tests"),
         partial(bb.build_small_cnn, (8, 16, 32, 64), 64),
     ),
+    # Volumes (issue 15). CAM grids at other input shapes: docs/models.md, "3-D models".
+    (
+        ModelSpec("tinycnn3d-gap", "smallcnn3d", "gap", _GAP_CAM, _GAP_FC, (8, 8, 8), 32,
+                  "3 conv3d blocks (4-8-16, BN, 2 max-pools), conv3x3x3/16, GAP; for tests",
+                  spatial_dims=3),
+        partial(bb.build_small_cnn, (4, 8, 16), 16, pools=2, spatial_dims=3),
+    ),
+    (
+        ModelSpec("sfcn3d-gap", "sfcn3d", "gap", _GAP_CAM, _GAP_FC, (8, 8, 8), 64,
+                  "SFCN-style (Peng et al. 2021): 5 conv3d blocks (32-64-128-256-256, BN, "
+                  "3 max-pools), conv1x1x1/64, GAP", spatial_dims=3),
+        partial(bb.build_small_cnn, (32, 64, 128, 256, 256), 64, pools=3, spatial_dims=3,
+                head_kernel=1),
+    ),
+    (
+        ModelSpec("resnet18-3d-gap", "resnet3d", "gap", _GAP_CAM, _GAP_FC, (8, 8, 8), 64,
+                  "torchvision's r3d_18 (stem stride 2 in 3 axes) through layer3, "
+                  "conv3x3x3/512, GAP", pretrained="r3d_18", spatial_dims=3),
+        partial(bb.build_r3d_gap, pool="gap", head_width=512),
+    ),
+    (
+        ModelSpec("resnet18-3d-gmp", "resnet3d", "gmp", _GAP_CAM, _GAP_FC, (8, 8, 8), 64,
+                  "resnet18-3d-gap with global max pooling", pretrained="r3d_18",
+                  spatial_dims=3),
+        partial(bb.build_r3d_gap, pool="gmp", head_width=512),
+    ),
 )  # fmt: skip
 
 _REGISTRY: dict[str, tuple[ModelSpec, Builder]] = {
@@ -152,6 +188,7 @@ def register_model(
     input_size: int = 224,
     description: str = "",
     pretrained: str | None = None,
+    spatial_dims: int = 2,
 ) -> Any:
     """Add a network to the zoo under ``name``; with no ``builder``, a decorator.
 
@@ -179,6 +216,7 @@ def register_model(
             input_size=input_size,
             description=description,
             pretrained=pretrained,
+            spatial_dims=spatial_dims,
         )
     if not isinstance(name, str) or not name.strip():
         raise ModelError(f"a model name must be a non-empty string, got {name!r}")
@@ -188,6 +226,8 @@ def register_model(
         )
     if not callable(builder):
         raise ModelError(f"the builder of {name!r} must be callable, got {builder!r}")
+    if spatial_dims not in (2, 3):
+        raise ModelError(f"spatial_dims of {name!r} must be 2 or 3, got {spatial_dims!r}")
     spec = ModelSpec(
         name=name,
         family=family or name,
@@ -198,6 +238,7 @@ def register_model(
         input_size=input_size,
         description=description or getattr(builder, "__doc__", None) or name,
         pretrained=pretrained,
+        spatial_dims=spatial_dims,
     )
     _REGISTRY[name] = (spec, builder)  # type: ignore[assignment]
     return builder

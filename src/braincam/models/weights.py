@@ -93,7 +93,8 @@ def load_state_file(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
-    """RGB conv weights ``(out, 3, kh, kw)`` for ``in_channels`` inputs (timm's rule).
+    """RGB conv weights ``(out, 3, kh, kw)`` (or ``(out, 3, kd, kh, kw)``) for ``in_channels``
+    inputs (timm's rule).
 
     One channel: the sum over RGB, so a grey image equal to R=G=B gives the same response.
     More: the RGB kernels tiled and scaled by ``3 / in_channels`` to keep the activation scale.
@@ -103,7 +104,7 @@ def adapt_first_conv(weight: torch.Tensor, in_channels: int) -> torch.Tensor:
     if in_channels == 1:
         return weight.sum(dim=1, keepdim=True)
     repeats = math.ceil(in_channels / weight.shape[1])
-    tiled = weight.repeat(1, repeats, 1, 1)[:, :in_channels]
+    tiled = weight.repeat(1, repeats, *[1] * (weight.ndim - 2))[:, :in_channels]
     return tiled * (weight.shape[1] / in_channels)
 
 
