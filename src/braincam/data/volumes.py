@@ -51,11 +51,12 @@ from braincam.data.slice_build import (
     store_fingerprint,
     validate_sources,
 )
-from braincam.data.slices import FORMAT_VERSION, NA, SliceSource
+from braincam.data.slices import FORMAT_VERSION, NA, SliceSource, SliceStore
 from braincam.data.slicing import canonical_affine
 from braincam.errors import ConfigError, InputError
 from braincam.imaging.resample import resample_to
 from braincam.io import read_json
+from braincam.layout import WorkLayout
 from braincam.progress import track
 from braincam.provenance import library_versions
 
@@ -304,6 +305,29 @@ class VolumeStore:
         out = resample_to(values, grid, shape, affine, order=order)
         inside = resample_to(np.ones(self.shape, np.float32), grid, shape, affine, order=0)
         return nib.Nifti1Image(np.where(inside > 0.5, out, np.nan).astype(np.float32), affine)
+
+
+def store_path(path: str | Path) -> Path:
+    """The store directory of ``path``: itself when it holds a store (``meta.json``), else the
+    store of the work directory ``path`` (``prepare`` leaves one: ``slices/`` or ``volumes/``)."""
+    path = Path(path)
+    if (path / "meta.json").is_file():
+        return path
+    layout = WorkLayout(path)
+    found = [p for p in (layout.slices, layout.volumes) if (p / "meta.json").is_file()]
+    if len(found) > 1:
+        raise InputError(
+            "work directory holds both a slice and a volume store; re-run `braincam prepare` "
+            "(it keeps the configured representation's) or give the store's path",
+            path=path,
+        )
+    return found[0] if found else layout.slices
+
+
+def open_any_store(path: str | Path) -> SliceStore | VolumeStore:
+    """Open a slice or a volume store (by its meta.json), or the one of a work directory."""
+    path = store_path(path)
+    return VolumeStore.open(path) if is_volume_store(path) else SliceStore.open(path)
 
 
 def volume_summary(store: VolumeStore) -> dict[str, Any]:
