@@ -158,17 +158,40 @@ def _pick_examples(table: pd.DataFrame, store: Any) -> list[int]:
 def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
     """Same image under each model × method; per-method montages with boxes and outlines."""
     from braincam.data.slices import SliceStore
-    from braincam.figures import overlay_montage
-    from braincam.metrics.boxes import bounding_boxes
+    from braincam.data.volumes import is_volume_store
 
     sec = B.Section("heatmaps", "Heatmaps")
     loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
     slices = WorkLayout(out).slices
-    if not loaded or not (slices / "meta.json").is_file():
+    volumes = is_volume_store(WorkLayout(out).volumes)
+    if not loaded or not ((slices / "meta.json").is_file() or volumes):
         return sec.add(B.note("No heatmaps yet (run `braincam explain`)."))
+    if not volumes:
+        _same_slices_montage(sec, SliceStore.open(slices), loaded)
+    for run in runs:
+        for png in sorted(RunLayout(run).heatmaps("test").overlays.glob("*.png")):
+            sec.add(
+                B.figure_from_file(
+                    png,
+                    title=f"{run.name} · {png.stem}: "
+                    + (
+                        "orthogonal planes of test volumes (through the ground truth, else "
+                        "the map's peak)"
+                        if volumes
+                        else "sample of test slices (per class)"
+                    ),
+                )
+            )
+    return sec
+
+
+def _same_slices_montage(sec: B.Section, store: Any, loaded: dict[str, Any]) -> None:
+    """The same slices under every model and method (slice stores only)."""
     import torch
 
-    store = SliceStore.open(slices)
+    from braincam.figures import overlay_montage
+    from braincam.metrics.boxes import bounding_boxes
+
     first_table = next(iter(loaded.values()))[0]
     picks = _pick_examples(first_table, store)
     rows = first_table["store_row"].to_numpy()[picks]
@@ -199,14 +222,6 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
             "White: ground-truth effect region where one exists.",
         )
     )
-    for run in runs:
-        for png in sorted(RunLayout(run).heatmaps("test").overlays.glob("*.png")):
-            sec.add(
-                B.figure_from_file(
-                    png, title=f"{run.name} · {png.stem}: sample of test slices (per class)"
-                )
-            )
-    return sec
 
 
 def regions_section(out: Path, runs: list[Path]) -> B.Section:
