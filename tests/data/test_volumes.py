@@ -243,3 +243,25 @@ def test_prepare_writes_the_volume_store_of_the_same_subjects_and_splits(tmp_pat
     stamp = (work / "volumes" / "meta.json").stat().st_mtime_ns
     prepare(bids, work, cfg)  # resumed: the same inputs, the store is not rebuilt
     assert (work / "volumes" / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_prepare_builds_a_volume_store(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from braincam.cli import app
+    from builders.dwi import make_bids
+
+    labels = {f"sub-0{i}": ("young" if i % 2 else "old") for i in range(1, 7)}
+    bids = make_bids(tmp_path / "bids", labels)
+    work = tmp_path / "work"
+    args = ["prepare", str(bids), str(work), "--label", "group", "--no-progress",
+            "--representation", "volume",
+            "--volume-shape", "12,14,10", "--volume-spacing", "2.5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "volumes" in result.output
+    store = VolumeStore.open(work / "volumes")
+    assert store.shape == (12, 14, 10) and store.meta["spacing_mm"] == 2.5
+    assert store.masks is None  # no ground truth in this dataset
+    bad = CliRunner().invoke(app, [*args[:-4], "--representation", "cubes"])
+    assert bad.exit_code != 0 and "representation" in str(bad.exception)
