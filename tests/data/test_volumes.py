@@ -265,3 +265,27 @@ def test_cli_prepare_builds_a_volume_store(tmp_path: Path) -> None:
     assert store.masks is None  # no ground truth in this dataset
     bad = CliRunner().invoke(app, [*args[:-4], "--representation", "cubes"])
     assert bad.exit_code != 0 and "representation" in str(bad.exception)
+
+
+@pytest.mark.slow
+def test_prepare_on_a_dask_cluster_builds_the_same_volume_store(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from braincam.pipeline.prepare import prepare
+    from builders.dwi import make_bids
+
+    labels = {f"sub-0{i}": ("young" if i % 2 else "old") for i in range(1, 7)}
+    bids = make_bids(tmp_path / "bids", labels, with_masks=True)
+    cfg = dict(label="group", progress=False, representation="volume", volume_shape=(12, 12, 12))
+    serial = prepare(bids, tmp_path / "w1", PrepareConfig(**cfg))
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        dask = prepare(
+            bids, tmp_path / "wd", PrepareConfig(**cfg, dask_scheduler=cluster.scheduler_address)
+        )
+    assert serial.ok and dask.ok
+    one, two = (VolumeStore.open(tmp_path / w / "volumes") for w in ("w1", "wd"))
+    np.testing.assert_array_equal(np.asarray(one.images), np.asarray(two.images))
+    np.testing.assert_array_equal(one.affines, two.affines)
+    pd.testing.assert_frame_equal(one.index, two.index)
