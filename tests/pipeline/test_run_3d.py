@@ -51,6 +51,7 @@ def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
     assert len(lobes) > 0  # regions and lobes in MNI through the synthetic coordinate maps
     html = (out / "report.html").read_text()
     assert "orthogonal planes of test volumes" in html and 'id="regions"' in html
+    assert "Example volumes (channel 0)" in html
     from braincam.report.audit import audit_report
     from braincam.summary_schema import validate_summary
 
