@@ -67,6 +67,20 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return work, run
 
 
+@pytest.fixture(scope="session")
+def volume_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A volume store (tests/builders/volumes.py) and tinycnn3d-gap trained on it briefly."""
+    from braincam.pipeline.train import fit
+    from builders.volumes import TRAIN, write_volume_work
+
+    root = tmp_path_factory.mktemp("volume_run")
+    work = root / "work"
+    write_volume_work(work)
+    run = root / "run"
+    fit(work, run, model="tinycnn3d-gap", config=TRAIN, progress=False)
+    return work, run
+
+
 @pytest.fixture
 def tiny_zoo(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let training build the tiny test model under the name ``tiny``."""

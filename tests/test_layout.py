@@ -11,6 +11,7 @@ def test_work_directory_paths() -> None:
     work = WorkLayout("/w")
     expected = {
         "slices": "/w/slices",
+        "volumes": "/w/volumes",
         "splits": "/w/splits.tsv",
         "failures": "/w/failures.tsv",
         "summary": "/w/summary.json",
@@ -22,6 +23,7 @@ def test_work_directory_paths() -> None:
     }
     assert {k: str(getattr(work, k)) for k in expected} == expected
     assert work.run("resnet18-gap") == RunLayout(Path("/w/runs/resnet18-gap"))
+    assert (work.store("slices"), work.store("volume")) == (work.slices, work.volumes)
 
 
 def test_run_directory_paths() -> None:

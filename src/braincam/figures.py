@@ -23,6 +23,19 @@ def figure_png_bytes(fig: Any, dpi: int = 100) -> bytes:
     return buf.getvalue()
 
 
+#: The planes of :func:`orthogonal_planes`, in order.
+PLANES = ("axial", "coronal", "sagittal")
+
+
+def orthogonal_planes(volume: np.ndarray, centre: Sequence[int]) -> list[np.ndarray]:
+    """Axial, coronal and sagittal planes through voxel ``centre`` of a volume ``(X, Y, Z)`` on
+    RAS-ordered axes (a volume store's grid), upright as the slice store shows slices: axial
+    rows anterior→posterior, coronal/sagittal rows superior→inferior; columns left→right
+    (axial, coronal) or posterior→anterior (sagittal)."""
+    x, y, z = (int(c) for c in centre)
+    return [volume[:, :, z].T[::-1], volume[:, y, :].T[::-1], volume[x, :, :].T[::-1]]
+
+
 def overlay_montage(
     images: np.ndarray,
     maps: np.ndarray,
@@ -33,7 +46,8 @@ def overlay_montage(
     columns: int = 6,
     alpha: float = 0.45,
 ) -> Any:
-    """A grid of slices (n, S, S) with their heatmaps (n, S, S) in ``jet`` over grey.
+    """A grid of slices (n, S, S) with their heatmaps (n, S, S) in ``jet`` over grey (or lists
+    of n 2-D planes of any shapes, e.g. :func:`orthogonal_planes`).
 
     ``boxes`` (n, 4) as (row0, col0, row1, col1) with the upper corner exclusive (the convention of
     :func:`braincam.metrics.boxes.bounding_boxes`; an empty box is skipped) draw the

@@ -5,6 +5,7 @@ A *work directory* (``WORK``, the ``--out`` of ``braincam run`` / ``demo``, the 
 
     WORK/
       slices/                 the 2.5D slice store (images.npy, index.tsv, meta.json, ...)
+      volumes/                the whole-brain volume store (representation: volume), instead
       splits.tsv              subject → split
       failures.tsv            subjects that could not be prepared, with the reason
       summary.json            one section per step (prepare, training, evaluation, ...)
@@ -51,6 +52,15 @@ class WorkLayout:
     @property
     def slices(self) -> Path:
         return self.root / "slices"
+
+    @property
+    def volumes(self) -> Path:
+        """The volume store (``prepare`` with ``representation: volume``)."""
+        return self.root / "volumes"
+
+    def store(self, representation: str) -> Path:
+        """The store of a representation: ``slices`` or ``volume``."""
+        return self.volumes if representation == "volume" else self.slices
 
     @property
     def splits(self) -> Path:

@@ -129,6 +129,7 @@ class PrepareSection(_Model):
     slices_per_split: dict[str, int]
     mask_slices: dict[str, int]
     slice_store: dict[str, JsonValue] | None
+    volume_store: dict[str, JsonValue] | None = None  # representation: volume
     failures: list[FailureRow]
     outputs: dict[str, str | None]
     parameters: dict[str, JsonValue]

@@ -142,3 +142,18 @@ def test_study_configs_keep_the_papers_training(name: str) -> None:
     assert t.schedule.name == "none" and t.schedule.warmup_epochs == 0
     assert t.optimizer.weight_decay == 0.0
     assert not any("-gn-" in m for m in load_config(CONFIGS / name).models)
+
+
+@pytest.mark.parametrize("name", ["fast-cpu-3d.yaml", "dmri-age-3d.yaml", "fast-cpu.yaml"])
+def test_3d_configs_pair_volumes_with_3d_models(name: str) -> None:
+    # What fit would refuse (a 2-D model or 2-D augmentation on a volume store) is caught here.
+    from braincam.data.augment import Augmenter
+    from braincam.training.zoo import model_spatial_dims
+
+    cfg = load_config(CONFIGS / name)
+    volume = "3d" in name
+    assert (cfg.prepare.representation == "volume") is volume
+    assert {model_spatial_dims(m) for m in cfg.models} == {3 if volume else 2}
+    if volume:
+        assert not Augmenter(cfg.train.augment).enabled and not cfg.train.channels_last
+        assert cfg.synth is not None and cfg.synth.effect_region == "random"

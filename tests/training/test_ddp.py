@@ -53,3 +53,27 @@ def test_ddp_two_cpu_processes_train_to_completion(tmp_path: Path) -> None:
     saved = torch.load(run / "model.pt", weights_only=True)
     assert saved["record"]["train_config"]["strategy"] == "ddp"
     assert saved["record"]["train_config"]["devices"] == 2
+
+
+@pytest.mark.slow
+def test_ddp_trains_a_3d_model_on_a_volume_store(tmp_path: Path) -> None:
+    from builders.volumes import write_volume_work
+
+    store = write_volume_work(tmp_path / "work")
+    run = tmp_path / "run"
+    braincam = Path(sys.executable).parent / "braincam"
+    cmd = [str(braincam), "train", str(tmp_path / "work"), str(run), "--model", "tinycnn3d-gap"]
+    cmd += ["--epochs", "2", "--batch-size", "2", "--optimizer", "adam", "--lr", "0.01"]
+    cmd += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--no-progress"]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, env=_ddp_env(), timeout=900, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "GLOBAL_RANK: 1" in proc.stderr
+    table = pd.read_csv(run / "metrics.tsv", sep="\t")
+    assert table["epoch"].tolist() == [0, 1]
+    # The validation subjects of both ranks are gathered: one volume per subject.
+    assert table["val_subject_acc"].notna().all()
+    saved = torch.load(run / "model.pt", weights_only=True)
+    assert saved["record"]["representation"] == "volume"
+    assert saved["record"]["split"]["val"] == sorted(store.subjects("val"))

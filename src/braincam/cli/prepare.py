@@ -81,10 +81,18 @@ def prepare(
     outside_brain: str = typer.Option(
         "zero", help="anat: outside the brain mask the network sees zero, or keep (the head)."
     ),
+    representation: str = typer.Option(
+        "slices", help="slices (2.5D store, WORK/slices/) or volume (3-D store, WORK/volumes/)."
+    ),
+    volume_shape: str = typer.Option(
+        "64,80,64", help="volume: the grid in voxels X,Y,Z (centred on the brain's box)."
+    ),
+    volume_spacing: float = typer.Option(2.5, help="volume: isotropic voxel size of the grid, mm."),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Validate inputs, preprocess each subject (dwi: DTI FA/MD; anat: N4, co-registration,
-    equalization), split subjects and build the 2.5D slice store."""
+    equalization), split subjects and build the 2.5D slice store (or, with --representation
+    volume, the whole-brain volume store)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -123,6 +131,9 @@ def prepare(
         allow_missing_description=allow_missing_description,
         brain_mask=brain_mask,  # type: ignore[arg-type]  # checked by the config
         outside_brain=outside_brain,  # type: ignore[arg-type]
+        representation=representation,  # type: ignore[arg-type]
+        volume_shape=_floats(volume_shape, "--volume-shape"),  # type: ignore[arg-type]
+        volume_spacing=volume_spacing,
     )
     result = prepare(bids_dir, work_dir, config)
     console = Console()
@@ -130,7 +141,13 @@ def prepare(
     what = config.get_modality().outputs
     console.print(
         f"{what}: {s['computed']} computed, {s['skipped']} skipped (cached), "
-        f"{s['failed']} failed; splits: {result.slices_per_split or '-'} slices"
+        f"{s['failed']} failed; splits: "
+        + (
+            f"{result.slices_per_split or '-'} slices"
+            if config.representation == "slices"
+            else f"{(result.summary.get('volume_store') or {}).get('subjects_per_split', '-')} "
+            "volumes"
+        )
     )
     if result.mask_slices:
         table = Table(title="Slices intersecting the ground-truth mask")

@@ -4,7 +4,7 @@
 ``base``           the strict base model, error messages with key paths, YAML load/dump/override
 ``synth``          ``SynthConfig`` (diffusion), ``AnatSynthConfig`` (structural), the section
 ``prepare``        ``PrepareConfig`` and what it derives: ``DTIParams``, ``AnatParams``,
-                   ``SliceSpec``
+                   ``SliceSpec``, ``VolumeSpec``
 ``train``          ``TrainConfig`` (optimizer, schedule, early stopping, augmentations)
 ``cams``           ``ExplainConfig``, ``CamEvalConfig`` and the ``cams`` section
 ``experiment``     ``ExperimentConfig``: every section of ``braincam run CONFIG.yaml``
@@ -29,7 +29,13 @@ from braincam.config.base import (
 )
 from braincam.config.cams import CamEvalConfig, CamsConfig, ExplainConfig
 from braincam.config.experiment import EvaluateConfig, ExperimentConfig, ReportConfig
-from braincam.config.prepare import AnatParams, DTIParams, PrepareConfig, SliceSpec
+from braincam.config.prepare import (
+    AnatParams,
+    DTIParams,
+    PrepareConfig,
+    SliceSpec,
+    VolumeSpec,
+)
 from braincam.config.synth import AnatSynthConfig, GroupEffect, SynthConfig
 from braincam.config.train import (
     AffineConfig,
@@ -74,6 +80,7 @@ __all__ = [
     "SliceSpec",
     "SynthConfig",
     "TrainConfig",
+    "VolumeSpec",
     "_format_error",
     "dump_config",
     "load_config",

@@ -183,6 +183,30 @@ class SliceSpec(FrozenSection):
         return d
 
 
+#: How ``prepare`` represents a subject for the networks: 2.5D slices or one whole volume.
+Representation = Literal["slices", "volume"]
+#: One side of the volume grid, in voxels (at least 8: a few poolings must fit).
+VolumeSide = Annotated[int, Field(ge=8, description="volume grid side, voxels")]
+#: The prepare keys that only a volume store reads (left out of a slices config's to_dict()).
+VOLUME_KEYS = ("representation", "volume_shape", "volume_spacing")
+
+
+class VolumeSpec(FrozenSection):
+    """The fixed grid of the volume store (recorded in its meta.json and its fingerprint):
+    ``shape`` voxels of ``spacing`` mm, centred on each subject's brain (see
+    :mod:`braincam.data.volumes`)."""
+
+    shape: tuple[VolumeSide, VolumeSide, VolumeSide] = (64, 80, 64)
+    spacing: Positive = 2.5  # isotropic mm
+    order: Literal[0, 1] = 1  # image interpolation: 1 linear (default), 0 nearest
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        d = self.model_dump()
+        d["shape"] = list(self.shape)
+        return d
+
+
 class PrepareConfig(Section):
     """Every option of ``braincam prepare`` (defaults = the CLI's defaults)."""
 
@@ -218,6 +242,10 @@ class PrepareConfig(Section):
     allow_missing_description: bool = False
     brain_mask: Literal["extract", "foreground"] = "extract"  # anat: see AnatParams
     outside_brain: Literal["zero", "keep"] = "zero"  # anat: see AnatParams
+    # Whole-brain 3-D (issue 15): "volume" writes WORK/volumes/ instead of WORK/slices/.
+    representation: Representation = "slices"
+    volume_shape: tuple[VolumeSide, VolumeSide, VolumeSide] = VolumeSpec().shape  # voxels
+    volume_spacing: Positive = VolumeSpec().spacing  # isotropic mm
 
     @field_validator("split_ratios", mode="before")
     @classmethod
@@ -277,11 +305,24 @@ class PrepareConfig(Section):
             voxel_size=self.voxel_size,
         )
 
+    def volume_spec(self) -> VolumeSpec:
+        """The volume store's grid (``representation: volume``)."""
+        return VolumeSpec(shape=self.volume_shape, spacing=self.volume_spacing)
+
     def to_dict(self) -> dict:
-        """JSON-ready parameters (paths as strings)."""
+        """JSON-ready parameters (paths as strings).
+
+        A slices config leaves out the volume keys: they do not change a slice store, and the
+        run's prepare stamp and summary keep the bytes they had before volumes existed.
+        """
         out = self.model_dump()
         for k in ("manifest", "masks_dir"):
             out[k] = None if out[k] is None else str(out[k])
+        if self.representation == "slices":
+            for k in VOLUME_KEYS:
+                out.pop(k)
+        else:
+            out["volume_shape"] = list(self.volume_shape)
         return out
 
 

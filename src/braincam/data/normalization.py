@@ -13,12 +13,14 @@ from torch import Tensor
 
 
 def zscore(images: Tensor, record: dict[str, Any]) -> Tensor:
-    """Z-score raw store images ``(N, C, S, S)`` with the run's train-split statistics.
+    """Z-score raw store images ``(N, C, S, S)`` (or volumes ``(N, C, X, Y, Z)``) with the run's
+    train-split statistics.
 
     ``record["normalization"]`` holds ``mean`` and ``std`` per channel (see
     :func:`braincam.training.loading.load_trained`).
     """
     norm = record["normalization"]
-    mean = torch.tensor(norm["mean"], dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
-    std = torch.tensor(norm["std"], dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+    shape = (1, -1, *([1] * (images.ndim - 2)))  # per channel, whatever the spatial rank
+    mean = torch.tensor(norm["mean"], dtype=images.dtype, device=images.device).view(shape)
+    std = torch.tensor(norm["std"], dtype=images.dtype, device=images.device).view(shape)
     return (images - mean) / std

@@ -12,7 +12,7 @@ import os
 import shutil
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from braincam.config.prepare import VolumeSpec
 from braincam.data.slices import (
     FORMAT_VERSION,
     NA,
@@ -43,10 +44,11 @@ def _file_digest(path: Path) -> str:
 def store_fingerprint(
     sources: Sequence[SliceSource],
     splits: pd.DataFrame,
-    spec: SliceSpec,
+    spec: SliceSpec | VolumeSpec,
     classes: Sequence[str] | None = None,
 ) -> str:
-    """Hash of what a slice store depends on: spec, classes, splits, input paths and bytes."""
+    """Hash of what a store depends on: spec, classes, splits, input paths and bytes (the
+    volume store passes its :class:`~braincam.config.prepare.VolumeSpec` as ``spec``)."""
     split_of = dict(
         zip(splits["participant_id"].astype(str), splits["split"].astype(str), strict=True)
     )
@@ -73,7 +75,7 @@ def store_fingerprint(
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _read_image(path: Path, subject: str, what: str) -> nib.Nifti1Image:
+def read_image(path: Path, subject: str, what: str) -> nib.Nifti1Image:
     """Load a NIfTI fully into memory, turning every read failure into an InputError."""
     try:
         img = nib.load(str(path))
@@ -85,7 +87,7 @@ def _read_image(path: Path, subject: str, what: str) -> nib.Nifti1Image:
     return nib.Nifti1Image(data, img.affine)
 
 
-def _validate_sources(
+def validate_sources(
     sources: Sequence[SliceSource], splits: pd.DataFrame, classes: Sequence[str] | None
 ) -> tuple[list[str], dict[str, str]]:
     """Check the sources against the splits; return (classes, split per subject)."""
@@ -152,11 +154,28 @@ def build_slice_store(
     """
     out_dir = Path(out_dir)
     sources = list(sources)
-    classes, split_of = _validate_sources(sources, splits, classes)
+    classes, split_of = validate_sources(sources, splits, classes)
     fingerprint = store_fingerprint(sources, splits, spec, classes)
     if not force and store_is_current(out_dir, fingerprint):
         return SliceStore.open(out_dir)
 
+    build_atomically(
+        out_dir,
+        fingerprint,
+        lambda tmp: _write_store(tmp, sources, split_of, spec, classes, progress=progress),
+    )
+    return SliceStore.open(out_dir)
+
+
+def build_atomically(
+    out_dir: Path, fingerprint: str, write: Callable[[Path], dict[str, Any]]
+) -> None:
+    """Build a store directory in a hidden sibling and move it onto ``out_dir`` when complete.
+
+    ``write(tmp)`` fills ``tmp`` and returns meta.json's content; meta.json (with
+    ``fingerprint``) is written last, so a store that opens is complete (shared by the slice
+    and the volume store).
+    """
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # Left behind by a killed build (SIGKILL skips the cleanup below); never a complete store.
     for pattern in (f".{out_dir.name}.tmp-*", f".{out_dir.name}.old-*"):
@@ -165,14 +184,13 @@ def build_slice_store(
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        meta = _write_store(tmp, sources, split_of, spec, classes, progress=progress)
+        meta = write(tmp)
         meta["fingerprint"] = fingerprint
         write_json(tmp / "meta.json", meta)  # last: its presence marks a complete store
         _swap_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return SliceStore.open(out_dir)
 
 
 def _swap_dir(new: Path, final: Path) -> None:
@@ -222,9 +240,9 @@ def _write_store(
     target_of = {c: i for i, c in enumerate(classes)}
     for k, src in enumerate(track(sources, "Slicing subjects", disable=not progress)):
         pid = src.participant_id
-        imgs = [_read_image(p, pid, "image") for p in src.images]
-        mask = None if src.mask is None else _read_image(src.mask, pid, "mask")
-        brain = None if src.brain_mask is None else _read_image(src.brain_mask, pid, "brain mask")
+        imgs = [read_image(p, pid, "image") for p in src.images]
+        mask = None if src.mask is None else read_image(src.mask, pid, "mask")
+        brain = None if src.brain_mask is None else read_image(src.brain_mask, pid, "brain mask")
         try:
             sl = extract_slices(imgs, spec, mask, brain)
         except InputError as exc:

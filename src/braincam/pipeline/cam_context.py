@@ -30,9 +30,9 @@ class CamContext:
     store: Any
     explained: ExplainResult
     table: pd.DataFrame  # slices.tsv of the split
-    images: Tensor  # normalized model inputs (n, C, S, S)
+    images: Tensor  # normalized model inputs (n, C, S, S); volume store: (n, C, X, Y, Z)
     targets: Tensor  # explained class per slice
-    maps: dict[str, Tensor]  # method → (n, S, S)
+    maps: dict[str, Tensor]  # method → (n, S, S); volume store: (n, X, Y, Z)
     model_name: str
     generator: torch.Generator
 
@@ -40,12 +40,12 @@ class CamContext:
 def load_context(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> CamContext:
     """Explain the run's split with ``cfg.methods`` (if not done yet) and load everything."""
     from braincam.data.normalization import zscore
-    from braincam.data.slices import SliceStore
+    from braincam.data.volumes import open_any_store
     from braincam.training.loading import load_trained
 
     explained = explain_run(run_dir, cfg.explain_config(), progress=progress)
     model, record = load_trained(run_dir)
-    store = SliceStore.open(record["store"])
+    store = open_any_store(record["store"])
     table = explained.slices()
     rows = table["store_row"].to_numpy()
     images = zscore(torch.from_numpy(np.asarray(store.images[rows])), record)
@@ -62,6 +62,11 @@ def load_context(run_dir: Path, cfg: CamEvalConfig, progress: bool) -> CamContex
         model_name=str(record["model"]),
         generator=torch.Generator().manual_seed(cfg.seed),
     )
+
+
+def is_volume_context(ctx: CamContext) -> bool:
+    """True when the explained samples are whole volumes (a volume store), not slices."""
+    return ctx.images.ndim == 5
 
 
 def subsample(n: int, limit: int | None, generator: torch.Generator) -> Tensor:

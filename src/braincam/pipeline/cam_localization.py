@@ -1,7 +1,9 @@
 """``evaluate-cams``, localization family: do the maps point at the ground-truth region?
 
 On the slices (the maps of ``explain``) and on the volumes (the maps back-projected onto each
-subject's grid), each method scored next to a uniform and a random baseline map.
+subject's grid), each method scored next to a uniform and a random baseline map. On a volume
+store the maps are volumes already: they are scored once, against the store's masks on the same
+grid (level ``volume``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from braincam.pipeline.cam_context import CamContext
+from braincam.pipeline.cam_context import CamContext, is_volume_context
 
 if TYPE_CHECKING:
     from braincam.pipeline.evaluate_cams import CamEvalConfig
@@ -41,7 +43,8 @@ def _score_candidates(
 
 
 def localization(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
-    """Localization metrics on slices with ground-truth mask pixels, per method and baseline."""
+    """Localization metrics on slices (volume store: volumes) with ground-truth mask pixels,
+    per method and baseline."""
     from braincam.metrics.localization import baseline_maps, summarize_table
 
     if ctx.store.masks is None:
@@ -57,9 +60,10 @@ def localization(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
     candidates["baseline:uniform"] = baseline_maps(like, "uniform")
     candidates["baseline:random"] = baseline_maps(like, "random", ctx.generator)
     tables = _score_candidates(candidates, masks, cfg, cfg.tolerance)
+    level = "volume" if is_volume_context(ctx) else "slice"
     return pd.DataFrame(
         [
-            {"model": ctx.model_name, "method": name, "level": "slice", **summarize_table(t)}
+            {"model": ctx.model_name, "method": name, "level": level, **summarize_table(t)}
             for name, t in tables.items()
         ]
     )
@@ -75,6 +79,8 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
 
     from braincam.metrics.localization import baseline_maps, summarize_table
 
+    if is_volume_context(ctx):
+        return pd.DataFrame()  # the maps are the volumes: scored by localization()
     heatmaps = ctx.explained.layout
     per_method: dict[str, list[dict[str, Tensor]]] = {}
     for pid in sorted(ctx.table["participant_id"].unique()):

@@ -31,13 +31,16 @@ def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any
     The report's verdict table shows exactly these values; nothing is recomputed there.
     """
     out = {}
+    # A volume store has no slice level: its maps are scored as volumes.
+    levels = {r.get("level") for r in summary.get("localization") or []}
+    level = "volume" if levels == {"volume"} else "slice"
     for method in methods:
-        loc = _row(summary.get("localization"), method=method, level="slice")
-        uni = _row(summary.get("localization"), method="baseline:uniform", level="slice")
+        loc = _row(summary.get("localization"), method=method, level=level)
+        uni = _row(summary.get("localization"), method="baseline:uniform", level=level)
         mass = _num((loc or {}).get("relevance_mass"))
         chance = _num((uni or {}).get("relevance_mass"))
         localizes = {
-            "metric": "relevance mass in the ground-truth region (slices)",
+            "metric": f"relevance mass in the ground-truth region ({level}s)",
             "figure": mass,
             "baseline": chance,
             "verdict": None if mass is None or chance is None else bool(mass > chance),

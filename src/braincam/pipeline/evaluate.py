@@ -31,7 +31,8 @@ from braincam.summary_schema import update_summary
 def predict_split(
     model: Any, record: dict[str, Any], store: Any, split: str, *, batch_size: int = 64
 ) -> pd.DataFrame:
-    """Class probabilities of every slice of ``split``, with the slice's index columns."""
+    """Class probabilities of every sample (slice, or volume) of ``split``, with its index
+    columns (a volume store has no ``axis``/``position``: one row per subject)."""
     import torch
 
     from braincam.data.normalization import zscore
@@ -49,7 +50,8 @@ def predict_split(
     prob = torch.cat(probs).numpy()
     order = np.argsort(row_index)
     index = store.index.iloc[row_index[order]]
-    out = index[["participant_id", "label", "target", "axis", "position"]].copy()
+    columns = ["participant_id", "label", "target", "axis", "position"]
+    out = index[[c for c in columns if c in index.columns]].copy()
     out.insert(0, "row", row_index[order])
     out["pred"] = prob[order].argmax(axis=1)
     for i, name in enumerate(record["classes"]):
@@ -76,16 +78,17 @@ def evaluate_run(
     ``eval_<split>_confusion.tsv``. The run's work directory gets a ``summary.json`` section
     ``evaluation`` keyed by the run's name.
     """
-    from braincam.training.datamodule import open_store, split_subjects
+    from braincam.training.datamodule import open_store, split_subjects, store_name
     from braincam.training.loading import load_trained
 
     run_dir = Path(run_dir)
     model, record = load_trained(run_dir, device=device)
     work = Path(work_dir) if work_dir is not None else Path(record["work_dir"])
-    store = open_store(WorkLayout(work).slices)
+    store = open_store(work)
     if store.classes != record["classes"]:
         raise InputError(
-            f"slice store classes {store.classes} differ from the model's {record['classes']}",
+            f"{store_name(store)} classes {store.classes} differ from the model's "
+            f"{record['classes']}",
             path=store.path,
         )
     current = split_subjects(store)
@@ -94,8 +97,8 @@ def evaluate_run(
     for split in splits:
         if current.get(split) != record["split"].get(split):
             raise InputError(
-                f"split '{split}' of the slice store differs from the one the model was trained "
-                "with (evaluating on it could leak training subjects)",
+                f"split '{split}' of the {store_name(store)} differs from the one the model was "
+                "trained with (evaluating on it could leak training subjects)",
                 path=store.path,
             )
         preds = predict_split(model, record, store, split, batch_size=batch_size)

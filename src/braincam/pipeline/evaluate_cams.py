@@ -31,7 +31,13 @@ from torch import Tensor
 from braincam.config.cams import CamEvalConfig
 from braincam.io import read_json, to_jsonable, write_atomic, write_json
 from braincam.layout import CamEvalLayout, RunLayout, WorkLayout
-from braincam.pipeline.cam_context import CamContext, brain_pixels, load_context, subsample
+from braincam.pipeline.cam_context import (
+    CamContext,
+    brain_pixels,
+    is_volume_context,
+    load_context,
+    subsample,
+)
 from braincam.pipeline.cam_localization import localization, localization_3d
 from braincam.pipeline.cam_regions import regions
 from braincam.pipeline.cam_verdicts import verdicts
@@ -342,6 +348,10 @@ FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] =
 }
 
 
+#: The families that score volumes (a volume store) so far; the others take 2-D slices.
+VOLUME_FAMILIES = ("localization", "regions")
+
+
 def evaluate_cams(
     run_dir: str | Path, config: CamEvalConfig = CamEvalConfig(), *, progress: bool = True
 ) -> dict[str, Any]:
@@ -358,6 +368,8 @@ def evaluate_cams(
     out.summary.unlink(missing_ok=True)  # incomplete until rewritten at the end
     ctx = load_context(run_dir, config, progress)
     families = {k: f for k, f in FAMILIES.items() if config.regions or k != "regions"}
+    if is_volume_context(ctx):
+        families = {k: f for k, f in families.items() if k in VOLUME_FAMILIES}
     summary: dict[str, Any] = {
         "model": ctx.model_name,
         "split": config.split,

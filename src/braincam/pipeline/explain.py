@@ -1,11 +1,17 @@
-"""Explain a trained run: heatmaps for every slice of a split, overlays, and 3D NIfTI maps.
+"""Explain a trained run: heatmaps for every slice (or volume) of a split, overlays, and 3D
+NIfTI maps.
 
 Output layout (``RUN/heatmaps/<split>/``, paths: :class:`braincam.layout.HeatmapLayout`)::
 
-    slices.tsv            one row per explained slice: store row, subject, labels, prediction
-    <method>.npy          float32 (n, S, S) maps in [0, 1], row i ↔ slices.tsv row i
+    slices.tsv            one row per explained slice (volume store: per subject): store row,
+                          subject, labels, prediction
+    <method>.npy          float32 (n, S, S) maps in [0, 1] (volume store: (n, X, Y, Z)),
+                          row i ↔ slices.tsv row i
     overlays/<method>.png montage of a sample of slices with box and ground-truth outline
+                          (volume store: orthogonal planes through the ground truth or the peak)
     nifti/sub-XX_desc-<method>_heatmap.nii.gz   maps put back on the subject's FA grid
+                          (volume store: the volume itself, on the store grid, in the subject's
+                          space through its affine)
     meta.json             what was computed, with which settings (written last: marks completion)
 
 Re-running with the same settings skips methods already written; changed settings recompute.
@@ -23,6 +29,7 @@ import pandas as pd
 import torch
 
 from braincam.config.cams import ExplainConfig
+from braincam.data.volumes import VolumeStore
 from braincam.errors import InputError
 from braincam.guard import inside
 from braincam.imaging.hashing import file_sha256
@@ -96,13 +103,13 @@ def explain_run(
     """
     from braincam.cam import make_method
     from braincam.data.normalization import zscore
-    from braincam.data.slices import SliceStore
+    from braincam.data.volumes import open_any_store
     from braincam.progress import make_progress
     from braincam.training.loading import load_trained
 
     methods = _validate_methods(config.methods)
     model, record = load_trained(run_dir, device=device)
-    store = SliceStore.open(store_path or record["store"])
+    store = open_any_store(store_path or record["store"])
     classes = list(record["classes"])
     if list(store.classes) != classes:
         raise InputError(
@@ -136,7 +143,8 @@ def explain_run(
         if meta_path.exists():
             meta_path.unlink()  # the directory is incomplete until meta.json is rewritten
         cam_objects = {m: make_method(model, m, config.layer, fusion=config.fusion) for m in todo}
-        maps = {m: np.zeros((len(rows), store.size, store.size), np.float32) for m in todo}
+        sample = tuple(store.images.shape[2:])  # (S, S) slices or (X, Y, Z) volumes
+        maps = {m: np.zeros((len(rows), *sample), np.float32) for m in todo}
         probs = np.zeros((len(rows), len(classes)), np.float32)
         explained = np.zeros(len(rows), np.int64)
         true_all = torch.as_tensor(store.index["target"].to_numpy()[rows])
@@ -160,7 +168,8 @@ def explain_run(
                 bar.advance(task, len(sel))
         for m in todo:
             write_atomic(inside(out, layout.maps(m)), lambda tmp, a=maps[m]: np.save(tmp, a))
-        table = store.index.iloc[rows][["participant_id", "label", "target", "axis", "position"]]
+        columns = ["participant_id", "label", "target", "axis", "position"]
+        table = store.index.iloc[rows][[c for c in columns if c in store.index.columns]]
         table = table.assign(
             store_row=rows,
             explained=explained,
@@ -203,10 +212,13 @@ def _sample_rows(table: pd.DataFrame, n: int) -> np.ndarray:
 def write_overlays(
     result: ExplainResult, store: Any, methods: Sequence[str], n: int
 ) -> dict[str, Path]:
-    """Write one overlay montage per method for the same sample of slices."""
+    """Write one overlay montage per method for the same sample of slices (volumes: of
+    subjects, three orthogonal planes each)."""
     from braincam.figures import figure_png_bytes, overlay_montage
     from braincam.metrics.boxes import bounding_boxes
 
+    if isinstance(store, VolumeStore):
+        return _volume_overlays(result, store, methods, n)
     table = result.slices()
     picks = _sample_rows(table, n)
     rows = table["store_row"].to_numpy()[picks]
@@ -227,12 +239,60 @@ def write_overlays(
     return paths
 
 
+def _volume_overlays(
+    result: ExplainResult, store: Any, methods: Sequence[str], n: int
+) -> dict[str, Path]:
+    """Orthogonal planes (axial, coronal, sagittal) of ``max(1, n // 3)`` subjects (those with
+    a ground-truth mask first) through the mask's centre, else through the map's peak."""
+    from braincam.figures import PLANES, figure_png_bytes, orthogonal_planes, overlay_montage
+
+    table = result.slices()
+    rows = table["store_row"].to_numpy()
+    has_mask = (
+        np.zeros(len(rows), bool)
+        if store.masks is None
+        else np.array([bool(np.asarray(store.masks[r]).any()) for r in rows])
+    )
+    picks = np.concatenate([np.flatnonzero(has_mask), np.flatnonzero(~has_mask)])
+    picks = picks[: max(1, n // 3)]
+    paths = {}
+    for m in methods:
+        maps = result.maps(m)
+        images, planes, masks, titles = [], [], [], []
+        for i in picks:
+            row = int(rows[i])
+            mask = None if store.masks is None else np.asarray(store.masks[row]) > 0
+            vol = np.asarray(maps[i])
+            if mask is not None and mask.any():
+                centre = np.round(np.argwhere(mask).mean(axis=0)).astype(int)
+            else:
+                centre = np.unravel_index(int(np.argmax(vol)), vol.shape)
+            images += orthogonal_planes(np.asarray(store.images[row, 0]), centre)
+            planes += orthogonal_planes(vol, centre)
+            masks += orthogonal_planes(np.zeros(vol.shape, bool) if mask is None else mask, centre)
+            r = table.iloc[i]
+            titles += [f"{r.participant_id} {p[:3]} ({r.label})" for p in PLANES]
+        fig = overlay_montage(images, planes, titles=titles, masks=masks, columns=6)
+        path = inside(result.layout.root, result.layout.overlay(m))
+        paths[m] = write_bytes_atomic(path, figure_png_bytes(fig))
+    return paths
+
+
 def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> list[Path]:
-    """Back-project each subject's slice maps onto its FA grid, one NIfTI per method."""
+    """Back-project each subject's slice maps onto its FA grid, one NIfTI per method (a volume
+    store's maps are volumes already: written on the store grid, in the subject's space)."""
     import nibabel as nib
 
     table = result.slices()
     written = []
+    if isinstance(store, VolumeStore):
+        for m in methods:
+            maps = result.maps(m)
+            for i, pid in enumerate(table["participant_id"]):
+                img = store.to_nifti(np.asarray(maps[i]), str(pid))
+                path = inside(result.layout.root, result.layout.nifti_map(str(pid), m))
+                written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
+        return written
     for m in methods:
         maps = result.maps(m)
         for pid, group in table.groupby("participant_id"):

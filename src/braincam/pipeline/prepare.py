@@ -1,5 +1,6 @@
-"""``prepare``: ingest → per-subject preprocessing (parallel, cached) → splits → slice store →
-summary, for any registered modality (``dwi``: DTI FA maps; ``anat``: T1w/T2w/FLAIR).
+"""``prepare``: ingest → per-subject preprocessing (parallel, cached) → splits → slice store (or
+volume store, ``representation: volume``) → summary, for any registered modality (``dwi``: DTI
+FA maps; ``anat``: T1w/T2w/FLAIR).
 
 One function, :func:`prepare`, drives the whole step; :class:`PrepareConfig` holds every option
 (the CLI maps its flags onto it). The modality (:mod:`braincam.modalities`) finds, validates and
@@ -30,6 +31,7 @@ from braincam.imaging.derivatives import (
     remove_stale_temps,
     write_dataset_description,
 )
+from braincam.layout import WorkLayout
 from braincam.modalities import Modality, modality_names
 from braincam.provenance import library_versions
 from braincam.summary_schema import update_summary
@@ -102,6 +104,24 @@ def _build_slices(
     store = build_slice_store(store_dir, sources, splits, spec, progress=config.progress)
     index = pd.read_csv(store_dir / "index.tsv", sep="\t", dtype={"participant_id": str})
     return store_dir, index, store_summary(store)
+
+
+def _build_volumes(
+    work_dir: Path,
+    records: dict[str, Any],
+    outcomes: dict[str, SubjectOutcome],
+    splits: pd.DataFrame,
+    config: PrepareConfig,
+) -> tuple[Path, dict]:
+    """The volume store (``representation: volume``) from the same sources as the slices."""
+    from braincam.data.volumes import build_volume_store, volume_summary
+
+    sources = slice_sources(records, outcomes, splits["participant_id"])
+    store_dir = WorkLayout(work_dir).volumes
+    store = build_volume_store(
+        store_dir, sources, splits, config.volume_spec(), progress=config.progress
+    )
+    return store_dir, volume_summary(store)
 
 
 def prepare(
@@ -217,16 +237,29 @@ def _prepare(
         except InputError as exc:
             failures.append(Failure.from_error(exc, subject="*", step="split"))
             splits = None
+    layout = WorkLayout(work_dir)
     if splits is None:
         # Outputs of an earlier run no longer match these inputs; never leave them to be used.
         (work_dir / "splits.tsv").unlink(missing_ok=True)
-        shutil.rmtree(work_dir / "slices", ignore_errors=True)
+        shutil.rmtree(layout.slices, ignore_errors=True)
+        shutil.rmtree(layout.volumes, ignore_errors=True)
+    volume_info: dict | None = None
     if splits is not None:
+        # A work directory holds the store of one representation (train, evaluate and explain
+        # then know which one to read): the other one is stale.
+        other = layout.slices if config.representation == "volume" else layout.volumes
+        shutil.rmtree(other, ignore_errors=True)
         try:
-            store_dir, index, store_info = _build_slices(work_dir, records, by_pid, splits, config)
+            if config.representation == "volume":
+                store_dir, volume_info = _build_volumes(work_dir, records, by_pid, splits, config)
+            else:
+                store_dir, index, store_info = _build_slices(
+                    work_dir, records, by_pid, splits, config
+                )
         except BraincamError as exc:
+            step = "volumes" if config.representation == "volume" else "slices"
             failures.append(
-                Failure.from_error(exc, subject=getattr(exc, "subject", None) or "*", step="slices")
+                Failure.from_error(exc, subject=getattr(exc, "subject", None) or "*", step=step)
             )
 
     slices_per_split: dict[str, int] = {}
@@ -261,6 +294,12 @@ def _prepare(
         work_dir=work_dir,
         store_info=store_info,
     )
+    if config.representation == "volume":
+        summary["volume_store"] = volume_info
+        summary["outputs"]["volumes"] = (
+            None if store_dir is None else str(store_dir.relative_to(work_dir))
+        )
+        summary["outputs"]["slices"] = None
     summary.update(modality.summary(outcomes))  # e.g. anat: "registration"
     update_summary(work_dir, "prepare", summary)
     return PrepareResult(

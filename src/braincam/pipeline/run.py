@@ -5,7 +5,7 @@ evaluate the heatmaps → report.
 
     OUT/config.yaml          the resolved config (every default written out)
     OUT/bids/                the synthetic cohort (only when the config has no ``bids``)
-    OUT/slices/, splits.tsv  from ``prepare``
+    OUT/slices/, splits.tsv  from ``prepare`` (``representation: volume``: OUT/volumes/)
     OUT/runs/<model>/        one training run per model (see ``braincam.pipeline.train``)
     OUT/comparison.tsv, .md  validation and test accuracy per model (the dMRI study's Table I)
     OUT/runs/<model>/heatmaps/, cam_eval/   heatmaps and their evaluation (``cams`` section)
@@ -69,20 +69,25 @@ def read_json_roundtrip(data: Any) -> Any:
 
 
 def _ensure_prepared(cfg: ExperimentConfig, bids: Path, out: Path, progress: bool) -> None:
-    """Run ``prepare`` unless OUT already holds a slice store made with the same parameters."""
+    """Run ``prepare`` unless OUT already holds a store (slices, or volumes) made with the same
+    parameters."""
     from braincam.pipeline.prepare import prepare
 
     pconf = _prepare_config(cfg, progress)
     stamp = out / ".prepare-params.json"
     params = {"bids": str(bids.resolve()), **pconf.to_dict()}
     params.pop("progress", None)
-    ready = (out / "slices" / "meta.json").is_file() and (out / "splits.tsv").is_file()
+    from braincam.layout import WorkLayout
+
+    store = WorkLayout(out).store(pconf.representation)  # slices/ or volumes/
+    ready = (store / "meta.json").is_file() and (out / "splits.tsv").is_file()
     if ready and stamp.is_file() and read_json(stamp) == read_json_roundtrip(params):
         return
     result = prepare(bids, out, pconf)
     if result.store_dir is None:
         failures = "; ".join(f"{f.participant_id}: {f.error}" for f in result.failures[:5])
-        raise InputError(f"prepare produced no slice store ({failures})", path=out)
+        kind = "volume" if pconf.representation == "volume" else "slice"
+        raise InputError(f"prepare produced no {kind} store ({failures})", path=out)
     write_json(stamp, params)
 
 

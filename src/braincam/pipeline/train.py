@@ -1,4 +1,5 @@
-"""The training step: ``fit`` a zoo model on a slice store (checkpoints, resume, curves, DDP).
+"""The training step: ``fit`` a zoo model on a slice store, or a 3-D model on a volume store
+(checkpoints, resume, curves, DDP).
 
 Outputs in ``RUN/`` (paths: :class:`braincam.layout.RunLayout`)::
 
@@ -26,8 +27,7 @@ import numpy as np
 import torch
 
 from braincam.config import TrainConfig
-from braincam.data.slices import SliceStore
-from braincam.errors import InputError
+from braincam.errors import ConfigError, InputError
 from braincam.io import read_json, write_atomic, write_json
 from braincam.layout import RunLayout, WorkLayout
 from braincam.metrics.classification import subject_loss_accuracy
@@ -36,8 +36,10 @@ from braincam.summary_schema import update_summary
 from braincam.training import zoo
 from braincam.training.datamodule import (
     SliceDataModule,
+    Store,
     channel_stats,
     images_path,
+    is_volume,
     open_store,
     split_rows,
     split_subjects,
@@ -68,7 +70,7 @@ def _loggers(run_dir: Path) -> list[Any]:
     return loggers
 
 
-def _identity(model: str, store: SliceStore) -> dict[str, Any]:
+def _identity(model: str, store: Store) -> dict[str, Any]:
     """What a checkpoint must have been trained on to be resumed: model, classes, split."""
     meta_path = store.path / "meta.json"
     fingerprint = read_json(meta_path).get("fingerprint") if meta_path.is_file() else None
@@ -79,7 +81,37 @@ def _identity(model: str, store: SliceStore) -> dict[str, Any]:
         "channels": store.channels,
         "size": store.size,
         "store_fingerprint": fingerprint,
+        **({"representation": "volume"} if is_volume(store) else {}),
     }
+
+
+def _check_representation(model: str, cfg: TrainConfig, store: Store) -> None:
+    """The model takes the store's samples (2-D slices, 3-D volumes), and a volume store gets
+    no 2-D-only option: say so up front, naming both."""
+    from braincam.errors import ModelError
+
+    try:
+        dims = zoo.model_spatial_dims(model)
+    except ModelError:
+        dims = None  # a model outside the registry (tests substitute one): its own business
+    want = 3 if is_volume(store) else 2
+    if dims is not None and dims != want:
+        raise ConfigError(
+            f"model {model!r} takes {'volumes' if dims == 3 else 'slices'} but the work "
+            f"directory holds a {'volume' if want == 3 else 'slice'} store (prepare's "
+            "representation: volume needs a model whose name contains '3d')"
+        )
+    if not is_volume(store):
+        return
+    from braincam.data.augment import Augmenter
+
+    if Augmenter(cfg.augment).enabled:
+        raise ConfigError(
+            "train.augment: the 2-D augmentations do not apply to a volume store "
+            "(representation: volume); disable them (3-D augmentation: issue 15)"
+        )
+    if cfg.channels_last:
+        raise ConfigError("train.channels_last: 2-D memory format; not for a volume store")
 
 
 def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]) -> Path | None:
@@ -120,7 +152,7 @@ def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]
 def _record(
     *,
     model: str,
-    store: SliceStore,
+    store: Store,
     work_dir: Path,
     cfg: TrainConfig,
     mean: list[float],
@@ -137,6 +169,7 @@ def _record(
         },
         "classes": store.classes,
         "input": {"channels": store.channels, "size": store.size},
+        **({"representation": "volume"} if is_volume(store) else {}),
         "normalization": {"enabled": cfg.normalize, "mean": mean, "std": std},
         "split": split_subjects(store),
         "store": str(store.path.resolve()),
@@ -193,7 +226,8 @@ def fit(
     resume: bool | None = None,
     progress: bool = True,
 ) -> dict[str, Any] | None:
-    """Train ``model`` on the slice store of ``work_dir``; write everything into ``run_dir``.
+    """Train ``model`` on the store of ``work_dir`` (slices, or volumes for a 3-D model); write
+    everything into ``run_dir``.
 
     ``resume=None`` continues from ``RUN/checkpoints/last.ckpt`` when it exists, ``True``
     requires it, ``False`` starts afresh. A run already finished with the same model, config
@@ -205,7 +239,8 @@ def fit(
     cfg = config or TrainConfig()
     work_dir, run_dir = Path(work_dir), Path(run_dir)
     layout = RunLayout(run_dir)
-    store = open_store(WorkLayout(work_dir).slices)
+    store = open_store(work_dir)
+    _check_representation(model, cfg, store)
     train_rows = split_rows(store, "train")
     split_rows(store, "val")  # validation drives checkpoints and early stopping: it must exist
     zoo.check_model_name(model)

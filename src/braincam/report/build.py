@@ -29,8 +29,10 @@ from braincam.summary_schema import Summary, load_summary
 
 
 def dataset_section(out: Path, summary: Summary) -> B.Section:
-    """Subjects per class and split, example slices per axis, preprocessing parameters."""
+    """Subjects per class and split, example slices per axis (volumes: orthogonal planes),
+    preprocessing parameters."""
     from braincam.data.slices import SliceStore
+    from braincam.data.volumes import VolumeStore, is_volume_store
 
     sec = B.Section("dataset", "Dataset")
     prep = summary.prepare
@@ -49,6 +51,8 @@ def dataset_section(out: Path, summary: Summary) -> B.Section:
     if (store_dir / "meta.json").is_file():
         store = SliceStore.open(store_dir)
         sec.add(example_slices(store))
+    elif is_volume_store(WorkLayout(out).volumes):
+        sec.add(example_volumes(VolumeStore.open(WorkLayout(out).volumes)))
     params = prep.parameters
     if params:
         frame = pd.DataFrame(
@@ -86,6 +90,30 @@ def example_slices(store: Any) -> B.Block:
             ax.set_title(f"{label} · {first.iloc[0]} · {axis}", fontsize=8)
     fig.tight_layout()
     return B.figure_from_matplotlib(fig, title="Example slices (channel 0) per class and axis")
+
+
+def example_volumes(store: Any) -> B.Block:
+    """Orthogonal planes through the grid centre of the first volume of each class."""
+    from braincam.figures import PLANES, orthogonal_planes
+
+    plt = _plt()
+    classes = list(store.classes)
+    fig, grid = plt.subplots(len(classes), 3, figsize=(7.2, 2.5 * len(classes)), squeeze=False)
+    centre = [n // 2 for n in store.shape]
+    for r, label in enumerate(classes):
+        rows = store.index[store.index["label"] == label]
+        for c, plane in enumerate(PLANES):
+            ax = grid[r][c]
+            ax.set_axis_off()
+            if rows.empty:
+                continue
+            vol = np.asarray(store.images[rows.index[0], 0])
+            ax.imshow(orthogonal_planes(vol, centre)[c], cmap="gray")
+            ax.set_title(f"{label} · {rows['participant_id'].iloc[0]} · {plane}", fontsize=8)
+    fig.tight_layout()
+    return B.figure_from_matplotlib(
+        fig, title="Example volumes (channel 0): orthogonal planes through the grid centre"
+    )
 
 
 # -------------------------------------------------------------------------------- models
@@ -158,17 +186,40 @@ def _pick_examples(table: pd.DataFrame, store: Any) -> list[int]:
 def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
     """Same image under each model × method; per-method montages with boxes and outlines."""
     from braincam.data.slices import SliceStore
-    from braincam.figures import overlay_montage
-    from braincam.metrics.boxes import bounding_boxes
+    from braincam.data.volumes import is_volume_store
 
     sec = B.Section("heatmaps", "Heatmaps")
     loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
     slices = WorkLayout(out).slices
-    if not loaded or not (slices / "meta.json").is_file():
+    volumes = is_volume_store(WorkLayout(out).volumes)
+    if not loaded or not ((slices / "meta.json").is_file() or volumes):
         return sec.add(B.note("No heatmaps yet (run `braincam explain`)."))
+    if not volumes:
+        _same_slices_montage(sec, SliceStore.open(slices), loaded)
+    for run in runs:
+        for png in sorted(RunLayout(run).heatmaps("test").overlays.glob("*.png")):
+            sec.add(
+                B.figure_from_file(
+                    png,
+                    title=f"{run.name} · {png.stem}: "
+                    + (
+                        "orthogonal planes of test volumes (through the ground truth, else "
+                        "the map's peak)"
+                        if volumes
+                        else "sample of test slices (per class)"
+                    ),
+                )
+            )
+    return sec
+
+
+def _same_slices_montage(sec: B.Section, store: Any, loaded: dict[str, Any]) -> None:
+    """The same slices under every model and method (slice stores only)."""
     import torch
 
-    store = SliceStore.open(slices)
+    from braincam.figures import overlay_montage
+    from braincam.metrics.boxes import bounding_boxes
+
     first_table = next(iter(loaded.values()))[0]
     picks = _pick_examples(first_table, store)
     rows = first_table["store_row"].to_numpy()[picks]
@@ -199,14 +250,6 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
             "White: ground-truth effect region where one exists.",
         )
     )
-    for run in runs:
-        for png in sorted(RunLayout(run).heatmaps("test").overlays.glob("*.png")):
-            sec.add(
-                B.figure_from_file(
-                    png, title=f"{run.name} · {png.stem}: sample of test slices (per class)"
-                )
-            )
-    return sec
 
 
 def regions_section(out: Path, runs: list[Path]) -> B.Section:

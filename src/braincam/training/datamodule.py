@@ -1,4 +1,5 @@
-"""Datasets and the Lightning DataModule over the memory-mapped slice store (``WORK/slices/``).
+"""Datasets and the Lightning DataModule over the memory-mapped slice store (``WORK/slices/``)
+or volume store (``WORK/volumes/``: one ``(C, X, Y, Z)`` sample per subject).
 
 The store's files are read as the contract in ``docs/architecture.md`` defines them. A batch is
 fetched with one fancy-indexing read of the memmap (``__getitems__``), not one read per slice,
@@ -19,28 +20,40 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from braincam.data.slices import SliceStore
+from braincam.data.volumes import VolumeStore, open_any_store, store_path  # noqa: F401
 from braincam.errors import InputError
-from braincam.layout import WorkLayout
 
 SPLITS = ("train", "val", "test")
 _INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position")
+_VOLUME_COLUMNS = ("participant_id", "label", "target", "split")
+#: Any store training reads: 2.5D slices or whole volumes (the same index/classes/rows API).
+Store = SliceStore | VolumeStore
 
 
-def open_store(path: str | Path) -> SliceStore:
-    """Open a slice store for training: :meth:`SliceStore.open` plus what training relies on
-    (the index columns, float32 images, at least two classes, targets in range)."""
-    path = Path(path)
-    slices = WorkLayout(path).slices
-    if path.name != slices.name and slices.is_dir():
-        path = slices  # a work directory was given
-    store = SliceStore.open(path)
-    missing = [c for c in _INDEX_COLUMNS if c not in store.index.columns]
+def is_volume(store: Store) -> bool:
+    """True for a whole-volume store (samples ``(C, X, Y, Z)``), False for 2.5D slices."""
+    return isinstance(store, VolumeStore)
+
+
+def store_name(store: Store) -> str:
+    """``"slice store"`` or ``"volume store"``, for messages."""
+    return "volume store" if is_volume(store) else "slice store"
+
+
+def open_store(path: str | Path) -> Store:
+    """Open a store for training: :func:`open_any_store` plus what training relies on (the
+    index columns, float32 images, at least two classes, targets in range)."""
+    store = open_any_store(path)
+    path = store.path
+    volume = is_volume(store)
+    needed = _VOLUME_COLUMNS if volume else _INDEX_COLUMNS
+    missing = [c for c in needed if c not in store.index.columns]
     if missing:
-        raise InputError(f"slice index lacks columns {missing}", path=path / "index.tsv")
+        raise InputError(f"store index lacks columns {missing}", path=path / "index.tsv")
     images = store.images
-    if images.ndim != 4 or images.dtype != np.float32:
+    if images.ndim != (5 if volume else 4) or images.dtype != np.float32:
         raise InputError(
-            "images.npy must be float32 (N, C, S, S)",
+            f"images.npy must be float32 {'(N, C, X, Y, Z)' if volume else '(N, C, S, S)'}",
             path=path / "images.npy",
             value=f"{images.dtype} {images.shape}",
         )
@@ -56,24 +69,26 @@ def open_store(path: str | Path) -> SliceStore:
     return store
 
 
-def split_rows(store: SliceStore, split: str) -> np.ndarray:
+def split_rows(store: Store, split: str) -> np.ndarray:
     """Row numbers (into ``images``) of the slices in ``split``; error if there are none."""
     if split not in SPLITS:
         raise InputError(f"unknown split (expected one of {list(SPLITS)})", value=split)
     rows = np.flatnonzero(store.index["split"].to_numpy() == split)
     if rows.size == 0:
         raise InputError(
-            f"split '{split}' of the slice store has no slices", path=store.path / "index.tsv"
+            f"split '{split}' of the {store_name(store)} has no "
+            f"{'volumes' if is_volume(store) else 'slices'}",
+            path=store.path / "index.tsv",
         )
     return rows
 
 
-def split_subjects(store: SliceStore) -> dict[str, list[str]]:
+def split_subjects(store: Store) -> dict[str, list[str]]:
     """Sorted participant IDs per split (empty splits included)."""
     return {s: sorted(store.subjects(s)) for s in SPLITS}
 
 
-def images_path(store: SliceStore) -> Path:
+def images_path(store: Store) -> Path:
     """The store's image array (opened per worker process by :class:`SliceDataset`)."""
     return store.path / "images.npy"
 
@@ -81,17 +96,21 @@ def images_path(store: SliceStore) -> Path:
 def channel_stats(
     images_path: str | Path, rows: np.ndarray, chunk: int = 512
 ) -> tuple[list[float], list[float]]:
-    """Per-channel mean and standard deviation over ``rows`` (float64 accumulation, chunked)."""
+    """Per-channel mean and standard deviation over ``rows`` (float64 accumulation, chunked)
+    of slices ``(N, C, S, S)`` or volumes ``(N, C, X, Y, Z)``."""
     images = np.load(images_path, mmap_mode="r")
     total = np.zeros(images.shape[1])
     total_sq = np.zeros(images.shape[1])
     count = 0
     rows = np.sort(rows)
+    axes = (0, *range(2, images.ndim))  # every axis but the channels
+    if images.ndim == 5:
+        chunk = max(1, chunk // 64)  # a volume holds ~64 slices' worth of voxels
     for start in range(0, rows.size, chunk):
         block = np.asarray(images[rows[start : start + chunk]], dtype=np.float64)
-        total += block.sum(axis=(0, 2, 3))
-        total_sq += np.square(block).sum(axis=(0, 2, 3))
-        count += block.shape[0] * block.shape[2] * block.shape[3]
+        total += block.sum(axis=axes)
+        total_sq += np.square(block).sum(axis=axes)
+        count += block.size // block.shape[1]
     mean = total / count
     std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
     std = np.where(std < 1e-8, 1.0, std)  # a constant channel: leave it unscaled
@@ -105,7 +124,8 @@ def _collate_batch(batch: Any) -> Any:
 
 
 class SliceDataset(Dataset):
-    """Slices ``rows`` of a store's ``images.npy``: items are ``(image, target, row)``."""
+    """Samples ``rows`` of a store's ``images.npy`` (slices or volumes): items are
+    ``(image, target, row)``."""
 
     def __init__(self, images_path: str | Path, rows: np.ndarray, targets: np.ndarray) -> None:
         self.images_path = Path(images_path)
@@ -143,7 +163,7 @@ class SliceDataset(Dataset):
         return images, self.targets[torch.from_numpy(items_arr)], torch.from_numpy(rows)
 
 
-def make_dataset(store: SliceStore, split: str) -> SliceDataset:
+def make_dataset(store: Store, split: str) -> SliceDataset:
     """The dataset of one split of ``store``."""
     rows = split_rows(store, split)
     return SliceDataset(images_path(store), rows, store.index["target"].to_numpy()[rows])
@@ -203,11 +223,11 @@ def make_loader(
 
 
 class SliceDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a slice store, split by its ``split`` column."""
+    """Train/val/test loaders over a slice (or volume) store, split by its ``split`` column."""
 
     def __init__(
         self,
-        store: SliceStore,
+        store: Store,
         *,
         batch_size: int = 16,
         eval_batch_size: int | None = None,

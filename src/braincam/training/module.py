@@ -125,7 +125,9 @@ class ClassifierModule(L.LightningModule):
         augment = train and self.augmenter.enabled
         if augment:
             images = self.augmenter.before_normalize(images)
-        images = (images - self.norm_mean) / self.norm_std
+        # The buffers are (1, C, 1, 1) (their checkpointed shape); volumes add one axis.
+        shape = (1, -1, *([1] * (images.ndim - 2)))
+        images = (images - self.norm_mean.view(shape)) / self.norm_std.view(shape)
         if augment:
             images = self.augmenter.after_normalize(images)
         return images

@@ -1,0 +1,291 @@
+"""The volume store: the brain-box grid, masks aligned with images, volume ↔ NIfTI in the
+subject's space, fingerprint/caching, and ``prepare`` with ``representation: volume``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from braincam.config import PrepareConfig, VolumeSpec
+from braincam.data.slices import SliceSource
+from braincam.data.splits import make_splits
+from braincam.data.volumes import (
+    VolumeStore,
+    brain_box_grid,
+    build_volume_store,
+    is_volume_store,
+)
+from braincam.errors import InputError
+
+# LAS, anisotropic, off-centre: the store must find the canonical RAS axes and the brain.
+SRC_SHAPE = (30, 26, 20)
+SRC_AFFINE = np.array(
+    [[-2.0, 0, 0, 40.0], [0, 2.5, 0, -30.0], [0, 0, 3.0, -20.0], [0, 0, 0, 1]]
+)  # fmt: skip
+SPEC = VolumeSpec(shape=(24, 24, 24), spacing=2.0)
+MARK_VOXEL = (12, 14, 9)  # a bright voxel of the source image, on the grid of the marks below
+
+
+def _world(ijk: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    return np.asarray(ijk, float) @ affine[:3, :3].T + affine[:3, 3]
+
+
+def _subject(root: Path, pid: str, label: str, seed: int) -> SliceSource:
+    """A brain ellipsoid (its mask), a 2-voxel blob of value 3 (the ground truth, class b only)
+    and one bright voxel at MARK_VOXEL."""
+    rng = np.random.default_rng(seed)
+    i, j, k = np.meshgrid(*(np.arange(s) for s in SRC_SHAPE), indexing="ij")
+    brain = ((i - 14) / 9.0) ** 2 + ((j - 12) / 8.0) ** 2 + ((k - 9) / 6.0) ** 2 < 1
+    data = brain * (1.0 + 0.01 * rng.standard_normal(SRC_SHAPE))
+    blob = (np.abs(i - 17) <= 1) & (np.abs(j - 9) <= 1) & (np.abs(k - 8) <= 1)
+    if label == "b":
+        data = np.where(blob, 3.0, data)
+    data[MARK_VOXEL] = 10.0
+    paths = {n: root / f"{pid}_{n}.nii.gz" for n in ("fa", "mask", "brain")}
+    nib.save(nib.Nifti1Image(data.astype(np.float32), SRC_AFFINE), paths["fa"])
+    nib.save(nib.Nifti1Image((blob & (label == "b")).astype(np.uint8), SRC_AFFINE), paths["mask"])
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), SRC_AFFINE), paths["brain"])
+    return SliceSource(pid, label, [paths["fa"], paths["fa"]], paths["mask"], paths["brain"])
+
+
+@pytest.fixture
+def cohort(tmp_path: Path) -> tuple[list[SliceSource], pd.DataFrame]:
+    sources = [_subject(tmp_path, f"sub-{n:02d}", "ab"[n % 2], n) for n in range(6)]
+    labels = pd.DataFrame(
+        {"participant_id": [s.participant_id for s in sources], "label": [s.label for s in sources]}
+    )
+    return sources, make_splits(labels, (0.5, 0.25, 0.25), seed=0)
+
+
+def _build(tmp_path: Path, cohort, spec: VolumeSpec = SPEC, **kw) -> VolumeStore:
+    sources, splits = cohort
+    return build_volume_store(tmp_path / "volumes", sources, splits, spec, progress=False, **kw)
+
+
+def test_the_grid_is_isotropic_ras_and_centred_on_the_brain(tmp_path: Path, cohort) -> None:
+    store = _build(tmp_path, cohort)
+    assert store.images.shape == (6, 2, 24, 24, 24) and store.images.dtype == np.float32
+    affine = store.affines[0]
+    # LAS source → RAS grid: positive diagonal, spacing 2 mm.
+    np.testing.assert_allclose(affine[:3, :3], np.diag([2.0, 2.0, 2.0]))
+    # The brain's bounding box centre (source voxels 5..23, 5..19, 4..14) is the grid centre.
+    brain = np.argwhere(store.brain[0] > 0)
+    centre_grid = (brain.min(0) + brain.max(0)) / 2.0
+    np.testing.assert_allclose(centre_grid, (np.asarray(SPEC.shape) - 1) / 2.0, atol=1.0)
+    src_brain = np.argwhere(nib.load(cohort[0][0].brain_mask).get_fdata() > 0)
+    box_centre = (_world(src_brain.min(0), SRC_AFFINE) + _world(src_brain.max(0), SRC_AFFINE)) / 2
+    np.testing.assert_allclose(_world((np.asarray(SPEC.shape) - 1) / 2.0, affine), box_centre)
+    assert store.meta["cropped"] == []
+
+
+def test_a_known_voxel_lands_where_its_world_coordinate_says(tmp_path: Path, cohort) -> None:
+    spec = VolumeSpec(shape=(24, 24, 24), spacing=2.0, order=0)  # nearest: the peak stays whole
+    store = _build(tmp_path, cohort, spec)
+    row = store.row("sub-00")
+    world = _world(MARK_VOXEL, SRC_AFFINE)
+    expected = np.linalg.solve(store.affines[row], [*world, 1.0])[:3]
+    peak = np.unravel_index(np.argmax(store.images[row, 0]), spec.shape)
+    assert np.abs(np.asarray(peak) - expected).max() <= 0.5 + 1e-9
+    assert store.images[row, 0][peak] == pytest.approx(10.0)
+    assert store.images[row, 1][peak] == pytest.approx(10.0)  # every channel on the same grid
+
+
+def test_masks_are_aligned_with_the_images(tmp_path: Path, cohort) -> None:
+    store = _build(tmp_path, cohort, VolumeSpec(shape=(24, 24, 24), spacing=2.0, order=0))
+    for pid, label in zip(store.index["participant_id"], store.index["label"], strict=True):
+        row = store.row(pid)
+        mask = store.masks[row] > 0
+        image = np.asarray(store.images[row, 0])
+        if label == "a":
+            assert not mask.any() and store.index.loc[row, "mask_voxels"] == 0
+            continue
+        assert mask.any() and store.index.loc[row, "mask_voxels"] == mask.sum()
+        # The blob has value 3 in the image: the mask covers exactly those voxels.
+        np.testing.assert_array_equal(mask, np.isclose(image, 3.0))
+        assert (store.brain[row][mask] == 1).all()  # the ground truth lies in the brain
+
+
+def test_volume_to_nifti_in_the_subjects_space_round_trip(tmp_path: Path, cohort) -> None:
+    store = _build(tmp_path, cohort)
+    pid = "sub-01"
+    row = store.row(pid)
+    vol = np.asarray(store.images[row, 0])
+    img = store.to_nifti(vol, pid)
+    nib.save(img, tmp_path / "map.nii.gz")
+    back = nib.load(tmp_path / "map.nii.gz")
+    np.testing.assert_allclose(back.affine, store.affines[row])  # the affine is kept
+    np.testing.assert_array_equal(back.get_fdata(dtype=np.float32), vol)
+    # On the source grid: the brain comes back where it was (NaN only outside the store grid).
+    src = store.to_nifti(vol, pid, target="source", order=0)
+    np.testing.assert_allclose(src.affine, SRC_AFFINE)
+    original = nib.load(cohort[0][1].images[0]).get_fdata()
+    ijk = np.argwhere(np.ones(SRC_SHAPE, bool))
+    on_grid = np.linalg.solve(
+        store.affines[row], np.c_[_world(ijk, SRC_AFFINE), np.ones(len(ijk))].T
+    )
+    outside = ((on_grid[:3] < -1e-6) | (on_grid[:3] > 23 + 1e-6)).any(axis=0).reshape(SRC_SHAPE)
+    assert 0 < outside.sum() < outside.size
+    np.testing.assert_array_equal(np.isnan(src.get_fdata()), outside)
+    # Inside the brain (away from its edge, the blob and the mark, which two linear
+    # interpolations blur) the values come back.
+    brain_vox = ndimage.binary_erosion(
+        nib.load(cohort[0][1].brain_mask).get_fdata() > 0, iterations=2
+    )
+    brain_vox &= ndimage.binary_dilation(original > 1.5, iterations=2) == 0
+    assert brain_vox.sum() > 100
+    np.testing.assert_allclose(src.get_fdata()[brain_vox], original[brain_vox], atol=0.05)
+    with pytest.raises(InputError, match="grid shape"):
+        store.to_nifti(vol[:-1], pid)
+
+
+def test_a_brain_larger_than_the_grid_is_cropped_and_listed(tmp_path: Path, cohort) -> None:
+    ref = nib.load(cohort[0][0].images[0])
+    brain = nib.load(cohort[0][0].brain_mask)
+    assert brain_box_grid(ref, SPEC, brain)[1] is False
+    assert brain_box_grid(ref, VolumeSpec(shape=(8, 8, 8), spacing=2.0), brain)[1] is True
+    store = _build(tmp_path, cohort, VolumeSpec(shape=(8, 8, 8), spacing=2.0))
+    assert store.meta["cropped"] == store.subjects()
+
+
+def test_same_inputs_are_cached_and_options_change_the_fingerprint(tmp_path: Path, cohort) -> None:
+    first = _build(tmp_path, cohort)
+    stamp = (first.path / "meta.json").stat().st_mtime_ns
+    again = _build(tmp_path, cohort)
+    assert (again.path / "meta.json").stat().st_mtime_ns == stamp  # not rebuilt
+    assert again.meta["fingerprint"] == first.meta["fingerprint"]
+    forced = _build(tmp_path, cohort, force=True)
+    assert forced.meta["fingerprint"] == first.meta["fingerprint"]
+    assert (forced.path / "meta.json").stat().st_mtime_ns != stamp
+    other = _build(tmp_path, cohort, VolumeSpec(shape=(24, 24, 24), spacing=2.5))
+    assert other.meta["fingerprint"] != first.meta["fingerprint"]
+    np.testing.assert_allclose(np.diag(other.affines[0])[:3], 2.5)
+    sources, splits = cohort
+    moved = splits.assign(split=splits["split"].to_numpy()[::-1])
+    reordered = build_volume_store(tmp_path / "v2", sources, moved, SPEC, progress=False)
+    assert reordered.meta["fingerprint"] != first.meta["fingerprint"]
+
+
+def test_subjects_labels_and_splits_follow_the_split_table(tmp_path: Path, cohort) -> None:
+    store = _build(tmp_path, cohort)
+    _, splits = cohort
+    table = store.index.merge(splits, on="participant_id", suffixes=("", "_table"))
+    assert len(table) == 6
+    assert (table["split"] == table["split_table"]).all()
+    assert (table["label"] == table["label_table"]).all()
+    assert store.classes == ["a", "b"]
+    assert (store.index["target"] == (store.index["label"] == "b")).all()
+    assert set(store.subjects("train")) == set(
+        splits.loc[splits["split"] == "train", "participant_id"]
+    )
+
+
+def test_open_refuses_a_slice_store_and_an_incomplete_directory(tmp_path: Path, cohort) -> None:
+    store = _build(tmp_path, cohort)
+    assert is_volume_store(store.path) and not is_volume_store(tmp_path)
+    meta = json.loads((store.path / "meta.json").read_text())
+    (store.path / "meta.json").write_text(json.dumps({**meta, "kind": "slices"}))
+    assert not is_volume_store(store.path)
+    with pytest.raises(InputError, match="not a volume store"):
+        VolumeStore.open(store.path)
+    (store.path / "affines.npy").unlink()
+    with pytest.raises(InputError, match="missing or incomplete"):
+        VolumeStore.open(store.path)
+
+
+def test_a_slices_config_keeps_its_bytes_and_a_volume_config_adds_its_keys() -> None:
+    slices = PrepareConfig().to_dict()
+    assert not {"representation", "volume_shape", "volume_spacing"} & set(slices)
+    assert PrepareConfig(volume_spacing=3.0).to_dict() == slices  # irrelevant to slices
+    volume = PrepareConfig(representation="volume", volume_shape=(16, 20, 16), volume_spacing=3)
+    keys = ("representation", "volume_shape", "volume_spacing")
+    assert {k: volume.to_dict()[k] for k in keys} == {
+        "representation": "volume", "volume_shape": [16, 20, 16], "volume_spacing": 3
+    }  # fmt: skip
+    assert volume.volume_spec() == VolumeSpec(shape=(16, 20, 16), spacing=3)
+
+
+def test_prepare_writes_the_volume_store_of_the_same_subjects_and_splits(tmp_path: Path) -> None:
+    from braincam.pipeline.prepare import prepare
+    from builders.dwi import make_bids
+
+    labels = {f"sub-0{i}": ("young" if i % 2 else "old") for i in range(1, 7)}
+    bids = make_bids(tmp_path / "bids", labels, with_masks=True)
+    work = tmp_path / "work"
+    common = dict(label="group", size=16, slices_per_axis=2, progress=False)
+    sliced = prepare(bids, work, PrepareConfig(**common))
+    assert sliced.ok and (work / "slices" / "meta.json").is_file()
+    summary = json.loads((work / "summary.json").read_text())["prepare"]
+    assert "volume_store" not in summary and "representation" not in summary["parameters"]
+    splits_before = (work / "splits.tsv").read_text()
+
+    cfg = PrepareConfig(
+        **common, representation="volume", volume_shape=(12, 12, 12), volume_spacing=2.0
+    )
+    result = prepare(bids, work, cfg)
+    assert result.ok and result.store_dir == work / "volumes"
+    assert not (work / "slices").exists()  # one representation per work directory
+    assert (work / "splits.tsv").read_text() == splits_before
+    store = VolumeStore.open(work / "volumes")
+    assert sorted(store.subjects()) == sorted(labels)
+    assert store.images.shape == (6, 1, 12, 12, 12)
+    assert store.masks is not None and store.brain is not None
+    assert (store.index["mask_voxels"] > 0).all()  # every subject has the cube mask
+    summary = json.loads((work / "summary.json").read_text())["prepare"]
+    assert summary["volume_store"]["n_volumes"] == 6
+    assert summary["outputs"]["volumes"] == "volumes" and summary["outputs"]["slices"] is None
+    assert summary["parameters"]["representation"] == "volume"
+    stamp = (work / "volumes" / "meta.json").stat().st_mtime_ns
+    prepare(bids, work, cfg)  # resumed: the same inputs, the store is not rebuilt
+    assert (work / "volumes" / "meta.json").stat().st_mtime_ns == stamp
+
+
+def test_cli_prepare_builds_a_volume_store(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from braincam.cli import app
+    from builders.dwi import make_bids
+
+    labels = {f"sub-0{i}": ("young" if i % 2 else "old") for i in range(1, 7)}
+    bids = make_bids(tmp_path / "bids", labels)
+    work = tmp_path / "work"
+    args = ["prepare", str(bids), str(work), "--label", "group", "--no-progress",
+            "--representation", "volume",
+            "--volume-shape", "12,14,10", "--volume-spacing", "2.5"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "volumes" in result.output
+    store = VolumeStore.open(work / "volumes")
+    assert store.shape == (12, 14, 10) and store.meta["spacing_mm"] == 2.5
+    assert store.masks is None  # no ground truth in this dataset
+    bad = CliRunner().invoke(app, [*args[:-4], "--representation", "cubes"])
+    assert bad.exit_code != 0 and "representation" in str(bad.exception)
+
+
+@pytest.mark.slow
+def test_prepare_on_a_dask_cluster_builds_the_same_volume_store(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    from braincam.pipeline.prepare import prepare
+    from builders.dwi import make_bids
+
+    labels = {f"sub-0{i}": ("young" if i % 2 else "old") for i in range(1, 7)}
+    bids = make_bids(tmp_path / "bids", labels, with_masks=True)
+    cfg = dict(label="group", progress=False, representation="volume", volume_shape=(12, 12, 12))
+    serial = prepare(bids, tmp_path / "w1", PrepareConfig(**cfg))
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+    ) as cluster:
+        dask = prepare(
+            bids, tmp_path / "wd", PrepareConfig(**cfg, dask_scheduler=cluster.scheduler_address)
+        )
+    assert serial.ok and dask.ok
+    one, two = (VolumeStore.open(tmp_path / w / "volumes") for w in ("w1", "wd"))
+    np.testing.assert_array_equal(np.asarray(one.images), np.asarray(two.images))
+    np.testing.assert_array_equal(one.affines, two.affines)
+    pd.testing.assert_frame_equal(one.index, two.index)
