@@ -158,11 +158,11 @@ def test_ssim_rejects_maps_smaller_than_window() -> None:
         ssim(torch.rand(1, 8, 20), torch.rand(1, 8, 20))
     with pytest.raises(InputError, match="1D, 2D and 3D"):
         ssim(torch.rand(1, 11, 11, 11, 11), torch.rand(1, 11, 11, 11, 11))
-    with pytest.raises(InputError, match="^a and b must have the same shape"):
+    with pytest.raises(InputError, match=r"^a and b must have the same shape"):
         spearman(torch.rand(1, 8, 8), torch.rand(1, 8, 9))
-    with pytest.raises(InputError, match="^a and b must be torch tensors"):
+    with pytest.raises(InputError, match=r"^a and b must be torch tensors"):
         spearman(torch.rand(1, 8, 8), np.zeros((1, 8, 8)))  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="^a and b must be torch tensors"):
+    with pytest.raises(InputError, match=r"^a and b must be torch tensors"):
         ssim(np.zeros((1, 12, 12)), torch.rand(1, 12, 12))  # type: ignore[arg-type]
 
 
