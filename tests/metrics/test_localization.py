@@ -279,3 +279,164 @@ def test_cropped_transforms_equal_the_whole_field() -> None:
         first_largest = lab.ravel()[np.flatnonzero(sizes[lab.ravel()] == sizes.max())[0]]
         assert torch.equal(got[i], torch.from_numpy(lab == first_largest)), i
     assert not bx.largest_components(torch.zeros(2, 5, 5, dtype=torch.bool)).any()
+
+
+# ------------------------------------------------- defaults, options and columns (issue 19)
+
+
+def _diagonal_blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    """A 2×2 square A (the mask), a 3-voxel L touching A only at a corner, a lone voxel far off.
+
+    Face connectivity: A (4) is the largest component. Full connectivity: A and the L join
+    (7 voxels). All three are at the map's maximum, so the 20 % region is all 8 voxels.
+    """
+    maps = torch.zeros(1, 8, 8)
+    maps[0, 0:2, 0:2] = 1.0  # A
+    maps[0, 2, 2] = maps[0, 2, 3] = maps[0, 3, 2] = 1.0  # the L, diagonal to A's (1, 1)
+    maps[0, 7, 7] = 1.0  # a lone voxel
+    masks = torch.zeros(1, 8, 8, dtype=torch.bool)
+    masks[0, 0:2, 0:2] = True
+    return maps, masks
+
+
+def test_largest_component_follows_connectivity() -> None:
+    maps, masks = _diagonal_blobs()
+    assert loc.iou_threshold(maps, masks).item() == pytest.approx(4 / 8)  # all 8 voxels
+    full = loc.iou_threshold(maps, masks, largest_component=True)
+    assert full.item() == pytest.approx(4 / 7)  # A + L, the default "full"
+    face = loc.iou_threshold(maps, masks, largest_component=True, connectivity="face")
+    assert face.item() == pytest.approx(1.0)  # A alone
+    # The box of A + L is rows/cols 0..3 (16 voxels); the box of A alone is A.
+    assert loc.iou_box(maps, masks).item() == pytest.approx(4 / 16)
+    assert loc.iou_box(maps, masks, connectivity="face").item() == pytest.approx(1.0)
+    table = loc.localization_table(maps, masks, connectivity="face")
+    assert table["iou_box"].item() == pytest.approx(1.0)
+    assert loc.localization_table(maps, masks)["iou_box"].item() == pytest.approx(4 / 16)
+
+
+def test_iou_threshold_default_is_twenty_percent() -> None:
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 0, 0], maps[0, 0, 1], maps[0, 0, 2] = 1.0, 0.25, 0.15  # min 0: already in [0, 1]
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 0, :2] = True
+    assert loc.iou_threshold(maps, masks).item() == pytest.approx(1.0)  # 0.25 in, 0.15 out
+    assert loc.iou_threshold(maps, masks, 0.1).item() == pytest.approx(2 / 3)
+    assert loc.iou_threshold(maps, masks, 0.3).item() == pytest.approx(1 / 2)
+
+
+def test_single_voxel_mask_hit_exactly_scores_one() -> None:
+    """A union of one voxel is a defined IoU (1), not the empty-union NaN."""
+    maps = torch.zeros(2, 5, 5)
+    maps[:, 2, 3] = 1.0
+    masks = torch.zeros(2, 5, 5, dtype=torch.bool)
+    masks[0, 2, 3] = True  # the peak itself
+    masks[1, 0, 0] = True  # elsewhere: union 2, IoU 0
+    assert loc.iou_threshold(maps, masks).tolist() == [1.0, 0.0]
+    assert loc.iou_box(maps, masks).tolist() == [1.0, 0.0]
+    # K = 1: the top voxel is the mask (1) or not (0).
+    assert loc.relevance_rank_accuracy(maps, masks).tolist() == [1.0, 0.0]
+    # One positive: above all 24 negatives (1), or tied with 23 of them at 0 (23 / 2 / 24).
+    assert loc.auroc(maps, masks).tolist() == pytest.approx([1.0, 23 / 48])
+    # The smallest field: one positive above one negative (n_pos · n_neg = 1).
+    two = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert loc.auroc(two, torch.tensor([[[True, False]]] * 2)).tolist() == [1.0, 0.0]
+
+
+def test_table_default_tolerance_uses_the_largest_side() -> None:
+    maps, masks = torch.rand(2, 30, 12), torch.zeros(2, 30, 12, dtype=torch.bool)
+    masks[:, 3, 3] = True
+    table = loc.localization_table(maps, masks)
+    assert torch.allclose(table["tolerance"], torch.full((2,), 15 * 30 / 224))
+
+
+def test_table_uses_the_callers_zone() -> None:
+    """A precomputed zone is taken as given (the caller vouches), not computed again."""
+    masks = torch.zeros(1, 10, 10, dtype=torch.bool)
+    masks[0, 0, 0] = True
+    maps = torch.zeros(1, 10, 10)
+    maps[0, 9, 9] = 1.0  # far from the mask
+    everywhere = torch.ones_like(masks)
+    table = loc.localization_table(maps, masks, tolerance=0.0, zone=everywhere)
+    assert table["pointing_game"].item() == 0.0
+    assert table["pointing_game_tolerant"].item() == 1.0
+
+
+def test_table_mask_fraction_and_dtypes() -> None:
+    masks = _square_masks()  # 4×4, 4×5 and 4×6 squares in 12×12
+    maps = masks.double()
+    table = loc.localization_table(maps, masks, tolerance=1.0)
+    expected = torch.tensor([16, 20, 24], dtype=torch.float64) / 144
+    assert torch.allclose(table["mask_fraction"], expected)
+    assert table["has_mask"].dtype == torch.bool
+    for name, values in table.items():
+        if name != "has_mask":
+            assert values.dtype == torch.float64, name  # the maps' dtype, tolerance included
+    assert table["tolerance"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_summary_keys_and_all_excluded() -> None:
+    masks = _square_masks()
+    table = loc.localization_table(masks.float(), masks)
+    summary = loc.summarize_table(table)
+    assert set(summary) == {"n_scored", "n_excluded", "mask_fraction", "tolerance", *METRICS}
+    assert summary["mask_fraction"] == pytest.approx((16 + 20 + 24) / 3 / 144)
+    empty = loc.summarize_table(loc.localization_table(masks.float(), torch.zeros_like(masks)))
+    assert empty["n_scored"] == 0 and empty["n_excluded"] == 3
+    for name in ("mask_fraction", "tolerance", *METRICS):
+        assert math.isnan(empty[name]), name
+
+
+def test_baseline_maps_seeded_dtype_and_named_errors() -> None:
+    like = torch.zeros(2, 5, 6, dtype=torch.float64)
+    got = loc.baseline_maps(like, "random", torch.Generator().manual_seed(4))
+    expected = torch.rand(
+        (2, 5, 6), generator=torch.Generator().manual_seed(4), dtype=torch.float64
+    )
+    assert torch.equal(got, expected)  # drawn from the caller's generator, in the maps' dtype
+    assert loc.baseline_maps(like, "uniform").dtype == torch.float64
+    with pytest.raises(InputError, match=r"^like must have shape"):
+        loc.baseline_maps(torch.zeros(5, 6), "uniform")
+
+
+def test_pointing_any_tie_rule_misses_when_no_tied_maximum_hits() -> None:
+    masks = torch.zeros(1, 6, 6, dtype=torch.bool)
+    masks[0, 3, 3] = True
+    maps = torch.zeros(1, 6, 6)
+    maps[0, 0, 0] = maps[0, 5, 5] = 1.0  # two tied maxima, both outside the mask
+    assert loc.pointing_game(maps, masks, ties="any").item() == 0.0
+    assert loc.pointing_game(maps, masks).item() == 0.0
+
+
+def test_relevance_mass_of_a_map_with_little_mass() -> None:
+    """The share is mass inside / total mass, whatever the total's size (here 0.5)."""
+    masks = torch.zeros(1, 4, 4, dtype=torch.bool)
+    masks[0, 0] = True
+    maps = torch.zeros(1, 4, 4)
+    maps[0, 0, 0], maps[0, 3, 3] = 0.3, 0.2
+    assert loc.relevance_mass(maps, masks).item() == pytest.approx(0.6)
+    assert loc.localization_table(maps, masks)["relevance_mass"].item() == pytest.approx(0.6)
+
+
+def test_rank_accuracy_of_a_mask_covering_the_field() -> None:
+    gen = torch.Generator().manual_seed(5)
+    maps = torch.rand(2, 5, 4, generator=gen)
+    masks = torch.ones(2, 5, 4, dtype=torch.bool)  # K = P: every voxel is in the top K
+    assert loc.relevance_rank_accuracy(maps, masks).tolist() == [1.0, 1.0]
+    # No negatives: AUROC is undefined. One negative, the lowest voxel: AUROC 1.
+    assert torch.isnan(loc.auroc(maps, masks)).all()
+    flat = maps.flatten(1)
+    masks.view(2, -1)[torch.arange(2), flat.argmin(1)] = False
+    assert loc.auroc(maps, masks).tolist() == [1.0, 1.0]
+
+
+def test_tolerance_zone_of_one_voxel_and_larger_than_the_field() -> None:
+    masks = torch.zeros(2, 5, 5, dtype=torch.bool)
+    masks[0, 2, 2] = True
+    # tolerance 1: the voxel and its 4 face neighbours (diagonals are √2 away)
+    expected = torch.zeros(5, 5, dtype=torch.bool)
+    expected[2, 1:4] = expected[1:4, 2] = True
+    zone = loc.tolerance_zone(masks, 1.0)
+    assert torch.equal(zone[0], expected) and not zone[1].any()
+    # A tolerance beyond the field: all of sample 0, still nothing in sample 1 (no mask there).
+    zone = loc.tolerance_zone(masks, 30.0)
+    assert zone[0].all() and not zone[1].any()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +18,9 @@ from braincam.metrics.sanity import (
     cascading_randomization,
     model_comparison,
     parameter_layers,
+    randomize_module,
     rankdata,
+    similarity,
     spearman,
     ssim,
 )
@@ -150,8 +154,16 @@ def test_ssim_matches_skimage_2d_and_3d(shape: tuple[int, ...]) -> None:
 def test_ssim_rejects_maps_smaller_than_window() -> None:
     with pytest.raises(InputError, match="window"):
         ssim(torch.rand(1, 8, 8), torch.rand(1, 8, 8))
-    with pytest.raises(InputError, match="same shape"):
+    with pytest.raises(InputError, match="window"):  # the first spatial side is too short
+        ssim(torch.rand(1, 8, 20), torch.rand(1, 8, 20))
+    with pytest.raises(InputError, match="1D, 2D and 3D"):
+        ssim(torch.rand(1, 11, 11, 11, 11), torch.rand(1, 11, 11, 11, 11))
+    with pytest.raises(InputError, match=r"^a and b must have the same shape"):
         spearman(torch.rand(1, 8, 8), torch.rand(1, 8, 9))
+    with pytest.raises(InputError, match=r"^a and b must be torch tensors"):
+        spearman(torch.rand(1, 8, 8), np.zeros((1, 8, 8)))  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=r"^a and b must be torch tensors"):
+        ssim(np.zeros((1, 12, 12)), torch.rand(1, 12, 12))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- cascading randomization
@@ -324,3 +336,294 @@ def test_layers_randomized_per_step(cumulative: bool, expected: list[int]) -> No
     )
     assert changed == expected
     assert top_first[1] == ["fc"]  # the output layer goes first
+
+
+# ---------------------------------------------------------------- model comparison (issue 19)
+
+
+def _minmax(maps: Tensor) -> Tensor:
+    """Min-max to [0, 1] per map in float64, a constant map → 0 (the rule SSIM is taken on)."""
+    flat = maps.flatten(1).double()
+    lo, hi = flat.min(1, keepdim=True).values, flat.max(1, keepdim=True).values
+    span = hi - lo
+    return ((flat - lo) / span.clamp_min(1e-300) * (span > 0)).view(maps.shape).float()
+
+
+def test_model_comparison_columns_values_rule_and_dict() -> None:
+    torch.manual_seed(0)
+    model = TinyCNN()
+    torch.manual_seed(1)
+    other = TinyCNN()
+    model.train()  # the users' modes, kept: only copies are put in eval mode
+    other.train()
+    x, targets = _toy_data(4, seed=5)
+    seen: list[tuple[int, list[int]]] = []
+
+    def recording(m: nn.Module, inputs: Tensor, t: Tensor | None) -> Tensor:
+        assert t is not None
+        seen.append((len(inputs), t.tolist()))
+        return gradcam(m, inputs, t)
+
+    res = model_comparison(model, other, x, targets, recording, batch_size=3, threshold=0.7)
+    # targets reach the explainer unchanged, in chunks of batch_size, for both models
+    expected_calls = [(3, targets[:3].tolist()), (1, targets[3:].tolist())] * 2
+    assert seen == expected_calls
+    assert all(mod.training for mod in [*model.modules(), *other.modules()])
+    a = gradcam(copy.deepcopy(model).eval(), x, targets)
+    b = gradcam(copy.deepcopy(other).eval(), x, targets)
+    per_map = res.per_map
+    assert list(per_map.columns) == ["step", "layer", "map", "spearman", "spearman_abs", "ssim"]
+    assert per_map["step"].tolist() == [1] * 4
+    assert per_map["layer"].tolist() == ["other_model"] * 4
+    assert per_map["map"].tolist() == [0, 1, 2, 3]
+    # one map constant (the ReLU zeroed it), the other not: Spearman 0 (module docstring)
+    one_constant = (a.flatten(1).std(1) == 0) ^ (b.flatten(1).std(1) == 0)
+    assert one_constant.any() and not one_constant.all()
+    expected = torch.where(one_constant, 0.0, spearman(a, b))
+    np.testing.assert_allclose(per_map["spearman"], expected.numpy(), atol=1e-6)
+    np.testing.assert_allclose(per_map["ssim"], ssim(_minmax(a), _minmax(b)).numpy(), atol=1e-6)
+    assert res.threshold == 0.7
+    rule = (
+        "flagged if the mean Spearman or mean absolute-value Spearman correlation between the "
+        "original maps and the maps of the other model exceeds 0.7"
+    )
+    assert res.rule == rule
+    steps = res.summary.to_dict(orient="records")
+    assert res.to_dict() == {"flagged": res.flagged, "rule": rule, "threshold": 0.7, "steps": steps}
+    assert steps[0]["step"] == 1 and steps[0]["layer"] == "other_model"
+    # ssim_sigma reaches SSIM: 1.5 by default, else the caller's
+    wide = model_comparison(model, other, x, targets, gradcam, ssim_sigma=2.5)
+    np.testing.assert_allclose(
+        wide.per_map["ssim"], ssim(_minmax(a), _minmax(b), sigma=2.5).numpy(), atol=1e-6
+    )
+    assert not np.allclose(wide.per_map["ssim"], per_map["ssim"])
+    with pytest.raises(InputError, match="targets"):
+        model_comparison(model, other, x, targets[:3], gradcam)
+
+
+def test_randomize_module_draws_pytorch_default_ranges() -> None:
+    """U(±1/√fan_in) in float64 for weight then bias, from one generator; no fan-in: N(0, 1)."""
+
+    lin = nn.Linear(5, 1)  # weight (1, 5): fan_in 5 (one output row only)
+    randomize_module(lin, torch.Generator().manual_seed(3))
+    gen = torch.Generator().manual_seed(3)
+    bound = 1 / 5**0.5
+    w = (2 * torch.rand((1, 5), generator=gen, dtype=torch.float64) - 1) * bound
+    b = (2 * torch.rand((1,), generator=gen, dtype=torch.float64) - 1) * bound
+    assert torch.equal(lin.weight.data, w.float()) and torch.equal(lin.bias.data, b.float())
+    bn = nn.BatchNorm1d(20)  # ≥ 16 values: float32 and float64 normal draws differ
+    randomize_module(bn, torch.Generator().manual_seed(4))
+    gen = torch.Generator().manual_seed(4)
+    w = torch.randn(20, generator=gen, dtype=torch.float64)
+    b = torch.randn(20, generator=gen, dtype=torch.float64)
+    assert torch.equal(bn.weight.data, w.float()) and torch.equal(bn.bias.data, b.float())
+
+
+def test_randomize_module_leaves_children_alone() -> None:
+
+    class Parent(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(3))
+            self.child = nn.Linear(3, 3)
+
+    parent = Parent()
+    child_before = {k: v.clone() for k, v in parent.child.named_parameters()}
+    randomize_module(parent, torch.Generator().manual_seed(0))
+    assert not torch.equal(parent.scale.data, torch.ones(3))
+    for k, v in parent.child.named_parameters():
+        assert torch.equal(v, child_before[k]), k
+
+
+def test_no_targets_for_a_model_without_class_logits() -> None:
+    """A model whose output is not (N, classes) gives the explainer targets=None."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(2))  # output (N, 2, P)
+    seen: list[Tensor | None] = []
+
+    def recording(m: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        seen.append(targets)
+        return edges(m, inputs, targets)
+
+    cascading_randomization(
+        model, _inputs(2), None, recording, generator=torch.Generator().manual_seed(0), batch_size=1
+    )
+    assert len(seen) == 4 and all(t is None for t in seen)  # (original + 1 layer) × 2 chunks
+
+
+def test_one_dimensional_signals_are_accepted() -> None:
+    """Inputs (N, C, L) and maps (N, L): the smallest shapes the checks allow."""
+    model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(1), nn.LazyLinear(2))
+    x = torch.randn(3, 1, 30, generator=torch.Generator().manual_seed(0))
+    model(x)  # materialize the lazy layer
+
+    def explain(_m: nn.Module, inputs: Tensor, _t: Tensor | None) -> Tensor:
+        return inputs[:, 0].abs()  # ignores the model
+
+    res = cascading_randomization(model, x, None, explain, generator=torch.Generator())
+    assert res.flagged is True
+    assert len(res.per_map) == 2 * 3
+
+
+@pytest.mark.parametrize(
+    ("model", "inputs", "explain", "match"),
+    [
+        ("not a model", torch.zeros(1, 1, 4, 4), edges, "model must be"),
+        (None, [[0.0]], edges, "inputs must be"),
+        (None, torch.zeros(2, 16), edges, "inputs must be"),
+        (None, torch.zeros(0, 1, 4, 4), edges, "inputs must be"),
+        (None, torch.zeros(1, 1, 4, 4), "edges", "explain must be callable"),
+    ],
+)
+def test_inputs_are_checked(model: object, inputs: object, explain: object, match: str) -> None:
+    model = TinyCNN() if model is None else model
+    with pytest.raises(InputError, match=match):
+        cascading_randomization(model, inputs, None, explain, generator=torch.Generator())  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=match):
+        model_comparison(model, TinyCNN(), inputs, None, explain)  # type: ignore[arg-type]
+
+
+def test_cascade_defaults_cumulative_sigma_and_no_maps() -> None:
+    torch.manual_seed(2)
+    model = TinyCNN()
+    x = _inputs(3, seed=6)
+    changed: list[int] = []
+    original = {k: v.clone() for k, v in model.named_parameters()}
+
+    def recording(m: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        moved = {
+            k.rsplit(".", 1)[0] for k, v in m.named_parameters() if not torch.equal(v, original[k])
+        }
+        changed.append(len(moved))
+        return gradcam(m, inputs, targets)
+
+    res = cascading_randomization(
+        model, x, None, recording, generator=torch.Generator().manual_seed(0)
+    )
+    assert changed == [0, 1, 2, 3, 4]  # cumulative by default
+    assert res.maps == {}  # maps kept only on request
+    assert res.summary["step"].tolist() == [1, 2, 3, 4]  # step 1: the output layer
+    assert res.per_map["step"].tolist() == [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert res.per_map["map"].tolist() == [0, 1, 2] * 4
+    kept = cascading_randomization(
+        model, x, None, gradcam, generator=torch.Generator().manual_seed(0), keep_maps=True
+    )
+    assert list(kept.maps) == ["original", "fc", "conv2", "bn1", "conv1"]
+    np.testing.assert_array_equal(res.per_map.to_numpy(), kept.per_map.to_numpy())
+    # SSIM with the default σ = 1.5 (or the caller's) on min-max scaled maps, per step and map
+    wide = cascading_randomization(
+        model, x, None, gradcam, generator=torch.Generator().manual_seed(0), ssim_sigma=2.5
+    )
+    for step, layer in enumerate(["fc", "conv2", "bn1", "conv1"], start=1):
+        for sigma, run in ((1.5, res), (2.5, wide)):
+            expected = ssim(_minmax(kept.maps["original"]), _minmax(kept.maps[layer]), sigma=sigma)
+            got = run.per_map.loc[run.per_map["step"] == step, "ssim"].to_numpy()
+            np.testing.assert_allclose(got, expected.numpy(), atol=1e-6)
+
+
+def test_similarity_abs_variant_constants_and_default_sigma() -> None:
+    g = torch.Generator().manual_seed(8)
+    a = torch.randn(3, 16, 16, generator=g)
+    b = torch.randn(3, 16, 16, generator=g)
+    a[1] = torch.where(a[1] > 0, 1.0, -1.0)  # not constant, but |a| is
+    a[2] = 0.0  # constant
+    b[2] = 0.0  # both constant: no correlation at all
+    sims = similarity(a, b)
+    r = spearman(a, b)
+    assert sims["spearman"][0] == r[0] and sims["spearman"][1] == r[1]  # both defined
+    assert torch.isnan(sims["spearman"][2])
+    r_abs = spearman(a, b, absolute=True)
+    assert sims["spearman_abs"][0] == r_abs[0] and r_abs[0] != r[0]
+    assert sims["spearman_abs"][1] == 0.0  # |a| constant, |b| not: the map lost its ranks
+    assert torch.isnan(sims["spearman_abs"][2])
+    flipped = similarity(a[:1], -a[:1])
+    assert flipped["spearman"].item() == pytest.approx(-1.0)
+    assert flipped["spearman_abs"].item() == pytest.approx(1.0)
+    np.testing.assert_allclose(
+        sims["ssim"].numpy(), ssim(_minmax(a), _minmax(b), sigma=1.5).numpy(), atol=1e-6
+    )
+    # one constant map in a batch where the other samples vary: only that sample is zeroed
+    c = b.clone()
+    c[0] = 5.0
+    assert similarity(a[:1], c[:1])["spearman"].item() == 0.0
+    mixed = similarity(torch.stack([b[0], a[0]]), torch.stack([c[0], b[0]]))
+    assert mixed["spearman"][0] == 0.0 and mixed["spearman"][1] == spearman(a[:1], b[:1])[0]
+
+
+def _conv_dependent(original: dict[str, Tensor]):
+    """Edges while conv1 and conv2 keep their weights, else noise: flagged only at those steps."""
+
+    def explain(m: nn.Module, x: Tensor, targets: Tensor | None) -> Tensor:
+        intact = all(
+            torch.equal(v, original[k]) for k, v in m.named_parameters() if k.startswith("conv")
+        )
+        if intact:
+            return edges(m, x, targets)
+        return torch.rand(x[:, 0].shape, generator=torch.Generator().manual_seed(1))
+
+    return explain
+
+
+@pytest.mark.parametrize(
+    ("cumulative", "flagged", "what"),
+    [(True, False, "after full randomization"), (False, True, "with the top layer randomized")],
+)
+def test_verdict_step_rule_and_threshold_per_mode(
+    cumulative: bool, flagged: bool, what: str
+) -> None:
+    """Cumulative: judged after the last step. Independent: on the top layer alone (step 1)."""
+    model = TinyCNN()
+    original = {k: v.clone() for k, v in model.named_parameters()}
+    res = cascading_randomization(
+        model,
+        _inputs(2),
+        None,
+        _conv_dependent(original),
+        generator=torch.Generator().manual_seed(0),
+        cumulative=cumulative,
+        threshold=0.6,
+    )
+    # per step: fc, conv2, bn1, conv1; the maps are the edges' only while both convs are intact
+    intact = [True, False, False, False] if cumulative else [True, False, True, False]
+    np.testing.assert_allclose(res.summary["spearman_mean"] > 0.6, intact)
+    assert res.flagged is flagged
+    assert res.threshold == 0.6
+    assert res.rule == (
+        "flagged if the mean Spearman or mean absolute-value Spearman correlation between the "
+        f"original maps and the maps {what} exceeds 0.6"
+    )
+
+
+@pytest.mark.parametrize("data_range", [1.0, 2.0])
+def test_ssim_of_dim_maps_matches_skimage(data_range: float) -> None:
+    """Values near 0 and 11-wide maps (one window position): the constants c1, c2 decide."""
+    g = torch.Generator().manual_seed(9)
+    for shape in ((2, 11, 11), (2, 16, 15)):
+        a = 0.02 * torch.rand(shape, generator=g)
+        b = 0.02 * torch.rand(shape, generator=g)
+        got = ssim(a, b, data_range=data_range).numpy()
+        for i in range(shape[0]):
+            exp = structural_similarity(
+                a[i].double().numpy(),
+                b[i].double().numpy(),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=data_range,
+            )
+            assert got[i] == pytest.approx(exp, rel=1e-4, abs=1e-6)
+    with pytest.raises(InputError, match="sigma and data_range"):
+        ssim(a, b, sigma=0.0)
+    with pytest.raises(InputError, match="sigma and data_range"):
+        ssim(a, b, data_range=0.0)
+
+
+def test_pearson_per_map_with_different_means() -> None:
+    from braincam.metrics.sanity import pearson
+
+    g = torch.Generator().manual_seed(10)
+    a = torch.randn(3, 6, 7, generator=g) + torch.tensor([0.0, 5.0, -3.0])[:, None, None]
+    b = a + torch.randn(3, 6, 7, generator=g) + torch.tensor([2.0, -1.0, 7.0])[:, None, None]
+    expected = [np.corrcoef(a[i].ravel(), b[i].ravel())[0, 1] for i in range(3)]
+    np.testing.assert_allclose(pearson(a, b).numpy(), expected, atol=1e-6)
+    # small amplitudes (‖x‖·‖y‖ < 1) are correlated all the same
+    np.testing.assert_allclose(pearson(1e-3 * a, 1e-3 * b).numpy(), expected, atol=1e-6)
