@@ -157,3 +157,48 @@ def test_3d_configs_pair_volumes_with_3d_models(name: str) -> None:
     if volume:
         assert not Augmenter(cfg.train.augment).enabled and not cfg.train.channels_last
         assert cfg.synth is not None and cfg.synth.effect_region == "random"
+
+
+def _cam_grids(models: list[str], size: int) -> dict[str, tuple[int, ...]]:
+    """Each model's CAM-layer grid for a ``size``² one-channel input (shape-only, meta device)."""
+    import torch
+
+    from braincam.models.registry import build_model
+
+    grids: dict[str, tuple[int, ...]] = {}
+    for name in models:
+        model = build_model(name).to("meta").eval()
+        layer = model.get_submodule(model.cam_layer)
+        hook = layer.register_forward_hook(
+            lambda _m, _i, out, name=name: grids.__setitem__(name, tuple(out.shape[-2:]))
+        )
+        with torch.no_grad():
+            model(torch.empty(1, 1, size, size, device="meta"))
+        hook.remove()
+    return grids
+
+
+DMRI_GAP_NETWORKS = [
+    "alexnet-gap",
+    "alexnet-bn-gap",
+    "vgg16-gap",
+    "googlenet-gap",
+    "googlenet-gmp",
+    "inceptionv3-gap",
+]
+
+
+@pytest.mark.parametrize(("name", "networks"), [("dmri-age-6models-cpu.yaml", DMRI_GAP_NETWORKS)])
+def test_cpu_study_config_keeps_the_networks_at_the_smallest_7x7_size(
+    name: str, networks: list[str]
+) -> None:
+    # The CPU study configs keep the papers' networks and shrink only the input: one size for
+    # all models (prepare.size), the smallest at which every CAM grid is still >= 7x7.
+    cfg = load_config(CONFIGS / name)
+    assert cfg.models == networks
+    size = cfg.prepare.size
+    at_size = _cam_grids(networks, size)
+    assert all(min(grid) >= 7 for grid in at_size.values()), at_size
+    one_smaller = _cam_grids(networks, size - 1)
+    assert any(min(grid) < 7 for grid in one_smaller.values()), one_smaller
+    assert cfg.train.accelerator == "cpu" and cfg.cams.enabled
