@@ -22,6 +22,7 @@ import pandas as pd
 
 from braincam.config.prepare import SliceSpec  # noqa: F401  (part of the store's API)
 from braincam.data.slicing import SubjectSlices, backproject
+from braincam.data.store import IndexedStore
 from braincam.errors import ConfigError, InputError
 from braincam.imaging.orientation import AXES, FIXED_AXIS  # noqa: F401
 from braincam.io import read_json
@@ -67,7 +68,7 @@ class SliceSource:
 
 
 @dataclass
-class SliceStore:
+class SliceStore(IndexedStore):
     """Read side of a slice store directory (arrays memory-mapped read-only)."""
 
     path: Path
@@ -130,35 +131,9 @@ class SliceStore:
             brain=brain,
         )
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def classes(self) -> list[str]:
-        """Label names in target order."""
-        return list(self.meta["classes"])
-
     @property
     def size(self) -> int:
         return int(self.meta["size"])
-
-    @property
-    def channels(self) -> int:
-        return int(self.meta["channels"])
-
-    def subjects(self, split: str | None = None) -> list[str]:
-        """Participant ids in store order, optionally of one split."""
-        rows = self.rows(split=split)
-        return list(dict.fromkeys(rows["participant_id"]))
-
-    def rows(self, split: str | None = None, participant_id: str | None = None) -> pd.DataFrame:
-        """Index rows (their index labels are row numbers into ``images``), filtered."""
-        keep = np.ones(len(self.index), dtype=bool)
-        if split is not None:
-            keep &= (self.index["split"] == split).to_numpy()
-        if participant_id is not None:
-            keep &= (self.index["participant_id"] == participant_id).to_numpy()
-        return self.index[keep]
 
     def grid(self, participant_id: str, which: str = "source") -> tuple[np.ndarray, tuple]:
         """(affine, shape) of a subject's ``"source"`` image grid or isotropic ``"grid"``."""

@@ -53,6 +53,7 @@ from braincam.data.slice_build import (
 )
 from braincam.data.slices import FORMAT_VERSION, NA, SliceSource, SliceStore
 from braincam.data.slicing import canonical_affine
+from braincam.data.store import IndexedStore
 from braincam.errors import ConfigError, InputError
 from braincam.imaging.resample import resample_to
 from braincam.io import read_json
@@ -168,7 +169,7 @@ def is_volume_store(path: str | Path) -> bool:
 
 
 @dataclass
-class VolumeStore:
+class VolumeStore(IndexedStore):
     """Read side of a volume store directory (arrays memory-mapped read-only).
 
     Its interface follows :class:`~braincam.data.slices.SliceStore` where the concept is the
@@ -231,18 +232,6 @@ class VolumeStore:
             )
         return cls(path, images, index, meta, affines, masks, brain)
 
-    def __len__(self) -> int:
-        return len(self.index)
-
-    @property
-    def classes(self) -> list[str]:
-        """Label names in target order."""
-        return list(self.meta["classes"])
-
-    @property
-    def channels(self) -> int:
-        return int(self.meta["channels"])
-
     @property
     def shape(self) -> tuple[int, int, int]:
         """The grid, voxels."""
@@ -252,19 +241,6 @@ class VolumeStore:
     def size(self) -> list[int]:
         """The spatial size of one sample (a slice store's is an int): the grid shape."""
         return list(self.shape)
-
-    def subjects(self, split: str | None = None) -> list[str]:
-        """Participant ids in store order, optionally of one split."""
-        return list(self.rows(split=split)["participant_id"])
-
-    def rows(self, split: str | None = None, participant_id: str | None = None) -> pd.DataFrame:
-        """Index rows (their index labels are row numbers into ``images``), filtered."""
-        keep = np.ones(len(self.index), dtype=bool)
-        if split is not None:
-            keep &= (self.index["split"] == split).to_numpy()
-        if participant_id is not None:
-            keep &= (self.index["participant_id"] == participant_id).to_numpy()
-        return self.index[keep]
 
     def row(self, participant_id: str) -> int:
         """The row of one subject; InputError when it is not in the store."""
