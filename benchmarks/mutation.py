@@ -41,6 +41,8 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
         ["-k", "not cam_evaluation and not whole_summary"],
     ),
     "cam.postprocess": ("src/braincam/cam/postprocess.py", ["tests/cam/test_postprocess.py"], []),
+    "cam.fusion": ("src/braincam/cam/fusion.py", ["tests/cam/test_fusion.py"], []),
+    "cam.layout": ("src/braincam/cam/layout.py", ["tests/cam/test_layout.py"], []),
     "data.slice_build": (
         "src/braincam/data/slice_build.py",
         ["tests/data/test_slice_build.py"],

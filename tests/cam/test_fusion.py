@@ -143,3 +143,16 @@ def test_layercam_fusion_agrees_with_torch_cam_fuse_cams() -> None:
         ref = ext.fuse_cams(cams)
     ours = make_method(model, "layercam", layer=["2", "4"])(x, targets, relu=True)
     assert float((ours.raw - ref.detach()).abs().max()) <= 1e-5
+
+
+def test_fuse_maps_and_grid_directly() -> None:
+    from braincam.cam.fusion import fuse_maps, fusion_grid
+
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.rand(2, 3, 3, generator=gen), torch.rand(2, 6, 4, generator=gen)
+    assert fusion_grid([a, b]) == (6, 4)  # the largest side per axis
+    with pytest.raises(ValueError):  # a 2-D and a 3-D map have no common grid
+        fusion_grid([a, torch.rand(2, 3, 3, 3)])
+    # one map: only resized; several: LayerCAM's rule by default
+    torch.testing.assert_close(fuse_maps([a], (6, 4)), resize(a, (6, 4)))
+    torch.testing.assert_close(fuse_maps([a, b], (6, 4)), layercam_rule([a, b], (6, 4)))
