@@ -18,6 +18,16 @@ GROUNDTRUTH = "groundtruth"  # the derivatives pipeline folder
 #: subject's ground-truth mask (docs/architecture.md).
 MNI_TO_NATIVE_SUFFIX = f"_from-{TEMPLATE_SPACE}_to-native_coords.nii.gz"
 NATIVE_TO_MNI_SUFFIX = f"_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz"
+#: The ``desc-`` of a structural subject's lesion mask (``*_desc-lesion_mask.nii.gz``): the
+#: structural ingest looks it up by default, and evaluate-cams scores lesion hit rates on it.
+LESION_MASK_DESC = "lesion"
+
+
+def is_lesion_mask(path: str | Path) -> bool:
+    """Whether a ground-truth mask file is a lesion mask by its BIDS name
+    (``*_desc-lesion_mask.nii[.gz]``), whatever directory it comes from."""
+    name = Path(path).name
+    return any(name.endswith(f"_desc-{LESION_MASK_DESC}_mask{ext}") for ext in (".nii", ".nii.gz"))
 
 
 def groundtruth_root(bids_dir: str | Path) -> Path:
@@ -50,8 +60,8 @@ def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[st
     base = groundtruth_root(bids_dir) / participant_id / "anat"
     p = participant_id
     return {
-        "lesion_mask": base / f"{p}_desc-lesion_mask.nii.gz",
-        "lesion_json": base / f"{p}_desc-lesion_mask.json",
+        "lesion_mask": base / f"{p}_desc-{LESION_MASK_DESC}_mask.nii.gz",
+        "lesion_json": base / f"{p}_desc-{LESION_MASK_DESC}_mask.json",
         "dseg": base / f"{p}_desc-tissue_dseg.nii.gz",
         "xfm_T2w": base / f"{p}_from-T2w_to-T1w_desc-true_xfm.json",
         "xfm_FLAIR": base / f"{p}_from-FLAIR_to-T1w_desc-true_xfm.json",
