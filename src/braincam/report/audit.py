@@ -5,7 +5,7 @@ The report marks each verdict and headline figure it prints with the path of tha
 element and compares it with the value at that path, with its own reading of the text (words for
 booleans, decimals for numbers) — so a report that prints "FLAGGED" for a method whose data say
 it passes, or a figure that is not the stored one, is caught. It also checks that every verdict
-of the data appears in the report.
+and every lesion hit rate of the data (:func:`required_keys`) appears in the report.
 """
 
 from __future__ import annotations
