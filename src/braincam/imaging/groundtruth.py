@@ -21,6 +21,10 @@ NATIVE_TO_MNI_SUFFIX = f"_from-native_to-{TEMPLATE_SPACE}_coords.nii.gz"
 #: The ``desc-`` of a structural subject's lesion mask (``*_desc-lesion_mask.nii.gz``): the
 #: structural ingest looks it up by default, and evaluate-cams scores lesion hit rates on it.
 LESION_MASK_DESC = "lesion"
+#: The ``desc-`` of the masks of the other structural effects synth plants: voxels whose GM
+#: fraction the group's atrophy reduced, and voxels that became ventricle through enlargement.
+ATROPHY_MASK_DESC = "atrophy"
+VENTRICLE_MASK_DESC = "ventricles"
 
 
 def is_lesion_mask(path: str | Path) -> bool:
@@ -53,8 +57,9 @@ def dwi_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str
 def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[str, Path]:
     """Ground-truth files of one structural subject (only for datasets made by the generator).
 
-    Keys: ``lesion_mask`` (uint8, T1w grid), ``lesion_json`` (lesion list), ``dseg`` (tissue
-    labels), ``xfm_T2w`` / ``xfm_FLAIR`` (true rigid transforms, JSON),
+    Keys: ``lesion_mask`` (uint8, T1w grid), ``lesion_json`` (lesion list), ``atrophy_mask``
+    and ``ventricle_mask`` (uint8, T1w grid; empty for a group without that effect), ``dseg``
+    (tissue labels), ``xfm_T2w`` / ``xfm_FLAIR`` (true rigid transforms, JSON),
     ``native_to_mni`` / ``mni_to_native`` (coordinate maps as in docs/architecture.md).
     """
     base = groundtruth_root(bids_dir) / participant_id / "anat"
@@ -62,6 +67,8 @@ def anat_groundtruth_paths(bids_dir: str | Path, participant_id: str) -> dict[st
     return {
         "lesion_mask": base / f"{p}_desc-{LESION_MASK_DESC}_mask.nii.gz",
         "lesion_json": base / f"{p}_desc-{LESION_MASK_DESC}_mask.json",
+        "atrophy_mask": base / f"{p}_desc-{ATROPHY_MASK_DESC}_mask.nii.gz",
+        "ventricle_mask": base / f"{p}_desc-{VENTRICLE_MASK_DESC}_mask.nii.gz",
         "dseg": base / f"{p}_desc-tissue_dseg.nii.gz",
         "xfm_T2w": base / f"{p}_from-T2w_to-T1w_desc-true_xfm.json",
         "xfm_FLAIR": base / f"{p}_from-FLAIR_to-T1w_desc-true_xfm.json",
