@@ -31,6 +31,11 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
     mask_path = dir_ / f"{pid}_desc-lesion_mask.nii.gz"  # a lesion mask: lesion hit rates too
     nib.save(nib.Nifti1Image(data.astype(np.float32), affine), img_path)
     nib.save(nib.Nifti1Image((blob & (label == "b")).astype(np.uint8), affine), mask_path)
+    # a second effect's mask next to it, as synth writes for atrophy and ventricle enlargement
+    # (evaluate-cams scores the back-projected maps against it too): a box away from the blob
+    box = np.zeros(SHAPE, np.uint8)
+    box[4:8, 13:17, 5:9] = 1
+    nib.save(nib.Nifti1Image(box, affine), dir_ / f"{pid}_desc-ventricles_mask.nii.gz")
     return SliceSource(pid, label, [img_path], mask_path)
 
 

@@ -376,6 +376,7 @@ class CamEvaluation(_Model):
     config: dict[str, JsonValue]
     localization: list[LocalizationRow] | None = None
     lesion_hits: LesionHitSection | None = None  # lesion masks only
+    localization_effects: list[LocalizationRow] | None = None  # + ground_truth: the effect
     perturbation: PerturbationSection | None = None
     faithfulness: list[FaithfulnessRow] | None = None
     sanity: dict[str, SanityEntry] | None = None

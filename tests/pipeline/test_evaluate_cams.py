@@ -82,6 +82,32 @@ def test_lesion_hit_rates_are_the_metric_on_the_stored_maps(evaluated) -> None:
         assert level.groupby("bin")["n_lesions"].nunique().eq(1).all()
 
 
+def test_localization_against_a_further_effect_mask(evaluated) -> None:
+    """The back-projected maps scored against the ventricles mask found next to each subject's
+    stored mask: one row per method and baseline; the uniform map's mass is the mask's share
+    of each subject's grid, averaged over the subjects."""
+    import nibabel as nib
+
+    work, run, summary = evaluated
+    table = _tsv(run, "localization_effects")
+    assert set(table["ground_truth"]) == {"ventricles"} and set(table["level"]) == {"volume"}
+    assert set(table["method"]) == {"cam", "gradcam", "baseline:uniform", "baseline:random"}
+    store = SliceStore.open(work / "slices")
+    subjects = sorted(store.rows(split="test")["participant_id"].unique())
+    fractions = []
+    for pid in subjects:
+        path = str(store.meta["subjects"][pid]["mask"]).replace("lesion", "ventricles")
+        fractions.append((np.asarray(nib.load(path).dataobj) > 0).mean())
+    uniform = table.set_index("method").loc["baseline:uniform"]
+    assert uniform["n_scored"] == len(subjects)  # every subject has the box, both classes
+    assert uniform["relevance_mass"] == pytest.approx(np.mean(fractions), rel=1e-5)
+    assert uniform["auroc"] == pytest.approx(0.5)
+    stored = {r["method"]: r for r in summary["localization_effects"]}
+    cam = table.set_index("method").loc["cam"]
+    assert stored["cam"]["pointing_game"] == pytest.approx(cam["pointing_game"])
+    assert stored["cam"]["ground_truth"] == "ventricles"
+
+
 def test_perturbation_and_faithfulness_tables(evaluated) -> None:
     work, run, summary = evaluated
     pert = _tsv(run, "perturbation")
@@ -176,6 +202,7 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
     assert set(summary["seconds"]) == {
         "localization",
         "lesion_hits",
+        "localization_effects",
         "perturbation",
         "faithfulness",
         "sanity",

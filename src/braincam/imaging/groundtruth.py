@@ -5,6 +5,7 @@ evaluation (coordinate maps to MNI) read them, and neither imports the other.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,19 @@ LESION_MASK_DESC = "lesion"
 #: fraction the group's atrophy reduced, and voxels that became ventricle through enlargement.
 ATROPHY_MASK_DESC = "atrophy"
 VENTRICLE_MASK_DESC = "ventricles"
+
+
+#: The structural effects with a ground-truth mask besides the lesions, by ``desc-``.
+EFFECT_MASK_DESCS = (ATROPHY_MASK_DESC, VENTRICLE_MASK_DESC)
+
+
+def sibling_mask(path: str | Path, desc: str) -> Path | None:
+    """The ``*_desc-<desc>_mask`` file next to a ground-truth mask (same subject and folder,
+    same extension), or None when ``path`` is not named ``*_desc-<label>_mask.nii[.gz]``. The
+    file may not exist."""
+    p = Path(path)
+    match = re.fullmatch(r"(.+_desc-)[A-Za-z0-9]+(_mask\.nii(?:\.gz)?)", p.name)
+    return None if match is None else p.with_name(f"{match.group(1)}{desc}{match.group(2)}")
 
 
 def is_lesion_mask(path: str | Path) -> bool:

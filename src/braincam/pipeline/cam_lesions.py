@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from braincam.imaging.groundtruth import is_lesion_mask
+from braincam.imaging.groundtruth import EFFECT_MASK_DESCS, is_lesion_mask, sibling_mask
 from braincam.pipeline.cam_context import CamContext, is_volume_context
 from braincam.pipeline.cam_localization import _mask_on_source_grid
 
@@ -48,6 +48,21 @@ def has_lesion_masks(ctx: CamContext) -> bool:
         path = (subjects.get(pid) or {}).get("mask")
         if path and is_lesion_mask(path):
             return True
+    return False
+
+
+def has_effect_masks(ctx: CamContext) -> bool:
+    """True when a subject of the split (slice store) has an atrophy or ventricle mask next to
+    its stored mask (:func:`~braincam.pipeline.cam_localization.localization_effects`)."""
+    if is_volume_context(ctx):
+        return False
+    subjects = ctx.store.meta.get("subjects", {})
+    for pid in ctx.table["participant_id"].unique():
+        path = (subjects.get(pid) or {}).get("mask")
+        for desc in EFFECT_MASK_DESCS if path else ():
+            sibling = sibling_mask(path, desc)
+            if sibling is not None and sibling.is_file():
+                return True
     return False
 
 

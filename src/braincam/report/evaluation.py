@@ -22,6 +22,21 @@ from braincam.summary_schema import LesionHitSection, PerturbationSection, Sanit
 __all__ = ["evaluation_section"]
 
 
+#: The localization table's columns, in the report's order (those present are shown).
+LOCALIZATION_COLUMNS = (
+    "method",
+    "level",
+    "n_scored",
+    "pointing_game",
+    "pointing_game_tolerant",
+    "relevance_mass",
+    "relevance_rank_accuracy",
+    "iou_threshold",
+    "iou_box",
+    "auroc",
+)
+
+
 def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
     """Localization, perturbation, faithfulness, sanity, consistency — each with its baseline."""
     sec = B.Section("evaluation", "Are the heatmaps right?")
@@ -34,27 +49,27 @@ def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Secti
         found = True
         if ev.localization:
             loc = pd.DataFrame([r.model_dump() for r in ev.localization])
-            cols = [
-                c
-                for c in (
-                    "method",
-                    "level",
-                    "n_scored",
-                    "pointing_game",
-                    "pointing_game_tolerant",
-                    "relevance_mass",
-                    "relevance_rank_accuracy",
-                    "iou_threshold",
-                    "iou_box",
-                    "auroc",
-                )
-                if c in loc.columns
-            ]
+            cols = [c for c in LOCALIZATION_COLUMNS if c in loc.columns]
             sec.add(B.table(loc[cols], title=f"{run.name}: localization against ground truth"))
             sec.add(
                 B.note(
                     "Read each method against the baseline rows: a uniform map scores the "
                     "mask's share of the image on mass and rank accuracy, AUROC 0.5."
+                )
+            )
+        if ev.localization_effects:
+            eff = pd.DataFrame([r.model_dump() for r in ev.localization_effects])
+            sec.add(
+                B.table(
+                    eff[[c for c in ("ground_truth", *LOCALIZATION_COLUMNS) if c in eff.columns]],
+                    title=f"{run.name}: localization against each further effect (volumes)",
+                )
+            )
+            sec.add(
+                B.note(
+                    "The same maps scored against the masks of the other effects the groups "
+                    "differ by (atrophy: GM-dominant voxels the atrophy thinned; ventricles: "
+                    "tissue that became ventricle): a map that finds them is not wrong."
                 )
             )
         if ev.lesion_hits is not None and ev.lesion_hits.levels:
