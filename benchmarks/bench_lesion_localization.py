@@ -10,7 +10,9 @@ with the lesion masks as ground truth). The best model is chosen on the *validat
 localization is measured on. Prints Markdown tables for BENCHMARKS.md ("Structural MRI"):
 the models, then every method against the uniform and random baselines, on test slices that cut
 a lesion and on the back-projected volumes; ``mass ÷ chance`` is the relevance mass over the
-mask fraction (what a uniform map scores).
+mask fraction (what a uniform map scores). When ``evaluate-cams`` scored lesion hit rates
+(``lesion_hits.tsv``), also the lesion-level hit rate per method and level, overall and per
+equivalent-diameter bin, each cell ``rate (hit/lesions)``, next to the baselines' rows.
 """
 
 from __future__ import annotations
@@ -61,6 +63,30 @@ def main() -> None:
     table = loc[list(COLUMNS)].rename(columns=COLUMNS)
     table["mass ÷ chance"] = table["mass in mask"] / table["mask fraction"]
     print(markdown(table.round(4)))
+    hits = path.with_name("lesion_hits.tsv")
+    if hits.is_file():
+        print()
+        print(markdown(hit_rate_table(pd.read_csv(hits, sep="\t"))))
+
+
+def hit_rate_table(hits: pd.DataFrame) -> pd.DataFrame:
+    """One row per method and level, one column per size bin: ``rate (hit/lesions)``."""
+
+    def cell(row: pd.Series) -> str:
+        rate = "–" if row["n_lesions"] == 0 else f"{row['hit_rate']:.3f}"
+        return f"{rate} ({row['n_hit']}/{row['n_lesions']})"
+
+    hits = hits.assign(cell=hits.apply(cell, axis=1))
+    bins = list(dict.fromkeys(hits["bin"]))
+    wide = hits.pivot_table(
+        index=["method", "level"], columns="bin", values="cell", aggfunc="first"
+    )
+    wide = wide[bins].reset_index()
+    order = {m: i for i, m in enumerate(dict.fromkeys(hits["method"]))}
+    wide = wide.sort_values(
+        ["level", "method"], key=lambda c: c.map(order) if c.name == "method" else c
+    )
+    return wide.rename(columns={b: b.replace("mm", " mm") for b in bins})
 
 
 if __name__ == "__main__":

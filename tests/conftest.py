@@ -18,7 +18,8 @@ SHAPE = (20, 22, 18)
 
 
 def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> SliceSource:
-    """A small 'brain' ellipsoid; class b has a bright blob near the centre (its mask)."""
+    """A small 'brain' ellipsoid; class b has a bright blob near the centre (its mask, named as a
+    lesion mask so that evaluate-cams scores lesion hit rates on it)."""
     i, j, k = np.meshgrid(*(np.arange(s) for s in SHAPE), indexing="ij")
     brain = ((i - 10) / 8.0) ** 2 + ((j - 11) / 9.0) ** 2 + ((k - 9) / 7.0) ** 2 < 1
     data = brain * (0.3 + 0.05 * rng.standard_normal(SHAPE))
@@ -27,9 +28,14 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
         data = data + 0.6 * blob
     affine = np.diag([2.0, 2.0, 2.0, 1.0])
     img_path = dir_ / f"{pid}_fa.nii.gz"
-    mask_path = dir_ / f"{pid}_mask.nii.gz"
+    mask_path = dir_ / f"{pid}_desc-lesion_mask.nii.gz"  # a lesion mask: lesion hit rates too
     nib.save(nib.Nifti1Image(data.astype(np.float32), affine), img_path)
     nib.save(nib.Nifti1Image((blob & (label == "b")).astype(np.uint8), affine), mask_path)
+    # a second effect's mask next to it, as synth writes for atrophy and ventricle enlargement
+    # (evaluate-cams scores the back-projected maps against it too): a box away from the blob
+    box = np.zeros(SHAPE, np.uint8)
+    box[4:8, 13:17, 5:9] = 1
+    nib.save(nib.Nifti1Image(box, affine), dir_ / f"{pid}_desc-ventricles_mask.nii.gz")
     return SliceSource(pid, label, [img_path], mask_path)
 
 

@@ -160,6 +160,39 @@ def test_cam_evaluation_verdicts_must_be_booleans(cam_evaluation_summary: dict) 
             validate_section("cam_evaluation", {"r": spoiled})
 
 
+def test_lesion_hit_rates_are_typed(cam_evaluation_summary: dict) -> None:
+    """The lesion_hits section of a real evaluation validates; a count or rate of the wrong type,
+    a missing field or an unknown one does not."""
+    section = cam_evaluation_summary["lesion_hits"]
+    assert section["levels"]["slice"]["cam"]["all"]["n_lesions"] > 0
+    bad_values = (
+        ("n_lesions", 3.0),
+        ("n_lesions", "3"),
+        ("n_hit", True),
+        ("hit_rate", "0.5"),
+        ("hit_rate", "nan"),
+        ("high_mm", "inf"),
+        ("low_mm", None),
+    )
+    for field, bad in bad_values:
+        spoiled = copy.deepcopy(cam_evaluation_summary)
+        spoiled["lesion_hits"]["levels"]["slice"]["cam"]["all"][field] = bad
+        with pytest.raises(SchemaError, match=field):
+            validate_section("cam_evaluation", {"r": spoiled})
+    spoiled = copy.deepcopy(cam_evaluation_summary)
+    del spoiled["lesion_hits"]["levels"]["slice"]["cam"]["3-6mm"]["n_hit"]
+    with pytest.raises(SchemaError, match="n_hit"):
+        validate_section("cam_evaluation", {"r": spoiled})
+    spoiled = copy.deepcopy(cam_evaluation_summary)
+    spoiled["lesion_hits"]["levels"]["slice"]["cam"]["all"]["peak"] = 1.0
+    with pytest.raises(SchemaError, match="peak"):
+        validate_section("cam_evaluation", {"r": spoiled})
+    spoiled = copy.deepcopy(cam_evaluation_summary)
+    spoiled["lesion_hits"]["bins_mm"] = "3,6,10"
+    with pytest.raises(SchemaError, match="bins_mm"):
+        validate_section("cam_evaluation", {"r": spoiled})
+
+
 def test_whole_summary_of_every_section_validates(cam_evaluation_summary: dict) -> None:
     summary = {
         "prepare": PREPARE,

@@ -221,8 +221,8 @@ class CamEvalLayout:
         return self.root / "summary.json"
 
     def table(self, name: str) -> Path:
-        """``<name>.tsv``: localization, perturbation, faithfulness, sanity, consistency,
-        regions, lobes, region_ranking, lobe_ranking, region_differences, atlas."""
+        """``<name>.tsv``: localization, lesion_hits, perturbation, faithfulness, sanity,
+        consistency, regions, lobes, region_ranking, lobe_ranking, region_differences, atlas."""
         return self.root / f"{name}.tsv"
 
     @property

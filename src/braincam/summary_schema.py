@@ -193,6 +193,27 @@ class LocalizationRow(Row):
     n_excluded: int
 
 
+class LesionBin(_Model):
+    """Lesions of one equivalent-diameter bin (``high_mm`` None: open-ended) and how many a
+    map hits; ``hit_rate`` is None for an empty bin."""
+
+    low_mm: float
+    high_mm: float | None
+    n_lesions: int
+    n_hit: int
+    hit_rate: Number
+
+
+class LesionHitSection(_Model):
+    """The lesion-level hit rate (:mod:`braincam.metrics.lesions`): ``levels[level][method]
+    [bin]``, bins named ``all``, ``0-3mm``, …, ``10mm+``; methods include the baselines."""
+
+    rule: str
+    connectivity: str
+    bins_mm: list[float]
+    levels: dict[str, dict[str, dict[str, LesionBin]]]
+
+
 class Comparison(_Model):
     """A region's drop of the target-class probability against area-matched random regions."""
 
@@ -354,6 +375,8 @@ class CamEvaluation(_Model):
     split: str
     config: dict[str, JsonValue]
     localization: list[LocalizationRow] | None = None
+    lesion_hits: LesionHitSection | None = None  # lesion masks only
+    localization_effects: list[LocalizationRow] | None = None  # + ground_truth: the effect
     perturbation: PerturbationSection | None = None
     faithfulness: list[FaithfulnessRow] | None = None
     sanity: dict[str, SanityEntry] | None = None

@@ -40,6 +40,74 @@ def test_localization_rows_and_uniform_baseline(evaluated) -> None:
     assert uniform["relevance_mass"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_lesion_hit_rates_are_the_metric_on_the_stored_maps(evaluated) -> None:
+    """The slice rows of lesion_hits.tsv recomputed from the explained maps and the store's
+    masks; the summary holds the same values; the uniform map hits nothing."""
+    import torch
+
+    from braincam.metrics.lesions import hit_rate_by_size, lesion_hits
+
+    work, run, summary = evaluated
+    table = _tsv(run, "lesion_hits")
+    assert set(table["level"]) == {"slice", "volume"}
+    assert set(table["method"]) == {"cam", "gradcam", "baseline:uniform", "baseline:random"}
+    store = SliceStore.open(work / "slices")
+    slices = pd.read_csv(run / "heatmaps" / "test" / "slices.tsv", sep="\t")
+    rows = slices["store_row"].to_numpy()
+    masks = torch.from_numpy(np.asarray(store.masks[rows]) > 0)
+    has = masks.flatten(1).any(1)
+    assert has.any()
+    p2w = store.pixel_to_world[rows]
+    area = np.linalg.norm(p2w[:, :3, 0], axis=1) * np.linalg.norm(p2w[:, :3, 1], axis=1)
+    maps = torch.from_numpy(np.load(run / "heatmaps" / "test" / "gradcam.npy"))
+    spacing = torch.from_numpy(np.sqrt(area)[:, None].repeat(2, 1))[has]
+    expected = hit_rate_by_size(lesion_hits(maps[has], masks[has], spacing))
+    got = table[(table["level"] == "slice") & (table["method"] == "gradcam")]
+    assert got["bin"].tolist() == [r["bin"] for r in expected]
+    assert got["n_lesions"].tolist() == [r["n_lesions"] for r in expected]
+    assert got["n_hit"].tolist() == [r["n_hit"] for r in expected]
+    assert expected[0]["n_lesions"] >= int(has.sum())  # every masked slice has a lesion
+    section = summary["lesion_hits"]["levels"]
+    for _, row in table.iterrows():
+        stored = section[row["level"]][row["method"]][row["bin"]]
+        assert stored["n_lesions"] == row["n_lesions"] and stored["n_hit"] == row["n_hit"]
+        if stored["hit_rate"] is None:
+            assert row["n_lesions"] == 0 and np.isnan(row["hit_rate"])
+        else:
+            assert stored["hit_rate"] == pytest.approx(row["n_hit"] / row["n_lesions"])
+    uniform = table[table["method"] == "baseline:uniform"]
+    assert (uniform["n_hit"] == 0).all() and (uniform["n_lesions"] > 0).any()
+    # the same lesions are counted for every method of a level
+    for _, level in table.groupby("level"):
+        assert level.groupby("bin")["n_lesions"].nunique().eq(1).all()
+
+
+def test_localization_against_a_further_effect_mask(evaluated) -> None:
+    """The back-projected maps scored against the ventricles mask found next to each subject's
+    stored mask: one row per method and baseline; the uniform map's mass is the mask's share
+    of each subject's grid, averaged over the subjects."""
+    import nibabel as nib
+
+    work, run, summary = evaluated
+    table = _tsv(run, "localization_effects")
+    assert set(table["ground_truth"]) == {"ventricles"} and set(table["level"]) == {"volume"}
+    assert set(table["method"]) == {"cam", "gradcam", "baseline:uniform", "baseline:random"}
+    store = SliceStore.open(work / "slices")
+    subjects = sorted(store.rows(split="test")["participant_id"].unique())
+    fractions = []
+    for pid in subjects:
+        path = str(store.meta["subjects"][pid]["mask"]).replace("lesion", "ventricles")
+        fractions.append((np.asarray(nib.load(path).dataobj) > 0).mean())
+    uniform = table.set_index("method").loc["baseline:uniform"]
+    assert uniform["n_scored"] == len(subjects)  # every subject has the box, both classes
+    assert uniform["relevance_mass"] == pytest.approx(np.mean(fractions), rel=1e-5)
+    assert uniform["auroc"] == pytest.approx(0.5)
+    stored = {r["method"]: r for r in summary["localization_effects"]}
+    cam = table.set_index("method").loc["cam"]
+    assert stored["cam"]["pointing_game"] == pytest.approx(cam["pointing_game"])
+    assert stored["cam"]["ground_truth"] == "ventricles"
+
+
 def test_perturbation_and_faithfulness_tables(evaluated) -> None:
     work, run, summary = evaluated
     pert = _tsv(run, "perturbation")
@@ -133,6 +201,8 @@ def test_sanity_consistency_and_summary(evaluated) -> None:
     assert work_summary["cam_evaluation"][run.name]["split"] == "test"
     assert set(summary["seconds"]) == {
         "localization",
+        "lesion_hits",
+        "localization_effects",
         "perturbation",
         "faithfulness",
         "sanity",
@@ -269,6 +339,19 @@ def test_report_agrees_with_summary_and_audit_catches_a_flip(evaluated) -> None:
     verdict = ev["verdicts"]["gradcam"]["faithful"]
     verdict["figure"] = verdict["figure"] + 0.01
     assert any("gradcam/faithful/figure" in p for p in audit_report(html, summary))
+    verdict["figure"] = verdict["figure"] - 0.01
+    # the lesion hit rates: every one is shown, and a changed count or rate is caught
+    hits = ev["lesion_hits"]["levels"]["slice"]["cam"]["all"]
+    lesion_keys = [k for k in shown if "/lesion_hits/" in k]
+    assert len(lesion_keys) == 3 * 5 * 4 * 2  # rate, hits, lesions × 5 bins × 4 maps × 2 levels
+    assert shown[f"cam_evaluation/{run.name}/lesion_hits/levels/slice/cam/all/n_lesions"] == str(
+        hits["n_lesions"]
+    )
+    hits["n_hit"] += 1
+    assert any("lesion_hits/levels/slice/cam/all/n_hit" in p for p in audit_report(html, summary))
+    hits["n_hit"] -= 1
+    ev["lesion_hits"]["levels"]["slice"]["cam"]["all"]["hit_rate"] = 0.987654
+    assert any("slice/cam/all/hit_rate" in p for p in audit_report(html, summary))
 
 
 def test_run_report_renders_in_chromium(evaluated, tmp_path) -> None:

@@ -54,6 +54,7 @@ def test_evaluate_cams_scores_the_volumes_in_3d(volume_run: tuple[Path, Path]) -
     assert {r["method"] for r in rows} == {*METHODS, "baseline:uniform", "baseline:random"}
     for key in ("perturbation", "faithfulness", "sanity", "shortcut", "consistency"):
         assert summary.get(key) is None  # 2-D families: not run on volumes
+    assert summary.get("lesion_hits") is None  # the masks are effect spheres, not lesion masks
     assert summary["verdicts"]["cam"]["localizes"]["metric"].endswith("(volumes)")
     # The uniform baseline's relevance mass is the mask's share of the volume.
     store = VolumeStore.open(json.loads((run / "record.json").read_text())["store"])
@@ -66,6 +67,32 @@ def test_evaluate_cams_scores_the_volumes_in_3d(volume_run: tuple[Path, Path]) -
     assert uniform["n_scored"] == int(with_mask.sum())
     tsv = (RunLayout(run).cam_eval("test").table("localization")).read_text()
     assert "volume" in tsv and "slice" not in tsv
+
+
+def test_lesion_hit_rates_on_store_volumes(volume_run: tuple[Path, Path]) -> None:
+    """Called directly (the masks here are not named lesion masks): on a volume store the 3-D
+    lesions of each store volume, sized with the store's voxel size, at level ``volume``."""
+    import torch
+
+    from braincam.metrics.lesions import lesion_hits
+    from braincam.pipeline.cam_context import load_context
+    from braincam.pipeline.cam_lesions import has_lesion_masks, lesion_hit_rates
+
+    _, run = volume_run
+    cfg = CamEvalConfig(methods=METHODS, split="test", regions=False)
+    ctx = load_context(run, cfg, progress=False)
+    assert not has_lesion_masks(ctx)
+    frame, section = lesion_hit_rates(ctx, cfg)
+    assert set(section["levels"]) == {"volume"} and set(frame["level"]) == {"volume"}
+    rows = ctx.table["store_row"].to_numpy()
+    masks = torch.from_numpy(np.asarray(ctx.store.masks[rows]) > 0)
+    has = masks.flatten(1).any(1)
+    spacing = np.linalg.norm(ctx.store.affines[rows][:, :3, :3], axis=1)
+    expected = lesion_hits(ctx.maps["cam"][has], masks[has], torch.from_numpy(spacing)[has])
+    stored = section["levels"]["volume"]["cam"]["all"]
+    assert stored["n_lesions"] == len(expected["hit"]) >= int(has.sum())  # ≥ one sphere each
+    assert stored["n_hit"] == int(expected["hit"].sum())
+    assert section["levels"]["volume"]["baseline:uniform"]["all"]["n_hit"] == 0
 
 
 def test_orthogonal_planes_are_upright_views_of_a_ras_volume() -> None:

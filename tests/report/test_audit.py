@@ -45,3 +45,29 @@ def test_audit_catches_wrong_words_figures_missing_and_unknown_keys() -> None:
     ]
     extra = HTML + '<b data-key="cam_evaluation/r/nothing">1</b>'
     assert any("absent from summary.json" in p for p in audit_report(extra, SUMMARY))
+
+
+def test_every_lesion_hit_rate_is_required_and_checked() -> None:
+    """A lesion_hits section makes its rates and counts required; a wrong count is caught."""
+    bins = {
+        "all": {"low_mm": 0.0, "high_mm": None, "n_lesions": 4, "n_hit": 1, "hit_rate": 0.25},
+        "10mm+": {"low_mm": 10.0, "high_mm": None, "n_lesions": 0, "n_hit": 0, "hit_rate": None},
+    }
+    summary = {"cam_evaluation": {"r": {"lesion_hits": {"levels": {"slice": {"cam": bins}}}}}}
+    base = "cam_evaluation/r/lesion_hits/levels/slice/cam"
+    assert set(required_keys(summary)) == {
+        f"{base}/{b}/{k}" for b in ("all", "10mm+") for k in ("hit_rate", "n_hit", "n_lesions")
+    }
+    html = "".join(
+        f'<span data-key="{base}/{b}/hit_rate">{rate}</span> (<span data-key="{base}/{b}/n_hit">'
+        f'{hit}</span>/<span data-key="{base}/{b}/n_lesions">{n}</span>)'
+        for b, rate, hit, n in (("all", "0.250", 1, 4), ("10mm+", "–", 0, 0))
+    )
+    assert audit_report(html, summary) == []
+    assert audit_report(html.replace(">4<", ">5<"), summary) == [
+        f"{base}/all/n_lesions: report shows '5', summary.json holds 4"
+    ]
+    missing = html.replace(f'data-key="{base}/10mm+/hit_rate"', "")
+    assert audit_report(missing, summary) == [
+        f"{base}/10mm+/hit_rate: in summary.json, not in the report"
+    ]

@@ -189,3 +189,69 @@ def test_refuses_foreign_non_empty_directory(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(InputError, match="not empty"):
         sa.synthesize_anat(tmp_path, TINY, progress=False)
+
+
+def test_effect_masks_are_the_changes_planted(tiny_cohort: sa._AnatCohort) -> None:
+    """The atrophy and ventricle masks against the tissue simulated with and without each
+    effect (same subject, same lesions): the atrophy mask is where the GM loss is at least half
+    the planted fraction; the ventricle mask is tissue that became ventricle."""
+    from braincam.synth.anatomy import grid_coordinates, sample_volume
+
+    config = TINY.replace(snr=np.inf, bias_strength=0.0)
+    person = next(p for p in sa.draw_anat_participants(config) if p.group == "spms")
+    effect = config.effects[person.role]
+    assert effect.atrophy > 0 and effect.ventricle_enlargement > 0
+    subj = sa.simulate_subject(tiny_cohort, config, person)
+    transform = subj.params["_transform"]
+    grid = grid_coordinates(subj.lesion_mask.shape, subj.affine)
+
+    def tissue(**changes: float) -> dict[str, np.ndarray]:
+        fractions, _ = sa._tissue_at(
+            tiny_cohort, grid, transform, effect.replace(**changes), subj.lesions
+        )
+        return fractions
+
+    planted, no_atrophy = tissue(), tissue(atrophy=0.0)
+    loss = no_atrophy["gm"] - planted["gm"]
+    np.testing.assert_array_equal(subj.atrophy_mask > 0, loss >= 0.5 * effect.atrophy - 1e-7)
+    assert 0 < subj.atrophy_mask.sum() < (no_atrophy["gm"] > 0).sum()
+    # the ventricle gain: voxels that hold the warped template's ventricles but not the
+    # unwarped ones; there the CSF fraction rose (on average by 0.16 at 4 mm, where partial
+    # volume blurs the ventricles' edge; a few edge voxels held CSF already)
+    gain = subj.ventricle_mask > 0
+    assert gain.sum() > 0
+    unwarped = tissue(ventricle_enlargement=0.0)
+    rise = planted["csf"][gain] - unwarped["csf"][gain]
+    assert rise.mean() > 0.1 and (rise > 0).mean() > 0.8
+    assert not (gain & (subj.lesion_mask > 0)).any()
+    mni = transform.to_mni(grid)
+    vent = sample_volume(tiny_cohort.ventricles, tiny_cohort.template.affine, mni) >= 0.5
+    assert not (gain & vent).any()  # were not ventricle before the enlargement
+    masks = sa.planted_change_masks(tiny_cohort, mni, effect)
+    np.testing.assert_array_equal(masks["ventricles"], subj.ventricle_mask)
+    # more enlargement, more gain; none without the effects
+    more = sa.planted_change_masks(tiny_cohort, mni, effect.replace(ventricle_enlargement=0.7))
+    assert more["ventricles"].sum() > gain.sum()
+    none = sa.planted_change_masks(
+        tiny_cohort, mni, effect.replace(atrophy=0.0, ventricle_enlargement=0.0)
+    )
+    assert none["atrophy"].sum() == 0 and none["ventricles"].sum() == 0
+
+
+def test_effect_masks_are_written_per_group(cohort: Path) -> None:
+    table = pd.read_csv(cohort / "participants.tsv", sep="\t", dtype=str)
+    sizes = {}
+    for pid, group in zip(table["participant_id"], table["group"], strict=True):
+        gt = sa.anat_groundtruth_paths(cohort, pid)
+        atrophy = np.asarray(nib.load(gt["atrophy_mask"]).dataobj)
+        gain = np.asarray(nib.load(gt["ventricle_mask"]).dataobj)
+        assert atrophy.dtype == gain.dtype == np.uint8
+        assert gt["atrophy_mask"].name == f"{pid}_desc-atrophy_mask.nii.gz"
+        assert gt["ventricle_mask"].name == f"{pid}_desc-ventricles_mask.nii.gz"
+        info = json.loads(gt["lesion_json"].read_text())
+        voxel_ml = TINY.voxel_size**3 / 1000
+        assert info["VentricleGainML"] == pytest.approx(gain.sum() * voxel_ml, abs=1e-4)
+        sizes[group] = (int(atrophy.sum()), int(gain.sum()))
+    assert sizes["control"] == (0, 0)  # the control group has neither effect
+    assert sizes["rrms"][0] > 0 and sizes["spms"][0] > 0
+    assert sizes["spms"][1] > sizes["rrms"][1] > 0

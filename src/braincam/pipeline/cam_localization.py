@@ -112,6 +112,66 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
     return pd.DataFrame(records)
 
 
+def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
+    """Volume-level localization against each further effect's ground truth of a structural
+    cohort (GM atrophy, ventricle enlargement: :data:`~braincam.imaging.groundtruth.
+    EFFECT_MASK_DESCS`), found next to each subject's stored mask.
+
+    The store holds one mask per slice (``prepare.mask_desc``), so only the back-projected maps
+    are scored against the other effects: per subject, every effect mask that exists and is not
+    empty (a group without the effect has an empty one), each method next to the uniform and
+    the random map. Rows as :func:`localization_3d`'s plus ``ground_truth`` (the ``desc``).
+    Empty for a volume store and for cohorts without such masks.
+    """
+    import nibabel as nib
+
+    from braincam.imaging.groundtruth import EFFECT_MASK_DESCS, sibling_mask
+    from braincam.metrics.localization import baseline_maps, summarize_table
+
+    if is_volume_context(ctx):
+        return pd.DataFrame()
+    heatmaps = ctx.explained.layout
+    per_effect: dict[tuple[str, str], list[dict[str, Tensor]]] = {}
+    for pid in sorted(ctx.table["participant_id"].unique()):
+        mask_path = ctx.store.meta["subjects"][pid].get("mask")
+        if not mask_path:
+            continue
+        found = {d: sibling_mask(mask_path, d) for d in EFFECT_MASK_DESCS}
+        effects = {d: p for d, p in found.items() if p is not None and p.is_file()}
+        if not effects:
+            continue
+        maps = {
+            method: torch.from_numpy(
+                np.asarray(nib.load(heatmaps.nifti_map(pid, method)).dataobj, dtype=np.float32)
+            )[None]
+            for method in ctx.maps
+        }
+        for desc, path in effects.items():
+            mask = _mask_on_source_grid(ctx.store, pid, str(path))
+            if not mask.any():
+                continue
+            candidates = {
+                **maps,
+                "baseline:uniform": baseline_maps(mask.float(), "uniform"),
+                "baseline:random": baseline_maps(mask.float(), "random", ctx.generator),
+            }
+            for name, table in _score_candidates(candidates, mask, cfg, None).items():
+                per_effect.setdefault((desc, name), []).append(table)
+    records = []
+    for (desc, method), per_subject in per_effect.items():
+        merged = {k: torch.cat([t[k] for t in per_subject]) for k in per_subject[0]}
+        records.append(
+            {
+                "model": ctx.model_name,
+                "method": method,
+                "level": "volume",
+                "ground_truth": desc,
+                **summarize_table(merged),
+            }
+        )
+    return pd.DataFrame(records)
+
+
 def _mask_on_source_grid(store: Any, pid: str, mask_path: str) -> Tensor:
     """The subject's ground-truth mask on the grid its heatmaps were back-projected to.
 

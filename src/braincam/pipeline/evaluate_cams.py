@@ -1,7 +1,9 @@
 """`braincam evaluate-cams`: are a run's heatmaps right? Every metric family on one split.
 
 For each CAM method (and the uniform / random baselines where a metric has a chance level):
-localization against ground-truth masks (slices and 3D), the dMRI study's perturbation check,
+localization against ground-truth masks (slices and 3D), the lesion-level hit rate by lesion size
+(lesion masks only) and localization against the other structural effects (GM atrophy,
+ventricle enlargement; volumes, when their masks exist), the dMRI study's perturbation check,
 deletion/insertion faithfulness, the cascading-randomization sanity check, the shortcut alarm
 (heatmap mass outside the brain and in the head's rim against the area), consistency across
 slices / subjects / methods, and heatmap mass per brain region and lobe in MNI space.
@@ -9,7 +11,8 @@ slices / subjects / methods, and heatmap mass per brain region and lobe in MNI s
 Outputs go to ``RUN/cam_eval/<split>/`` (paths: :class:`braincam.layout.CamEvalLayout`) as TSV
 files (plus ``curves.npz`` and ``frequency.npz`` for the report) and a compact
 ``cam_evaluation`` section in the work directory's summary.json. The families live in
-:mod:`~braincam.pipeline.cam_localization`, :mod:`~braincam.pipeline.cam_regions` and here;
+:mod:`~braincam.pipeline.cam_localization`, :mod:`~braincam.pipeline.cam_lesions`,
+:mod:`~braincam.pipeline.cam_regions` and here;
 the per-method verdicts in :mod:`~braincam.pipeline.cam_verdicts` (validated against
 :mod:`braincam.summary_schema` before anything is written);
 :mod:`~braincam.pipeline.cam_context` loads what they share.
@@ -38,7 +41,12 @@ from braincam.pipeline.cam_context import (
     load_context,
     subsample,
 )
-from braincam.pipeline.cam_localization import localization, localization_3d
+from braincam.pipeline.cam_lesions import has_effect_masks, has_lesion_masks, lesion_hit_rates
+from braincam.pipeline.cam_localization import (
+    localization,
+    localization_3d,
+    localization_effects,
+)
 from braincam.pipeline.cam_regions import regions
 from braincam.pipeline.cam_verdicts import verdicts
 from braincam.summary_schema import update_summary, validate_cam_evaluation
@@ -295,6 +303,18 @@ def _run_localization(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -
     return frame.to_dict(orient="records")
 
 
+def _run_localization_effects(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
+    frame = localization_effects(ctx, cfg)
+    _write_tsv(frame, out.table("localization_effects"))
+    return frame.to_dict(orient="records")
+
+
+def _run_lesion_hits(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
+    frame, section = lesion_hit_rates(ctx, cfg)
+    _write_tsv(frame, out.table("lesion_hits"))
+    return section
+
+
 def _run_perturbation(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any:
     frame, section = perturbation(ctx, cfg)
     _write_tsv(frame, out.table("perturbation"))
@@ -339,6 +359,8 @@ def _run_regions(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any
 
 FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] = {
     "localization": _run_localization,
+    "lesion_hits": _run_lesion_hits,
+    "localization_effects": _run_localization_effects,
     "perturbation": _run_perturbation,
     "faithfulness": _run_faithfulness,
     "sanity": _run_sanity,
@@ -349,7 +371,7 @@ FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] =
 
 
 #: The families that score volumes (a volume store) so far; the others take 2-D slices.
-VOLUME_FAMILIES = ("localization", "regions")
+VOLUME_FAMILIES = ("localization", "lesion_hits", "regions")
 
 
 def evaluate_cams(
@@ -368,6 +390,10 @@ def evaluate_cams(
     out.summary.unlink(missing_ok=True)  # incomplete until rewritten at the end
     ctx = load_context(run_dir, config, progress)
     families = {k: f for k, f in FAMILIES.items() if config.regions or k != "regions"}
+    if not has_lesion_masks(ctx):  # the ground truth is an effect region, or there is none
+        families.pop("lesion_hits")
+    if not has_effect_masks(ctx):  # no atrophy / ventricle masks next to the stored masks
+        families.pop("localization_effects")
     if is_volume_context(ctx):
         families = {k: f for k, f in families.items() if k in VOLUME_FAMILIES}
     summary: dict[str, Any] = {

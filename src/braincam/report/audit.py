@@ -5,7 +5,7 @@ The report marks each verdict and headline figure it prints with the path of tha
 element and compares it with the value at that path, with its own reading of the text (words for
 booleans, decimals for numbers) — so a report that prints "FLAGGED" for a method whose data say
 it passes, or a figure that is not the stored one, is caught. It also checks that every verdict
-of the data appears in the report.
+and every lesion hit rate of the data (:func:`required_keys`) appears in the report.
 """
 
 from __future__ import annotations
@@ -78,8 +78,9 @@ def _matches(value: Any, text: str, key: str) -> bool:
 
 
 def required_keys(summary: dict[str, Any]) -> list[str]:
-    """The verdicts the report must show: every family of every method, the sanity flags and
-    the perturbation controls of every evaluated run."""
+    """The values the report must show: every family's verdict of every method, the sanity
+    flags, the perturbation controls and every lesion hit rate (with its counts) of every
+    evaluated run."""
     keys = []
     for run, ev in (summary.get("cam_evaluation") or {}).items():
         for method, families in (ev.get("verdicts") or {}).items():
@@ -90,6 +91,11 @@ def required_keys(summary: dict[str, Any]) -> list[str]:
             keys.append(f"cam_evaluation/{run}/shortcut/alarm")
         for method in ev.get("sanity") or {}:
             keys.append(f"cam_evaluation/{run}/sanity/{method}/flagged")
+        for level, methods in ((ev.get("lesion_hits") or {}).get("levels") or {}).items():
+            for method, bins in methods.items():
+                for name in bins:
+                    base = f"cam_evaluation/{run}/lesion_hits/levels/{level}/{method}/{name}"
+                    keys += [f"{base}/hit_rate", f"{base}/n_hit", f"{base}/n_lesions"]
         if ev.get("perturbation"):
             keys += [
                 f"cam_evaluation/{run}/perturbation/positive_control",

@@ -17,9 +17,24 @@ from braincam.report import blocks as B
 from braincam.report.blocks import plt as _plt
 from braincam.report.blocks import read_tsv as _read_tsv
 from braincam.report.verdicts import cam_evaluation
-from braincam.summary_schema import PerturbationSection, SanityEntry, Summary
+from braincam.summary_schema import LesionHitSection, PerturbationSection, SanityEntry, Summary
 
 __all__ = ["evaluation_section"]
+
+
+#: The localization table's columns, in the report's order (those present are shown).
+LOCALIZATION_COLUMNS = (
+    "method",
+    "level",
+    "n_scored",
+    "pointing_game",
+    "pointing_game_tolerant",
+    "relevance_mass",
+    "relevance_rank_accuracy",
+    "iou_threshold",
+    "iou_box",
+    "auroc",
+)
 
 
 def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section:
@@ -34,22 +49,7 @@ def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Secti
         found = True
         if ev.localization:
             loc = pd.DataFrame([r.model_dump() for r in ev.localization])
-            cols = [
-                c
-                for c in (
-                    "method",
-                    "level",
-                    "n_scored",
-                    "pointing_game",
-                    "pointing_game_tolerant",
-                    "relevance_mass",
-                    "relevance_rank_accuracy",
-                    "iou_threshold",
-                    "iou_box",
-                    "auroc",
-                )
-                if c in loc.columns
-            ]
+            cols = [c for c in LOCALIZATION_COLUMNS if c in loc.columns]
             sec.add(B.table(loc[cols], title=f"{run.name}: localization against ground truth"))
             sec.add(
                 B.note(
@@ -57,6 +57,24 @@ def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Secti
                     "mask's share of the image on mass and rank accuracy, AUROC 0.5."
                 )
             )
+        if ev.localization_effects:
+            eff = pd.DataFrame([r.model_dump() for r in ev.localization_effects])
+            sec.add(
+                B.table(
+                    eff[[c for c in ("ground_truth", *LOCALIZATION_COLUMNS) if c in eff.columns]],
+                    title=f"{run.name}: localization against each further effect (volumes)",
+                )
+            )
+            sec.add(
+                B.note(
+                    "The same maps scored against the masks of the other effects the groups "
+                    "differ by (atrophy: GM-dominant voxels the atrophy thinned; ventricles: "
+                    "tissue that became ventricle): a map that finds them is not wrong."
+                )
+            )
+        if ev.lesion_hits is not None and ev.lesion_hits.levels:
+            sec.add(_lesion_hit_table(run.name, ev.lesion_hits))
+            sec.add(B.note(f"Lesion hit rate: {ev.lesion_hits.rule}. " + LESION_NOTE))
         if ev.perturbation is not None:
             sec.add(_perturbation_blocks(run.name, ev.perturbation))
             for block in _perturbation_tables(run.name, ev.perturbation):
@@ -113,6 +131,48 @@ def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Secti
     if not found:
         sec.add(B.note("No heatmap evaluation yet (run `braincam evaluate-cams`)."))
     return sec
+
+
+LESION_NOTE = (
+    "Each cell: hit rate (lesions hit / lesions). A rate says something only above the "
+    "random-map row of the same size bin: chance grows with lesion size; a uniform map hits "
+    "nothing."
+)
+
+
+def _lesion_hit_table(run: str, section: LesionHitSection) -> B.Block:
+    """Hit rate per method and level, overall and per size bin; every figure keyed to
+    summary.json (report/audit.py checks them)."""
+    bins: list[str] = []
+    for methods in section.levels.values():
+        for per_bin in methods.values():
+            bins += [b for b in per_bin if b not in bins]
+    cells = []
+    for level, methods in section.levels.items():
+        for method, per_bin in methods.items():
+            row: list[list[B.Span]] = [[(method, "")], [(level, "")]]
+            for name in bins:
+                counts = per_bin.get(name)
+                if counts is None:
+                    row.append([("n/a", "")])
+                    continue
+                key = f"cam_evaluation/{run}/lesion_hits/levels/{level}/{method}/{name}"
+                row.append(
+                    [
+                        (B.fmt_value(counts.hit_rate), f"{key}/hit_rate"),
+                        (" (", ""),
+                        (str(counts.n_hit), f"{key}/n_hit"),
+                        ("/", ""),
+                        (str(counts.n_lesions), f"{key}/n_lesions"),
+                        (")", ""),
+                    ]
+                )
+            cells.append(row)
+    return B.keyed_table(
+        ["method", "level", *(b.replace("mm", " mm") for b in bins)],
+        cells,
+        title=f"{run}: lesion-level hit rate by lesion size (equivalent diameter)",
+    )
 
 
 def _perturbation_blocks(run: str, p: PerturbationSection) -> B.Block:

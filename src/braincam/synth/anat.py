@@ -12,7 +12,9 @@ diffusion cohort); writing, ids and noise from :mod:`braincam.synth.common`. Per
   white-matter lesions (soft-edged ellipsoids, mostly periventricular; hyperintense on T2w and
   FLAIR, hypointense on T1w), grey-matter atrophy and ventricle enlargement.
 
-Ground truth under ``derivatives/groundtruth/sub-XX/anat/`` (see :func:`anat_groundtruth_paths`).
+Ground truth under ``derivatives/groundtruth/sub-XX/anat/`` (see :func:`anat_groundtruth_paths`),
+one mask per planted effect (:func:`planted_change_masks`): lesions, GM atrophy, ventricle
+enlargement.
 The same seed gives byte-identical files. Details: docs/structural.md.
 """
 
@@ -111,6 +113,7 @@ class _AnatCohort:
     deep_wm: NDArray[np.float64]
     ventricle_centre: NDArray[np.float64]
     ventricle_sigma: NDArray[np.float64]
+    ventricles: NDArray[np.float32]  # the lateral ventricles on the template grid (0 / 1)
 
 
 def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -> _AnatCohort:
@@ -134,6 +137,7 @@ def _prepare_cohort(config: AnatSynthConfig, template: Template | None = None) -
         deep_wm=pts[wm & (dist > 10.0)],
         ventricle_centre=vpts.mean(0),
         ventricle_sigma=vpts.std(0) * 1.5,
+        ventricles=vent.astype(np.float32),
     )
 
 
@@ -144,6 +148,8 @@ class AnatSubject:
     images: dict[str, NDArray[np.int16]]
     affine: NDArray[np.float64]
     lesion_mask: NDArray[np.uint8]
+    atrophy_mask: NDArray[np.uint8]
+    ventricle_mask: NDArray[np.uint8]
     dseg: NDArray[np.uint8]
     bias: dict[str, NDArray[np.float32]]
     true_xfm: dict[str, NDArray[np.float64]]  # T1w world mm → T2w/FLAIR world mm
@@ -176,6 +182,39 @@ def _tissue_at(
     lesion = lesion_fraction(src, lesions, tpl.voxel_size) * wm
     wm = wm - lesion
     return {"csf": csf, "gm": gm, "wm": wm, "lesion": lesion}, mni
+
+
+def planted_change_masks(
+    cohort: _AnatCohort, mni: NDArray, effect: GroupEffect
+) -> dict[str, NDArray[np.uint8]]:
+    """Where the group's atrophy and ventricle enlargement changed a subject (T1w grid).
+
+    ``mni``: the MNI coordinates of the grid's voxels (before the enlargement warp, as
+    :func:`_tissue_at` returns them). ``atrophy``: voxels that lost at least half the planted GM
+    fraction ``effect.atrophy`` — those whose GM fraction before atrophy was ≥ 0.5 (atrophy
+    removes ``atrophy × GM`` everywhere, so thresholding the loss picks the GM-dominant voxels,
+    the 0.5 rule of the lesion mask and the tissue labels). ``ventricles``: voxels inside the
+    lateral ventricles (≥ 0.5 of the template's ventricle mask, sampled linearly) after the
+    enlargement warp but not before: the tissue that became ventricle. Both empty for a group
+    without that effect.
+    """
+    tpl = cohort.template
+    src = enlarge_ventricles(
+        mni, cohort.ventricle_centre, cohort.ventricle_sigma, effect.ventricle_enlargement
+    )
+    shape = mni.shape[:-1]
+    if effect.atrophy > 0:
+        gm = sample_volume(tpl.gm, tpl.affine, src, indices=voxel_indices(tpl.affine, src))
+        atrophy = gm >= 0.5  # the loss atrophy × GM is ≥ atrophy / 2
+    else:
+        atrophy = np.zeros(shape, dtype=bool)
+    if effect.ventricle_enlargement > 0:
+        after = sample_volume(cohort.ventricles, tpl.affine, src) >= 0.5
+        before = sample_volume(cohort.ventricles, tpl.affine, mni) >= 0.5
+        ventricles = after & ~before
+    else:
+        ventricles = np.zeros(shape, dtype=bool)
+    return {"atrophy": atrophy.astype(np.uint8), "ventricles": ventricles.astype(np.uint8)}
 
 
 def _band(distance: NDArray, lo: float, hi: float, voxel: float) -> NDArray[np.float32]:
@@ -246,6 +285,7 @@ def simulate_subject(
         images[contrast] = np.clip(np.rint(noisy), 0, np.iinfo(np.int16).max).astype(np.int16)
 
     lesion_mask = (fractions["lesion"] >= 0.5).astype(np.uint8)
+    changes = planted_change_masks(cohort, mni, effect)
     stack = np.stack([fractions["csf"], fractions["gm"], fractions["wm"]])
     tissue = stack.sum(0) + fractions["lesion"]
     dseg = np.where(tissue >= 0.5, stack.argmax(0) + 1, 0).astype(np.uint8)
@@ -258,7 +298,9 @@ def simulate_subject(
         "PeriventricularLesions": int(sum(les.periventricular for les in lesions)),
         "LesionVolumeML": round(float(lesion_mask.sum()) * voxel_ml, 4),
         "Atrophy": effect.atrophy,
+        "AtrophyMaskML": round(float(changes["atrophy"].sum()) * voxel_ml, 4),
         "VentricleEnlargement": effect.ventricle_enlargement,
+        "VentricleGainML": round(float(changes["ventricles"].sum()) * voxel_ml, 4),
         "ScalpMM": config.head.scalp_of(person.role) if config.head.enabled else None,
         "Lesions": [
             {
@@ -283,6 +325,8 @@ def simulate_subject(
         images=images,
         affine=affine,
         lesion_mask=lesion_mask,
+        atrophy_mask=changes["atrophy"],
+        ventricle_mask=changes["ventricles"],
         dseg=dseg,
         bias=bias,
         true_xfm=true_xfm,
@@ -365,6 +409,8 @@ def _write_subject(out: Path, cohort: _AnatCohort, subj: AnatSubject, pid: str) 
         )
     gt = anat_groundtruth_paths(out, pid)
     save_nifti(gt["lesion_mask"], subj.lesion_mask, subj.affine)
+    save_nifti(gt["atrophy_mask"], subj.atrophy_mask, subj.affine)
+    save_nifti(gt["ventricle_mask"], subj.ventricle_mask, subj.affine)
     params = {k: v for k, v in subj.params.items() if not k.startswith("_")}
     write_json(gt["lesion_json"], params)
     save_nifti(gt["dseg"], subj.dseg, subj.affine)
