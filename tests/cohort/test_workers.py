@@ -13,8 +13,9 @@ import pytest
 
 from builders.dwi import make_bids, write_dwi
 
-# A generous bound for process bookkeeping, not a performance threshold.
-DEADLINE_S = 60.0
+# A generous bound for process bookkeeping, not a performance threshold: on the shared 2-core
+# machine at load 10-13 the SIGINT case once needed more than 60 s to unwind (CI, 2026-12-01).
+DEADLINE_S = 180.0
 
 
 def _children(pid: int) -> set[int]:
