@@ -158,6 +158,8 @@ def test_the_table_holds_the_summaries_figures_with_units(
         assert _value(table, f"relevance mass ÷ mask fraction ({where})", column) == pytest.approx(
             fig["mass"] / fig["fraction"]
         )
+        assert _value(table, f"mask fraction ({level}s)", column) == fig["fraction"]  # one row
+        assert _value(table, f"maps scored ({level}s)", column) == 1
         baseline = f"relevance mass ÷ mask fraction (baseline:uniform, {level}s)"
         assert _value(table, baseline, column) == pytest.approx(1.0)
         assert _value(table, "preparation (whole cohort)", column) == fig["prep_s"]

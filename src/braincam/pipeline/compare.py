@@ -141,19 +141,25 @@ def _localization(side: Side, run: str) -> list[tuple[str, str, str, Any]]:
     ev = (side.summary.cam_evaluation or {}).get(run)
     if ev is None or not ev.localization:
         return []
-    rows = []
+    rows: list[tuple[str, str, str, Any]] = []
+    levels: set[str] = set()
     for r in ev.localization:
         extra = r.model_extra or {}
         where = f"{r.method}, {r.level}s"
         mass, fraction = extra.get("relevance_mass"), extra.get("mask_fraction")
         ratio = mass / fraction if mass is not None and fraction else None
         pointing = extra.get("pointing_game")
+        if r.level not in levels:  # the masks, hence these two, are the same for every method
+            levels.add(r.level)
+            unit = f"{r.level}s with a mask"
+            rows += [
+                ("localization", f"maps scored ({r.level}s)", unit, r.n_scored),
+                ("localization", f"mask fraction ({r.level}s)", f"of the {r.level}", fraction),
+            ]
         rows += [
             ("localization", f"strict pointing game ({where})", "fraction of maps", pointing),
             ("localization", f"relevance mass ({where})", "fraction of map mass", mass),
-            ("localization", f"mask fraction ({where})", f"fraction of the {r.level}", fraction),
             ("localization", f"relevance mass ÷ mask fraction ({where})", "× (uniform = 1)", ratio),
-            ("localization", f"maps scored ({where})", f"{r.level}s with a mask", r.n_scored),
         ]
     return rows
 
