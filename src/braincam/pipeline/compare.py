@@ -120,10 +120,9 @@ def cohort_differences(a: Side, b: Side) -> list[str]:
 def _accuracy(side: Side, run: str, split: str) -> list[tuple[str, str, str, Any]]:
     entry = (side.summary.evaluation or {}).get(run)
     ev = getattr(entry, split, None) if entry is not None else None
-    unit = "volumes" if side.representation == "volume" else "slices"
     get = (lambda k: None) if ev is None else (lambda k: getattr(ev, k))
     return [
-        ("accuracy", f"{split} samples (slices, or volumes)", unit, get("slices")),
+        ("accuracy", f"{split} samples", "slices (2.5D) or volumes (3D)", get("slices")),
         ("accuracy", f"{split} subjects", "subjects", get("subjects")),
         (
             "accuracy",
