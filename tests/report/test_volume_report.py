@@ -144,3 +144,36 @@ def test_peak_planes_cut_through_the_maximum() -> None:
         np.testing.assert_array_equal(got, want)
     assert [int(m.sum()) for m in planes.mask] == [1, 2, 2]  # axial cuts z=6 only
     assert peak_planes(image, heatmap, None).mask[0].sum() == 0
+
+
+def test_remote_resources_finds_what_a_page_or_its_viewers_would_fetch() -> None:
+    import html as html_lib
+
+    from braincam.report.blocks import offline_document
+
+    inner = (
+        '<html><head><link rel="icon" type="image/x-icon"\n href="https://example.org/f.ico" />'
+        '<script src="https://cdn.example.org/jquery.js"></script>'
+        '<style>@import "http://example.org/a.css"; b { background: url(//example.org/b.png) }'
+        '</style></head><body><a href="https://example.org/docs">docs</a>'
+        '<img src="data:image/png;base64,AAAA"></body></html>'
+    )
+    page = (
+        '<html><body><script src="http://example.org/x.js"></script>'
+        f'<iframe class="viewer" srcdoc="{html_lib.escape(inner)}"></iframe></body></html>'
+    )
+    assert remote_resources(page) == [
+        "http://example.org/x.js",
+        "https://example.org/f.ico",
+        "https://cdn.example.org/jquery.js",
+        "http://example.org/a.css",
+        "//example.org/b.png",
+    ]  # the <a href> link and the data: image are not fetched on opening
+    assert viewer_documents(page) == [inner]
+    cleaned = offline_document(inner)
+    assert remote_resources(cleaned) == [
+        "https://cdn.example.org/jquery.js",
+        "http://example.org/a.css",
+        "//example.org/b.png",
+    ]  # only <link> elements are dropped: a remote script stays visible to the check
+    assert "<script" in cleaned and 'href="https://example.org/docs"' in cleaned

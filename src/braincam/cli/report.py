@@ -22,7 +22,7 @@ def report(
     max_viewers: Annotated[
         int,
         typer.Option(min=0, help="volume runs: interactive 3-D viewers of single-subject maps"),
-    ] = 6,
+    ] = 6,  # report.max_viewers (braincam.config.experiment.ReportConfig)
 ) -> None:
     """Write OUT_DIR/report.html from what the pipeline produced (missing parts are noted)."""
     from braincam.errors import BraincamError
