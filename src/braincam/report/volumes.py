@@ -144,7 +144,7 @@ def volume_heatmap_blocks(
                 + (". White: the ground-truth effect region." if masked else "."),
             )
         )
-        background = nib.Nifti1Image(image, stats[next(iter(stats))].affine)
+        background = store.to_nifti(image, pid)  # the store grid in the subject's space
         for method, img in stats.items():
             if viewers >= max_viewers:
                 break
