@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "explain",
     "evaluate_cams",
     "report",
+    "compare",
     "demo",
     "version",
 )

@@ -13,8 +13,6 @@ preprocessing; this module supplies everything around them.
 
 from __future__ import annotations
 
-import resource
-import sys
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -29,6 +27,7 @@ from braincam.guard import OUTPUT_ERRNOS, output_error
 from braincam.io import atomic_path
 from braincam.modalities.base import Modality, Step
 from braincam.progress import track
+from braincam.provenance import peak_rss_mib
 
 FAILURE_COLUMNS = ("participant_id", "step", "file", "error")
 # How long to wait for a Dask scheduler before giving up (distributed retries until then).
@@ -54,13 +53,6 @@ class SubjectOutcome:
     error: str = ""
     seconds: float = 0.0
     peak_rss_mib: float = 0.0
-
-
-def peak_rss_mib() -> float:
-    """Peak resident memory of this process, MiB."""
-    # ru_maxrss is KiB on Linux, bytes on macOS.
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def process_subject(

@@ -25,6 +25,9 @@ class ReportConfig(_Section):
     """The HTML report written at the end of ``braincam run``."""
 
     title: str | None = Field(None, description="page title; None: 'braincam — <name>'")
+    max_viewers: int = Field(
+        6, ge=0, description="volume runs: interactive 3-D viewers of single-subject heatmaps"
+    )
 
 
 class ExperimentConfig(_Section):

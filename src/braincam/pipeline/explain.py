@@ -19,6 +19,7 @@ Re-running with the same settings skips methods already written; changed setting
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ from braincam.guard import inside
 from braincam.imaging.hashing import file_sha256
 from braincam.io import read_json, write_atomic, write_bytes_atomic, write_json
 from braincam.layout import HeatmapLayout, RunLayout
+from braincam.provenance import peak_rss_mib
 
 
 @dataclass
@@ -108,6 +110,7 @@ def explain_run(
     from braincam.training.loading import load_trained
 
     methods = _validate_methods(config.methods)
+    started = time.perf_counter()
     model, record = load_trained(run_dir, device=device)
     store = open_any_store(store_path or record["store"])
     classes = list(record["classes"])
@@ -182,6 +185,13 @@ def explain_run(
         write_overlays(result, store, methods, config.overlays)
     if config.nifti:
         write_nifti(result, store, methods)
+    # Time and memory of the run that computed maps; a call that only reused them keeps the
+    # figures of the one that did (braincam compare reads them).
+    cost = (
+        {"seconds": time.perf_counter() - started, "peak_rss_mib": peak_rss_mib()}
+        if todo
+        else {k: previous.get(k) for k in ("seconds", "peak_rss_mib")}
+    )
     write_json(
         meta_path,
         {
@@ -194,6 +204,7 @@ def explain_run(
             **inputs,
             "rows": len(rows),
             "methods": methods,
+            **cost,
         },
     )
     return result

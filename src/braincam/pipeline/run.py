@@ -158,7 +158,10 @@ def run_experiment(
         from braincam.report.build import build_report
 
         report = build_report(
-            out_dir, runs=runs, title=cfg.report.title or f"braincam — {cfg.name}"
+            out_dir,
+            runs=runs,
+            title=cfg.report.title or f"braincam — {cfg.name}",
+            max_viewers=cfg.report.max_viewers,
         )
     return {
         "out": out_dir,

@@ -11,6 +11,7 @@ and every lesion hit rate of the data (:func:`required_keys`) appears in the rep
 from __future__ import annotations
 
 import math
+import re
 from html.parser import HTMLParser
 from typing import Any
 
@@ -123,3 +124,68 @@ def audit_report(html: str, summary: dict[str, Any]) -> list[str]:
         if key not in present
     ]
     return problems
+
+
+#: (tag, attribute) pairs through which a page fetches something when it is opened
+_FETCHING = {
+    ("script", "src"),
+    ("link", "href"),
+    ("img", "src"),
+    ("iframe", "src"),
+    ("source", "src"),
+    ("embed", "src"),
+    ("object", "data"),
+    ("video", "src"),
+    ("audio", "src"),
+}
+_REMOTE = ("http://", "https://", "//")
+_CSS_URL = re.compile(r"(?:url\(\s*['\"]?|@import\s+['\"])\s*((?:https?:)?//[^'\")\s]+)", re.I)
+
+
+class _Resources(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.remote: list[str] = []
+        self.documents: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        for name, value in values.items():
+            if value is None:
+                continue
+            if (tag, name) in _FETCHING and value.strip().lower().startswith(_REMOTE):
+                self.remote.append(value.strip())
+            if name == "style":
+                self.remote += _CSS_URL.findall(value)
+        if tag == "iframe" and values.get("srcdoc"):
+            self.documents.append(values["srcdoc"] or "")
+        self._in_style = tag == "style"
+
+    def handle_endtag(self, tag: str) -> None:
+        self._in_style = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style:
+            self.remote += _CSS_URL.findall(data)
+
+
+def viewer_documents(html: str) -> list[str]:
+    """The documents embedded in the page's ``<iframe srcdoc>`` elements (the 3D viewers),
+    unescaped, in page order."""
+    parser = _Resources()
+    parser.feed(html)
+    return parser.documents
+
+
+def remote_resources(html: str) -> list[str]:
+    """Every remote URL (http, https, protocol-relative) the page or one of its embedded
+    documents would fetch when opened: scripts, stylesheets, icons, images, frames, CSS
+    ``url()``/``@import``. Links a reader may click (``<a href>``) are not fetched and not
+    listed. An offline report has none."""
+    parser = _Resources()
+    parser.feed(html)
+    found = list(parser.remote)
+    for document in parser.documents:
+        found += remote_resources(document)
+    return found

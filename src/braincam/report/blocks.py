@@ -8,6 +8,7 @@ our own making, and it is isolated in an ``<iframe srcdoc>`` (escaped as an attr
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -143,26 +144,46 @@ def viewer(html_document: str, title: str = "", caption: str = "") -> Block:
 
 
 def brain_viewer(
-    stat_img: Any, title: str = "", caption: str = "", threshold: float | None = None
+    stat_img: Any,
+    title: str = "",
+    caption: str = "",
+    threshold: float | None = None,
+    *,
+    bg_img: Any = None,
+    cut_coords: tuple[float, float, float] | None = None,
 ) -> Block:
-    """An interactive 3D view of ``stat_img`` over the bundled MNI152 template (works offline).
+    """An interactive 3D view of ``stat_img`` over ``bg_img`` (default: the bundled MNI152
+    template), opened at ``cut_coords`` (world mm; default: nilearn's choice).
 
     nilearn's ``view_img`` inlines its scripts in a standalone document, so the report stays one
-    file with no network access needed. ``threshold`` defaults to 20 % of the image's maximum
-    (the bounding-box rule of the dMRI study), so the template shows through low values.
+    file with no network access needed (its one remote reference, a favicon, is dropped).
+    ``threshold`` defaults to 20 % of the image's maximum (the bounding-box rule of the dMRI
+    study), so the background shows through low values.
     """
     import numpy as np
     from nilearn import datasets, plotting
 
     if threshold is None:
-        threshold = 0.2 * float(np.nanmax(np.asarray(stat_img.dataobj)))
-
+        top = float(np.nanmax(np.asarray(stat_img.dataobj)))
+        threshold = 0.2 * top if top > 0 else None  # an all-zero map: nothing to threshold
+    if bg_img is None:
+        bg_img = datasets.load_mni152_template(resolution=2)
     view = plotting.view_img(
         stat_img,
-        bg_img=datasets.load_mni152_template(resolution=2),
+        bg_img=bg_img,
         threshold=threshold,
         cmap="hot",
         symmetric_cmap=False,
         title=title or None,
+        cut_coords=cut_coords,
     )
-    return viewer(view.get_standalone(), title=title, caption=caption)
+    return viewer(offline_document(view.get_standalone()), title=title, caption=caption)
+
+
+#: ``<link>`` elements whose ``href`` is a remote URL (nilearn's page links a favicon on GitHub).
+_REMOTE_LINK = re.compile(r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>", re.IGNORECASE)
+
+
+def offline_document(html: str) -> str:
+    """``html`` without ``<link>`` elements to remote URLs (an offline report fetches nothing)."""
+    return _REMOTE_LINK.sub("", html)

@@ -23,6 +23,7 @@ from braincam.report.blocks import read_tsv as _read_tsv
 from braincam.report.evaluation import evaluation_section
 from braincam.report.render import write_report
 from braincam.report.verdicts import verdicts_section
+from braincam.report.volumes import DEFAULT_MAX_VIEWERS, volume_heatmap_blocks
 from braincam.summary_schema import Summary, load_summary
 
 # ------------------------------------------------------------------------------- dataset
@@ -183,10 +184,16 @@ def _pick_examples(table: pd.DataFrame, store: Any) -> list[int]:
     return picks
 
 
-def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
-    """Same image under each model × method; per-method montages with boxes and outlines."""
+def heatmaps_section(
+    out: Path, runs: list[Path], max_viewers: int = DEFAULT_MAX_VIEWERS
+) -> B.Section:
+    """Same image under each model × method; per-method montages with boxes and outlines.
+
+    Volume runs add, for a few test subjects, each method's heatmap NIfTI in the interactive
+    viewer and as orthogonal slices through its maximum (:mod:`braincam.report.volumes`; at
+    most ``max_viewers`` viewers in all)."""
     from braincam.data.slices import SliceStore
-    from braincam.data.volumes import is_volume_store
+    from braincam.data.volumes import VolumeStore, is_volume_store
 
     sec = B.Section("heatmaps", "Heatmaps")
     loaded = {run.name: h for run in runs if (h := _heatmaps(run)) is not None}
@@ -210,7 +217,25 @@ def heatmaps_section(out: Path, runs: list[Path]) -> B.Section:
                     ),
                 )
             )
+    if volumes:
+        _volume_subjects(sec, VolumeStore.open(WorkLayout(out).volumes), runs, max_viewers)
     return sec
+
+
+def _volume_subjects(sec: B.Section, store: Any, runs: list[Path], max_viewers: int) -> None:
+    """Per run, the picked test subjects' 3-D heatmaps: slices through the maximum, viewers."""
+    shown = 0
+    for run in runs:
+        blocks, used = volume_heatmap_blocks(run, store, max_viewers=max_viewers - shown)
+        for block in blocks:
+            sec.add(block)
+        shown += used
+    sec.add(
+        B.note(
+            f"{shown} interactive 3-D viewer(s) of single-subject heatmaps (at most "
+            f"{max_viewers}: report.max_viewers); each weighs ≈ 0.2–1 MB."
+        )
+    )
 
 
 def _same_slices_montage(sec: B.Section, store: Any, loaded: dict[str, Any]) -> None:
@@ -339,10 +364,12 @@ def build_report(
     *,
     runs: Sequence[str | Path] | None = None,
     title: str | None = None,
+    max_viewers: int = DEFAULT_MAX_VIEWERS,
 ) -> Path:
     """Write ``OUT/report.html`` for an experiment directory and return its path.
 
-    ``runs`` defaults to every trained run under ``OUT/runs/``.
+    ``runs`` defaults to every trained run under ``OUT/runs/``; ``max_viewers`` caps the
+    interactive viewers of single-subject 3-D heatmaps (volume runs).
     """
     out = Path(out_dir)
     work = WorkLayout(out)
@@ -354,7 +381,7 @@ def build_report(
         verdicts_section(out, summary, runs),
         dataset_section(out, summary),
         models_section(out, summary, runs),
-        heatmaps_section(out, runs),
+        heatmaps_section(out, runs, max_viewers),
         evaluation_section(out, summary, runs),
         regions_section(out, runs),
         provenance_section(out, summary),

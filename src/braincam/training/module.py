@@ -23,6 +23,7 @@ from braincam.config import AugmentConfig, ScheduleConfig, TrainConfig
 from braincam.data.augment import Augmenter
 from braincam.io import write_atomic
 from braincam.layout import RunLayout
+from braincam.provenance import peak_rss_mib
 from braincam.training import zoo
 from braincam.training.datamodule import epoch_seed, make_loader
 
@@ -341,7 +342,7 @@ def read_metrics(run_dir: str | Path) -> pd.DataFrame:
 
 
 THROUGHPUT_COLUMNS = ("epoch", "train_images", "train_seconds", "epoch_seconds", "images_per_s",
-                      "peak_gpu_mb")  # fmt: skip
+                      "peak_gpu_mb", "peak_rss_mib")  # fmt: skip
 
 
 class Throughput(L.Callback):
@@ -349,7 +350,9 @@ class Throughput(L.Callback):
 
     ``train_seconds`` runs from the epoch's start to its last training batch (data loading
     included, validation not); ``epoch_seconds`` includes validation. ``peak_gpu_mb`` is
-    ``torch.cuda.max_memory_allocated`` of this process (empty when not on a CUDA device).
+    ``torch.cuda.max_memory_allocated`` of this process (empty when not on a CUDA device);
+    ``peak_rss_mib`` the process's resident-memory high-water mark so far (in ``braincam run``
+    it also covers the steps before training in the same process).
     Rows of epochs at or after the current one are dropped first (resume, fresh start).
     """
 
@@ -398,6 +401,7 @@ class Throughput(L.Callback):
             "epoch_seconds": end - self._start,
             "images_per_s": self._images / train_s if train_s > 0 else math.nan,
             "peak_gpu_mb": peak,
+            "peak_rss_mib": peak_rss_mib(),
         }
         table = read_throughput(self.path.parent)
         if table is not None:
