@@ -371,3 +371,231 @@ def test_aug_smooth_defaults_3d_and_errors() -> None:
         make_method(gap_net(), "gradcam", aug_smooth=("flip",))
     with pytest.raises(InputError, match="one offset per spatial axis"):
         make_method(gap_net(), "gradcam", aug_smooth=(Shift((1, 1, 1)),))(images())
+
+
+# -- options, helpers and layouts: values, defaults and refusals (issue 19) -------------------
+def test_fullgrad_implicit_bias_of_each_layer_kind() -> None:
+    from braincam.cam.methods.fullgrad import implicit_bias
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(1, 3, 3)
+    assert torch.equal(implicit_bias(conv), conv.bias.detach())
+    assert not implicit_bias(conv).requires_grad
+    assert torch.equal(implicit_bias(nn.Conv3d(1, 4, 3, bias=False)), torch.zeros(4))
+    bn = nn.BatchNorm2d(3, eps=0.5).eval()  # a large ε: its place in the formula shows
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        bn.running_var.copy_(torch.tensor([1.0, 2.0, 0.75]))
+        bn.weight.copy_(torch.tensor([2.0, 0.5, -1.0]))
+        bn.bias.copy_(torch.tensor([0.25, 1.0, -0.5]))
+    expected = torch.tensor([0.25 - 0.5 * 2 / 1.5**0.5, 1 + 0.5 / 2.5**0.5, -0.5 + 2 / 1.25**0.5])
+    torch.testing.assert_close(implicit_bias(bn), expected)
+    assert not implicit_bias(bn).requires_grad
+    plain = nn.BatchNorm1d(3, affine=False, eps=0.5)  # γ = 1, β = 0
+    plain.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+    plain.running_var.copy_(torch.tensor([1.0, 2.0, 0.75]))
+    expected = -torch.tensor([0.5 / 1.5**0.5, -1 / 2.5**0.5, 2 / 1.25**0.5])
+    torch.testing.assert_close(implicit_bias(plain), expected)
+    with pytest.raises(ModelError, match=r"^FullGrad needs batch norms with running statistics$"):
+        implicit_bias(nn.BatchNorm2d(3, track_running_stats=False))
+    with pytest.raises(ModelError, match=r"convolutions and batch norms, not Linear$"):
+        implicit_bias(nn.Linear(2, 2))
+
+
+def test_fullgrad_default_layers_and_refusals() -> None:
+    from braincam.cam.methods.fullgrad import bias_layers
+
+    model = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.Conv2d(2, 2, 3, bias=False), nn.BatchNorm2d(2),
+        nn.BatchNorm2d(2, track_running_stats=False), nn.Conv1d(2, 2, 1), nn.Linear(2, 2),
+    )  # fmt: skip
+    assert bias_layers(model) == ["0", "2", "4"]
+    assert [name for name, _ in make_method(model, "fullgrad").layers] == ["0", "2", "4"]
+    assert [name for name, _ in make_method(model, "fullgrad", layer="2").layers] == ["2"]
+    with pytest.raises(ModelError, match=r"^FullGrad found no convolution with a bias nor batch"):
+        make_method(nn.Sequential(nn.Flatten(), nn.Linear(4, 2)), "fullgrad")
+    with pytest.raises(ModelError, match=r"^model must be a torch.nn.Module, got str$"):
+        make_method("net", "fullgrad")  # type: ignore[arg-type]
+    untracked = nn.Sequential(
+        nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2),
+    )  # fmt: skip
+    assert bias_layers(untracked) == ["0"]
+    with pytest.raises(ModelError, match="running statistics"):  # a layer named by the caller
+        make_method(untracked, "fullgrad", layer="1")(torch.randn(2, 1, 8, 8), 0)
+
+
+def test_fullgrad_layer_terms_and_unnormalized_total() -> None:
+    """Each entry of ``layers`` is that layer's ψ(|∇A S ⊙ b|) summed over channels; the input
+    term is the rest of the total; ``normalize=False`` returns the total itself."""
+    model = gap_net()
+    x = torch.randn(2, 1, 12, 12, generator=torch.Generator().manual_seed(5))
+    res = make_method(model, "fullgrad", layer=["0", "3"])(x, [1, 2])
+    assert len(res.layers) == 2
+    act = [None, None]
+    net = copy.deepcopy(model).eval()
+    net[1].inplace = net[4].inplace = False
+    handles = [net[i].register_forward_hook(lambda m, i, o, j=j: act.__setitem__(j, o))
+               for j, i in enumerate((0, 3))]  # fmt: skip
+    xg = x.clone().requires_grad_(True)
+    out = net(xg)
+    for h in handles:
+        h.remove()
+    gx, g0, g3 = torch.autograd.grad(out[torch.arange(2), [1, 2]].sum(), [xg, *act])
+
+    def psi(t: torch.Tensor) -> torch.Tensor:
+        n, k = t.shape[:2]
+        return minmax(resize(t.abs().flatten(0, 1), (12, 12))).view(n, k, 12, 12).sum(1)
+
+    b3 = net[3].bias - net[3].running_mean * net[3].weight / torch.sqrt(net[3].running_var + 1e-5)
+    terms = (psi(g0 * net[0].bias.view(1, -1, 1, 1)), psi(g3 * b3.view(1, -1, 1, 1)))
+    for got, want in zip(res.layers, terms, strict=True):
+        torch.testing.assert_close(got, want.detach(), atol=1e-5, rtol=1e-5)
+    total = psi(gx * x) + terms[0] + terms[1]
+    torch.testing.assert_close(res.raw, total.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(res.maps, minmax(total.detach()), atol=1e-5, rtol=1e-5)
+    raw = make_method(model, "fullgrad", layer=["0", "3"])(x, [1, 2], normalize=False)
+    torch.testing.assert_close(raw.maps, total.detach(), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("method", "expected"),
+    [
+        ("scorecam", {"batch_size": 32}),
+        ("ablationcam", {"batch_size": 32}),
+        ("sscam", {"batch_size": 32, "noise": (35, 2.0, 0)}),
+        ("iscam", {"batch_size": 32, "num_samples": 10}),
+        ("smoothgradcampp", {"noise": (4, 0.3, 0)}),
+    ],
+)
+def test_sampling_and_batching_defaults(method: str, expected: dict[str, object]) -> None:
+    """The documented defaults (SS-CAM's 35 draws of std 2, IS-CAM's 10 steps: the papers')."""
+    m = make_method(gap_net(), method)
+    for name, value in expected.items():
+        got = getattr(m, name)
+        if name == "noise":
+            got = (got.num_samples, got.std, got.seed)
+        assert got == value, name
+
+
+@pytest.mark.parametrize("method", ["sscam", "iscam", "smoothgradcampp"])
+@pytest.mark.parametrize("bad", [0, -2, 1.5, "3", True, None])
+def test_num_samples_must_be_a_positive_integer(method: str, bad: object) -> None:
+    with pytest.raises(InputError, match=r"^num_samples must be a positive integer") as err:
+        make_method(gap_net(), method, num_samples=bad)
+    assert err.value.value is bad
+
+
+@pytest.mark.parametrize("method", ["sscam", "smoothgradcampp"])
+def test_std_must_be_a_non_negative_number_and_seed_an_integer(method: str) -> None:
+    for bad in (-0.1, float("nan"), "1", True, None):
+        with pytest.raises(InputError, match=r"^std must be a non-negative number"):
+            make_method(gap_net(), method, std=bad)
+    noise = make_method(gap_net(), method, num_samples=1, std=2, seed=3.0).noise
+    assert (noise.num_samples, noise.std, noise.seed) == (1, 2.0, 3)
+    assert type(noise.std) is float and type(noise.seed) is int
+    assert make_method(gap_net(), method, std=0).noise.std == 0.0
+
+
+def test_noise_fields_are_float64_draws_in_order() -> None:
+    from braincam.cam.methods.gradient import NoiseDraws, noise_fields
+
+    like = torch.zeros(1, dtype=torch.float32)
+    fields = noise_fields(5, 2, (2, 3), 0.5, like)
+    gen = torch.Generator().manual_seed(5)
+    first = torch.randn((2, 3), generator=gen, dtype=torch.float64) * 0.5
+    second = torch.randn((2, 3), generator=gen, dtype=torch.float64) * 0.5
+    assert [f.dtype for f in fields] == [torch.float32, torch.float32]
+    assert torch.equal(fields[0], first.float()) and torch.equal(fields[1], second.float())
+    assert torch.equal(noise_fields(5, 1, [2, 3], 0.5, like.double())[0], first)
+    drawn = NoiseDraws(2, 0.5, 5).fields((2, 3), like)
+    assert all(torch.equal(a, b) for a, b in zip(drawn, fields, strict=True))
+
+
+def test_smoothgradcampp_noise_covers_every_input_channel() -> None:
+    """Two input channels: one N(0, std²) field of shape (C, *s) per draw, not one per image
+    broadcast over the channels."""
+    model = gap_net(in_ch=2).eval()
+    x = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(6))
+    res = make_method(model, "smoothgradcampp", num_samples=2, std=0.5, seed=1)(x, [0, 2])
+    gen = torch.Generator().manual_seed(1)
+    feats, head = model[:5], model[5:]
+    act = feats(x).detach()
+    d = [torch.zeros_like(act) for _ in range(3)]
+    for _ in range(2):
+        noise = (torch.randn((2, 12, 12), generator=gen, dtype=torch.float64) * 0.5).float()
+        a = feats(x + noise).detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(head(a)[torch.arange(2), [0, 2]].sum(), a)
+        for p in range(3):
+            d[p] += g ** (p + 1) / 2
+    den = 2 * d[1] + act.sum(dim=(2, 3), keepdim=True) * d[2]
+    alpha = torch.where(den == 0, 0.0, d[1] / torch.where(den == 0, 1.0, den))
+    w = (alpha * d[0].clamp_min(0)).sum(dim=(2, 3))
+    expected = (w[:, :, None, None] * act).sum(1).clamp_min(0)
+    torch.testing.assert_close(res.raw, expected, atol=1e-5, rtol=1e-4)
+
+
+def test_sscam_two_input_channels_by_hand() -> None:
+    """SS-CAM's noise is added to the (spatial) mask, shared by the input channels."""
+    model = gap_net(in_ch=2).eval()
+    x = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(7))
+    targets = [1, 0]
+    res = make_method(model, "sscam", num_samples=2, std=0.5, seed=4, batch_size=5)(
+        x, targets, relu=False
+    )
+    from braincam.cam.methods.gradient import noise_fields
+
+    act = model[:5](x).detach()
+    masks = minmax(resize(act.flatten(0, 1), (12, 12))).view(2, 6, 12, 12)
+    scores = torch.zeros(2, 6)
+    for noise in noise_fields(4, 2, (12, 12), 0.5, x):
+        for k in range(6):
+            out = model(x * (masks[:, k : k + 1] + noise)).detach()
+            scores[:, k] += out[torch.arange(2), targets] / 2
+    expected = (torch.softmax(scores, 1)[:, :, None, None] * act).sum(1)
+    torch.testing.assert_close(res.raw, expected, atol=1e-5, rtol=1e-4)
+
+
+class _ChannelsLast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.movedim(1, -1)
+
+
+class _ChannelsFirst(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.movedim(-1, 1)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_ablationcam_channels_last_layer_ablates_the_last_axis(batch_size: int) -> None:
+    """A channels-last view (N, H, W, C) of the same activation: the ablated channel is the last
+    axis, so the map equals the channels-first layer's; and only the layers after the hooked one
+    run for the ablated copies (the first conv runs once, for the clean forward)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 5, 3, padding=1), nn.ReLU(), _ChannelsLast(), _ChannelsFirst(),
+        nn.Conv2d(5, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(4, 3),
+    )  # fmt: skip
+    x = images(3, size=8)
+    targets = [0, 2, 1]
+    calls: list[int] = []
+    handle = model[0].register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        last = make_method(model, "ablationcam", layer="2", batch_size=batch_size)(x, targets)
+    finally:
+        handle.remove()
+    assert calls == [3]
+    first = make_method(model, "ablationcam", layer="1", batch_size=batch_size)(x, targets)
+    assert last.raw.shape == (3, 8, 8)
+    torch.testing.assert_close(last.raw, first.raw, atol=1e-6, rtol=1e-5)
+    # by hand on the channels-first layer: w_k = (y − y_k) / y with channel k zeroed
+    act = model[:2](x).detach()
+    y = model[2:](act)[torch.arange(3), targets]
+    w = torch.zeros(3, 5)
+    for k in range(5):
+        ablated = act.clone()
+        ablated[:, k] = 0
+        w[:, k] = (y - model[2:](ablated)[torch.arange(3), targets]) / y
+    expected = (w[:, :, None, None] * act).sum(1).clamp_min(0)
+    torch.testing.assert_close(first.raw, expected.detach(), atol=1e-5, rtol=1e-4)
