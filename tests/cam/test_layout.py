@@ -316,6 +316,7 @@ def _check_to_grid(lay, shape: tuple[int, ...], channels_last: bool) -> None:
         ((2, 8, 16, 32, 32), (16, 64, 64), "auto", "channels_first", 1),  # no stride, fits
         ((2, 4, 8), (16,), "auto", "channels_first", 1),  # 1-D input: (N, C, L), not tokens
         ((2, 3, 5, 7), (8, 8), "channels_first", "channels_first", 1),
+        ((2, 2, 2, 768), (64, 64), "channels_first", "channels_first", 1),  # declared: kept
         ((2, 3, 5, 7), (8, 8), "channels_last", "channels_last", -1),
         ((2, 3, 5, 7, 4), (8, 8, 8), "channels_last", "channels_last", -1),
     ],
@@ -481,6 +482,7 @@ def test_token_grid_inference(
         ((1, 6, 6), (1, 12, 12), True, True),  # a depth-1 volume
         ((7, 6), (13, 12), True, True),  # padding: 13/2 = 6.5
         ((3,), (8,), True, True),  # 8/3 ≈ 2.7
+        ((3,), (4,), True, False),  # 4/1 and 4/2 are exactly one cell away: not less
         ((5, 400), (64, 64), False, False),
         ((9, 8), (8, 8), False, False),  # one axis larger than the input's
         ((0, 4), (4, 4), False, False),  # an empty axis
