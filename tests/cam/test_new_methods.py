@@ -512,27 +512,71 @@ def test_noise_fields_are_float64_draws_in_order() -> None:
     assert all(torch.equal(a, b) for a, b in zip(drawn, fields, strict=True))
 
 
-def test_smoothgradcampp_noise_covers_every_input_channel() -> None:
-    """Two input channels: one N(0, std²) field of shape (C, *s) per draw, not one per image
-    broadcast over the channels."""
-    model = gap_net(in_ch=2).eval()
-    x = torch.randn(2, 2, 12, 12, generator=torch.Generator().manual_seed(6))
-    res = make_method(model, "smoothgradcampp", num_samples=2, std=0.5, seed=1)(x, [0, 2])
+def grad_varies_net(in_ch: int) -> nn.Sequential:
+    """conv → ReLU → conv → ReLU ["3"] → conv → ReLU → GAP → linear: the gradient at "3" goes
+    through a ReLU that depends on the input (gap_net's layer gets the same gradient whatever
+    the input, so noise on the input cannot show in it)."""
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(in_ch, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 6, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(6, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        nn.Linear(5, 3),
+    ).eval()  # fmt: skip
+
+
+@pytest.mark.parametrize("in_ch", [1, 2])
+def test_smoothgradcampp_noise_is_added_to_every_input_channel(in_ch: int) -> None:
+    """One N(0, std²) field of shape (C, *s) per draw, added to the input (not one per image
+    broadcast over the channels, nor subtracted), on a layer whose gradient the noise changes."""
+    model = grad_varies_net(in_ch)
+    x = torch.randn(2, in_ch, 10, 10, generator=torch.Generator().manual_seed(6))
+    targets = [0, 2]
+    res = make_method(model, "smoothgradcampp", layer="3", num_samples=3, std=0.5, seed=1)(
+        x, targets, relu=False
+    )
     gen = torch.Generator().manual_seed(1)
-    feats, head = model[:5], model[5:]
+    feats, head = model[:4], model[4:]
     act = feats(x).detach()
     d = [torch.zeros_like(act) for _ in range(3)]
-    for _ in range(2):
-        noise = (torch.randn((2, 12, 12), generator=gen, dtype=torch.float64) * 0.5).float()
+    for _ in range(3):
+        noise = (torch.randn((in_ch, 10, 10), generator=gen, dtype=torch.float64) * 0.5).float()
         a = feats(x + noise).detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(head(a)[torch.arange(2), [0, 2]].sum(), a)
+        (g,) = torch.autograd.grad(head(a)[torch.arange(2), targets].sum(), a)
         for p in range(3):
-            d[p] += g ** (p + 1) / 2
+            d[p] += g ** (p + 1) / 3
     den = 2 * d[1] + act.sum(dim=(2, 3), keepdim=True) * d[2]
     alpha = torch.where(den == 0, 0.0, d[1] / torch.where(den == 0, 1.0, den))
     w = (alpha * d[0].clamp_min(0)).sum(dim=(2, 3))
-    expected = (w[:, :, None, None] * act).sum(1).clamp_min(0)
-    torch.testing.assert_close(res.raw, expected, atol=1e-5, rtol=1e-4)
+    expected = (w[:, :, None, None] * act).sum(1)
+    torch.testing.assert_close(res.raw, expected, atol=1e-6, rtol=1e-5)
+    plain = make_method(model, "gradcampp", layer="3")(x, targets, relu=False).raw
+    assert float((res.raw - plain).abs().max()) > 0.01 * float(plain.abs().max())  # noise shows
+
+
+@pytest.mark.parametrize(
+    ("method", "own"),
+    [
+        ("scorecam", {"batch_size": 5}),
+        ("ablationcam", {"batch_size": 5}),
+        ("sscam", {"batch_size": 5, "num_samples": 2}),
+        ("iscam", {"batch_size": 5, "num_samples": 2}),
+        ("smoothgradcampp", {"num_samples": 2}),
+        ("fullgrad", {}),
+    ],
+)
+def test_options_reach_the_method(method: str, own: dict[str, object]) -> None:
+    """The method's own options and those every method takes are kept, not dropped on the way
+    to the base class."""
+    common = {"layout": "channels_first", "fusion": "mean", "aug_smooth": True}
+    m = make_method(gap_net(), method, **own, **common)
+    kept = {name: getattr(m, name) for name in common}
+    kept.update({name: getattr(m, name) for name in own if name != "num_samples"})
+    assert kept == {**common, **{k: v for k, v in own.items() if k != "num_samples"}}
+    if "num_samples" in own:
+        got = m.noise.num_samples if hasattr(m, "noise") else m.num_samples
+        assert got == 2
+    if m.sums_channels:
+        assert make_method(gap_net(), method, eigen_smooth=True, **own).eigen_smooth is True
 
 
 def test_sscam_two_input_channels_by_hand() -> None:
