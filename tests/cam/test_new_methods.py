@@ -398,6 +398,10 @@ def test_fullgrad_implicit_bias_of_each_layer_kind() -> None:
     torch.testing.assert_close(implicit_bias(plain), expected)
     with pytest.raises(ModelError, match=r"^FullGrad needs batch norms with running statistics$"):
         implicit_bias(nn.BatchNorm2d(3, track_running_stats=False))
+    half = nn.BatchNorm2d(3)
+    half.running_var = None  # one statistic missing is as unusable as both
+    with pytest.raises(ModelError, match="running statistics"):
+        implicit_bias(half)
     with pytest.raises(ModelError, match=r"convolutions and batch norms, not Linear$"):
         implicit_bias(nn.Linear(2, 2))
 
@@ -454,8 +458,27 @@ def test_fullgrad_layer_terms_and_unnormalized_total() -> None:
     total = psi(gx * x) + terms[0] + terms[1]
     torch.testing.assert_close(res.raw, total.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(res.maps, minmax(total.detach()), atol=1e-5, rtol=1e-5)
+    assert torch.equal(res.classes, torch.tensor([1, 2]))
     raw = make_method(model, "fullgrad", layer=["0", "3"])(x, [1, 2], normalize=False)
     torch.testing.assert_close(raw.maps, total.detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_fullgrad_layer_with_a_zero_bias_adds_nothing() -> None:
+    """A fresh batch norm (μ = 0, β = 0) and a conv without a bias add b = 0: their terms are
+    exactly zero, and the map is the other layers' and the input's (finite, no 0/0)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(),
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Linear(4, 2),
+    ).eval()  # fmt: skip
+    x = torch.randn(2, 1, 8, 8, generator=torch.Generator().manual_seed(8))
+    res = make_method(model, "fullgrad", layer=["0", "1", "3"])(x, [0, 1], normalize=False)
+    assert torch.equal(res.layers[1], torch.zeros(2, 8, 8))
+    assert torch.equal(res.layers[2], torch.zeros(2, 8, 8))
+    assert float(res.layers[0].max()) > 0
+    with_conv = make_method(model, "fullgrad", layer="0")(x, [0, 1], normalize=False)
+    torch.testing.assert_close(res.raw, with_conv.raw)
 
 
 @pytest.mark.parametrize(
