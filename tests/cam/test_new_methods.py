@@ -666,3 +666,21 @@ def test_ablationcam_channels_last_layer_ablates_the_last_axis(batch_size: int) 
         w[:, k] = (y - model[2:](ablated)[torch.arange(3), targets]) / y
     expected = (w[:, :, None, None] * act).sum(1).clamp_min(0)
     torch.testing.assert_close(first.raw, expected.detach(), atol=1e-5, rtol=1e-4)
+
+
+def test_gradcampp_with_tiny_gradients_is_not_zero() -> None:
+    """g ~ 1e-17 (a nearly flat score): α = g² / (2g² + ΣA·g³) → 1/2 as ΣA·g → 0; in float32 g³
+    underflows to 0 while g² does not, which must still give α = 1/2, not 0/0 := 0."""
+    model, x = hand_case()
+    with torch.no_grad():
+        model[2].weight.mul_(1e-17)
+    got = make_method(model, "gradcampp", layer="0")(x, 0, relu=False).raw[0]
+    a = x[0].double()
+    g = model[2].weight[0].detach().double().view(2, 2, 2)
+    total = a.sum(dim=(1, 2), keepdim=True)
+    den = 2 * g**2 + total * g**3
+    alpha = torch.where(den == 0, 0.0, g**2 / torch.where(den == 0, 1.0, den))
+    w = (alpha * g.clamp_min(0)).sum(dim=(1, 2))
+    expected = (w.view(2, 1, 1) * a).sum(0)
+    assert float(expected.abs().max()) > 1e-18
+    torch.testing.assert_close(got.double(), expected, atol=0.0, rtol=1e-5)
