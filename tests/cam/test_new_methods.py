@@ -684,3 +684,30 @@ def test_gradcampp_with_tiny_gradients_is_not_zero() -> None:
     expected = (w.view(2, 1, 1) * a).sum(0)
     assert float(expected.abs().max()) > 1e-18
     torch.testing.assert_close(got.double(), expected, atol=0.0, rtol=1e-5)
+
+
+def test_aug_smooth_keeps_the_clean_class_when_a_view_changes_the_prediction() -> None:
+    """A head that sees positions (no GAP): flipping or shifting changes some predictions, and
+    every view must still explain the clean input's predicted class."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 12 * 12, 3)
+    ).eval()
+    x = images(4)
+    views = (Augmentation(), Flip(0), Shift((2, -3)))
+    with torch.no_grad():
+        clean = model(x).argmax(1)
+        assert any(bool((model(v.apply(x)).argmax(1) != clean).any()) for v in views[1:])
+    res = make_method(model, "gradcam", layer="1", aug_smooth=views)(x)
+    assert torch.equal(res.classes, clean)
+    fixed = make_method(model, "gradcam", layer="1", aug_smooth=views)(x, clean)
+    torch.testing.assert_close(res.maps, fixed.maps)
+    plain = make_method(model, "gradcam", layer="1")
+    by_hand = (
+        sum(
+            v.invert(plain(v.apply(x), clean).maps) if i else plain(x, clean).maps
+            for i, v in enumerate(views)
+        )
+        / 3
+    )
+    torch.testing.assert_close(res.raw, by_hand)
