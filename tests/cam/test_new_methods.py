@@ -711,3 +711,23 @@ def test_aug_smooth_keeps_the_clean_class_when_a_view_changes_the_prediction() -
         / 3
     )
     torch.testing.assert_close(res.raw, by_hand)
+
+
+def test_aug_smooth_identity_view_anywhere_unnormalized_and_per_layer() -> None:
+    """The identity view counts once wherever it sits; ``normalize=False`` returns the mean of
+    the views' maps as it is; the per-layer maps are the clean input's; repr names the layers."""
+    model, x = gap_net(), images(3)
+    targets = [2, 0, 1]
+    plain = make_method(model, "gradcam", layer=["2", "4"])
+    views = (Flip(0), Augmentation())
+    res = make_method(model, "gradcam", layer=["2", "4"], aug_smooth=views)(
+        x, targets, normalize=False
+    )
+    clean = plain(x, targets)
+    by_hand = (plain(x.flip(2), targets).maps.flip(1) + clean.maps) / 2
+    torch.testing.assert_close(res.raw, by_hand)
+    assert torch.equal(res.maps, res.raw)
+    assert len(res.layers) == 2
+    assert all(torch.equal(a, b) for a, b in zip(res.layers, clean.layers, strict=True))
+    assert repr(plain) == "GradCAM(layer=['2', '4'])"
+    assert repr(make_method(model, "gradcam", layer="4")) == "GradCAM(layer='4')"
