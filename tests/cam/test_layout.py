@@ -6,6 +6,7 @@ against pytorch-grad-cam's ``reshape_transform``."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -13,7 +14,7 @@ import torch
 from torch import nn
 
 from braincam.cam import METHODS, TokenGrid, compute_cams, make_method, normalize_maps
-from braincam.cam.layout import resolve_layout
+from braincam.cam.layout import LAYOUTS, _fits, _strided, _token_grid, resolve_layout
 from braincam.errors import ModelError
 
 LAYER_METHODS = [m for m in METHODS if m != "fullgrad"]
@@ -290,3 +291,216 @@ def test_monai_swin_encoder_block_is_channels_last_3d() -> None:
     )
     torch.testing.assert_close(res.raw, by_hand, atol=1e-5, rtol=1e-4)
     assert float(by_hand.max()) > 0
+
+
+# -- the resolved layouts' values and the refusals' exact messages (issue 19) ----------------
+def _check_to_grid(lay, shape: tuple[int, ...], channels_last: bool) -> None:
+    """``to_grid`` returns the activation itself when channels-first, else moves the last axis
+    to the second, value for value."""
+    t = torch.arange(float(torch.Size(shape).numel())).view(shape)
+    got = lay.to_grid(t)
+    if channels_last:
+        assert torch.equal(got, t.movedim(-1, 1))
+        assert got.shape == (shape[0], shape[-1], *shape[1:-1])
+    else:
+        assert got is t
+
+
+@pytest.mark.parametrize(
+    ("shape", "spatial", "layout", "kind", "channel_dim"),
+    [
+        ((2, 6, 6, 6), (12, 12), "auto", "channels_first", 1),
+        ((2, 2, 2, 768), (64, 64), "auto", "channels_last", -1),
+        ((2, 8, 8, 5), (8, 8), "auto", "channels_last", -1),  # stride 1, channels last
+        ((2, 5, 8, 8), (8, 8), "auto", "channels_first", 1),  # stride 1, channels first
+        ((2, 8, 16, 32, 32), (16, 64, 64), "auto", "channels_first", 1),  # no stride, fits
+        ((2, 4, 8), (16,), "auto", "channels_first", 1),  # 1-D input: (N, C, L), not tokens
+        ((2, 3, 5, 7), (8, 8), "channels_first", "channels_first", 1),
+        ((2, 2, 2, 768), (64, 64), "channels_first", "channels_first", 1),  # declared: kept
+        ((2, 3, 5, 7), (8, 8), "channels_last", "channels_last", -1),
+        ((2, 3, 5, 7, 4), (8, 8, 8), "channels_last", "channels_last", -1),
+    ],
+)
+def test_resolved_layout_kind_channel_axis_and_conversion(
+    shape: tuple[int, ...], spatial: tuple[int, ...], layout: str, kind: str, channel_dim: int
+) -> None:
+    lay = resolve_layout(list(shape), list(spatial), layout, None, "x")
+    assert (lay.kind, lay.channel_dim) == (kind, channel_dim)
+    _check_to_grid(lay, shape, channels_last=channel_dim == -1)
+
+
+def test_token_and_custom_layouts_keep_channels_last() -> None:
+    lay = resolve_layout(torch.Size((2, 197, 768)), torch.Size((224, 224)), "tokens", None, "x")
+    assert (lay.kind, lay.channel_dim, lay.to_grid) == (
+        "tokens (14, 14)+1",
+        -1,
+        TokenGrid((14, 14), 1),
+    )
+    t = torch.arange(2 * 6 * 3.0).view(2, 6, 3)  # 1-D input of 10: 5 patches of 2 + 1 token
+    lay = resolve_layout((2, 6, 3), (10,), "tokens", None, "x")
+    assert (lay.kind, lay.channel_dim) == ("tokens (5,)+1", -1)
+    assert torch.equal(lay.to_grid(t), t[:, 1:].transpose(1, 2))
+
+    def flat_to_grid(a: torch.Tensor) -> torch.Tensor:
+        return a[:, 1:].reshape(2, 2, 2, 3).permute(0, 3, 1, 2)
+
+    t = torch.arange(2 * 5 * 3.0).view(2, 5, 3)
+    for layout in LAYOUTS:  # reshape= overrides every layout
+        lay = resolve_layout((2, 5, 3), (8, 8), layout, flat_to_grid, "x")
+        assert (lay.kind, lay.channel_dim) == ("custom", -1)
+        assert torch.equal(lay.to_grid(t), flat_to_grid(t))
+
+
+def _exactly(message: str) -> str:
+    return "^" + re.escape(message) + "$"
+
+
+WAY_OUT = (
+    "pass layout='channels_first', 'channels_last' or 'tokens', or reshape= a function "
+    "returning (N, C, *grid)"
+)
+
+
+@pytest.mark.parametrize(
+    ("shape", "spatial", "layout", "message"),
+    [
+        (
+            [2, 300, 5, 400], [64, 64], "auto",
+            "layer 'x': cannot tell the layout of its output (2, 300, 5, 400) for an input of "
+            "spatial size (64, 64) (neither (5, 400) nor (300, 5) fits a strided grid of it); "
+            + WAY_OUT,
+        ),
+        (
+            [2, 197, 768], [224, 224], "auto",
+            "layer 'x' outputs (2, 197, 768), a token sequence (N, L, C), not a spatial map: pass "
+            "layout='tokens' (grid inferred from the input size) or reshape=; "
+            "e.g. reshape=TokenGrid((14, 14), prefix=1)",
+        ),
+        (
+            [2, 37, 8], [12, 10], "auto",  # no grid to suggest
+            "layer 'x' outputs (2, 37, 8), a token sequence (N, L, C), not a spatial map: pass "
+            "layout='tokens' (grid inferred from the input size) or reshape=",
+        ),
+        (
+            [2, 37, 8], [12, 10], "tokens",
+            "layer 'x': 37 tokens do not form a strided grid of the input (12, 10) (after up to 5 "
+            "leading class/register tokens); pass reshape=TokenGrid(grid, prefix) or your own "
+            "function",
+        ),
+        (
+            [2, 6, 6, 6], [12, 12], "tokens",
+            "layer 'x': layout='tokens' needs (N, L, C), got (2, 6, 6, 6)",
+        ),
+        (
+            [2, 10], [12, 12], "auto",
+            "layer 'x' is not spatial: its output has shape (2, 10) but the input has 2 spatial "
+            "dimensions; choose a convolutional layer or " + WAY_OUT,
+        ),
+        (
+            [2, 6, 6, 6], [12, 12, 12], "channels_first",
+            "layer 'x' is not spatial: its output has shape (2, 6, 6, 6) but the input has 3 "
+            "spatial dimensions; choose a convolutional layer or " + WAY_OUT,
+        ),
+        (
+            [2, 6, 6, 6], [12, 12], "nhwc",
+            "layout must be one of auto, channels_first, channels_last, tokens, got 'nhwc'",
+        ),
+    ],
+)  # fmt: skip
+def test_refusals_name_the_layer_the_shapes_and_the_way_out(
+    shape: list[int], spatial: list[int], layout: str, message: str
+) -> None:
+    with pytest.raises(ModelError, match=_exactly(message)):
+        resolve_layout(shape, spatial, layout, None, "x")
+
+
+def test_reshape_output_is_checked_and_named() -> None:
+    t = torch.arange(2 * 5 * 3.0).view(2, 5, 3)
+    with pytest.raises(ModelError, match=_exactly("reshape must be a callable, got int")):
+        resolve_layout((2, 5, 3), (8, 8), "auto", 3, "x")  # type: ignore[arg-type]
+    cases = [
+        (lambda a: a.flatten(1), "got (2, 15)"),
+        (lambda a: a.view(2, 5, 3, 1, 1), "got (2, 5, 3, 1, 1)"),
+        (lambda a: (a,), "got tuple"),
+    ]
+    for fn, got in cases:
+        lay = resolve_layout((2, 5, 3), (8, 8), "auto", fn, "enc.4")
+        message = (
+            f"layer 'enc.4': reshape= must give (N, C, *grid) with 2 spatial dimensions, {got}"
+        )
+        with pytest.raises(ModelError, match=_exactly(message)):
+            lay.to_grid(t)
+    lay = resolve_layout((2, 5, 3), (8, 8, 8), "auto", lambda a: a.view(2, 5, 3, 1, 1), "v")
+    assert lay.to_grid(t).shape == (2, 5, 3, 1, 1)  # 3 spatial axes for a 3-D input
+    with pytest.raises(ModelError, match=r"with 3 spatial dimensions, got \(2, 15\)"):
+        resolve_layout((2, 5, 3), (8, 8, 8), "auto", lambda a: a.flatten(1), "v").to_grid(t)
+
+
+def test_token_grid_values_and_refusals() -> None:
+    t = torch.arange(2 * 7 * 3.0).view(2, 7, 3)  # 1 + 3×2 patches, 3 channels
+    grid = TokenGrid((3, 2), prefix=1)(t)
+    assert grid.shape == (2, 3, 3, 2)
+    assert torch.equal(grid, t[:, 1:].reshape(2, 3, 2, 3).permute(0, 3, 1, 2))
+    assert torch.equal(TokenGrid((6,))(t[:, 1:]), t[:, 1:].transpose(1, 2))  # no prefix
+    message = "TokenGrid(grid=(3, 2), prefix=1) expects (N, 7, C) tokens, got (2, 7, 3, 1)"
+    with pytest.raises(ModelError, match=_exactly(message)):
+        TokenGrid((3, 2), prefix=1)(t.unsqueeze(-1))  # the right count, but not (N, L, C)
+    message = "TokenGrid(grid=(3, 2), prefix=2) expects (N, 8, C) tokens, got (2, 7, 3)"
+    with pytest.raises(ModelError, match=_exactly(message)):
+        TokenGrid((3, 2), prefix=2)(t)
+
+
+@pytest.mark.parametrize(
+    ("length", "spatial", "expected"),
+    [
+        (197, (224, 224), ((14, 14), 1)),
+        (64, (32, 32, 32), ((4, 4, 4), 0)),
+        (49, (13, 13), ((7, 7), 0)),  # ⌈13/2⌉: padded patches
+        (36, (13, 13), ((6, 6), 0)),  # ⌊13/2⌋
+        (21, (4, 4), ((4, 4), 5)),  # stride 1 and the most leading tokens allowed
+        (22, (4, 4), None),  # one leading token too many
+        (16, (4, 4), ((4, 4), 0)),
+        (2, (2, 2), ((1, 1), 1)),  # one patch (stride = the input) + a class token
+        (6, (1, 15), ((1, 5), 1)),  # the fewest leading tokens wins; a singleton axis stays 1
+        (3, (1, 15), ((1, 3), 0)),
+    ],
+)
+def test_token_grid_inference(
+    length: int, spatial: tuple[int, ...], expected: tuple[tuple[int, ...], int] | None
+) -> None:
+    got = _token_grid(length, spatial)
+    assert got == (None if expected is None else TokenGrid(*expected))
+
+
+@pytest.mark.parametrize(
+    ("grid", "spatial", "fits", "strided"),
+    [
+        ((6, 6), (12, 12), True, True),
+        ((8, 8), (8, 8), True, True),  # stride 1
+        ((2,), (2,), True, True),
+        ((1, 1), (1, 1), True, True),  # only singleton axes
+        ((1, 6, 6), (1, 12, 12), True, True),  # a depth-1 volume
+        ((7, 6), (13, 12), True, True),  # padding: 13/2 = 6.5
+        ((3,), (8,), True, True),  # 8/3 ≈ 2.7
+        ((3,), (4,), True, False),  # 4/1 and 4/2 are exactly one cell away: not less
+        ((5, 400), (64, 64), False, False),
+        ((9, 8), (8, 8), False, False),  # one axis larger than the input's
+        ((0, 4), (4, 4), False, False),  # an empty axis
+        ((2, 1), (2, 8), True, False),  # 2 = 2/1 but 1 ≠ 8/1; no stride fits both
+        ((16, 32, 32), (16, 64, 64), True, False),  # anisotropic stride (1, 2, 2)
+        ((4, 4), (8, 13), True, False),  # 13/2 = 6.5: more than a cell from 4
+    ],
+)
+def test_fits_and_strided(
+    grid: tuple[int, ...], spatial: tuple[int, ...], fits: bool, strided: bool
+) -> None:
+    assert (_fits(grid, spatial), _strided(grid, spatial)) == (fits, strided)
+
+
+def test_grid_checks_refuse_a_rank_mismatch() -> None:
+    """A grid and an input of different ranks are a caller's error, not a silent truncation."""
+    for check in (_fits, _strided):
+        with pytest.raises(ValueError, match="zip"):
+            check((6, 6), (12, 12, 12))
+        with pytest.raises(ValueError, match="zip"):
+            check((6, 6, 6), (12, 12))
