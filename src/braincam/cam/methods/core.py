@@ -68,11 +68,6 @@ def _weighted(weights: Tensor, act: Tensor) -> Tensor:
     return _expand(weights, act.ndim) * act
 
 
-def _weighted_sum(weights: Tensor, act: Tensor) -> Tensor:
-    """Σ_k w_k A_k: (N, K) and (N, K, *s) → (N, *s)."""
-    return _weighted(weights, act).sum(dim=1)
-
-
 def _safe_div(num: Tensor, den: Tensor) -> Tensor:
     """num / den, 0 where den == 0 (the papers' 0/0 := 0 convention, no epsilon bias)."""
     zero = den == 0
