@@ -494,3 +494,223 @@ def test_mask_errors_name_the_argument() -> None:
         pc.perturbation_check(model, images, labels, maps, brain_masks=brain[:, :-1])
     with pytest.raises(InputError, match="truth must have the maps' shape"):
         pc.control_checks(model, images, labels, brain[:, :-1])
+
+
+# ------------------------------------------------------------------- drops and statistics
+
+
+def test_region_drops_values_per_region_and_strength() -> None:
+    """Each entry is the model on its own image blended towards its own imputed copy."""
+    from braincam.metrics.faithfulness import eval_mode, target_probabilities
+
+    _, images, labels, region, brain = _case(n=3)
+    model = CountingModel(region)
+    regions = torch.zeros(3, 2, SIZE, SIZE, dtype=torch.bool)
+    regions[:, 0] = region  # the blob: class b loses its evidence
+    regions[:, 1, 15:19, 14:18] = True  # tissue the model does not use
+    regions[2, 1] = region  # one image gets the blob in both
+    strengths = (0.5, 1.0)
+    with eval_mode(model):
+        # chunks of 4 rows split the 6 (image, region) rows across image boundaries
+        res = pc.region_drops(
+            model,
+            images,
+            labels,
+            regions,
+            brain,
+            strengths=strengths,
+            noise_std=0.0,
+            iterations=5,
+            batch_size=2,
+            chunk=4,
+        )
+        assert max(model.batches) == 2
+        p0, _ = target_probabilities(model, images, labels, 3)
+        assert torch.equal(res["original"], p0.double())
+        for i in range(3):
+            for j in range(2):
+                filled = pc.impute(
+                    images[i : i + 1], regions[i, j][None], brain[i : i + 1], iterations=5
+                )
+                for k, alpha in enumerate(strengths):
+                    x = images[i : i + 1] + alpha * (filled - images[i : i + 1])
+                    p, pred = target_probabilities(model, x, labels[i : i + 1], 1)
+                    assert res["probability"][i, j, k] == p.double()[0]
+                    assert res["correct"][i, j, k] == bool(pred[0] == labels[i])
+    assert res["probability"].dtype == torch.float64 and res["correct"].dtype == torch.bool
+    assert torch.equal(res["drop"], p0.double()[:, None, None] - res["probability"])
+    # image 1 (class b) loses its blob: a large drop, and the model turns to class a
+    assert res["drop"][1, 0, 1] > 0.5 and not res["correct"][1, 0, 1] and res["correct"][1, 1, 1]
+
+
+def test_region_drops_defaults() -> None:
+    """Defaults: noise 0.05, 100 iterations, strengths 0.25…1, batches of 64, chunks of 256."""
+    from braincam.metrics.faithfulness import eval_mode
+
+    _, images, labels, region, brain = _case(n=13)
+    model = CountingModel(region)
+    regions = region.expand(13, 20, SIZE, SIZE).clone()  # 260 rows: two chunks of 256 and 4
+    with eval_mode(model):
+        default = pc.region_drops(
+            model, images, labels, regions, brain, generator=torch.Generator().manual_seed(0)
+        )
+        assert max(model.batches) == 64
+        explicit = pc.region_drops(
+            model,
+            images,
+            labels,
+            regions,
+            brain,
+            strengths=(0.25, 0.5, 0.75, 1.0),
+            noise_std=0.05,
+            iterations=100,
+            generator=torch.Generator().manual_seed(0),
+            batch_size=64,
+            chunk=256,
+        )
+    for key in ("original", "probability", "correct", "drop"):
+        assert torch.equal(default[key], explicit[key]), key
+    assert default["probability"].shape == (13, 20, 4)
+
+
+def test_bootstrap_is_stratified_by_class() -> None:
+    """Resampling within each class keeps the class mix: constant classes give one mean."""
+    diff = torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0], dtype=torch.float64)
+    strata = torch.tensor([0, 0, 0, 1, 1])
+    means = pc._bootstrap_means(diff, strata, 50, torch.Generator().manual_seed(0))
+    assert means.shape == (50,) and means.dtype == torch.float64
+    assert torch.equal(means, torch.full((50,), 1.8, dtype=torch.float64))  # (3·1 + 2·3) / 5
+    # within a class the draws are uniform with replacement: every value can appear, never others
+    spread = pc._bootstrap_means(
+        torch.tensor([0.0, 1.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]), 400, None
+    )
+    assert set((spread * 4).round().tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_statistics_against_hand_computation() -> None:
+    """Means, the interval's quantiles, Cohen's d_z and the one-sided Wilcoxon p-value."""
+    from scipy import stats
+
+    region = torch.tensor([[0.3, 0.6], [0.1, 0.5], [0.4, 0.25], [0.2, 0.9], [0.5, 0.7]])
+    random = torch.zeros(5, 3, 2)
+    random[:, :, 1] = torch.tensor([0.1, 0.2, 0.3])  # mean 0.2 at the last strength
+    random[:, 0, 0] = 0.3
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    res = pc.compare_drops(
+        region,
+        random,
+        labels,
+        strengths=(0.5, 1.0),
+        class_names=["a", "b"],
+        n_bootstrap=100,
+        generator=torch.Generator().manual_seed(2),
+    )
+    assert res["region"] == "region"
+    diff = region[:, 1].double() - random[:, :, 1].double().mean(1)
+    means = pc._bootstrap_means(diff, labels, 100, torch.Generator().manual_seed(2))
+    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    c = res["comparison"]
+    assert c == {
+        "n_images": 5,
+        "n_random_per_image": 3,
+        "n_random": 15,
+        "region_drop": pytest.approx(0.59),
+        "random_drop": pytest.approx(0.2),
+        "mean_difference": pytest.approx(0.39),
+        "ci_low": lo,
+        "ci_high": hi,
+        "effect_size": pytest.approx(0.39 / diff.std().item()),
+        "p_value": stats.wilcoxon(diff.numpy(), alternative="greater").pvalue,
+        "hurts_more": True,
+    }
+    assert 0 < lo < 0.39 < hi
+    assert c["p_value"] == pytest.approx(1 / 32)  # all five differences positive: (1/2)^5
+    # the dose-response: one entry per strength, each from its own column
+    assert [d["strength"] for d in res["dose_response"]] == [0.5, 1.0]
+    first = res["dose_response"][0]
+    assert set(first) == {
+        "strength",
+        "region_drop",
+        "random_drop",
+        "mean_difference",
+        "ci_low",
+        "ci_high",
+    }
+    assert first["region_drop"] == pytest.approx(0.3) and first["random_drop"] == pytest.approx(0.1)
+    assert first["mean_difference"] == pytest.approx(0.2)
+    last = res["dose_response"][1]
+    assert last["mean_difference"] == pytest.approx(0.39) and last["ci_low"] != first["ci_low"]
+    # per class: the class's own images, named through class_names
+    assert res["per_class"]["a"]["n_images"] == 3 and res["per_class"]["b"]["n_images"] == 2
+    assert res["per_class"]["a"]["region_drop"] == pytest.approx((0.6 + 0.25 + 0.7) / 3)
+    assert res["per_class"]["b"]["random_drop"] == pytest.approx(0.2)
+
+
+def test_statistics_edge_cases() -> None:
+    """No images, one image, no difference at all, and the defaults."""
+    none = pc.compare_drops(
+        torch.zeros(0, 1), torch.zeros(0, 20, 1), torch.zeros(0), strengths=(1.0,)
+    )
+    assert none["comparison"] == {
+        "n_images": 0,
+        "n_random_per_image": 20,
+        "n_random": 0,
+        "region_drop": None,
+        "random_drop": None,
+        "mean_difference": None,
+        "ci_low": None,
+        "ci_high": None,
+        "effect_size": None,
+        "p_value": None,
+        "hurts_more": False,
+    }
+    assert none["per_class"] == {}
+    one = pc.compare_drops(
+        torch.tensor([[0.4]]), torch.zeros(1, 2, 1), torch.tensor([1]), strengths=(1.0,)
+    )
+    assert one["comparison"]["effect_size"] is None  # no spread with one image
+    assert one["comparison"]["ci_low"] == pytest.approx(0.4) and one["comparison"]["hurts_more"]
+    assert set(one["per_class"]) == {"1"}
+    # identical drops: the interval is [0, 0], p = 1, and 0 is not "above 0"
+    same = pc.compare_drops(
+        torch.full((4, 1), 0.2),
+        torch.full((4, 3, 1), 0.2),
+        torch.tensor([0, 0, 1, 1]),
+        strengths=(1.0,),
+    )
+    c = same["comparison"]
+    assert (c["ci_low"], c["ci_high"], c["p_value"], c["hurts_more"]) == (0.0, 0.0, 1.0, False)
+    assert c["effect_size"] is None
+    # defaults: the four strengths (verdict at the last) and 2000 resamples
+    region = torch.tensor([[0.0, 0.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, 0.2]])
+    labels = torch.tensor([0, 0, 1])
+    default = pc.compare_drops(
+        region, torch.zeros(3, 2, 4), labels, generator=torch.Generator().manual_seed(0)
+    )
+    explicit = pc.compare_drops(
+        region,
+        torch.zeros(3, 2, 4),
+        labels,
+        strengths=(0.25, 0.5, 0.75, 1.0),
+        n_bootstrap=2000,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert default == explicit
+    assert [d["strength"] for d in default["dose_response"]] == [0.25, 0.5, 0.75, 1.0]
+    assert default["comparison"]["mean_difference"] == pytest.approx(0.2)
+
+
+def test_strengths_are_checked() -> None:
+    model, images, labels, region, brain = _case(n=2)
+    maps = region.float().expand(2, *region.shape).clone()
+    for bad in [(), (0.0, 1.0), (0.5, 1.5), (-0.5,), (1.0, 0.5)]:
+        with pytest.raises(InputError, match="strengths"):
+            pc.perturbation_check(model, images, labels, maps, strengths=bad)
+        with pytest.raises(InputError, match="strengths"):
+            pc.control_checks(model, images, labels, brain, strengths=bad)
+    res = pc.perturbation_check(
+        model, images, labels, maps, strengths=[1], brain_masks=brain, iterations=1, n_bootstrap=10
+    )
+    assert res["settings"]["strengths"] == [1.0] and isinstance(
+        res["settings"]["strengths"][0], float
+    )
