@@ -180,7 +180,8 @@ def test_perturbation_check_settings_reach_every_step() -> None:
     # a brain smaller than the non-zero area (which the default masks would take)
     brain = torch.zeros(6, SIZE, SIZE, dtype=torch.bool)
     brain[:, 3:20, 4:21] = True
-    targets = torch.ones(6, dtype=torch.long)  # explain class b everywhere; labels differ
+    # explained classes that differ from the true ones (labels 0, 1, 0, 1, 0, 1)
+    targets = torch.tensor([1, 1, 1, 1, 1, 0])
     maps = _graded_maps(6)
     kw = dict(strengths=(0.5, 1.0), noise_std=0.1, iterations=7)
     res = pc.perturbation_check(
@@ -242,6 +243,7 @@ def test_perturbation_check_settings_reach_every_step() -> None:
     assert torch.equal(res["per_image"]["drop"], drop)
     p0 = drops["original"]
     original, translation, *regions = res["conditions"]
+    assert original["accuracy"] == pytest.approx(2 / 6)  # the model is right where label = target
     assert original == {
         "condition": "original",
         "strength": None,
