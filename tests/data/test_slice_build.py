@@ -281,3 +281,13 @@ def test_store_meta_and_index_values(tmp_path) -> None:
     )
     assert other.meta["classes"] == ["young", "old"]
     assert set(other.index["target"][other.index["label"] == "young"]) == {0}
+
+
+def test_progress_is_shown_by_default_and_can_be_turned_off(tmp_path, capsys) -> None:
+    sources, splits = write_cohort(tmp_path, masks=False)
+    build_slice_store(tmp_path / "quiet", sources, splits, SPEC, progress=False)
+    quiet = capsys.readouterr()
+    assert "Slicing subjects" not in quiet.out + quiet.err
+    build_slice_store(tmp_path / "shown", sources, splits, SPEC)
+    shown = capsys.readouterr()
+    assert "Slicing subjects" in shown.out + shown.err
