@@ -104,7 +104,7 @@ def test_brain_masks_are_sliced_like_the_images_and_change_the_fingerprint(tmp_p
 
     sources, splits = write_cohort(tmp_path, masks=False)
     plain = build_slice_store(tmp_path / "plain", sources, splits, SPEC, progress=False)
-    assert plain.brain is None and not plain.meta["has_brain"]
+    assert plain.brain is None and not plain.meta["has_brain"] and not plain.meta["has_masks"]
     # a brain mask for every subject but the last (whose rows must then count as all brain)
     with_brain = []
     for k, src in enumerate(sources):
@@ -271,6 +271,11 @@ def test_store_meta_and_index_values(tmp_path) -> None:
         else:
             assert all(str(v).isdigit() for v in rows["mask_pixels"])
     # masks: zero rows for the subjects without one; pixel_to_world: one (4, 3) map per slice
+    from braincam.data.slicing import extract_slices
+
+    first = sources[0]
+    ref = extract_slices([nib.load(first.images[0])], SPEC, mask=nib.load(first.mask))
+    assert np.array_equal(np.asarray(store.masks[:per]), ref.masks) and ref.masks.any()
     last = sources[-1]
     assert last.mask is None and not np.asarray(store.masks[(len(sources) - 1) * per :]).any()
     p2w = np.load(tmp_path / "slices" / "pixel_to_world.npy")
