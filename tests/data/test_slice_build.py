@@ -104,7 +104,7 @@ def test_brain_masks_are_sliced_like_the_images_and_change_the_fingerprint(tmp_p
 
     sources, splits = write_cohort(tmp_path, masks=False)
     plain = build_slice_store(tmp_path / "plain", sources, splits, SPEC, progress=False)
-    assert plain.brain is None and not plain.meta["has_brain"]
+    assert plain.brain is None and not plain.meta["has_brain"] and not plain.meta["has_masks"]
     # a brain mask for every subject but the last (whose rows must then count as all brain)
     with_brain = []
     for k, src in enumerate(sources):
@@ -132,3 +132,167 @@ def test_brain_masks_are_sliced_like_the_images_and_change_the_fingerprint(tmp_p
         assert np.array_equal(got, ref.brain) and 0 < got.mean() < 1
         # and the images are unchanged by the brain mask
         assert np.array_equal(np.asarray(reopened.images[lo:hi]), np.asarray(plain.images[lo:hi]))
+
+
+def test_fingerprint_is_the_hash_of_the_documented_payload(tmp_path) -> None:
+    """The exact payload (its keys are the on-disk format: renaming one makes every stored store
+    look stale): spec, classes, and per subject its id, label, split, paths and their bytes."""
+    import dataclasses
+    import hashlib
+    import json
+
+    import pandas as pd
+
+    from braincam.data.slices import FORMAT_VERSION, SliceSource
+
+    image = tmp_path / "a.nii.gz"
+    image.write_bytes(b"not parsed, only hashed")
+    digest = hashlib.sha256(b"not parsed, only hashed").hexdigest()
+    gone = tmp_path / "gone.nii.gz"  # a missing file hashes as "missing": the build reports it
+    sources = [
+        SliceSource("sub-1", "old", [image, gone], mask=image, brain_mask=gone),
+        SliceSource("sub-2", "young", [gone, image]),
+    ]
+    splits = pd.DataFrame(
+        {"participant_id": ["sub-2", "sub-1"], "label": ["young", "old"], "split": ["val", "train"]}
+    )
+    payload = {
+        "format_version": FORMAT_VERSION,
+        "spec": SPEC.to_dict(),
+        "classes": ["young", "old"],
+        "sources": [
+            {
+                "participant_id": "sub-1",
+                "label": "old",
+                "split": "train",
+                "images": [[str(image), digest], [str(gone), "missing"]],
+                "mask": [str(image), digest],
+                "brain_mask": [str(gone), "missing"],
+            },
+            {
+                "participant_id": "sub-2",
+                "label": "young",
+                "split": "val",
+                "images": [[str(gone), "missing"], [str(image), digest]],
+                "mask": None,
+            },
+        ],
+    }
+    want = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    assert store_fingerprint(sources, splits, SPEC, ("young", "old")) == want
+    payload["classes"] = None
+    want = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+    assert store_fingerprint(sources, splits, SPEC) == want
+    # a mask or a brain mask that appears changes it, as does the file's content
+    plain = store_fingerprint([dataclasses.replace(sources[0], mask=None)], splits, SPEC)
+    assert plain != store_fingerprint(sources[:1], splits, SPEC)
+    before = store_fingerprint(sources, splits, SPEC)
+    image.write_bytes(b"other bytes")
+    assert store_fingerprint(sources, splits, SPEC) != before
+
+
+def test_read_errors_name_what_was_read(tmp_path) -> None:
+    from braincam.data.slice_build import read_image
+
+    path = tmp_path / "brain.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 2), np.float32), lps_affine()), path)
+    with pytest.raises(InputError, match="brain mask must be a 3D volume") as info:
+        read_image(path, "sub-9", "brain mask")
+    assert info.value.subject == "sub-9" and info.value.path == str(path)
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4, 1), np.float32), lps_affine()), path)
+    img = read_image(path, "sub-9", "brain mask")  # a trailing singleton axis is dropped
+    assert img.shape == (4, 4, 4) and np.allclose(img.affine, lps_affine())
+
+
+def test_build_makes_missing_parents_and_leaves_only_the_store(tmp_path) -> None:
+    """Nested output directories are created; a rebuild leaves no old or temporary directory
+    behind, and a leftover that cannot be removed as a directory does not stop the build."""
+    sources, splits = write_cohort(tmp_path, masks=False)
+    out = tmp_path / "deep" / "er" / "slices"
+    build_slice_store(out, sources, splits, SPEC, progress=False)
+    assert sorted(p.name for p in out.parent.iterdir()) == ["slices"]
+    (out.parent / ".slices.tmp-stale").write_text("a file, not a directory")
+    store = build_slice_store(out, sources, splits, SPEC, progress=False, force=True)
+    assert len(store) == len(sources) * len(AXES) * SPEC.per_axis
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert names == [".slices.tmp-stale", "slices"]  # the previous store went, no .old-*
+
+
+def test_store_meta_and_index_values(tmp_path) -> None:
+    """meta.json, index.tsv and pixel_to_world.npy hold what the subjects and the spec say."""
+    import pandas as pd
+
+    sources, splits = write_cohort(tmp_path, masks=True)
+    store = build_slice_store(tmp_path / "slices", sources, splits, SPEC, progress=False)
+    meta = store.meta
+    per = len(AXES) * SPEC.per_axis
+    n = per * len(sources)
+    split_of = dict(zip(splits["participant_id"], splits["split"], strict=True))
+    assert meta["classes"] == ["old", "young"]  # sorted labels when none are given
+    assert (meta["size"], meta["channels"], meta["slices_per_axis"]) == (32, 1, 4)
+    assert meta["axes"] == list(SPEC.axes) and meta["step"] == SPEC.step
+    assert meta["n_slices"] == n and meta["has_masks"] and not meta["has_brain"]
+    assert meta["spec"] == SPEC.to_dict() and meta["format_version"] == 1
+    assert meta["source"] == {s.participant_id: str(s.images[0]) for s in sources}
+    assert set(meta["orientation"]) == {"axial", "coronal", "sagittal"}
+    # no voxel size in the spec: the subjects' common one (rounded to 1e-6 mm)
+    assert SPEC.voxel_size is None
+    assert meta["voxel_size_mm"] == round(
+        meta["subjects"][sources[0].participant_id]["voxel_size_mm"], 6
+    )
+    for k, src in enumerate(sources):
+        info = meta["subjects"][src.participant_id]
+        assert info["rows"] == [k * per, (k + 1) * per]
+        assert info["label"] == src.label and info["split"] == split_of[src.participant_id]
+        assert info["images"] == [str(p) for p in src.images]
+        assert info["mask"] == (None if src.mask is None else str(src.mask))
+        assert info["brain_mask"] is None
+        assert info["source_shape"] == list(SHAPE) and len(info["grid_shape"]) == 3
+        assert np.asarray(info["source_affine"]).shape == (4, 4)
+    index = pd.read_csv(tmp_path / "slices" / "index.tsv", sep="\t", keep_default_na=False)
+    assert list(index.columns) == [
+        "participant_id",
+        "label",
+        "target",
+        "split",
+        "axis",
+        "position",
+        "mask_pixels",
+    ]
+    assert len(index) == n
+    for k, src in enumerate(sources):
+        rows = index.iloc[k * per : (k + 1) * per]
+        assert set(rows["participant_id"]) == {src.participant_id}
+        assert set(rows["target"]) == {["old", "young"].index(src.label)}
+        assert set(rows["split"]) == {split_of[src.participant_id]}
+        assert list(rows["axis"]) == [a for a in AXES for _ in range(SPEC.per_axis)]
+        if src.mask is None:
+            assert set(rows["mask_pixels"]) == {"n/a"}  # unknown, not zero
+        else:
+            assert all(str(v).isdigit() for v in rows["mask_pixels"])
+    # masks: zero rows for the subjects without one; pixel_to_world: one (4, 3) map per slice
+    from braincam.data.slicing import extract_slices
+
+    first = sources[0]
+    ref = extract_slices([nib.load(first.images[0])], SPEC, mask=nib.load(first.mask))
+    assert np.array_equal(np.asarray(store.masks[:per]), ref.masks) and ref.masks.any()
+    last = sources[-1]
+    assert last.mask is None and not np.asarray(store.masks[(len(sources) - 1) * per :]).any()
+    p2w = np.load(tmp_path / "slices" / "pixel_to_world.npy")
+    assert p2w.shape == (n, 4, 3) and np.abs(p2w).sum(axis=(1, 2)).min() > 0
+    # classes given: their order, not the sorted one, sets the targets
+    other = build_slice_store(
+        tmp_path / "s2", sources, splits, SPEC, classes=["young", "old"], progress=False
+    )
+    assert other.meta["classes"] == ["young", "old"]
+    assert set(other.index["target"][other.index["label"] == "young"]) == {0}
+
+
+def test_progress_is_shown_by_default_and_can_be_turned_off(tmp_path, capsys) -> None:
+    sources, splits = write_cohort(tmp_path, masks=False)
+    build_slice_store(tmp_path / "quiet", sources, splits, SPEC, progress=False)
+    quiet = capsys.readouterr()
+    assert "Slicing subjects" not in quiet.out + quiet.err
+    build_slice_store(tmp_path / "shown", sources, splits, SPEC)
+    shown = capsys.readouterr()
+    assert "Slicing subjects" in shown.out + shown.err

@@ -139,3 +139,580 @@ def test_bad_inputs() -> None:
         pc.perturbation_check(model, images, labels, maps, strengths=(1.0, 0.5))
     with pytest.raises(InputError, match="n_random"):
         pc.random_placements(region[None], region[None], 0)
+
+
+# ---------------------------------------------------------------- settings reach every step
+
+
+class CountingModel(nn.Module):
+    """A :class:`BlobModel` that records the batch sizes it is called with."""
+
+    def __init__(self, region: torch.Tensor) -> None:
+        super().__init__()
+        self.inner = BlobModel(region)
+        self.batches: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.batches.append(len(x))
+        return self.inner(x)
+
+
+def _graded_maps(n: int) -> torch.Tensor:
+    """A map whose box depends on the threshold and on the connectivity.
+
+    A core at 1 on the blob, a diagonal-only neighbour at 1 (kept with ``full`` connectivity,
+    not ``face``) and a faint strip at 0.25 (above a 0.2 threshold, below 0.3).
+    """
+    maps = torch.zeros(n, SIZE, SIZE)
+    maps[:, 8:12, 9:13] = 1.0
+    maps[:, 12, 13] = 1.0
+    maps[:, 8:12, 13:17] = 0.25
+    return maps
+
+
+def test_perturbation_check_settings_reach_every_step() -> None:
+    """The result equals the steps run by hand with the same settings and generator stream."""
+    from braincam.metrics.boxes import bounding_boxes, box_masks
+    from braincam.metrics.faithfulness import eval_mode, target_probabilities
+
+    _, images, labels, region, _ = _case(n=6)
+    model = CountingModel(region)
+    # a brain smaller than the non-zero area (which the default masks would take)
+    brain = torch.zeros(6, SIZE, SIZE, dtype=torch.bool)
+    brain[:, 3:20, 4:21] = True
+    # explained classes that differ from the true ones (labels 0, 1, 0, 1, 0, 1)
+    targets = torch.tensor([1, 1, 1, 1, 1, 0])
+    maps = _graded_maps(6)
+    kw = dict(strengths=(0.5, 1.0), noise_std=0.1, iterations=7)
+    res = pc.perturbation_check(
+        model,
+        images,
+        targets,
+        maps,
+        labels=labels.tolist(),
+        class_names=["a", "b"],
+        n_random=21,
+        threshold=0.3,
+        shift=(1, 2),
+        brain_masks=brain,
+        generator=torch.Generator().manual_seed(5),
+        batch_size=5,
+        n_bootstrap=50,
+        connectivity="face",
+        **kw,
+    )
+    assert max(model.batches) == 5
+    boxes, _ = bounding_boxes(maps, 0.3, connectivity="face")
+    assert boxes[0].tolist() == [8, 9, 12, 13]  # neither the diagonal voxel nor the faint strip
+    cam_region = box_masks(boxes, (SIZE, SIZE)) & brain
+    gen = torch.Generator().manual_seed(5)
+    moved, overlap = pc.random_placements(cam_region, brain, 21, gen)
+    with eval_mode(model):
+        drops = pc.region_drops(
+            model,
+            images,
+            targets,
+            torch.cat([cam_region[:, None], moved], 1),
+            brain,
+            generator=gen,
+            batch_size=5,
+            **kw,
+        )
+        p_shift, pred_shift = target_probabilities(model, pc.translate(images, (1, 2)), targets, 5)
+        _, pred0 = target_probabilities(model, images, targets, 5)
+    drop = drops["drop"]
+    want = pc.compare_drops(
+        drop[:, 0],
+        drop[:, 1:],
+        labels,
+        strengths=(0.5, 1.0),
+        class_names=["a", "b"],
+        n_bootstrap=50,
+        generator=gen,
+        name="CAM box at 0.3 of the maximum",
+    )
+    for key in ("region", "comparison", "per_class", "dose_response"):
+        assert res[key] == want[key], key
+    assert res["region"] == "CAM box at 0.3 of the maximum"
+    assert set(res["per_class"]) == {"a", "b"}  # the true classes, not the explained one
+    assert res["per_class"]["a"]["n_images"] == 3
+    assert res["hurts_more_than_random"] is want["comparison"]["hurts_more"]
+    assert res["random_overlap_mean"] == float(overlap.mean())
+    assert torch.equal(res["per_image"]["cam_region"], cam_region)
+    assert torch.equal(res["per_image"]["random_regions"], moved)
+    assert torch.equal(res["per_image"]["drop"], drop)
+    p0 = drops["original"]
+    original, translation, *regions = res["conditions"]
+    assert original["accuracy"] == pytest.approx(2 / 6)  # the model is right where label = target
+    assert original == {
+        "condition": "original",
+        "strength": None,
+        "accuracy": float((pred0 == targets).double().mean()),
+        "confidence": float(p0.mean()),
+        "drop": 0.0,
+        "n": 6,
+    }
+    assert translation == {
+        "condition": "translation",
+        "strength": None,
+        "accuracy": float((pred_shift == targets).double().mean()),
+        "confidence": float(p_shift.double().mean()),
+        "drop": float((p0 - p_shift.double()).mean()),
+        "n": 6,
+    }
+    assert res["translation"] == {k: translation[k] for k in ("accuracy", "confidence", "drop")}
+    assert [(c["condition"], c["strength"], c["n"]) for c in regions] == [
+        ("cam_region", 0.5, 6),
+        ("random_regions", 0.5, 6 * 21),
+        ("cam_region", 1.0, 6),
+        ("random_regions", 1.0, 6 * 21),
+    ]
+    for c, (k, sl) in zip(regions, [(0, 0), (0, 1), (1, 0), (1, 1)], strict=True):
+        part = slice(0, 1) if sl == 0 else slice(1, None)
+        assert c["drop"] == float(drop[:, part, k].mean())
+        assert c["confidence"] == float(drops["probability"][:, part, k].mean())
+        assert c["accuracy"] == float(drops["correct"][:, part, k].double().mean())
+    assert res["settings"] == {
+        "perturbation": "noisy linear imputation (ROAD)",
+        "noise_std": 0.1,
+        "iterations": 7,
+        "strengths": [0.5, 1.0],
+        "n_random": 21,
+        "threshold": 0.3,
+        "region": "box",
+        "shift": [1, 2],
+        "n_bootstrap": 50,
+    }
+
+
+def test_perturbation_check_defaults() -> None:
+    """The documented defaults, and the shift of 1/16 of each side (at least one voxel)."""
+    _, images, labels, region, brain = _case(n=4, depth=3)
+    model = CountingModel(region)
+    maps = region.float().expand(4, *region.shape).clone()
+    res = pc.perturbation_check(
+        model, images, labels, maps, brain_masks=brain, generator=torch.Generator().manual_seed(0)
+    )
+    assert res["settings"] == {
+        "perturbation": "noisy linear imputation (ROAD)",
+        "noise_std": 0.05,
+        "iterations": 100,
+        "strengths": [0.25, 0.5, 0.75, 1.0],
+        "n_random": 20,
+        "threshold": 0.2,
+        "region": "box",
+        "shift": [1, 2, 2],  # depth 3 → round(3/16) = 0 → at least 1; 24/16 = 1.5 → 2
+        "n_bootstrap": 2000,
+    }
+    assert res["region"] == "CAM box at 0.2 of the maximum"
+    assert max(model.batches) == 64  # 4 images x 21 regions, in batches of 64
+    # no brain masks: the non-background voxels, as default_brain_masks takes them
+    again = pc.perturbation_check(
+        model, images, labels, maps, generator=torch.Generator().manual_seed(0)
+    )
+    explicit = pc.perturbation_check(
+        model,
+        images,
+        labels,
+        maps,
+        brain_masks=pc.default_brain_masks(images),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert again["comparison"] == explicit["comparison"]
+    assert torch.equal(
+        again["per_image"]["random_regions"], explicit["per_image"]["random_regions"]
+    )
+
+
+def test_perturbation_check_component_region_and_zero_noise() -> None:
+    """``region='component'`` imputes the thresholded component itself, not its box."""
+    _, images, labels, region, brain = _case(n=4)
+    model = BlobModel(region)
+    maps = _graded_maps(4)
+    gen = torch.Generator().manual_seed(0)
+    kw = dict(brain_masks=brain, iterations=3, n_bootstrap=20, noise_std=0.0)
+    comp = pc.perturbation_check(
+        model, images, labels, maps, region="component", generator=gen, **kw
+    )
+    box = pc.perturbation_check(model, images, labels, maps, generator=gen, **kw)
+    assert comp["region"] == "CAM component at 0.2 of the maximum"
+    want = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    want[8:12, 9:17] = True  # the core and the faint strip ...
+    want[12, 13] = True  # ... and the diagonal neighbour (full connectivity)
+    assert torch.equal(comp["per_image"]["cam_region"], want.expand(4, SIZE, SIZE))
+    boxed = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    boxed[8:13, 9:17] = True
+    assert torch.equal(box["per_image"]["cam_region"], boxed.expand(4, SIZE, SIZE))
+    assert comp["settings"]["noise_std"] == 0.0 and comp["settings"]["region"] == "component"
+
+
+def test_seeded_runs_repeat() -> None:
+    """Every random draw (placements, imputation noise, bootstrap) comes from ``generator``."""
+    model, images, labels, region, brain = _case(n=4)
+    maps = region.float().expand(4, *region.shape).clone()
+    kw = dict(brain_masks=brain, iterations=3, n_bootstrap=20)
+    runs = [
+        pc.perturbation_check(
+            model, images, labels, maps, generator=torch.Generator().manual_seed(1), **kw
+        )
+        for _ in range(2)
+    ]
+    torch.manual_seed(0)  # the global stream moves between the runs: it must not matter
+    assert runs[0]["comparison"] == runs[1]["comparison"]
+    assert runs[0]["dose_response"] == runs[1]["dose_response"]
+    for key in ("drop", "random_regions"):
+        assert torch.equal(runs[0]["per_image"][key], runs[1]["per_image"][key])
+    truth = region.expand(4, *region.shape) & (labels == 1)[:, None, None]
+    controls = [
+        pc.control_checks(
+            model, images, labels, truth, generator=torch.Generator().manual_seed(1), **kw
+        )
+        for _ in range(2)
+    ]
+    assert controls[0] == controls[1]
+
+
+def test_control_checks_settings_reach_every_step() -> None:
+    """The controls equal the steps run by hand with the same settings and generator stream."""
+    from braincam.metrics.faithfulness import eval_mode
+
+    model, images, labels, region, brain = _case(n=6)
+    model = CountingModel(region)
+    truth = region.expand(6, *region.shape) & (labels == 1)[:, None, None]
+    kw = dict(strengths=(0.5, 1.0), noise_std=0.1, iterations=7)
+    res = pc.control_checks(
+        model,
+        images,
+        labels,
+        truth,
+        brain_masks=brain,
+        class_names=["a", "b"],
+        n_random=21,
+        generator=torch.Generator().manual_seed(3),
+        batch_size=5,
+        n_bootstrap=50,
+        **kw,
+    )
+    assert max(model.batches) == 5
+    keep = labels == 1
+    gen = torch.Generator().manual_seed(3)
+    positive = truth[keep]
+    moved, _ = pc.random_placements(positive, brain[keep], 21, gen)
+    outside = pc.outside_regions(brain[keep], positive.flatten(1).sum(1), gen)
+    assert not (outside & brain[keep]).any() and (outside.flatten(1).sum(1) == 16).all()
+    with eval_mode(model):
+        inside = pc.region_drops(
+            model,
+            images[keep],
+            labels[keep],
+            torch.cat([positive[:, None], moved], 1),
+            brain[keep],
+            generator=gen,
+            batch_size=5,
+            **kw,
+        )
+        away = pc.region_drops(
+            model,
+            images[keep],
+            labels[keep],
+            outside[:, None],
+            ~brain[keep],
+            generator=gen,
+            batch_size=5,
+            **kw,
+        )
+    common = dict(strengths=(0.5, 1.0), class_names=["a", "b"], n_bootstrap=50, generator=gen)
+    random = inside["drop"][:, 1:]
+    pos = pc.compare_drops(
+        inside["drop"][:, 0], random, labels[keep], name="ground-truth region", **common
+    )
+    neg = pc.compare_drops(
+        away["drop"][:, 0], random, labels[keep], name="outside the brain", **common
+    )
+    assert res == {
+        "positive_control": pos["comparison"]["hurts_more"],
+        "negative_control": neg["comparison"]["hurts_more"],
+        "controls": {"positive": pos, "negative": neg},
+    }
+    assert set(pos["per_class"]) == {"b"} and len(pos["dose_response"]) == 2
+    assert res["positive_control"] is True and res["negative_control"] is False
+
+
+def test_control_checks_defaults() -> None:
+    """The documented defaults: noise 0.05, 100 iterations, 2000 resamples, batches of 64."""
+    _, images, labels, region, brain = _case(n=8)
+    truth = region.expand(8, *region.shape) & (labels == 1)[:, None, None]
+    model = CountingModel(region)
+    res = pc.control_checks(
+        model, images, labels, truth, brain_masks=brain, generator=torch.Generator().manual_seed(0)
+    )
+    assert max(model.batches) == 64  # 4 images x 21 regions, in batches of 64
+    explicit = pc.control_checks(
+        model,
+        images,
+        labels,
+        truth,
+        brain_masks=brain,
+        generator=torch.Generator().manual_seed(0),
+        strengths=(0.25, 0.5, 0.75, 1.0),
+        n_random=20,
+        noise_std=0.05,
+        iterations=100,
+        n_bootstrap=2000,
+    )
+    assert res == explicit
+    assert res["controls"]["positive"]["comparison"]["n_random"] == 4 * 20
+    # no brain masks: the non-background voxels, as default_brain_masks takes them
+    implicit = pc.control_checks(
+        model, images, labels, truth, generator=torch.Generator().manual_seed(0)
+    )
+    with_default = pc.control_checks(
+        model,
+        images,
+        labels,
+        truth,
+        brain_masks=pc.default_brain_masks(images),
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert implicit == with_default
+
+
+def test_control_checks_without_a_region_in_the_brain() -> None:
+    """No planted region inside the brain: no verdicts (this used to crash in the placements)."""
+    model, images, labels, region, brain = _case(n=4)
+    truth = region.expand(4, *region.shape) & (labels == 1)[:, None, None]
+    elsewhere = torch.zeros_like(brain)
+    elsewhere[:, 14:20, 14:20] = True  # a brain mask that misses the planted region
+    res = pc.control_checks(model, images, labels, truth, brain_masks=elsewhere, iterations=2)
+    assert res == {"positive_control": None, "negative_control": None, "controls": {}}
+    none = pc.control_checks(model, images, labels, torch.zeros_like(truth), iterations=2)
+    assert none == res
+
+
+def test_mask_errors_name_the_argument() -> None:
+    model, images, labels, region, brain = _case(n=2)
+    maps = region.float().expand(2, *region.shape).clone()
+    with pytest.raises(InputError, match="brain_masks must have the maps' shape"):
+        pc.perturbation_check(model, images, labels, maps, brain_masks=brain[:, :-1])
+    with pytest.raises(InputError, match="truth must have the maps' shape"):
+        pc.control_checks(model, images, labels, brain[:, :-1])
+
+
+# ------------------------------------------------------------------- drops and statistics
+
+
+def test_region_drops_values_per_region_and_strength() -> None:
+    """Each entry is the model on its own image blended towards its own imputed copy."""
+    from braincam.metrics.faithfulness import eval_mode, target_probabilities
+
+    _, images, labels, region, brain = _case(n=3)
+    model = CountingModel(region)
+    regions = torch.zeros(3, 2, SIZE, SIZE, dtype=torch.bool)
+    regions[:, 0] = region  # the blob: class b loses its evidence
+    regions[:, 1, 15:19, 14:18] = True  # tissue the model does not use
+    regions[2, 1] = region  # one image gets the blob in both
+    strengths = (0.5, 1.0)
+    with eval_mode(model):
+        # chunks of 4 rows split the 6 (image, region) rows across image boundaries
+        res = pc.region_drops(
+            model,
+            images,
+            labels,
+            regions,
+            brain,
+            strengths=strengths,
+            noise_std=0.0,
+            iterations=5,
+            batch_size=2,
+            chunk=4,
+        )
+        assert max(model.batches) == 2
+        p0, _ = target_probabilities(model, images, labels, 3)
+        assert torch.equal(res["original"], p0.double())
+        for i in range(3):
+            for j in range(2):
+                filled = pc.impute(
+                    images[i : i + 1], regions[i, j][None], brain[i : i + 1], iterations=5
+                )
+                for k, alpha in enumerate(strengths):
+                    x = images[i : i + 1] + alpha * (filled - images[i : i + 1])
+                    p, pred = target_probabilities(model, x, labels[i : i + 1], 1)
+                    assert res["probability"][i, j, k] == p.double()[0]
+                    assert res["correct"][i, j, k] == bool(pred[0] == labels[i])
+    assert res["probability"].dtype == torch.float64 and res["correct"].dtype == torch.bool
+    assert torch.equal(res["drop"], p0.double()[:, None, None] - res["probability"])
+    # image 1 (class b) loses its blob: a large drop, and the model turns to class a
+    assert res["drop"][1, 0, 1] > 0.5 and not res["correct"][1, 0, 1] and res["correct"][1, 1, 1]
+
+
+def test_region_drops_defaults() -> None:
+    """Defaults: noise 0.05, 100 iterations, strengths 0.25…1, batches of 64, chunks of 256."""
+    from braincam.metrics.faithfulness import eval_mode
+
+    _, images, labels, region, brain = _case(n=13)
+    model = CountingModel(region)
+    regions = region.expand(13, 20, SIZE, SIZE).clone()  # 260 rows: two chunks of 256 and 4
+    with eval_mode(model):
+        default = pc.region_drops(
+            model, images, labels, regions, brain, generator=torch.Generator().manual_seed(0)
+        )
+        assert max(model.batches) == 64
+        explicit = pc.region_drops(
+            model,
+            images,
+            labels,
+            regions,
+            brain,
+            strengths=(0.25, 0.5, 0.75, 1.0),
+            noise_std=0.05,
+            iterations=100,
+            generator=torch.Generator().manual_seed(0),
+            batch_size=64,
+            chunk=256,
+        )
+    for key in ("original", "probability", "correct", "drop"):
+        assert torch.equal(default[key], explicit[key]), key
+    assert default["probability"].shape == (13, 20, 4)
+
+
+def test_bootstrap_is_stratified_by_class() -> None:
+    """Resampling within each class keeps the class mix: constant classes give one mean."""
+    diff = torch.tensor([1.0, 1.0, 1.0, 3.0, 3.0], dtype=torch.float64)
+    strata = torch.tensor([0, 0, 0, 1, 1])
+    means = pc._bootstrap_means(diff, strata, 50, torch.Generator().manual_seed(0))
+    assert means.shape == (50,) and means.dtype == torch.float64
+    assert torch.equal(means, torch.full((50,), 1.8, dtype=torch.float64))  # (3·1 + 2·3) / 5
+    # within a class the draws are uniform with replacement: every value can appear, never others
+    spread = pc._bootstrap_means(
+        torch.tensor([0.0, 1.0, 0.0, 0.0]), torch.tensor([0, 0, 1, 1]), 400, None
+    )
+    assert set((spread * 4).round().tolist()) == {0.0, 1.0, 2.0}
+
+
+def test_statistics_against_hand_computation() -> None:
+    """Means, the interval's quantiles, Cohen's d_z and the one-sided Wilcoxon p-value."""
+    from scipy import stats
+
+    region = torch.tensor([[0.3, 0.6], [0.1, 0.5], [0.4, 0.25], [0.2, 0.9], [0.5, 0.7]])
+    random = torch.zeros(5, 3, 2)
+    random[:, :, 1] = torch.tensor([0.1, 0.2, 0.3])  # mean 0.2 at the last strength
+    random[:, 0, 0] = 0.3
+    labels = torch.tensor([0, 1, 0, 1, 0])
+    res = pc.compare_drops(
+        region,
+        random,
+        labels,
+        strengths=(0.5, 1.0),
+        class_names=["a", "b"],
+        n_bootstrap=100,
+        generator=torch.Generator().manual_seed(2),
+    )
+    assert res["region"] == "region"
+    diff = region[:, 1].double() - random[:, :, 1].double().mean(1)
+    means = pc._bootstrap_means(diff, labels, 100, torch.Generator().manual_seed(2))
+    lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    c = res["comparison"]
+    assert c == {
+        "n_images": 5,
+        "n_random_per_image": 3,
+        "n_random": 15,
+        "region_drop": pytest.approx(0.59),
+        "random_drop": pytest.approx(0.2),
+        "mean_difference": pytest.approx(0.39),
+        "ci_low": lo,
+        "ci_high": hi,
+        "effect_size": pytest.approx(0.39 / diff.std().item()),
+        "p_value": stats.wilcoxon(diff.numpy(), alternative="greater").pvalue,
+        "hurts_more": True,
+    }
+    assert 0 < lo < 0.39 < hi
+    assert c["p_value"] == pytest.approx(1 / 32)  # all five differences positive: (1/2)^5
+    # the dose-response: one entry per strength, each from its own column
+    assert [d["strength"] for d in res["dose_response"]] == [0.5, 1.0]
+    first = res["dose_response"][0]
+    assert set(first) == {
+        "strength",
+        "region_drop",
+        "random_drop",
+        "mean_difference",
+        "ci_low",
+        "ci_high",
+    }
+    assert first["region_drop"] == pytest.approx(0.3) and first["random_drop"] == pytest.approx(0.1)
+    assert first["mean_difference"] == pytest.approx(0.2)
+    last = res["dose_response"][1]
+    assert last["mean_difference"] == pytest.approx(0.39) and last["ci_low"] != first["ci_low"]
+    # per class: the class's own images, named through class_names
+    assert res["per_class"]["a"]["n_images"] == 3 and res["per_class"]["b"]["n_images"] == 2
+    assert res["per_class"]["a"]["region_drop"] == pytest.approx((0.6 + 0.25 + 0.7) / 3)
+    assert res["per_class"]["b"]["random_drop"] == pytest.approx(0.2)
+
+
+def test_statistics_edge_cases() -> None:
+    """No images, one image, no difference at all, and the defaults."""
+    none = pc.compare_drops(
+        torch.zeros(0, 1), torch.zeros(0, 20, 1), torch.zeros(0), strengths=(1.0,)
+    )
+    assert none["comparison"] == {
+        "n_images": 0,
+        "n_random_per_image": 20,
+        "n_random": 0,
+        "region_drop": None,
+        "random_drop": None,
+        "mean_difference": None,
+        "ci_low": None,
+        "ci_high": None,
+        "effect_size": None,
+        "p_value": None,
+        "hurts_more": False,
+    }
+    assert none["per_class"] == {}
+    one = pc.compare_drops(
+        torch.tensor([[0.4]]), torch.zeros(1, 2, 1), torch.tensor([1]), strengths=(1.0,)
+    )
+    assert one["comparison"]["effect_size"] is None  # no spread with one image
+    assert one["comparison"]["ci_low"] == pytest.approx(0.4) and one["comparison"]["hurts_more"]
+    assert set(one["per_class"]) == {"1"}
+    # identical drops: the interval is [0, 0], p = 1, and 0 is not "above 0"
+    same = pc.compare_drops(
+        torch.full((4, 1), 0.2),
+        torch.full((4, 3, 1), 0.2),
+        torch.tensor([0, 0, 1, 1]),
+        strengths=(1.0,),
+    )
+    c = same["comparison"]
+    assert (c["ci_low"], c["ci_high"], c["p_value"], c["hurts_more"]) == (0.0, 0.0, 1.0, False)
+    assert c["effect_size"] is None
+    # defaults: the four strengths (verdict at the last) and 2000 resamples
+    region = torch.tensor([[0.0, 0.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, 0.2]])
+    labels = torch.tensor([0, 0, 1])
+    default = pc.compare_drops(
+        region, torch.zeros(3, 2, 4), labels, generator=torch.Generator().manual_seed(0)
+    )
+    explicit = pc.compare_drops(
+        region,
+        torch.zeros(3, 2, 4),
+        labels,
+        strengths=(0.25, 0.5, 0.75, 1.0),
+        n_bootstrap=2000,
+        generator=torch.Generator().manual_seed(0),
+    )
+    assert default == explicit
+    assert [d["strength"] for d in default["dose_response"]] == [0.25, 0.5, 0.75, 1.0]
+    assert default["comparison"]["mean_difference"] == pytest.approx(0.2)
+
+
+def test_strengths_are_checked() -> None:
+    model, images, labels, region, brain = _case(n=2)
+    maps = region.float().expand(2, *region.shape).clone()
+    for bad in [(), (0.0, 1.0), (0.5, 1.5), (-0.5,), (1.0, 0.5)]:
+        with pytest.raises(InputError, match="strengths"):
+            pc.perturbation_check(model, images, labels, maps, strengths=bad)
+        with pytest.raises(InputError, match="strengths"):
+            pc.control_checks(model, images, labels, brain, strengths=bad)
+    res = pc.perturbation_check(
+        model, images, labels, maps, strengths=[1], brain_masks=brain, iterations=1, n_bootstrap=10
+    )
+    assert res["settings"]["strengths"] == [1.0] and isinstance(
+        res["settings"]["strengths"][0], float
+    )

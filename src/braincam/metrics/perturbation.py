@@ -400,7 +400,8 @@ def control_checks(
 ) -> dict[str, Any]:
     """Positive and negative controls of the perturbation test on images with a known region.
 
-    ``truth`` (N, *spatial): the planted effect region (images without one are left out).
+    ``truth`` (N, *spatial): the planted effect region (images without one inside the brain are
+    left out; when no image has one, both verdicts are ``None``).
     Positive: imputing the region must drop the true class's probability more than imputing
     ``n_random`` random brain regions of its shape. Negative: imputing as many background voxels
     (farthest from the brain; imputed from the background) must not. Both against the same
@@ -413,6 +414,9 @@ def control_checks(
     brain = default_brain_masks(images) if brain_masks is None else brain_masks.bool()
     positive = truth & brain
     keep = positive.flatten(1).any(1)
+    if not bool(keep.any()):
+        # No planted region inside the brain: nothing to control (and no random placements).
+        return {"positive_control": None, "negative_control": None, "controls": {}}
     images, labels, positive, brain = images[keep], labels[keep], positive[keep], brain[keep]
     moved, _ = random_placements(positive, brain, n_random, generator)
     outside = outside_regions(brain, positive.flatten(1).sum(1), generator)
@@ -435,7 +439,7 @@ def control_checks(
     pos = compare_drops(inside["drop"][:, 0], random, labels, name="ground-truth region", **common)
     neg = compare_drops(away["drop"][:, 0], random, labels, name="outside the brain", **common)
     return {
-        "positive_control": pos["comparison"]["hurts_more"] if len(images) else None,
-        "negative_control": neg["comparison"]["hurts_more"] if len(images) else None,
-        "controls": {"positive": pos, "negative": neg} if len(images) else {},
+        "positive_control": pos["comparison"]["hurts_more"],
+        "negative_control": neg["comparison"]["hurts_more"],
+        "controls": {"positive": pos, "negative": neg},
     }
