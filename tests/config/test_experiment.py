@@ -259,18 +259,7 @@ def _undefined_methods(cfg: ExperimentConfig) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="asks for CAM on the FC-head models; `braincam run` stops at their heatmaps",
-            ),
-        )
-        if n == "ms-subtypes-3class.yaml"
-        else n
-        for n in sorted(p.name for p in CONFIGS.glob("*.yaml"))
-    ],
+    sorted(p.name for p in CONFIGS.glob("*.yaml")),
 )
 def test_shipped_configs_ask_only_for_defined_methods(name: str) -> None:
     # CAM needs global pooling + one linear layer: on an FC head it raises, and the run stops
