@@ -64,4 +64,4 @@ def test_study_config_loads_with_the_study_models() -> None:
     assert config.prepare.modality == "anat" and config.prepare.mask_desc == "lesion"
     assert config.synth is not None and config.synth.kind == "anat"
     assert config.train.augment.affine.p > 0
-    assert config.cams.methods == ["cam", "gradcam", "gradcampp"] and config.cams.regions
+    assert config.cams.methods == ["gradcam", "gradcampp"] and config.cams.regions
