@@ -26,7 +26,7 @@ from torch import Tensor
 
 from braincam.imaging.groundtruth import EFFECT_MASK_DESCS, is_lesion_mask, sibling_mask
 from braincam.pipeline.cam_context import CamContext, is_volume_context
-from braincam.pipeline.cam_localization import _mask_on_source_grid
+from braincam.pipeline.cam_localization import _mask_on_source_grid, native_maps
 
 if TYPE_CHECKING:
     from braincam.pipeline.evaluate_cams import CamEvalConfig
@@ -105,11 +105,9 @@ def _store_level(ctx: CamContext) -> dict[str, dict[str, Tensor]]:
 def _native_level(ctx: CamContext) -> dict[str, dict[str, Tensor]]:
     """Per method, the 3-D lesions of every subject's native mask against its back-projected
     maps (slice stores only: a volume store's maps are scored by :func:`_store_level`)."""
-    import nibabel as nib
 
     from braincam.metrics.lesions import lesion_hits
 
-    heatmaps = ctx.explained.layout
     per_method: dict[str, list[dict[str, Tensor]]] = {}
     for pid in sorted(ctx.table["participant_id"].unique()):
         mask_path = ctx.store.meta["subjects"][pid].get("mask")
@@ -120,11 +118,7 @@ def _native_level(ctx: CamContext) -> dict[str, dict[str, Tensor]]:
             continue
         affine, _ = ctx.store.grid(pid, "source")
         spacing = _column_norms(np.asarray(affine)[None], 3)
-        maps = {}
-        for method in ctx.maps:
-            img = nib.load(heatmaps.nifti_map(pid, method))
-            maps[method] = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
-        for name, m in _with_baselines(maps, ctx).items():
+        for name, m in _with_baselines(native_maps(ctx, pid), ctx).items():
             per_method.setdefault(name, []).append(lesion_hits(m, mask, spacing))
     return {
         name: {k: torch.cat([t[k] for t in tables]) for k in tables[0]}

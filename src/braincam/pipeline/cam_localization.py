@@ -75,13 +75,11 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
     Per subject the mask is read once and every method and baseline is scored against it
     (sharing its distance transform); the per-subject rows are then averaged per method.
     """
-    import nibabel as nib
 
     from braincam.metrics.localization import baseline_maps, summarize_table
 
     if is_volume_context(ctx):
         return pd.DataFrame()  # the maps are the volumes: scored by localization()
-    heatmaps = ctx.explained.layout
     per_method: dict[str, list[dict[str, Tensor]]] = {}
     for pid in sorted(ctx.table["participant_id"].unique()):
         mask_path = ctx.store.meta["subjects"][pid].get("mask")
@@ -90,10 +88,7 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
         mask = _mask_on_source_grid(ctx.store, pid, mask_path)
         if not mask.any():
             continue
-        candidates = {}
-        for method in ctx.maps:
-            img = nib.load(heatmaps.nifti_map(pid, method))
-            candidates[method] = torch.from_numpy(np.asarray(img.dataobj, dtype=np.float32))[None]
+        candidates = native_maps(ctx, pid)
         candidates["baseline:uniform"] = baseline_maps(mask.float(), "uniform")
         candidates["baseline:random"] = baseline_maps(mask.float(), "random", ctx.generator)
         for name, table in _score_candidates(candidates, mask, cfg, None).items():
@@ -123,14 +118,12 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
     the random map. Rows as :func:`localization_3d`'s plus ``ground_truth`` (the ``desc``).
     Empty for a volume store and for cohorts without such masks.
     """
-    import nibabel as nib
 
     from braincam.imaging.groundtruth import EFFECT_MASK_DESCS, sibling_mask
     from braincam.metrics.localization import baseline_maps, summarize_table
 
     if is_volume_context(ctx):
         return pd.DataFrame()
-    heatmaps = ctx.explained.layout
     per_effect: dict[tuple[str, str], list[dict[str, Tensor]]] = {}
     for pid in sorted(ctx.table["participant_id"].unique()):
         mask_path = ctx.store.meta["subjects"][pid].get("mask")
@@ -140,12 +133,7 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
         effects = {d: p for d, p in found.items() if p is not None and p.is_file()}
         if not effects:
             continue
-        maps = {
-            method: torch.from_numpy(
-                np.asarray(nib.load(heatmaps.nifti_map(pid, method)).dataobj, dtype=np.float32)
-            )[None]
-            for method in ctx.maps
-        }
+        maps = native_maps(ctx, pid)
         for desc, path in effects.items():
             mask = _mask_on_source_grid(ctx.store, pid, str(path))
             if not mask.any():
@@ -170,6 +158,20 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(records)
+
+
+def native_maps(ctx: CamContext, pid: str) -> dict[str, Tensor]:
+    """Each method's map of subject ``pid`` back-projected to its native grid (the NIfTI that
+    ``explain`` wrote), as ``(1, *grid)`` float32."""
+    import nibabel as nib
+
+    heatmaps = ctx.explained.layout
+    return {
+        method: torch.from_numpy(
+            np.asarray(nib.load(heatmaps.nifti_map(pid, method)).dataobj, dtype=np.float32)
+        )[None]
+        for method in ctx.maps
+    }
 
 
 def _mask_on_source_grid(store: Any, pid: str, mask_path: str) -> Tensor:
