@@ -583,3 +583,161 @@ def test_dead_channels_share_one_forward_and_change_nothing(
     # the 9 dead (sample, channel) pairs cost one forward of one image, not 9 per view
     views = len(scales)
     assert sum(calls) == 3 + 1 + 3 * 3 * views
+
+
+# -- the base class's plumbing: eigensolver, layouts, fusion grid, aug_smooth (issue 19) -------
+def test_first_component_decomposes_the_smaller_gram_matrix_on_one_thread(monkeypatch) -> None:
+    """The eigendecomposition runs on the smaller of XXᵀ (P×P) and XᵀX (K×K), with one thread
+    (LAPACK's threads collapse on a shared CPU), and the caller's thread count comes back."""
+    from braincam.cam.methods.core import _first_component
+
+    seen: list[tuple[tuple[int, ...], int]] = []
+    eigh = torch.linalg.eigh
+
+    def spy(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        seen.append((tuple(gram.shape), torch.get_num_threads()))
+        return eigh(gram)
+
+    monkeypatch.setattr(torch.linalg, "eigh", spy)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        for p, k in ((6, 9), (9, 6)):
+            mat = _centred(2, p, k, gap=0.5, seed=p).float()
+            proj = _first_component(mat)
+            assert proj.shape == (2, p)
+            assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [((2, 6, 6), 1), ((2, 6, 6), 1)]
+
+
+class _ToChannelsLast(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1)
+
+
+class _ToTokens(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(2).transpose(1, 2)  # (N, H·W, C)
+
+
+class _TokenMean(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=1)
+
+
+def test_layout_and_reshape_reach_the_hooked_layer() -> None:
+    """A layer laid out channels-last (8 channels on an 8×8 grid: read as channels-first unless
+    declared) and a token layer (never guessed: needs reshape=) give the maps of the same
+    network laid out channels-first."""
+    torch.manual_seed(0)
+    fc = nn.Linear(8, 3)
+    x = torch.randn(2, 8, 8, 8, generator=torch.Generator().manual_seed(5))
+    first = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), fc)
+    want = make_method(first, "gradcam", layer="0")(x, [0, 2], upsample=False).raw
+    assert float(want.abs().max()) > 0
+
+    last = nn.Sequential(_ToChannelsLast(), _TokenMean(), _TokenMean(), fc)
+    declared = make_method(last, "gradcam", layer="0", layout="channels_last")
+    torch.testing.assert_close(declared(x, [0, 2], upsample=False).raw, want)
+    guessed = make_method(last, "gradcam", layer="0")(x, [0, 2], upsample=False).raw
+    assert not torch.allclose(guessed, want, atol=1e-3)  # the declaration is what made it right
+
+    tokens = nn.Sequential(_ToTokens(), _TokenMean(), fc)
+
+    def to_grid(t: torch.Tensor) -> torch.Tensor:
+        return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], 8, 8)
+
+    method = make_method(tokens, "gradcam", layer="0", reshape=to_grid)
+    assert method.reshape is to_grid
+    torch.testing.assert_close(method(x, [0, 2], upsample=False).raw, want)
+    with pytest.raises(ModelError, match="reshape must be a callable"):
+        make_method(tokens, "gradcam", layer="0", reshape=(8, 8))
+
+
+def test_several_layers_without_upsampling_fuse_on_the_largest_layer_grid() -> None:
+    """upsample=False with two 6×6 layers of a 12×12 input: the fused map is 6×6 (the layers'
+    largest grid), not the input's size."""
+    from braincam.cam.fusion import fuse_maps
+
+    model, x = gap_net(), images(3)
+    res = make_method(model, "gradcam", layer=["2", "4"])(x, [0, 1, 2], upsample=False)
+    assert res.maps.shape == (3, 6, 6) and res.raw.shape == (3, 6, 6)
+    torch.testing.assert_close(res.raw, fuse_maps(list(res.layers), (6, 6), "layercam"))
+    torch.testing.assert_close(res.maps, normalize_maps(res.raw))
+
+
+def test_aug_smooth_explains_a_callable_target_in_every_view() -> None:
+    """A callable target (no class index to fix) is passed to every view as it is, not replaced
+    by each view's predicted class."""
+    from braincam.cam.smoothing import Augmentation, Flip
+
+    model, x = gap_net(), images(3)
+
+    def score(out: torch.Tensor) -> torch.Tensor:
+        return out[:, 1] - out[:, 0]
+
+    with torch.no_grad():
+        assert (model.eval()(x).argmax(1) != 1).any()  # the predicted class would differ
+    views = (Augmentation(), Flip(0))
+    res = make_method(model, "gradcam", aug_smooth=views)(x, score)
+    assert res.classes is None
+    plain = make_method(model, "gradcam")
+    by_hand = (plain(x, score).maps + plain(x.flip(2), score).maps.flip(1)) / 2
+    torch.testing.assert_close(res.raw, by_hand)
+
+
+def test_aug_smooth_runs_the_identity_view_once() -> None:
+    """The identity view reuses the clean run: one forward for it and one per other view."""
+    from braincam.cam.smoothing import Augmentation, Flip
+
+    model, x = gap_net(), images(2)
+    calls: list[int] = []
+    handle = model.register_forward_hook(lambda m, i, o: calls.append(1))
+    try:
+        make_method(model, "gradcam")(x, [0, 1])
+        assert len(calls) == 1
+        calls.clear()
+        make_method(model, "gradcam", aug_smooth=(Flip(0), Augmentation()))(x, [0, 1])
+        assert len(calls) == 2
+    finally:
+        handle.remove()
+
+
+def test_cam_keeps_its_options_and_names_the_classifier_it_found() -> None:
+    """Options reach the base class (eigen_smooth here: the first principal component of the
+    terms W[c, k]·A_k, not their sum); the classifier found after the layer is named only once
+    found."""
+    from braincam.cam.methods.core import principal_map
+
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
+    model = nn.Sequential(nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 2))
+    with torch.no_grad():
+        model[3].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    cam = make_method(model, "cam", layer="0", eigen_smooth=True)
+    assert cam.eigen_smooth is True and cam.classifier_name is None  # not looked for yet
+    res = cam(a, targets=[1], upsample=False, relu=False)
+    assert cam.classifier_name == "3"
+    terms = torch.tensor([0.5, 3.0]).view(1, 2, 1, 1) * a
+    torch.testing.assert_close(res.raw, principal_map(terms))
+    assert not torch.allclose(res.raw, terms.sum(1), atol=1e-3)
+
+
+class _ToDouble(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double()
+
+
+def test_cam_map_has_the_layer_dtype_under_a_float64_classifier() -> None:
+    """A float32 layer feeding a float64 classifier: the weights are cast to the layer's dtype,
+    so the map is float32 (and equals the float32 computation)."""
+    a = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[0.0, 1.0], [0.0, 1.0]]]])
+    model = nn.Sequential(
+        nn.Identity(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), _ToDouble(), nn.Linear(2, 2).double()
+    )
+    with torch.no_grad():
+        model[4].weight.copy_(torch.tensor([[1.0, -2.0], [0.5, 3.0]]))
+    res = make_method(model, "cam", layer="0")(a, targets=[1], upsample=False, relu=False)
+    assert res.raw.dtype == torch.float32 and res.maps.dtype == torch.float32
+    torch.testing.assert_close(res.raw[0], torch.tensor([[0.5, 4.0], [1.5, 5.0]]))

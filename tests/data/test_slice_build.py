@@ -296,3 +296,92 @@ def test_progress_is_shown_by_default_and_can_be_turned_off(tmp_path, capsys) ->
     build_slice_store(tmp_path / "shown", sources, splits, SPEC)
     shown = capsys.readouterr()
     assert "Slicing subjects" in shown.out + shown.err
+
+
+# -- issue 19: what _write_store records, value for value ----------------------------------------
+def _axis_aligned(tmp_path, name: str, zoom: float, label: str):
+    """A random 12×14×10 subject on an axis-aligned grid of ``zoom`` mm (exact in float32)."""
+    from braincam.data.slices import SliceSource
+
+    path = tmp_path / "in" / f"{name}.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = np.random.default_rng(len(name)).random((12, 14, 10), dtype=np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([zoom, zoom, zoom, 1.0])), path)
+    return SliceSource(name, label, [path])
+
+
+def test_store_voxel_size_is_the_specs_or_the_subjects_common_one(tmp_path) -> None:
+    """meta.json's voxel size: the spec's as given; else the subjects' smallest voxel size when
+    they agree to 1e-6 mm (1.5 and 1.5 + 2⁻²¹ do, their 7th decimals differ), else none. Each
+    subject keeps its own, unrounded."""
+    import pandas as pd
+
+    near = 1.5 + 2.0**-21  # 1.50000048: float32-exact, rounds to 1.5 at 6 decimals
+    a = _axis_aligned(tmp_path, "sub-a", 1.5, "old")
+    b = _axis_aligned(tmp_path, "sub-b", near, "young")
+    c = _axis_aligned(tmp_path, "sub-c", 2.0, "young")
+    splits = pd.DataFrame(
+        {
+            "participant_id": ["sub-a", "sub-b", "sub-c"],
+            "label": ["old", "young", "young"],
+            "split": ["train", "val", "test"],
+        }
+    )
+    spec = SliceSpec(per_axis=2, size=16)
+    agree = build_slice_store(tmp_path / "ab", [a, b], splits, spec, progress=False).meta
+    assert agree["voxel_size_mm"] == 1.5
+    assert [agree["subjects"][s]["voxel_size_mm"] for s in ("sub-a", "sub-b")] == [1.5, near]
+    differ = build_slice_store(tmp_path / "ac", [a, c], splits, spec, progress=False).meta
+    assert differ["voxel_size_mm"] is None
+    assert [differ["subjects"][s]["voxel_size_mm"] for s in ("sub-a", "sub-c")] == [1.5, 2.0]
+    given = SliceSpec(per_axis=2, size=16, voxel_size=1.2345678)
+    fixed = build_slice_store(tmp_path / "v", [a, c], splits, given, progress=False).meta
+    assert fixed["voxel_size_mm"] == 1.2345678  # not rounded
+
+
+def test_store_arrays_dtypes_orientation_grid_and_versions(tmp_path) -> None:
+    """The arrays' dtypes on disk, the orientation of each axis's slices, each subject's grid
+    affine and the library versions in meta.json."""
+    from braincam.data.slicing import extract_slices
+    from braincam.provenance import library_versions
+
+    sources, splits = write_cohort(tmp_path, masks=True)
+    out = tmp_path / "slices"
+    meta = build_slice_store(out, sources, splits, SPEC, progress=False).meta
+    assert np.load(out / "images.npy", mmap_mode="r").dtype == np.float32
+    assert np.load(out / "masks.npy", mmap_mode="r").dtype == np.uint8
+    assert meta["orientation"] == {
+        "axial": "rows anterior→posterior, columns left→right",
+        "coronal": "rows superior→inferior, columns left→right",
+        "sagittal": "rows superior→inferior, columns posterior→anterior",
+    }
+    assert meta["versions"] == library_versions()
+    for src in sources[:2]:
+        ref = extract_slices([nib.load(src.images[0])], SPEC)
+        info = meta["subjects"][src.participant_id]
+        assert np.allclose(info["grid_affine"], ref.grid_affine, rtol=0, atol=1e-12)
+        assert info["grid_shape"] == list(ref.grid_shape)
+
+
+def test_read_errors_during_the_build_name_the_file_kind_and_subject(tmp_path) -> None:
+    """A truncated image, mask or brain mask: the error says which kind of file it was and
+    names the subject and the path."""
+    import dataclasses
+
+    sources, splits = write_cohort(tmp_path, masks=True)
+    first = sources[0]
+    assert first.mask is not None
+    brain = tmp_path / "in" / "brain.nii.gz"
+    brain.write_bytes(first.mask.read_bytes())
+    sources[0] = dataclasses.replace(first, brain_mask=brain)
+    for kind, path in (("image", first.images[0]), ("mask", first.mask), ("brain mask", brain)):
+        saved = path.read_bytes()
+        _truncate(path)
+        with pytest.raises(InputError, match=f"^cannot read {kind}: ") as info:
+            build_slice_store(tmp_path / "s", sources, splits, SPEC, progress=False)
+        assert info.value.subject == first.participant_id and info.value.path == str(path)
+        path.write_bytes(saved)
+    store = build_slice_store(tmp_path / "s", sources, splits, SPEC, progress=False)
+    subjects = store.meta["subjects"]
+    assert subjects[first.participant_id]["brain_mask"] == str(brain)
+    assert subjects[sources[1].participant_id]["brain_mask"] is None

@@ -117,7 +117,8 @@ class CAM(CAMMethod):
         tol = 1e3 * torch.finfo(act.dtype).eps * scale
         gap = (implied - logit).abs()
         if bool((gap > tol).any()):
-            worst = int(gap.argmax())
+            # the sample furthest past its own tolerance (the largest gap may be within its own)
+            worst = int((gap / tol).argmax())
             warnings.warn(
                 f"CAM's assumption (layer {layer!r} → global average pooling → classifier "
                 f"{self.classifier_name!r}) does not hold: for sample {worst} the logit is "
