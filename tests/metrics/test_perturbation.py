@@ -144,12 +144,36 @@ def test_bad_inputs() -> None:
 # ---------------------------------------------------------------- settings reach every step
 
 
-class CountingModel(nn.Module):
-    """A :class:`BlobModel` that records the batch sizes it is called with."""
+class FieldModel(nn.Module):
+    """An unsaturated model that sees a region and the whole field, background included.
+
+    Its probabilities move with small changes anywhere (a few more imputation steps, the
+    background's imputation noise), where :class:`BlobModel`'s saturated softmax would not.
+    """
 
     def __init__(self, region: torch.Tensor) -> None:
         super().__init__()
-        self.inner = BlobModel(region)
+        self.register_buffer("region", region.float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = (x[:, 0] * self.region).flatten(1).sum(1) / self.region.sum()
+        logit = mean - 1.2 + x[:, 0].flatten(1).mean(1)
+        return torch.stack([-logit, logit], 1)
+
+
+def _big_region() -> torch.Tensor:
+    """A region large enough that 100 Jacobi steps have not converged in float32."""
+    big = torch.zeros(SIZE, SIZE, dtype=torch.bool)
+    big[6:18, 7:15] = True
+    return big
+
+
+class CountingModel(nn.Module):
+    """A :class:`BlobModel` (or ``inner``) that records the batch sizes it is called with."""
+
+    def __init__(self, region: torch.Tensor, inner: nn.Module | None = None) -> None:
+        super().__init__()
+        self.inner = BlobModel(region) if inner is None else inner
         self.batches: list[int] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -439,29 +463,44 @@ def test_control_checks_settings_reach_every_step() -> None:
 
 
 def test_control_checks_defaults() -> None:
-    """The documented defaults: noise 0.05, 100 iterations, 2000 resamples, batches of 64."""
-    _, images, labels, region, brain = _case(n=8)
-    truth = region.expand(8, *region.shape) & (labels == 1)[:, None, None]
-    model = CountingModel(region)
+    """The documented defaults: noise 0.05, 100 iterations, 2000 resamples, batches of 64.
+
+    A large planted region (100 imputation steps have not converged), twelve images (a nearly
+    continuous bootstrap distribution) and a model that sees small changes: 101 steps or 2001
+    resamples give other figures, so the equality below pins each default.
+    """
+    _, images, labels, _, brain = _case(n=24)
+    big = _big_region()
+    truth = big.expand(24, SIZE, SIZE) & (labels == 1)[:, None, None]
+    model = CountingModel(big, FieldModel(big))
     res = pc.control_checks(
         model, images, labels, truth, brain_masks=brain, generator=torch.Generator().manual_seed(0)
     )
-    assert max(model.batches) == 64  # 4 images x 21 regions, in batches of 64
-    explicit = pc.control_checks(
-        model,
-        images,
-        labels,
-        truth,
-        brain_masks=brain,
-        generator=torch.Generator().manual_seed(0),
-        strengths=(0.25, 0.5, 0.75, 1.0),
-        n_random=20,
-        noise_std=0.05,
-        iterations=100,
-        n_bootstrap=2000,
-    )
-    assert res == explicit
-    assert res["controls"]["positive"]["comparison"]["n_random"] == 4 * 20
+    assert max(model.batches) == 64  # 12 images x 21 regions, in batches of 64
+    explicit = {
+        k: pc.control_checks(
+            model,
+            images,
+            labels,
+            truth,
+            brain_masks=brain,
+            generator=torch.Generator().manual_seed(0),
+            strengths=(0.25, 0.5, 0.75, 1.0),
+            n_random=20,
+            noise_std=0.05,
+            iterations=100 + (k == "iterations"),
+            n_bootstrap=2000 + (k == "n_bootstrap"),
+        )
+        for k in ("none", "iterations", "n_bootstrap")
+    }
+    assert res == explicit["none"]
+    for k in ("iterations", "n_bootstrap"):
+        assert res["controls"]["positive"] != explicit[k]["controls"]["positive"], k
+    assert res["controls"]["positive"]["comparison"]["n_random"] == 12 * 20
+    # the background is imputed from the background, with noise this model sees: imputing it
+    # with the brain as support would change nothing (a drop of exactly 0)
+    assert res["controls"]["negative"]["comparison"]["region_drop"] != 0.0
+    assert res["positive_control"] is True and res["negative_control"] is False
     # no brain masks: the non-background voxels, as default_brain_masks takes them
     implicit = pc.control_checks(
         model, images, labels, truth, generator=torch.Generator().manual_seed(0)
@@ -683,23 +722,27 @@ def test_statistics_edge_cases() -> None:
     c = same["comparison"]
     assert (c["ci_low"], c["ci_high"], c["p_value"], c["hurts_more"]) == (0.0, 0.0, 1.0, False)
     assert c["effect_size"] is None
-    # defaults: the four strengths (verdict at the last) and 2000 resamples
-    region = torch.tensor([[0.0, 0.0, 0.0, 0.3], [0.0, 0.0, 0.0, 0.1], [0.0, 0.0, 0.0, 0.2]])
-    labels = torch.tensor([0, 0, 1])
-    default = pc.compare_drops(
-        region, torch.zeros(3, 2, 4), labels, generator=torch.Generator().manual_seed(0)
+    # defaults: the four strengths (verdict at the last) and 2000 resamples; twelve distinct
+    # differences make the bootstrap nearly continuous, so 2001 resamples move the interval
+    region = torch.zeros(12, 4)
+    region[:, 3] = torch.linspace(0.0, 0.4, 12) ** 2
+    labels = torch.arange(12) % 2
+    random = torch.zeros(12, 2, 4)
+    default = pc.compare_drops(region, random, labels, generator=torch.Generator().manual_seed(0))
+    explicit, more = (
+        pc.compare_drops(
+            region,
+            random,
+            labels,
+            strengths=(0.25, 0.5, 0.75, 1.0),
+            n_bootstrap=n,
+            generator=torch.Generator().manual_seed(0),
+        )
+        for n in (2000, 2001)
     )
-    explicit = pc.compare_drops(
-        region,
-        torch.zeros(3, 2, 4),
-        labels,
-        strengths=(0.25, 0.5, 0.75, 1.0),
-        n_bootstrap=2000,
-        generator=torch.Generator().manual_seed(0),
-    )
-    assert default == explicit
+    assert default == explicit and default["comparison"] != more["comparison"]
     assert [d["strength"] for d in default["dose_response"]] == [0.25, 0.5, 0.75, 1.0]
-    assert default["comparison"]["mean_difference"] == pytest.approx(0.2)
+    assert default["comparison"]["mean_difference"] == pytest.approx(float(region[:, 3].mean()))
 
 
 def test_strengths_are_checked() -> None:
@@ -716,3 +759,51 @@ def test_strengths_are_checked() -> None:
     assert res["settings"]["strengths"] == [1.0] and isinstance(
         res["settings"]["strengths"][0], float
     )
+
+
+def test_statistics_pair_each_image_with_its_own_random_regions() -> None:
+    """``d`` subtracts each image's own random mean, not the mean over every image."""
+    region = torch.full((3, 1), 0.5)
+    random = torch.zeros(3, 2, 1)
+    random[:, :, 0] = torch.tensor([[0.4, 0.4], [0.0, 0.0], [0.1, 0.3]])  # means 0.4, 0, 0.2
+    res = pc.compare_drops(region, random, torch.zeros(3), strengths=(1.0,), n_bootstrap=10)
+    diff = torch.tensor([0.1, 0.5, 0.3], dtype=torch.float64)
+    c = res["comparison"]
+    assert c["mean_difference"] == pytest.approx(0.3)
+    # a common random mean (0.2) would leave no spread: d = 0.3 for every image
+    assert c["effect_size"] == pytest.approx(0.3 / diff.std().item())
+    assert c["ci_low"] < c["ci_high"]
+
+
+def test_statistics_of_two_images_and_of_constant_differences() -> None:
+    """Two images have a spread; the p-value is computed unless every difference is 0."""
+    from scipy import stats
+
+    two = pc.compare_drops(
+        torch.tensor([[0.5], [0.3]]), torch.zeros(2, 3, 1), torch.tensor([0, 1]), strengths=(1.0,)
+    )
+    sd = torch.tensor([0.5, 0.3], dtype=torch.float64).std().item()
+    assert two["comparison"]["effect_size"] == pytest.approx(0.4 / sd)
+    # every difference 1 (not 0): the one-sided test of five positive differences, (1/2)^5
+    ones = pc.compare_drops(
+        torch.ones(5, 1), torch.zeros(5, 2, 1), torch.zeros(5), strengths=(1.0,), n_bootstrap=10
+    )
+    want = stats.wilcoxon([1.0] * 5, alternative="greater").pvalue
+    assert ones["comparison"]["p_value"] == pytest.approx(want) == pytest.approx(1 / 32)
+
+
+def test_statistics_of_degenerate_cases_do_not_warn() -> None:
+    """One image (no standard deviation) and all-zero differences (no Wilcoxon test) are
+    handled before torch or SciPy would warn about them."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        one = pc.compare_drops(
+            torch.tensor([[0.4]]), torch.zeros(1, 2, 1), torch.tensor([1]), strengths=(1.0,)
+        )
+        zero = pc.compare_drops(
+            torch.full((3, 1), 0.2), torch.full((3, 2, 1), 0.2), torch.zeros(3), strengths=(1.0,)
+        )
+    assert one["comparison"]["effect_size"] is None and one["comparison"]["p_value"] == 0.5
+    assert zero["comparison"]["p_value"] == 1.0 and zero["comparison"]["effect_size"] is None
