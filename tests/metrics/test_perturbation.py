@@ -585,32 +585,43 @@ def test_region_drops_values_per_region_and_strength() -> None:
 
 
 def test_region_drops_defaults() -> None:
-    """Defaults: noise 0.05, 100 iterations, strengths 0.25…1, batches of 64, chunks of 256."""
+    """Defaults: noise 0.05, 100 iterations, strengths 0.25…1, batches of 64, chunks of 256.
+
+    Half the regions are large (100 imputation steps have not converged) and the model sees
+    small changes, so 101 steps give other probabilities; the chunks show in the batches.
+    """
     from braincam.metrics.faithfulness import eval_mode
 
     _, images, labels, region, brain = _case(n=13)
-    model = CountingModel(region)
+    big = _big_region()
+    model = CountingModel(big, FieldModel(big))
     regions = region.expand(13, 20, SIZE, SIZE).clone()  # 260 rows: two chunks of 256 and 4
+    regions[:, 10:] = big
     with eval_mode(model):
         default = pc.region_drops(
             model, images, labels, regions, brain, generator=torch.Generator().manual_seed(0)
         )
-        assert max(model.batches) == 64
-        explicit = pc.region_drops(
-            model,
-            images,
-            labels,
-            regions,
-            brain,
-            strengths=(0.25, 0.5, 0.75, 1.0),
-            noise_std=0.05,
-            iterations=100,
-            generator=torch.Generator().manual_seed(0),
-            batch_size=64,
-            chunk=256,
+        # the 13 originals, then per chunk one pass per strength in batches of at most 64
+        assert model.batches == [13] + [64, 64, 64, 64] * 4 + [4] * 4
+        explicit, longer = (
+            pc.region_drops(
+                model,
+                images,
+                labels,
+                regions,
+                brain,
+                strengths=(0.25, 0.5, 0.75, 1.0),
+                noise_std=0.05,
+                iterations=steps,
+                generator=torch.Generator().manual_seed(0),
+                batch_size=64,
+                chunk=256,
+            )
+            for steps in (100, 101)
         )
     for key in ("original", "probability", "correct", "drop"):
         assert torch.equal(default[key], explicit[key]), key
+    assert not torch.equal(default["probability"], longer["probability"])
     assert default["probability"].shape == (13, 20, 4)
 
 
