@@ -550,6 +550,9 @@ def test_region_drops_values_per_region_and_strength() -> None:
     regions[:, 0] = region  # the blob: class b loses its evidence
     regions[:, 1, 15:19, 14:18] = True  # tissue the model does not use
     regions[2, 1] = region  # one image gets the blob in both
+    # across the brain's edge into the blob: the background part must neither change nor feed
+    # the mean (without the brain as support, the zeros around it would pull the blob down)
+    regions[0, 1, 0:10, 9:13] = True
     strengths = (0.5, 1.0)
     with eval_mode(model):
         # chunks of 4 rows split the 6 (image, region) rows across image boundaries
@@ -582,6 +585,24 @@ def test_region_drops_values_per_region_and_strength() -> None:
     assert torch.equal(res["drop"], p0.double()[:, None, None] - res["probability"])
     # image 1 (class b) loses its blob: a large drop, and the model turns to class a
     assert res["drop"][1, 0, 1] > 0.5 and not res["correct"][1, 0, 1] and res["correct"][1, 1, 1]
+    # noise_std reaches the imputation: seeded noise moves the blob's probabilities
+    with eval_mode(model):
+        noisy = [
+            pc.region_drops(
+                model,
+                images,
+                labels,
+                regions,
+                brain,
+                strengths=strengths,
+                noise_std=0.5,
+                iterations=5,
+                generator=torch.Generator().manual_seed(1),
+            )["probability"]
+            for _ in range(2)
+        ]
+    assert torch.equal(noisy[0], noisy[1])
+    assert not torch.equal(noisy[0][:, 0], res["probability"][:, 0])
 
 
 def test_region_drops_defaults() -> None:
