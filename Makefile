@@ -8,6 +8,9 @@ VENV ?= .venv
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= demo-out
 PYTEST_ARGS ?=
+# The suite runs on every core (pytest-xdist), a test file per worker: a file's session fixtures
+# and its `last`-marked tally stay in one process. PYTEST_WORKERS=0 runs it in this process.
+PYTEST_WORKERS ?= auto
 
 STAMP := $(VENV)/.braincam-installed
 
@@ -26,7 +29,7 @@ demo: $(STAMP)
 	$(VENV)/bin/braincam demo $(DEMO_OUT)
 
 test: $(STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # Mutation testing of the core (docs/testing.md): one module at a time, one worker, niced; not
 # part of `make test` or CI (about 1 h on the 2-core machine). MUTATION_MODULES="io data.splits"

@@ -5,6 +5,8 @@ Trained once per test session because training is the slow part.
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import nibabel as nib
@@ -40,6 +42,19 @@ def _subject(dir_: Path, pid: str, label: str, rng: np.random.Generator) -> Slic
     box[4:8, 13:17, 5:9] = 1
     nib.save(nib.Nifti1Image(box, affine), dir_ / f"{pid}_desc-ventricles_mask.nii.gz")
     return SliceSource(pid, label, [img_path], mask_path)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n auto``), give each worker its share of the
+    cores: torch and the BLAS would otherwise each start one thread per core in every worker, and
+    oversubscribed OpenMP threads spin instead of working. Subprocesses (the CLI tests) inherit it.
+    """
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers and "OMP_NUM_THREADS" not in os.environ:
+        share = max(1, (os.cpu_count() or 1) // int(workers))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(share)
+        if "torch" in sys.modules:  # too late for the variables: set torch's pool directly
+            sys.modules["torch"].set_num_threads(share)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -39,6 +40,26 @@ def test_main_prints_domain_error_without_traceback() -> None:
     assert proc.returncode == 2
     assert "bad thing; subject=sub-07" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_an_error_naming_a_long_bracketed_path_is_printed_whole() -> None:
+    """A path is printed as it is, on one line, whatever the terminal width: brackets are not
+    read as markup and a long path is not broken by a newline (it could not be pasted)."""
+    path = "/data/" + "very-long-folder-name/" * 12 + "sub-07[run 2]/dwi.nii.gz"
+    code = (
+        "import braincam.cli._app as a\n"
+        "from braincam.errors import InputError\n"
+        "@a.app.command()\n"
+        "def boom():\n"
+        f"    raise InputError('unreadable', subject='sub-07', path={path!r})\n"
+        "a.main()\n"
+    )
+    env = {**os.environ, "COLUMNS": "60"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "boom"], capture_output=True, text=True, check=False, env=env
+    )
+    assert proc.returncode == 2
+    assert proc.stderr == f"error: unreadable; subject=sub-07; file={path}\n"
 
 
 def test_atomic_writes_use_the_umask_mode(tmp_path) -> None:

@@ -13,6 +13,7 @@ import warnings
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from braincam.errors import BraincamError
 from braincam.guard import OUTPUT_ERRNOS, output_error
@@ -26,6 +27,13 @@ app = typer.Typer(
 )
 
 err_console = Console(stderr=True)
+
+
+def _print_error(message: str) -> None:
+    """One error line as the user must be able to copy it: the message is not read as rich
+    markup (a path may hold brackets) and long lines are not broken (a path cut by a newline
+    cannot be pasted)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 # Third-party messages that say nothing about the user's data or run (their own advice,
@@ -79,12 +87,12 @@ def main() -> None:
     try:
         app()
     except BraincamError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        _print_error(str(exc))
         sys.exit(2)
     except OSError as exc:
         if exc.errno not in OUTPUT_ERRNOS:
             raise
-        err_console.print(f"[bold red]error:[/] {output_error(exc)}", highlight=False)
+        _print_error(output_error(exc))
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]", highlight=False)
