@@ -282,10 +282,12 @@ def build_small_cnn(
     norm: str = "batch",
     spatial_dims: SpatialDims = 2,
     head_kernel: int = 3,
+    pool: Pooling = "gap",
 ) -> Built:
     """A small CNN for CPU work (input-size agnostic) + the CAM head; no pretrained weights.
     ``pools``, ``norm`` and ``spatial_dims`` as in :func:`small_cnn_features`; ``head_kernel``
-    the CAM head conv's size (1: SFCN's closing 1×1×1 conv block)."""
+    the CAM head conv's size (1: SFCN's closing 1×1×1 conv block); ``pool`` the head's global
+    pooling."""
     features = small_cnn_features(
         in_channels, widths, pools=pools, norm=norm, spatial_dims=spatial_dims
     )
@@ -297,7 +299,7 @@ def build_small_cnn(
         widths[-1],
         num_classes,
         width=head_width,
-        pool="gap",
+        pool=pool,
         dropout=dropout,
         spatial_dims=spatial_dims,
         kernel_size=head_kernel,
