@@ -30,8 +30,8 @@ MODELS_3D = [
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 # The input shapes the docs' 3-D table reports, and the CAM grid each model gives there,
-# worked out by hand: tinycnn3d and smallcnn3d pool twice (input/4); SFCN pools 3 times and the video
-# ResNet's stem, layer2 and layer3 stride 2 each (input/8).
+# worked out by hand: tinycnn3d and smallcnn3d pool twice (input/4); SFCN pools 3 times and
+# the video ResNet's stem, layer2 and layer3 stride 2 each (input/8).
 SHAPES = [(32, 32, 32), (64, 64, 64), (96, 112, 96)]
 GRIDS = {
     "tinycnn3d-gap": [(8, 8, 8), (16, 16, 16), (24, 28, 24)],
