@@ -120,6 +120,38 @@ def test_gradcam_equals_cam_up_to_a_positive_factor_for_gap_linear() -> None:
     assert torch.allclose(norm_cam, norm_grad, atol=1e-5)
 
 
+def test_gradcam_equals_cam_and_hirescam_keeps_the_maxima_for_a_gmp_head() -> None:
+    """Global max pooling: ∂S/∂A_k is W[c,k] at channel k's maximum and 0 elsewhere, so Grad-CAM
+    is CAM (Σ_k W[c,k] A_k) over the grid size, and HiResCAM is W[c,k] A_k at the maxima only."""
+    import warnings
+
+    from braincam.models.registry import build_model
+
+    torch.manual_seed(0)
+    model = build_model("smallcnn-gmp", in_channels=1, num_classes=2, dropout=0.0).double().eval()
+    x = torch.randn(3, 1, 32, 32, dtype=torch.float64)
+    targets = [0, 1, 1]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # CAM warns that a max-pooling head is not its own
+        cam = make_method(model, "cam")(x, targets, relu=False, upsample=False).raw
+    grad = make_method(model, "gradcam")(x, targets, relu=False, upsample=False).raw
+    assert torch.allclose(cam, grad * cam[0].numel(), atol=1e-9)
+    hires = make_method(model, "hirescam")(x, targets, relu=False, upsample=False).raw
+    feats = {}
+    hook = model.get_submodule("head.conv").register_forward_hook(
+        lambda _m, _i, out: feats.update(a=out.detach())
+    )
+    model(x)
+    hook.remove()
+    a = feats["a"]  # (N, K, H, W)
+    w = model.get_submodule("head.fc").weight.detach()[targets]  # (N, K)
+    flat = a.flatten(2)
+    at_max = torch.zeros_like(flat).scatter_(2, flat.argmax(2, keepdim=True), 1.0)
+    by_hand = ((w[:, :, None] * flat * at_max).sum(1)).view_as(hires)
+    assert torch.allclose(hires, by_hand, atol=1e-9)
+    assert not torch.allclose(hires, cam, atol=1e-6)  # not CAM: only the maxima count
+
+
 # -- batch invariance ------------------------------------------------------------------------
 @pytest.mark.parametrize("method", ALL)
 def test_mixed_targets_batch_equals_one_by_one(method: str) -> None:

@@ -21,21 +21,14 @@ from braincam.models import build_model, get_spec, list_models, register_model, 
 from braincam.models.weights import adapt_first_conv
 from braincam.training.zoo import check_model_input, model_spatial_dims
 
-MODELS_3D = [
-    "tinycnn3d-gap",
-    "smallcnn3d-gmp",
-    "sfcn3d-gap",
-    "resnet18-3d-gap",
-    "resnet18-3d-gmp",
-]
+MODELS_3D = ["tinycnn3d-gap", "sfcn3d-gap", "resnet18-3d-gap", "resnet18-3d-gmp"]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 # The input shapes the docs' 3-D table reports, and the CAM grid each model gives there,
-# worked out by hand: tinycnn3d and smallcnn3d pool twice (input/4); SFCN pools 3 times and
-# the video ResNet's stem, layer2 and layer3 stride 2 each (input/8).
+# worked out by hand: tinycnn3d pools twice (input/4); SFCN pools 3 times and the video
+# ResNet's stem, layer2 and layer3 stride 2 each (input/8).
 SHAPES = [(32, 32, 32), (64, 64, 64), (96, 112, 96)]
 GRIDS = {
     "tinycnn3d-gap": [(8, 8, 8), (16, 16, 16), (24, 28, 24)],
-    "smallcnn3d-gmp": [(8, 8, 8), (16, 16, 16), (24, 28, 24)],
     "sfcn3d-gap": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
     "resnet18-3d-gap": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
     "resnet18-3d-gmp": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
