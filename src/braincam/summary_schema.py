@@ -14,12 +14,39 @@ Tabular parts whose columns depend on the metric set (localization rows, lobe ra
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, model_validator
 
 from braincam.errors import BraincamError
 from braincam.io import read_json, to_jsonable, write_json
+
+#: The heatmap-check families of ``evaluate-cams`` (its sections; ``cams.checks`` names them).
+CheckName = Literal[
+    "localization",
+    "lesion_hits",
+    "localization_effects",
+    "perturbation",
+    "faithfulness",
+    "sanity",
+    "shortcut",
+    "consistency",
+    "regions",
+]
+CHECK_NAMES: tuple[str, ...] = get_args(CheckName)
+
+#: Granularity of the sanity check's randomization cascade (:mod:`braincam.metrics.sanity`).
+SanityCascade = Literal["layers", "blocks", "full"]
+
+#: The check family each per-method verdict is made from: the report shows "not run" for the
+#: verdict of a family the evaluation skipped.
+VERDICT_CHECKS: dict[str, str] = {
+    "inside_brain": "shortcut",
+    "localizes": "localization",
+    "faithful": "faithfulness",
+    "randomization": "sanity",
+    "perturbation": "perturbation",
+}
 
 __all__ = [
     "CamEvaluation",
@@ -299,6 +326,7 @@ class SanityEntry(_Model):
     random_pairs_spearman: Number
     n_images: int
     steps: list[SanityStep]
+    cascade: SanityCascade = "layers"  # absent in evaluations written before the option
 
 
 class ConsistencyRow(_Model):
@@ -385,6 +413,9 @@ class CamEvaluation(_Model):
     regions: RegionsSummary | None = None
     verdicts: dict[str, MethodVerdicts] | None = None
     seconds: dict[str, float]
+    # The families ``cams.checks`` left out: their sections are null and the report says "not
+    # run" (absent in evaluations written before the option: nothing was skipped then).
+    skipped: list[CheckName] = []
 
 
 # ---------------------------------------------------------------------------------- demo

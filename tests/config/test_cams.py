@@ -21,6 +21,7 @@ OPTIONS = {
     "deletion_steps": 7, "faithfulness_baseline": "mean",
     "max_images": 32, "sanity_images": 3, "regions": False, "atlas": "AAL3", "batch_size": 8,
     "rim_mm": 6.0, "shortcut_margin": 0.05, "layer": ["features.0", "head.conv"], "fusion": "mean",
+    "checks": ["localization", "sanity", "shortcut"], "sanity_cascade": "blocks",
 }  # fmt: skip
 
 
@@ -83,8 +84,10 @@ def test_step_settings_keep_their_bytes() -> None:
         '"tolerance": null, "noise_std": 0.05, "strengths": [0.25, 0.5, 0.75, 1.0], '
         '"n_random": 20, "shift": null, "deletion_steps": 20, '
         '"faithfulness_baseline": "blur", "max_images": 256, "sanity_images": 16, "rim_mm": '
-        '10.0, "shortcut_margin": 0.02, "regions": true, "atlas": "AAL", "batch_size": 64, '
-        '"layer": null, "fusion": "layercam", "seed": 0}'
+        '10.0, "shortcut_margin": 0.02, "regions": true, "checks": ["localization", '
+        '"lesion_hits", "localization_effects", "perturbation", "faithfulness", "sanity", '
+        '"shortcut", "consistency", "regions"], "sanity_cascade": "layers", "atlas": "AAL", '
+        '"batch_size": 64, "layer": null, "fusion": "layercam", "seed": 0}'
     )
     assert json.dumps(ExplainConfig().model_dump()) == (
         '{"methods": ["cam", "gradcam", "gradcampp"], "split": "test", "target": "predicted", '
@@ -125,6 +128,7 @@ def test_evaluate_cams_command_sets_every_option(
             "--sanity-images", "3", "--no-regions", "--atlas", "AAL3", "--batch-size", "8",
             "--rim-mm", "6", "--shortcut-margin", "0.05",
             "--layer", "features.0,head.conv", "--fusion", "mean",
+            "--checks", "sanity, shortcut,localization", "--sanity-cascade", "blocks",
             "--seed", "11"]  # fmt: skip
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -222,3 +226,74 @@ def test_explain_command_takes_several_layers(
     assert (seen[0].layer, seen[0].fusion) == (("a.b", "c"), "mean")
     CliRunner().invoke(app, ["explain", str(tmp_path), "--layer", "a.b"])
     assert (seen[1].layer, seen[1].fusion) == ("a.b", "layercam")
+
+
+def test_checks_default_to_every_family_and_regions_is_their_alias() -> None:
+    from braincam.pipeline.evaluate_cams import FAMILIES
+
+    assert CamEvalConfig().checks == tuple(FAMILIES)  # the default runs everything, in order
+    assert CamEvalConfig().sanity_cascade == "layers"
+    no_regions = CamEvalConfig(regions=False)
+    assert no_regions.checks == tuple(f for f in FAMILIES if f != "regions")
+    # checks alone decide regions; the order is evaluate-cams' whatever the order given
+    two = CamEvalConfig(checks=("sanity", "localization"))
+    assert (two.checks, two.regions) == (("localization", "sanity"), False)
+    assert CamEvalConfig(checks=("regions", "localization")).regions is True
+    yaml_cams = parse_config(
+        {"models": ["m"], "synth": {}, "cams": {"checks": ["sanity", "localization"]}}
+    ).cams
+    assert yaml_cams.checks == ["localization", "sanity"] and yaml_cams.regions is False
+    assert yaml_cams.eval_config(seed=0).checks == ("localization", "sanity")
+    # both spellings agreeing are accepted, contradicting ones are an error naming both
+    assert CamEvalConfig(regions=False, checks=("localization",)).checks == ("localization",)
+    for regions, checks, word in (
+        (False, ("regions",), "lists"),
+        (True, ("sanity",), "leaves out"),
+    ):
+        with pytest.raises(ConfigError, match=f"regions is {regions} but checks {word} 'regions'"):
+            CamEvalConfig(regions=regions, checks=checks)
+        with pytest.raises(ConfigError, match=r"cams: regions is .*give one of them"):
+            parse_config(
+                {"models": ["m"], "synth": {}, "cams": {"regions": regions, "checks": list(checks)}}
+            )
+    with pytest.raises(ConfigError, match="named twice"):
+        CamEvalConfig(checks=("sanity", "sanity"))
+    with pytest.raises(ConfigError, match=r"checks\.0"):
+        CamEvalConfig(checks=("saliency",))
+    with pytest.raises(ConfigError, match="sanity_cascade"):
+        CamEvalConfig(sanity_cascade="stages")
+    # the setting's words are the metric's (config cannot import metrics: checked here)
+    from typing import get_args
+
+    from braincam.metrics.sanity import CASCADES
+    from braincam.summary_schema import SanityCascade
+
+    assert get_args(SanityCascade) == CASCADES == ("layers", "blocks", "full")
+
+
+def test_evaluate_cams_command_checks_and_no_regions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    import braincam.pipeline.evaluate_cams
+    from braincam.cli import app
+
+    seen: list = []
+    monkeypatch.setattr(
+        braincam.pipeline.evaluate_cams,
+        "evaluate_cams",
+        lambda run_dir, settings: seen.append(settings) or {"seconds": {}},
+    )
+    runner = CliRunner()
+    assert runner.invoke(app, ["evaluate-cams", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["evaluate-cams", str(tmp_path), "--no-regions"]).exit_code == 0
+    args = ["evaluate-cams", str(tmp_path), "--checks", "localization,regions"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert [s.checks for s in seen][1:] == [
+        tuple(c for c in CamEvalConfig().checks if c != "regions"),
+        ("localization", "regions"),
+    ]
+    assert seen[0].checks == CamEvalConfig().checks and seen[2].regions is True
+    bad = runner.invoke(app, [*args, "--no-regions"])
+    assert isinstance(bad.exception, ConfigError) and "give one of them" in str(bad.exception)

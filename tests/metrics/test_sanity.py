@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import itertools
+from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -15,8 +17,10 @@ from torch import Tensor, nn
 
 from braincam.errors import InputError
 from braincam.metrics.sanity import (
+    cascade_steps,
     cascading_randomization,
     model_comparison,
+    parameter_blocks,
     parameter_layers,
     randomize_module,
     rankdata,
@@ -627,3 +631,162 @@ def test_pearson_per_map_with_different_means() -> None:
     np.testing.assert_allclose(pearson(a, b).numpy(), expected, atol=1e-6)
     # small amplitudes (‖x‖·‖y‖ < 1) are correlated all the same
     np.testing.assert_allclose(pearson(1e-3 * a, 1e-3 * b).numpy(), expected, atol=1e-6)
+
+
+# ---------------------------------------------------------------- cascade granularity (issue 17)
+
+
+class StagedCNN(nn.Module):
+    """A backbone of stages (stem, stage1, stage2) and a head, like the registry's models."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Sequential(
+            OrderedDict(
+                stem=nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()),
+                stage1=nn.Sequential(nn.Conv2d(4, 6, 3, padding=1), nn.ReLU()),
+                stage2=nn.Sequential(
+                    nn.Conv2d(6, 6, 3, padding=1), nn.ReLU(), nn.Conv2d(6, 8, 1), nn.ReLU()
+                ),
+            )
+        )
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.backbone(x).flatten(2).mean(-1))
+
+
+def _randomized_per_call(model: nn.Module, cascade: str) -> tuple[list[set[str]], object]:
+    """Run the cascade with an explainer that records, at each call, which parameter layers
+    differ from the original weights."""
+    original = {k: v.clone() for k, v in model.named_parameters()}
+    calls: list[set[str]] = []
+
+    def recording(m: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        params = m.named_parameters()
+        calls.append({k.rsplit(".", 1)[0] for k, v in params if not torch.equal(v, original[k])})
+        return edges(m, inputs, targets)
+
+    res = cascading_randomization(
+        model, _inputs(2), None, recording, generator=torch.Generator().manual_seed(0),
+        cascade=cascade,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return calls, res
+
+
+@pytest.mark.parametrize("cascade", ["layers", "blocks", "full"])
+def test_every_cascade_ends_with_every_parameter_randomized(cascade: str) -> None:
+    torch.manual_seed(0)
+    model = StagedCNN()
+    layers = parameter_layers(model, _inputs(1))
+    calls, res = _randomized_per_call(model, cascade)
+    assert calls[0] == set()  # the original maps: nothing randomized yet
+    assert calls[-1] == set(layers)  # the judged step: every parameter layer changed
+    # each step adds exactly its own layers (cumulative), top of the network first
+    steps = {"layers": len(layers), "blocks": 4, "full": 1}[cascade]
+    assert len(calls) == 1 + steps and len(res.summary) == steps
+    for before, after in itertools.pairwise(calls):
+        assert before < after
+
+
+def test_full_cascade_is_one_step_and_blocks_partition_the_layers_in_order() -> None:
+    model = StagedCNN()
+    layers = parameter_layers(model, _inputs(1))
+    assert layers == [
+        "backbone.stem.0", "backbone.stem.1", "backbone.stage1.0", "backbone.stage2.0",
+        "backbone.stage2.2", "head",
+    ]  # fmt: skip
+    full = cascade_steps(model, layers, "full")
+    assert full == [("all", list(reversed(layers)))]
+    blocks = cascade_steps(model, layers, "blocks")
+    assert blocks == [
+        ("head", ["head"]),
+        ("backbone.stage2", ["backbone.stage2.2", "backbone.stage2.0"]),
+        ("backbone.stage1", ["backbone.stage1.0"]),
+        ("backbone.stem", ["backbone.stem.1", "backbone.stem.0"]),
+    ]
+    # concatenated, the steps are the per-layer cascade's order: a partition, in order
+    assert [n for _, members in blocks for n in members] == list(reversed(layers))
+    assert cascade_steps(model, layers, "layers") == [(n, [n]) for n in reversed(layers)]
+    calls, res = _randomized_per_call(model, "blocks")
+    assert list(res.summary["layer"]) == [name for name, _ in blocks]
+    assert [sorted(b - a) for a, b in itertools.pairwise(calls)] == [
+        sorted(members) for _, members in blocks
+    ]
+    with pytest.raises(InputError, match="cascade must be one of"):
+        cascade_steps(model, layers, "stages")  # type: ignore[arg-type]
+
+
+def test_parameter_blocks_of_a_flat_model_are_its_layers() -> None:
+    """TinyCNN has no wrapper child holding most layers: each layer is its own block."""
+    model = TinyCNN()
+    layers = parameter_layers(model, _inputs(1))
+    assert parameter_blocks(model, layers) == {name: name for name in layers}
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "steps", "first", "last"),
+    [
+        ("resnet50-gap", 97, 6, "head", "backbone.conv1"),
+        ("googlenet-gap", 111, 11, "head", "backbone.conv1"),
+        ("inceptionv3-gap", 139, 14, "head", "backbone.Conv2d_1a_3x3"),
+    ],
+)
+def test_blocks_of_the_deep_study_networks(
+    name: str, size: int, steps: int, first: str, last: str
+) -> None:
+    """The networks whose per-layer cascade took 4–9 min: 6–14 block steps instead of 88–142."""
+    from braincam.models import build_model
+
+    model = build_model(name, in_channels=1, num_classes=2).eval()
+    layers = parameter_layers(model, torch.zeros(1, 1, size, size))
+    got = cascade_steps(model, layers, "blocks")
+    assert len(layers) >= 88 and len(got) == steps
+    assert (got[0][0], got[-1][0]) == (first, last)
+    assert [n for _, members in got for n in members] == list(reversed(layers))
+
+
+@pytest.mark.parametrize("cascade", ["blocks", "full"])
+def test_coarse_cascades_flag_what_the_per_layer_cascade_flags(
+    cascade: str, trained: TinyCNN
+) -> None:
+    """Known yes (an explainer that ignores the weights) and known no (Grad-CAM on a trained
+    model): the same flag and the same final figures as the per-layer cascade, since the last
+    step randomizes every layer with the same draws in the same order."""
+    x, targets = _toy_data(6, seed=3)
+    for explain, inputs, model, expected in (
+        (edges, _inputs(), TinyCNN(), True),
+        (gradcam, x, trained, False),
+    ):
+        runs = {
+            mode: cascading_randomization(
+                model,
+                inputs,
+                targets if explain is gradcam else None,
+                explain,
+                generator=torch.Generator().manual_seed(1),
+                cascade=mode,  # type: ignore[arg-type]
+            )
+            for mode in ("layers", cascade)
+        }
+        assert runs["layers"].flagged is expected and runs[cascade].flagged is expected
+        coarse, fine = runs[cascade].summary.iloc[-1], runs["layers"].summary.iloc[-1]
+        for column in ("spearman_mean", "spearman_abs_mean", "ssim_mean"):
+            assert coarse[column] == pytest.approx(fine[column], abs=1e-6), column
+    # TinyCNN is flat: its blocks are its four layers; "full" is one step
+    assert len(runs[cascade].summary) == {"blocks": 4, "full": 1}[cascade]
+
+
+def test_unknown_cascade_is_refused_before_any_forward_pass() -> None:
+    def never(m: nn.Module, inputs: Tensor, targets: Tensor | None) -> Tensor:
+        raise AssertionError("explained")
+
+    with pytest.raises(InputError, match="cascade must be one of"):
+        cascading_randomization(
+            TinyCNN(),
+            _inputs(2),
+            None,
+            never,
+            generator=torch.Generator(),
+            cascade="stages",  # type: ignore[arg-type]
+        )

@@ -366,3 +366,102 @@ def test_run_report_renders_in_chromium(evaluated, tmp_path) -> None:
     result = check_report(path, tmp_path / "run-report.png")
     assert result.errors == [] and result.broken_images == []
     assert result.n_images >= 4
+
+
+def _evaluate_copy(work: Path, original: Path, dest: Path, **settings) -> tuple[Path, dict, dict]:
+    """evaluate-cams on a copy of the tiny run (another name); the shared WORK's summary.json
+    is put back afterwards, and the work summary written by this evaluation returned."""
+    import shutil
+
+    from braincam.pipeline.evaluate_cams import CamEvalConfig, evaluate_cams
+
+    shutil.copytree(original, dest)
+    work_summary = work / "summary.json"
+    before = work_summary.read_bytes()
+    try:
+        summary = evaluate_cams(dest, CamEvalConfig(**settings), progress=False)
+        written = json.loads(work_summary.read_text())
+    finally:
+        work_summary.write_bytes(before)
+    return dest, summary, written
+
+
+def test_skipped_families_are_recorded_and_the_report_says_not_run(evaluated, tmp_path) -> None:
+    """``checks`` without perturbation and sanity: their sections are null, listed as skipped,
+    their stale files from an earlier evaluation removed; the report says "not run" where their
+    verdicts would be and shows no verdict, flag or control for them."""
+    from braincam.report.audit import audit_report, keyed_values
+    from braincam.report.build import build_report
+    from braincam.summary_schema import validate_cam_evaluation
+
+    work, original, _ = evaluated
+    root = eval_dir(original, "test")
+    assert (root / "sanity.tsv").is_file() and (root / "perturbation.tsv").is_file()
+    run, summary, written = _evaluate_copy(
+        work, original, tmp_path / "skipping",
+        methods=("cam", "gradcam"), checks=("localization", "faithfulness", "shortcut"),
+        max_images=4, deletion_steps=2,
+    )  # fmt: skip
+    assert summary["skipped"] == [
+        "lesion_hits", "localization_effects", "perturbation", "sanity", "consistency", "regions"
+    ]  # fmt: skip
+    assert set(summary["seconds"]) == {"localization", "faithfulness", "shortcut"}
+    for name in summary["skipped"]:
+        assert summary[name] is None, name
+    assert validate_cam_evaluation(summary).skipped == summary["skipped"]
+    out = eval_dir(run, "test")
+    for stale in ("sanity.tsv", "sanity_maps.npz", "perturbation.tsv", "consistency.tsv"):
+        assert not (out / stale).exists(), stale  # copied from the full evaluation, removed
+    assert (out / "localization.tsv").is_file() and (out / "curves.npz").is_file()
+    for verdict in summary["verdicts"].values():
+        assert verdict["randomization"]["verdict"] is None
+        assert verdict["perturbation"]["verdict"] is None
+        assert isinstance(verdict["localizes"]["verdict"], bool)
+
+    assert written["cam_evaluation"][run.name]["skipped"] == summary["skipped"]
+    # the report reads this run's evaluation from its own summary.json (WORK's was put back)
+    html = build_report(work, runs=[run]).read_text()
+    start = html.index('id="verdicts"')
+    verdict_html = html[start : html.index('id="', start + len('id="verdicts"'))]
+    shown = dict(keyed_values(html))
+    base = f"cam_evaluation/{run.name}"
+    for method in ("cam", "gradcam"):
+        for family in ("randomization", "perturbation"):
+            assert not [k for k in shown if k.startswith(f"{base}/verdicts/{method}/{family}/")]
+        assert f"{base}/verdicts/{method}/localizes/verdict" in shown
+        assert f"{base}/sanity/{method}/flagged" not in shown
+    assert f"{base}/perturbation/positive_control" not in shown
+    # one "not run" cell per method for each of the two skipped verdict families
+    assert verdict_html.count(">not run<") == 2 * 2
+    assert "not run (left out of cams.checks): lesion_hits" in html
+    assert "cascading randomization" not in html and "dose–response" not in html
+    assert audit_report(html, {"cam_evaluation": {run.name: summary}}) == []
+
+
+def test_sanity_cascade_setting_reaches_the_check(evaluated, tmp_path) -> None:
+    """``sanity_cascade: full`` re-explains once per method (the step named "all"), "blocks"
+    once per block of the model; the default evaluation walked every parameter layer."""
+    import torch
+
+    from braincam.metrics.sanity import cascade_steps, parameter_layers
+    from braincam.training.loading import load_trained
+
+    work, original, full_eval = evaluated
+    model, _ = load_trained(original)
+    layers = parameter_layers(model.eval(), torch.zeros(1, 1, 32, 32))
+    assert [len(e["steps"]) for e in full_eval["sanity"].values()] == [len(layers)] * 2
+    for cascade, names in (
+        ("full", ["all"]),
+        ("blocks", [name for name, _ in cascade_steps(model, layers, "blocks")]),
+    ):
+        _, summary, _ = _evaluate_copy(
+            work, original, tmp_path / cascade, methods=("cam", "gradcam"),
+            checks=("localization", "sanity"), sanity_images=2, sanity_cascade=cascade,
+        )  # fmt: skip
+        for method, entry in summary["sanity"].items():
+            assert entry["cascade"] == cascade
+            assert [s["layer"] for s in entry["steps"]] == names, method
+            assert summary["verdicts"][method]["randomization"]["verdict"] is (not entry["flagged"])
+        table = pd.read_csv(eval_dir(tmp_path / cascade, "test") / "sanity.tsv", sep="\t")
+        assert table.groupby("method")["step"].max().tolist() == [len(names)] * 2
+    assert len(names) < len(layers)  # blocks are coarser than layers for this model

@@ -32,6 +32,18 @@ def evaluate_cams(
     ] = 256,
     sanity_images: Annotated[int, typer.Option(min=1, help="slices for the sanity check")] = 16,
     regions: Annotated[bool, typer.Option(help="brain-region attribution in MNI space")] = True,
+    checks: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated check families to run (default: all): localization, "
+            "lesion_hits, localization_effects, perturbation, faithfulness, sanity, shortcut, "
+            "consistency, regions; the others are recorded as skipped"
+        ),
+    ] = None,
+    sanity_cascade: Annotated[
+        str,
+        typer.Option(help="sanity check: randomize per parameter layer | block | all (full)"),
+    ] = "layers",
     atlas: Annotated[str, typer.Option(help="atlas: AAL or AAL3")] = "AAL",
     seed: Annotated[int, typer.Option(help="random seed (baselines, subsampling)")] = 0,
     tolerance: Annotated[
@@ -68,6 +80,11 @@ def evaluate_cams(
     from braincam.pipeline.evaluate_cams import CamEvalConfig, eval_dir
     from braincam.pipeline.evaluate_cams import evaluate_cams as run
 
+    # --checks alone decides whether regions run; --no-regions alone drops them from all checks
+    chosen = None if checks is None else tuple(c.strip() for c in checks.split(",") if c.strip())
+    family: dict[str, object] = {"regions": regions} if chosen is None else {"checks": chosen}
+    if chosen is not None and not regions:
+        family["regions"] = False  # both given: the config reports a contradiction
     config = CamEvalConfig(
         split=split,
         methods=tuple(m.strip() for m in methods.split(",") if m.strip()),
@@ -77,7 +94,8 @@ def evaluate_cams(
         n_random=n_random,
         max_images=max_images or None,
         sanity_images=sanity_images,
-        regions=regions,
+        sanity_cascade=sanity_cascade,
+        **family,
         atlas=atlas,
         seed=seed,
         tolerance=tolerance,

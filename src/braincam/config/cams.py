@@ -11,16 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from braincam.config.base import FrozenSection, Section
+from braincam.summary_schema import CHECK_NAMES, CheckName, SanityCascade
 
 #: The three methods both studies compare.
 DEFAULT_METHODS = ("cam", "gradcam", "gradcampp")
 
 Split = Literal["train", "val", "test"]
+
+#: The check families (``checks``) and the cascade granularities are the summary schema's words.
+Check = CheckName
+CHECKS = CHECK_NAMES
 
 #: How the maps of several layers are fused (see :mod:`braincam.cam.fusion`).
 Fusion = Literal["layercam", "mean"]
@@ -83,13 +88,53 @@ class CamSettings(Section):
     shortcut_margin: float = Field(
         0.02, ge=0, lt=1, description="shortcut alarm: excess mass share over area that fires it"
     )
-    regions: bool = True
+    regions: bool = Field(
+        True, description="brain regions in MNI space; the same as listing 'regions' in checks"
+    )
+    checks: tuple[Check, ...] = Field(
+        CHECKS, description="the check families to run (a family left out is recorded as skipped)"
+    )
+    sanity_cascade: SanityCascade = Field(
+        "layers", description="randomize per parameter layer, per block, or all at once (full)"
+    )
     atlas: Literal["AAL", "AAL3"] = "AAL"
     batch_size: int = Field(64, ge=1)
     layer: str | tuple[str, ...] | None = Field(
         None, description="CAM layer(s): None = the model's; several → one fused map per method"
     )
     fusion: Fusion = Field("layercam", description="fusion rule of several layers")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_regions(cls, data: Any) -> Any:
+        """``regions`` is ``'regions' in checks``: either spelling sets both; a contradiction
+        (``regions: false`` with ``regions`` listed in ``checks``, or the reverse) is an error."""
+        if not isinstance(data, dict) or ("regions" not in data and "checks" not in data):
+            return data
+        data = dict(data)
+        checks = data.get("checks")
+        if checks is not None and not isinstance(checks, list | tuple):
+            return data  # the field's own validation reports the type
+        if "regions" in data and checks is not None:
+            if bool(data["regions"]) != ("regions" in checks):
+                raise ValueError(
+                    f"regions is {bool(data['regions'])} but checks "
+                    f"{'lists' if 'regions' in checks else 'leaves out'} 'regions'; "
+                    "give one of them"
+                )
+        elif checks is not None:
+            data["regions"] = "regions" in checks
+        elif data.get("regions") is False:
+            data["checks"] = tuple(c for c in CHECKS if c != "regions")
+        return data
+
+    @field_validator("checks")
+    @classmethod
+    def _checks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a check is named twice in {list(value)}")
+        ordered = [c for c in CHECKS if c in value]  # the order evaluate-cams runs them in
+        return type(value)(ordered)
 
     @field_validator("strengths")
     @classmethod
@@ -128,11 +173,13 @@ class CamsConfig(CamSettings):
     """The ``cams`` section: heatmaps and their evaluation after training (``braincam run``)."""
 
     methods: list[str] = Field(list(DEFAULT_METHODS))  # type: ignore[assignment]
+    checks: list[Check] = Field(list(CHECKS))  # type: ignore[assignment]
     enabled: bool = True
 
     def eval_config(self, seed: int) -> CamEvalConfig:
         """The step's settings: this section's values, and ``seed`` (the run's ``train.seed``)."""
         values = {k: getattr(self, k) for k in CamSettings.model_fields}
+        values["checks"] = tuple(values["checks"])
         return CamEvalConfig(**values, seed=seed)
 
 

@@ -20,6 +20,13 @@ constant maps stays NaN and is left out of the means.
 Flag rule (:data:`FLAG_THRESHOLD`): a method is flagged when, after the last randomization step,
 the mean Spearman correlation *or* the mean absolute-value Spearman correlation exceeds 0.5.
 
+Granularity of the cascade (:data:`Cascade`, :func:`cascade_steps`): ``"layers"`` randomizes one
+parameter layer per step (the paper's cascade; 88–142 steps for ResNet50 or InceptionV3),
+``"blocks"`` one block per step (:func:`parameter_blocks`: the stages of the backbone and the
+head), ``"full"`` everything at once (one step). Every mode ends with every parameter layer
+randomized, and the flag judges that last step, so the three give the same flag; the coarser
+modes lose only the intermediate steps (where along the network the maps stop changing).
+
 Maps are tensors ``(N, *spatial)``; 2D and 3D maps go through the same code path.
 """
 
@@ -29,6 +36,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import pandas as pd
 import torch
@@ -46,6 +54,13 @@ Explainer = Callable[[nn.Module, Tensor, Tensor | None], Tensor]
 FLAG_THRESHOLD = 0.5
 
 METRICS = ("spearman", "spearman_abs", "ssim")
+
+#: What one step of the cascade randomizes: a parameter layer, a block of layers, or all.
+Cascade = Literal["layers", "blocks", "full"]
+CASCADES: tuple[str, ...] = get_args(Cascade)
+
+#: The step name of ``cascade="full"`` (every parameter layer at once).
+FULL_STEP = "all"
 
 
 # --------------------------------------------------------------------------------------------
@@ -227,6 +242,77 @@ def parameter_layers(model: nn.Module, inputs: Tensor) -> list[str]:
     return order
 
 
+def _within(name: str, prefix: str) -> bool:
+    """Whether module ``name`` is ``prefix`` or inside it ("" is the model itself)."""
+    return prefix == "" or name == prefix or name.startswith(prefix + ".")
+
+
+def _child_of(name: str, prefix: str) -> str:
+    """The direct child of ``prefix`` that holds module ``name`` (``prefix`` itself if equal)."""
+    if name == prefix:
+        return name
+    rest = name[len(prefix) + 1 :] if prefix else name
+    head = rest.split(".", 1)[0]
+    return f"{prefix}.{head}" if prefix else head
+
+
+def parameter_blocks(model: nn.Module, layers: Sequence[str]) -> dict[str, str]:
+    """The block of each parameter layer: ``{layer: block name}``.
+
+    The rule: from the model down, follow the child that holds more than half of the parameter
+    layers (a wrapper such as ``backbone`` or ``features``) until no child does; the blocks are
+    the children of that module (a ResNet's stem conv, stem norm and ``layer1``…; GoogLeNet's and
+    InceptionV3's inception modules; VGG's convs) plus, on each level passed on the way down, each
+    other child (e.g. the ``head``). For the registry's models this gives 6–7 steps for ResNet18/50,
+    11 for GoogLeNet, 14 for InceptionV3 and one per layer for AlexNet and VGG (their backbones
+    are flat). ``layers`` are parameter-owning module names (:func:`parameter_layers`).
+    """
+    path = [""]
+    while True:
+        inside = [name for name in layers if _within(name, path[-1])]
+        counts: dict[str, int] = {}
+        for name in inside:
+            if name != path[-1]:
+                child = _child_of(name, path[-1])
+                counts[child] = counts.get(child, 0) + 1
+        big = [child for child, n in counts.items() if 2 * n > len(inside)]
+        if not big:
+            break
+        path.append(big[0])
+    blocks = {}
+    for name in layers:
+        deepest = max((p for p in path if _within(name, p)), key=len)
+        blocks[name] = _child_of(name, deepest) if name != deepest else (deepest or name)
+    return blocks
+
+
+def cascade_steps(
+    model: nn.Module, layers: Sequence[str], cascade: Cascade = "layers"
+) -> list[tuple[str, list[str]]]:
+    """The cascade's steps, top (output) first: ``[(step name, layers randomized at it)]``.
+
+    ``layers`` in forward order. The steps partition ``layers`` into runs of consecutive layers
+    (from the last to the first), so the last step of a cumulative cascade has randomized every
+    one. ``"blocks"``: a run is the consecutive layers of one :func:`parameter_blocks` block (a
+    block whose layers are not consecutive in forward order would be two steps).
+    """
+    if cascade not in CASCADES:
+        raise InputError(f"cascade must be one of {list(CASCADES)}", value=cascade)
+    top_first = list(reversed(list(layers)))
+    if cascade == "layers":
+        return [(name, [name]) for name in top_first]
+    if cascade == "full":
+        return [(FULL_STEP, top_first)]
+    block_of = parameter_blocks(model, layers)
+    steps: list[tuple[str, list[str]]] = []
+    for name in top_first:
+        if steps and steps[-1][0] == block_of[name]:
+            steps[-1][1].append(name)
+        else:
+            steps.append((block_of[name], [name]))
+    return steps
+
+
 def randomize_module(module: nn.Module, generator: torch.Generator) -> None:
     """Re-initialize a module's own parameters in place, reproducibly from ``generator``.
 
@@ -349,6 +435,7 @@ def cascading_randomization(
     ssim_sigma: float = 1.5,
     threshold: float = FLAG_THRESHOLD,
     keep_maps: bool = False,
+    cascade: Cascade = "layers",
 ) -> SanityResult:
     """Model-parameter randomization test, from the output layer down.
 
@@ -359,10 +446,14 @@ def cascading_randomization(
     passed to ``explain`` unchanged at every step, so maps are always for the same class; when
     None and the model returns logits ``(N, classes)``, the original model's predicted classes are
     used (a randomized model predicts something else, and its map would answer another question).
+    ``cascade`` (:func:`cascade_steps`): one step per layer, per block, or one step for all; the
+    ``layer`` column of the tables then names the block (or ``"all"``).
     """
     _check_inputs(model, inputs, targets, explain)
     if not isinstance(generator, torch.Generator):
         raise InputError("generator must be a torch.Generator", value=generator)
+    if cascade not in CASCADES:  # before any forward pass
+        raise InputError(f"cascade must be one of {list(CASCADES)}", value=cascade)
     work = copy.deepcopy(model).eval()
     available = parameter_layers(work, inputs)
     if layers is None:
@@ -383,10 +474,11 @@ def cascading_randomization(
     rows = []
     kept: dict[str, Tensor] = {"original": original} if keep_maps else {}
     pristine = work
-    for step, name in enumerate(reversed(list(layers)), start=1):
+    for step, (name, members) in enumerate(cascade_steps(work, layers, cascade), start=1):
         if not cumulative:
             work = copy.deepcopy(pristine)
-        randomize_module(work.get_submodule(name), generator)
+        for member in members:
+            randomize_module(work.get_submodule(member), generator)
         maps = _explain_batched(explain, work, inputs, targets, batch_size)
         if maps.shape != original.shape:
             raise InputError("explain returned maps of a different shape after randomization")

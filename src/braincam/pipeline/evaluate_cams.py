@@ -208,6 +208,7 @@ def sanity(
             explain,
             generator=torch.Generator().manual_seed(cfg.seed),
             keep_maps=True,
+            cascade=cfg.sanity_cascade,
         )
         summary = res.summary.copy()
         summary.insert(0, "method", method)
@@ -228,6 +229,7 @@ def sanity(
             if chance is None
             else float(chance["spearman"].nanmean()),
             "n_images": len(pick),
+            "cascade": cfg.sanity_cascade,
             "steps": [
                 {
                     "step": int(r["step"]),
@@ -357,6 +359,7 @@ def _run_regions(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> Any
     return {"atlas": tables["atlas"].iloc[0].to_dict(), "top_lobes": top.to_dict(orient="records")}
 
 
+#: Every family, in the order they run; the names are ``cams.checks``' vocabulary.
 FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] = {
     "localization": _run_localization,
     "lesion_hits": _run_lesion_hits,
@@ -370,6 +373,22 @@ FAMILIES: dict[str, Callable[[CamContext, CamEvalConfig, CamEvalLayout], Any]] =
 }
 
 
+def family_files(name: str, out: CamEvalLayout) -> list[Path]:
+    """The files family ``name`` writes into ``out`` (removed when it is skipped, so that the
+    report, which reads some of them from disk, never shows a stale result)."""
+    files = [out.table(name)]
+    extra = {
+        "faithfulness": [out.curves],
+        "sanity": [out.sanity_maps],
+        "consistency": [out.frequency],
+    }
+    files += extra.get(name, [])
+    if name == "regions":
+        tables = ("lobes", "region_ranking", "lobe_ranking", "region_differences", "atlas")
+        files += [out.table(t) for t in tables] + sorted(out.root.glob("mni_mean_*.nii.gz"))
+    return files
+
+
 #: The families that score volumes (a volume store) so far; the others take 2-D slices.
 VOLUME_FAMILIES = ("localization", "lesion_hits", "regions")
 
@@ -377,7 +396,8 @@ VOLUME_FAMILIES = ("localization", "lesion_hits", "regions")
 def evaluate_cams(
     run_dir: str | Path, config: CamEvalConfig = CamEvalConfig(), *, progress: bool = True
 ) -> dict[str, Any]:
-    """Run every heatmap metric for one run and split; write TSVs and the summary section.
+    """Run the heatmap checks ``config.checks`` for one run and split; write TSVs and the
+    summary section (a family left out of ``checks`` is listed under ``skipped``).
 
     Returns the compact summary (also written to ``RUN/cam_eval/<split>/summary.json`` and to
     the work directory's ``summary.json`` under ``cam_evaluation[<run name>]``).
@@ -389,11 +409,17 @@ def evaluate_cams(
     out.root.mkdir(parents=True, exist_ok=True)
     out.summary.unlink(missing_ok=True)  # incomplete until rewritten at the end
     ctx = load_context(run_dir, config, progress)
-    families = {k: f for k, f in FAMILIES.items() if config.regions or k != "regions"}
+    # A family left out of ``checks`` is recorded as skipped (its section null, the report says
+    # "not run"); one that does not apply to the data (below) is simply absent.
+    skipped = [k for k in FAMILIES if k not in config.checks]
+    for name in skipped:
+        for path in family_files(name, out):
+            path.unlink(missing_ok=True)
+    families = {k: f for k, f in FAMILIES.items() if k in config.checks}
     if not has_lesion_masks(ctx):  # the ground truth is an effect region, or there is none
-        families.pop("lesion_hits")
+        families.pop("lesion_hits", None)
     if not has_effect_masks(ctx):  # no atrophy / ventricle masks next to the stored masks
-        families.pop("localization_effects")
+        families.pop("localization_effects", None)
     if is_volume_context(ctx):
         families = {k: f for k, f in families.items() if k in VOLUME_FAMILIES}
     summary: dict[str, Any] = {
@@ -410,8 +436,11 @@ def evaluate_cams(
             summary[name] = run_family(ctx, config, out)
             seconds[name] = time.perf_counter() - start
             bar.advance(task)
+    for name in skipped:
+        summary[name] = None
     summary["verdicts"] = verdicts(summary, tuple(ctx.maps))
     summary["seconds"] = seconds
+    summary["skipped"] = skipped
     summary = to_jsonable(summary)
     validate_cam_evaluation(summary)  # typed before anything is written
     write_json(out.summary, summary)

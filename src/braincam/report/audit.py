@@ -15,6 +15,8 @@ import re
 from html.parser import HTMLParser
 from typing import Any
 
+from braincam.summary_schema import VERDICT_CHECKS
+
 #: words the report uses for booleans, per key suffix (default: yes / no)
 _WORDS = {"flagged": {"FLAGGED": True, "passes": False}}
 _DEFAULT_WORDS = {"yes": True, "no": False}
@@ -84,8 +86,11 @@ def required_keys(summary: dict[str, Any]) -> list[str]:
     evaluated run."""
     keys = []
     for run, ev in (summary.get("cam_evaluation") or {}).items():
+        skipped = set(ev.get("skipped") or [])
         for method, families in (ev.get("verdicts") or {}).items():
             for family in families:
+                if VERDICT_CHECKS.get(family) in skipped:  # shown as "not run", no figure
+                    continue
                 base = f"cam_evaluation/{run}/verdicts/{method}/{family}"
                 keys += [f"{base}/verdict", f"{base}/figure", f"{base}/baseline"]
         if ev.get("shortcut"):

@@ -16,7 +16,7 @@ from braincam.layout import RunLayout
 from braincam.report import blocks as B
 from braincam.report.blocks import plt as _plt
 from braincam.report.blocks import read_tsv as _read_tsv
-from braincam.report.verdicts import cam_evaluation
+from braincam.report.verdicts import cam_evaluation, not_run_note
 from braincam.summary_schema import LesionHitSection, PerturbationSection, SanityEntry, Summary
 
 __all__ = ["evaluation_section"]
@@ -47,6 +47,9 @@ def evaluation_section(out: Path, summary: Summary, runs: list[Path]) -> B.Secti
         if ev is None:
             continue
         found = True
+        note = not_run_note(run.name, ev)
+        if note is not None:
+            sec.add(note)
         if ev.localization:
             loc = pd.DataFrame([r.model_dump() for r in ev.localization])
             cols = [c for c in LOCALIZATION_COLUMNS if c in loc.columns]

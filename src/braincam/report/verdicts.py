@@ -12,6 +12,7 @@ from pathlib import Path
 from braincam.layout import RunLayout
 from braincam.report import blocks as B
 from braincam.summary_schema import (
+    VERDICT_CHECKS,
     CamEvaluation,
     PerturbationSection,
     ShortcutSection,
@@ -20,7 +21,10 @@ from braincam.summary_schema import (
     validate_cam_evaluation,
 )
 
-__all__ = ["FAMILY_COLUMNS", "cam_evaluation", "verdicts_section"]
+__all__ = ["FAMILY_COLUMNS", "NOT_RUN", "cam_evaluation", "not_run_note", "verdicts_section"]
+
+#: What the report shows for a check family left out of ``cams.checks``.
+NOT_RUN = "not run"
 
 
 FAMILY_COLUMNS = (
@@ -40,7 +44,19 @@ def cam_evaluation(out: Path, summary: Summary, run: Path) -> CamEvaluation | No
     return validate_cam_evaluation(json.loads(path.read_text())) if path.is_file() else None
 
 
-def _verdict_cell(key: str, v: Verdict | None) -> list[B.Span]:
+def not_run_note(run: str, ev: CamEvaluation) -> B.Block | None:
+    """The families this evaluation skipped (``cams.checks``), said in words; None if none."""
+    if not ev.skipped:
+        return None
+    return B.note(
+        f"{run}: {NOT_RUN} (left out of cams.checks): {', '.join(ev.skipped)} — no figure or "
+        "verdict exists for these families in this evaluation."
+    )
+
+
+def _verdict_cell(key: str, v: Verdict | None, skipped: bool = False) -> list[B.Span]:
+    if skipped:  # the family was left out of cams.checks: no figure, no verdict
+        return [(NOT_RUN, "")]
     if v is None:  # a family added after this evaluation was written
         return [("n/a", "")]
     cell: list[B.Span] = [
@@ -130,7 +146,10 @@ def verdicts_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section
         for method, v in ev.verdicts.items():
             base = f"cam_evaluation/{run.name}/verdicts/{method}"
             row = [[(method, "")]]
-            row += [_verdict_cell(f"{base}/{fam}", getattr(v, fam)) for fam, _ in FAMILY_COLUMNS]
+            row += [
+                _verdict_cell(f"{base}/{fam}", getattr(v, fam), VERDICT_CHECKS[fam] in ev.skipped)
+                for fam, _ in FAMILY_COLUMNS
+            ]
             cells.append(row)
         sec.add(
             B.keyed_table(
@@ -146,10 +165,13 @@ def verdicts_section(out: Path, summary: Summary, runs: list[Path]) -> B.Section
                 + " ".join(
                     f"{title}: {getattr(first, fam).metric}; {getattr(first, fam).rule}."
                     for fam, title in FAMILY_COLUMNS
-                    if getattr(first, fam) is not None
+                    if getattr(first, fam) is not None and VERDICT_CHECKS[fam] not in ev.skipped
                 )
             )
         )
+        note = not_run_note(run.name, ev)
+        if note is not None:
+            sec.add(note)
         if ev.shortcut is not None:
             sec.add(_shortcut_sentence(run.name, ev.shortcut))
         if ev.perturbation is not None:
