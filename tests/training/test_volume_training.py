@@ -73,13 +73,13 @@ def test_train_and_evaluate_a_3d_model_on_volumes(volume_run: tuple[Path, Path])
     assert entry["subject_accuracy"] == pytest.approx(test["subject"]["accuracy"])
 
 
-def test_a_2d_model_or_2d_augmentation_on_volumes_is_refused(tmp_path: Path) -> None:
+def test_a_2d_model_or_a_2d_only_augmentation_on_volumes_is_refused(tmp_path: Path) -> None:
     write_volume_work(tmp_path / "work")
     with pytest.raises(ConfigError, match="takes slices but the work directory holds a volume"):
         fit(tmp_path / "work", tmp_path / "run", model="tinycnn-gap", config=CFG, progress=False)
-    flip = CFG.replace(augment={"hflip": {"p": 0.5}})
-    with pytest.raises(ConfigError, match="2-D augmentations do not apply to a volume store"):
-        fit(tmp_path / "work", tmp_path / "run", model="tinycnn3d-gap", config=flip, progress=False)
+    crop = CFG.replace(augment={"resized_crop": {"p": 0.5}})
+    with pytest.raises(ConfigError, match=r"train\.augment\.resized_crop: not available for vol"):
+        fit(tmp_path / "work", tmp_path / "run", model="tinycnn3d-gap", config=crop, progress=False)
 
 
 def test_a_3d_model_learns_a_bright_sphere_from_volumes(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from braincam.config import TrainConfig
+from braincam.data.augment3d import VolumeAugmenter, augment_enabled, check_augment_for
 from braincam.errors import ConfigError, InputError
 from braincam.io import read_json, write_atomic, write_json
 from braincam.layout import RunLayout, WorkLayout
@@ -86,8 +87,8 @@ def _identity(model: str, store: Store) -> dict[str, Any]:
 
 
 def _check_representation(model: str, cfg: TrainConfig, store: Store) -> None:
-    """The model takes the store's samples (2-D slices, 3-D volumes), and a volume store gets
-    no 2-D-only option: say so up front, naming both."""
+    """The model takes the store's samples (2-D slices, 3-D volumes), and the store gets no
+    option of the other representation (augmentations, channels_last): say so up front."""
     from braincam.errors import ModelError
 
     try:
@@ -101,17 +102,21 @@ def _check_representation(model: str, cfg: TrainConfig, store: Store) -> None:
             f"directory holds a {'volume' if want == 3 else 'slice'} store (prepare's "
             "representation: volume needs a model whose name contains '3d')"
         )
+    # resized_crop / erasing are 2-D only, bias_field volume only.
+    check_augment_for(cfg.augment, 3 if is_volume(store) else 2)
     if not is_volume(store):
         return
-    from braincam.data.augment import Augmenter
-
-    if Augmenter(cfg.augment).enabled:
-        raise ConfigError(
-            "train.augment: the 2-D augmentations do not apply to a volume store "
-            "(representation: volume); disable them (3-D augmentation: issue 15)"
-        )
     if cfg.channels_last:
         raise ConfigError("train.channels_last: 2-D memory format; not for a volume store")
+
+
+def _volume_augmenter(cfg: TrainConfig, store: Store, std: list[float]) -> VolumeAugmenter | None:
+    """The train split's per-sample augmenter of a volume store (``None``: slices, or nothing
+    enabled). Volumes are in RAS+ order, so left-right is the first spatial axis; ``std`` (the
+    train split's, as z-scoring uses) scales ``noise.std`` to raw intensities."""
+    if not is_volume(store) or not augment_enabled(cfg.augment):
+        return None
+    return VolumeAugmenter(cfg.augment, seed=cfg.seed, lr_axis=0, channel_std=std)
 
 
 def _resolve_resume(run_dir: Path, resume: bool | None, identity: dict[str, Any]) -> Path | None:
@@ -285,7 +290,11 @@ def fit(
             )
         )
     datamodule = SliceDataModule(
-        store, batch_size=cfg.batch_size, num_workers=cfg.num_workers, seed=cfg.seed
+        store,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        seed=cfg.seed,
+        augment=_volume_augmenter(cfg, store, std),
     )
     callbacks.append(Throughput(run_dir))
     trainer = _make_trainer(cfg, run_dir, callbacks, progress)

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from braincam.data.augment3d import VolumeAugmenter
 from braincam.data.slices import SliceStore
 from braincam.data.volumes import VolumeStore, open_any_store, store_path  # noqa: F401
 from braincam.errors import InputError
@@ -26,6 +27,8 @@ from braincam.errors import InputError
 SPLITS = ("train", "val", "test")
 _INDEX_COLUMNS = ("participant_id", "label", "target", "split", "axis", "position")
 _VOLUME_COLUMNS = ("participant_id", "label", "target", "split")
+#: The :func:`epoch_seed` stream of per-sample volume augmentation (0: EpochSeed, 1: the order).
+AUGMENT_STREAM = 2
 #: Any store training reads: 2.5D slices or whole volumes (the same index/classes/rows API).
 Store = SliceStore | VolumeStore
 
@@ -123,14 +126,42 @@ def _collate_batch(batch: Any) -> Any:
     return batch
 
 
+#: What a loader asks a dataset for: a position, or ``(epoch, position)`` from a sampler that
+#: tags its items with the epoch (:class:`EpochShuffle` of an augmenting dataset).
+Item = int | tuple[int, int]
+
+
 class SliceDataset(Dataset):
     """Samples ``rows`` of a store's ``images.npy`` (slices or volumes): items are
-    ``(image, target, row)``."""
+    ``(image, target, row)``.
 
-    def __init__(self, images_path: str | Path, rows: np.ndarray, targets: np.ndarray) -> None:
+    ``augment`` (volumes, the train split): a :class:`~braincam.data.augment3d.VolumeAugmenter`
+    applied to each raw volume, before the module z-scores the batch, when the item asked for is
+    ``(epoch, i)``; sample ``i`` of epoch ``epoch`` draws from ``epoch_seed(seed, epoch,
+    stream=AUGMENT_STREAM, item=i)`` alone. A plain ``i`` (validation-style loaders, BatchNorm
+    recalibration) serves the raw volume.
+
+    Why the epoch travels with the item: the draws must depend on (seed, epoch, sample) only, so
+    that a run resumed in epoch ``k`` sees what an uninterrupted one does, whatever the number of
+    workers. With ``num_workers > 0`` (persistent workers) the dataset lives on as a copy in each
+    worker process, so an epoch attribute set in the main process (from ``set_epoch`` or the
+    module's ``on_train_epoch_start``) would never reach it; the sampler's indices do, every batch.
+    """
+
+    def __init__(
+        self,
+        images_path: str | Path,
+        rows: np.ndarray,
+        targets: np.ndarray,
+        *,
+        augment: VolumeAugmenter | None = None,
+        seed: int = 0,
+    ) -> None:
         self.images_path = Path(images_path)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.targets = torch.as_tensor(np.asarray(targets, dtype=np.int64))
+        self.augment = augment if augment is not None and augment.enabled else None
+        self.seed = int(seed)
         self._images: np.ndarray | None = None
 
     def __len__(self) -> int:
@@ -148,36 +179,71 @@ class SliceDataset(Dataset):
             self._images = np.load(self.images_path, mmap_mode="r")
         return self._images
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, Tensor]:
+    def sample_seed(self, epoch: int, i: int) -> int:
+        """The seed of sample ``i``'s augmentation in ``epoch``."""
+        return epoch_seed(self.seed, epoch, stream=AUGMENT_STREAM, item=i)
+
+    def _augmented(self, image: Tensor, epoch: int | None, i: int) -> Tensor:
+        if self.augment is None or epoch is None:
+            return image
+        return self.augment(image, seed=self.sample_seed(epoch, i))
+
+    def __getitem__(self, item: Item) -> tuple[Tensor, Tensor, Tensor]:
+        epoch, i = _split_item(item)
         row = int(self.rows[i])
         image = torch.from_numpy(np.array(self.images[row], dtype=np.float32))
-        return image, self.targets[i], torch.tensor(row)
+        return self._augmented(image, epoch, i), self.targets[i], torch.tensor(row)
 
-    def __getitems__(self, items: list[int]) -> tuple[Tensor, Tensor, Tensor]:
+    def __getitems__(self, items: list[Item]) -> tuple[Tensor, Tensor, Tensor]:
         # One sorted fancy-index read per batch; the order inside a batch does not matter.
-        items_arr = np.asarray(items, dtype=np.int64)
+        parts = [_split_item(item) for item in items]
+        items_arr = np.asarray([i for _, i in parts], dtype=np.int64)
         rows = self.rows[items_arr]
         order = np.argsort(rows, kind="stable")
         rows, items_arr = rows[order], items_arr[order]
         images = torch.from_numpy(np.ascontiguousarray(self.images[rows], dtype=np.float32))
+        if self.augment is not None:
+            epochs = [parts[k][0] for k in order]
+            images = torch.stack(
+                [
+                    self._augmented(image, epoch, int(i))
+                    for image, epoch, i in zip(images, epochs, items_arr, strict=True)
+                ]
+            )
         return images, self.targets[torch.from_numpy(items_arr)], torch.from_numpy(rows)
 
 
-def make_dataset(store: Store, split: str) -> SliceDataset:
-    """The dataset of one split of ``store``."""
+def _split_item(item: Item) -> tuple[int | None, int]:
+    """``(epoch, i)`` of an item; ``epoch`` is ``None`` for a plain position."""
+    if isinstance(item, tuple):
+        return int(item[0]), int(item[1])
+    return None, int(item)
+
+
+def make_dataset(
+    store: Store, split: str, *, augment: VolumeAugmenter | None = None, seed: int = 0
+) -> SliceDataset:
+    """The dataset of one split of ``store``; ``augment`` (volumes): see :class:`SliceDataset`."""
+    if augment is not None and not is_volume(store):
+        raise InputError("a VolumeAugmenter augments volumes; this is a slice store")
     rows = split_rows(store, split)
-    return SliceDataset(images_path(store), rows, store.index["target"].to_numpy()[rows])
+    targets = store.index["target"].to_numpy()[rows]
+    return SliceDataset(images_path(store), rows, targets, augment=augment, seed=seed)
 
 
-class EpochShuffle(Sampler[int]):
+class EpochShuffle(Sampler[Item]):
     """A random order that depends only on ``seed`` and the epoch (``set_epoch``, which
     Lightning calls before every training epoch), so a resumed run sees the same batches as
-    an uninterrupted one."""
+    an uninterrupted one.
 
-    def __init__(self, n: int, seed: int = 0) -> None:
+    ``tag_epoch``: yield ``(epoch, i)`` instead of ``i``, for a dataset whose samples depend on
+    the epoch (an augmenting :class:`SliceDataset`)."""
+
+    def __init__(self, n: int, seed: int = 0, *, tag_epoch: bool = False) -> None:
         self.n = int(n)
         self.seed = int(seed)
         self.epoch = 0
+        self.tag_epoch = bool(tag_epoch)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -185,14 +251,22 @@ class EpochShuffle(Sampler[int]):
     def __len__(self) -> int:
         return self.n
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[Item]:
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch, stream=1))
-        yield from torch.randperm(self.n, generator=gen).tolist()
+        order = torch.randperm(self.n, generator=gen).tolist()
+        if self.tag_epoch:
+            yield from ((self.epoch, i) for i in order)
+        else:
+            yield from order
 
 
-def epoch_seed(seed: int, epoch: int, *, stream: int = 0) -> int:
-    """A 63-bit seed derived from (run seed, epoch, stream): independent streams per epoch."""
-    digest = hashlib.sha256(f"{int(seed)}:{int(epoch)}:{int(stream)}".encode()).digest()
+def epoch_seed(seed: int, epoch: int, *, stream: int = 0, item: int | None = None) -> int:
+    """A 63-bit seed derived from (run seed, epoch, stream[, item]): independent streams per
+    epoch (and per sample ``item`` of a stream)."""
+    key = f"{int(seed)}:{int(epoch)}:{int(stream)}"
+    if item is not None:  # without it, the seeds of earlier versions (resume, reruns) stay
+        key += f":{int(item)}"
+    digest = hashlib.sha256(key.encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -208,10 +282,12 @@ def make_loader(
     """A DataLoader that fetches whole batches from the memmap; ``shuffle`` orders each epoch
     by (``seed``, epoch) — see :class:`EpochShuffle`. ``pin_memory`` for GPU training: page-
     locked batches copy to the device asynchronously."""
+    # An augmenting dataset's samples depend on the epoch: its sampler says which (SliceDataset).
+    tag = getattr(dataset, "augment", None) is not None
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=EpochShuffle(len(dataset), seed) if shuffle else None,
+        sampler=EpochShuffle(len(dataset), seed, tag_epoch=tag) if shuffle else None,
         # Its own generator: creating an iterator then draws no number from the global RNG,
         # whose draws in training must not depend on when Lightning creates the iterator.
         generator=torch.Generator().manual_seed(int(seed)),
@@ -223,7 +299,10 @@ def make_loader(
 
 
 class SliceDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a slice (or volume) store, split by its ``split`` column."""
+    """Train/val/test loaders over a slice (or volume) store, split by its ``split`` column.
+
+    ``augment`` (volume store): the train split's samples go through it (see
+    :class:`SliceDataset`), seeded from ``seed``; val and test never."""
 
     def __init__(
         self,
@@ -234,9 +313,11 @@ class SliceDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         pin_memory: bool = False,
+        augment: VolumeAugmenter | None = None,
     ) -> None:
         super().__init__()
         self.seed = seed
+        self.augment = augment
         self.pin_memory = pin_memory
         self.store = store
         self.batch_size = batch_size
@@ -246,7 +327,8 @@ class SliceDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> SliceDataset:
         if split not in self._datasets:
-            self._datasets[split] = make_dataset(self.store, split)
+            augment = self.augment if split == "train" else None
+            self._datasets[split] = make_dataset(self.store, split, augment=augment, seed=self.seed)
         return self._datasets[split]
 
     def train_dataloader(self) -> DataLoader:

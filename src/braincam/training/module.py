@@ -1,6 +1,7 @@
 """The LightningModule of braincam training and its per-epoch table.
 
-:class:`ClassifierModule` wraps a zoo model (z-scoring and augmentation happen on the batch);
+:class:`ClassifierModule` wraps a zoo model (z-scoring and 2-D augmentation happen on the batch;
+volumes are augmented in the data loader);
 :class:`EpochTable` writes ``RUN/metrics.tsv`` and ``RUN/curves.png`` after every epoch. The fit
 step that uses them is :func:`braincam.pipeline.train.fit`.
 """
@@ -65,7 +66,8 @@ def lr_factor(epoch: int, schedule: ScheduleConfig, epochs: int, base_lr: float)
 
 
 class ClassifierModule(L.LightningModule):
-    """Cross-entropy classification of slices; z-scoring and augmentation happen on the batch.
+    """Cross-entropy classification of slices (or volumes); z-scoring and (2-D) augmentation
+    happen on the batch.
 
     The normalization statistics are buffers, so they travel with every checkpoint.
     """
@@ -123,7 +125,9 @@ class ClassifierModule(L.LightningModule):
         batch of an epoch before ``on_train_epoch_start``, where :class:`EpochSeed` seeds the
         random draws, and a resumed run must draw exactly what an uninterrupted one does.
         """
-        augment = train and self.augmenter.enabled
+        # The 2-D augmenter takes slice batches (N, C, H, W) only: volumes (N, C, D, H, W) are
+        # augmented per sample in the data loader (SliceDataset with a VolumeAugmenter).
+        augment = train and self.augmenter.enabled and images.ndim == 4
         if augment:
             images = self.augmenter.before_normalize(images)
         # The buffers are (1, C, 1, 1) (their checkpointed shape); volumes add one axis.
