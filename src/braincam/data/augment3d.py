@@ -15,7 +15,9 @@ the z-scored input, as for slices) is scaled by each channel's ``channel_std``.
 Random draws: a :class:`VolumeAugmenter` is seeded at construction; in a ``DataLoader`` worker
 it reseeds itself on first use from the worker's seed (which torch derives from the main
 process's generator, so a seeded run draws the same and no two workers draw alike); ``seed=`` on
-a call makes that one sample's draws depend on nothing else.
+a call makes that one sample's draws depend on nothing else. Training uses the latter: the train
+split's ``SliceDataset`` (``braincam.training.datamodule``) calls it with a seed derived from
+(run seed, epoch, sample), so resumed runs draw exactly what uninterrupted ones do.
 """
 
 from __future__ import annotations
