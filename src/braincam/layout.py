@@ -190,6 +190,10 @@ class HeatmapLayout:
     def maps(self, method: str) -> Path:
         return self.root / f"{method}.npy"
 
+    def ranges(self, method: str) -> Path:
+        """Each map's (min, max) before its min-max scaling: ``(n, 2)`` float32, row i ↔ map i."""
+        return self.root / f"{method}_range.npy"
+
     @property
     def overlays(self) -> Path:
         return self.root / "overlays"

@@ -34,6 +34,13 @@ def test_maps_align_with_store_rows(tiny_run: tuple[Path, Path]) -> None:
     for method in ("cam", "gradcam"):
         expected = compute_cams(model, x, method, targets=explained)
         np.testing.assert_allclose(res.maps(method), expected.numpy(), atol=1e-5, err_msg=method)
+        # and each map's range before scaling: the unscaled map's min and max
+        raw = compute_cams(model, x, method, targets=explained, normalize=False)
+        lo, hi = torch.aminmax(raw.flatten(1), dim=1)
+        ranges = res.ranges(method)
+        assert ranges is not None and ranges.shape == (len(table), 2)
+        np.testing.assert_allclose(ranges, torch.stack([lo, hi], 1).numpy(), rtol=1e-5, atol=1e-7)
+        assert (ranges[:, 1] > ranges[:, 0]).any() and len(set(ranges[:, 1].round(6))) > 1
     assert res.maps("cam").shape == (len(table), 32, 32)
     # predicted targets by default; the probabilities are the model's softmax
     with torch.no_grad():
@@ -53,16 +60,77 @@ def test_nifti_backprojection_on_subject_grid(tiny_run: tuple[Path, Path]) -> No
     src_affine, src_shape = store.grid(pid, "source")
     assert img.shape == tuple(src_shape) and np.allclose(img.affine, src_affine)
     data = img.get_fdata()
-    # the subject's saved maps, back-projected through the store's slice geometry
+    # the subject's unscaled maps (saved map × (max − min) + min), back-projected through the
+    # store's slice geometry, then scaled to [0, 1] once for the whole subject
     rows = res.slices()
     mine = rows.index[rows["participant_id"] == pid].to_numpy()
-    covered = store.backproject(
-        res.maps("gradcam")[mine], pid, rows=rows["store_row"].to_numpy()[mine]
-    ).get_fdata()
+    lo, hi = res.ranges("gradcam")[mine].T
+    unscaled = res.maps("gradcam")[mine] * (hi - lo)[:, None, None] + lo[:, None, None]
+    covered = store.backproject(unscaled, pid, rows=rows["store_row"].to_numpy()[mine]).get_fdata()
     assert np.isnan(covered).any() and not np.isnan(covered).all()
+    finite = covered[np.isfinite(covered)]
+    expected = (covered - finite.min()) / (finite.max() - finite.min())
     # voxels no slice covers are 0 in the file (NaN in the back-projection), the rest its values
-    np.testing.assert_allclose(data, np.nan_to_num(covered, nan=0.0), atol=1e-5)
-    assert data.max() > 0
+    np.testing.assert_allclose(data, np.nan_to_num(expected, nan=0.0), atol=1e-5)
+    assert data.max() == pytest.approx(1.0) and data.min() == 0.0
+
+
+def _two_slice_result(tmp_path: Path, ranges: np.ndarray | None) -> tuple[object, object]:
+    """An explained subject of two 4×4 slices whose scaled maps both peak at 1, at different
+    places, and a store that stacks its slices into a (2, 4, 4) volume."""
+    import pandas as pd
+
+    from braincam.pipeline.explain import ExplainResult
+
+    out = tmp_path / "run" / "heatmaps" / "test"
+    out.mkdir(parents=True)
+    result = ExplainResult(out_dir=out, methods=["gradcam"])
+    maps = np.zeros((2, 4, 4), np.float32)
+    maps[0, 1, 1] = 1.0  # the strong slice's peak
+    maps[1, 2, 3] = 1.0  # the weak slice's peak
+    maps[1, 0, 0] = 0.5
+    np.save(result.layout.maps("gradcam"), maps)
+    if ranges is not None:
+        np.save(result.layout.ranges("gradcam"), ranges.astype(np.float32))
+    table = pd.DataFrame({"participant_id": ["sub-01", "sub-01"], "store_row": [0, 1]})
+    table.to_csv(result.layout.slices, sep="\t", index=False)
+
+    class Store:
+        def backproject(self, values, pid, rows):
+            return nib.Nifti1Image(np.asarray(values, np.float32)[list(rows)], np.eye(4))
+
+    return result, Store()
+
+
+def test_a_subject_volume_keeps_each_slice_strength(tmp_path: Path) -> None:
+    """Both slices' scaled maps peak at 1; unscaled, the first slice's evidence (up to 10) is ten
+    times the second's (up to 1): the volume peaks in the first and the second's peak is 0.1."""
+    from braincam.pipeline.explain import write_nifti
+
+    result, store = _two_slice_result(tmp_path, np.array([[0.0, 10.0], [0.0, 1.0]]))
+    (path,) = write_nifti(result, store, ["gradcam"])
+    data = nib.load(path).get_fdata()
+    assert np.unravel_index(data.argmax(), data.shape) == (0, 1, 1)
+    assert data[0, 1, 1] == pytest.approx(1.0)
+    assert data[1, 2, 3] == pytest.approx(0.1) and data[1, 0, 0] == pytest.approx(0.05)
+    assert data.min() == 0.0
+
+
+def test_a_slice_offset_shifts_the_volume_and_no_ranges_keeps_the_maps(tmp_path: Path) -> None:
+    """min is added back (a slice whose map spans 2..4), and maps written without ranges are
+    back-projected as they are (scaled once, which changes nothing for values in [0, 1])."""
+    from braincam.pipeline.explain import write_nifti
+
+    result, store = _two_slice_result(tmp_path / "a", np.array([[0.0, 4.0], [2.0, 4.0]]))
+    (path,) = write_nifti(result, store, ["gradcam"])
+    data = nib.load(path).get_fdata()
+    # unscaled: slice 0 in {0, 4}, slice 1 in {2, 3, 4}; scaled by the subject's 0..4
+    assert data[0, 1, 1] == pytest.approx(1.0) and data[0, 0, 0] == pytest.approx(0.0)
+    assert data[1, 2, 3] == pytest.approx(1.0) and data[1, 0, 0] == pytest.approx(0.75)
+    assert data[1, 1, 1] == pytest.approx(0.5)
+    result, store = _two_slice_result(tmp_path / "b", None)
+    (path,) = write_nifti(result, store, ["gradcam"])
+    np.testing.assert_allclose(nib.load(path).get_fdata(), np.load(result.layout.maps("gradcam")))
 
 
 def test_rerun_skips_and_target_change_recomputes(tiny_run: tuple[Path, Path]) -> None:

@@ -7,14 +7,23 @@ Output layout (``RUN/heatmaps/<split>/``, paths: :class:`braincam.layout.Heatmap
                           subject, labels, prediction
     <method>.npy          float32 (n, S, S) maps in [0, 1] (volume store: (n, X, Y, Z)),
                           row i ↔ slices.tsv row i
+    <method>_range.npy    float32 (n, 2): each map's (min, max) before that scaling
     overlays/<method>.png montage of a sample of slices with box and ground-truth outline
                           (volume store: orthogonal planes through the ground truth or the peak)
-    nifti/sub-XX_desc-<method>_heatmap.nii.gz   maps put back on the subject's FA grid
+    nifti/sub-XX_desc-<method>_heatmap.nii.gz   maps put back on the subject's FA grid,
+                          with their strengths (below), scaled to [0, 1] once per subject
                           (volume store: the volume itself, on the store grid, in the subject's
                           space through its affine)
     meta.json             what was computed, with which settings (written last: marks completion)
 
 Re-running with the same settings skips methods already written; changed settings recompute.
+
+Why the ranges: each slice's map is scaled to [0, 1] on its own (the slice-level metrics and the
+overlays compare places within a slice), which gives every slice of a subject the same peak. A
+subject's volume is built from the unscaled maps instead (``map × (max − min) + min``) and
+scaled once, so a slice where the model found strong evidence outweighs one where it found
+little, and the volume's maximum (the 3-D pointing game's pick) lies where the evidence is
+strongest, not on whichever slice's peak came first.
 """
 
 from __future__ import annotations
@@ -56,6 +65,11 @@ class ExplainResult:
     def maps(self, method: str) -> np.ndarray:
         """Memory-mapped maps (n, S, S) of ``method``."""
         return np.load(self.layout.maps(method), mmap_mode="r")
+
+    def ranges(self, method: str) -> np.ndarray | None:
+        """Each map's (min, max) before min-max scaling, ``(n, 2)``; None if not recorded."""
+        path = self.layout.ranges(method)
+        return np.load(path) if path.is_file() else None
 
     def slices(self) -> pd.DataFrame:
         """The slices.tsv table (row i ↔ maps[i])."""
@@ -103,7 +117,7 @@ def explain_run(
     The model is the run's best checkpoint (``braincam.training.loading.load_trained``); inputs
     are z-scored exactly as in training. ``store_path`` defaults to the run's own store.
     """
-    from braincam.cam import make_method
+    from braincam.cam import make_method, normalize_maps
     from braincam.data.normalization import zscore
     from braincam.data.volumes import open_any_store
     from braincam.progress import make_progress
@@ -138,7 +152,8 @@ def explain_run(
         and previous.get("rows") == len(rows)
         and all(previous.get(k) == v for k, v in inputs.items())
     )
-    todo = [m for m in methods if not (same and layout.maps(m).is_file())]
+    done = [m for m in methods if layout.maps(m).is_file() and layout.ranges(m).is_file()]
+    todo = [m for m in methods if not (same and m in done)]
     result = ExplainResult(
         out, methods, computed=todo, skipped=[m for m in methods if m not in todo]
     )
@@ -148,6 +163,7 @@ def explain_run(
         cam_objects = {m: make_method(model, m, config.layer, fusion=config.fusion) for m in todo}
         sample = tuple(store.images.shape[2:])  # (S, S) slices or (X, Y, Z) volumes
         maps = {m: np.zeros((len(rows), *sample), np.float32) for m in todo}
+        ranges = {m: np.zeros((len(rows), 2), np.float32) for m in todo}
         probs = np.zeros((len(rows), len(classes)), np.float32)
         explained = np.zeros(len(rows), np.int64)
         true_all = torch.as_tensor(store.index["target"].to_numpy()[rows])
@@ -164,12 +180,15 @@ def explain_run(
                 true = true_all[start : start + len(sel)].to(device)
                 targets = _explained_targets(config.target, true, p.argmax(1), classes)
                 for m, cam in cam_objects.items():
-                    res = cam(x, targets, upsample=True, normalize=True)
-                    maps[m][start : start + len(sel)] = res.maps.detach().cpu().numpy()
+                    raw = cam(x, targets, upsample=True, normalize=False).maps.detach()
+                    lo, hi = torch.aminmax(raw.flatten(1), dim=1)
+                    maps[m][start : start + len(sel)] = normalize_maps(raw).cpu().numpy()
+                    ranges[m][start : start + len(sel)] = torch.stack([lo, hi], 1).cpu().numpy()
                 probs[start : start + len(sel)] = p.cpu().numpy()
                 explained[start : start + len(sel)] = targets.cpu().numpy()
                 bar.advance(task, len(sel))
         for m in todo:
+            write_atomic(inside(out, layout.ranges(m)), lambda tmp, a=ranges[m]: np.save(tmp, a))
             write_atomic(inside(out, layout.maps(m)), lambda tmp, a=maps[m]: np.save(tmp, a))
         columns = ["participant_id", "label", "target", "axis", "position"]
         table = store.index.iloc[rows][[c for c in columns if c in store.index.columns]]
@@ -289,9 +308,33 @@ def _volume_overlays(
     return paths
 
 
+def unscaled_maps(maps: np.ndarray, ranges: np.ndarray | None) -> np.ndarray:
+    """Maps in [0, 1] back to their values before min-max scaling, ``map × (max − min) + min``
+    per map (module docstring); without ``ranges`` (maps of an older braincam) as they are."""
+    values = np.asarray(maps, dtype=np.float32)
+    if ranges is None:
+        return values
+    lo, hi = ranges[:, :1, None], ranges[:, 1:, None]
+    return values * (hi - lo) + lo
+
+
+def scaled_volume(volume: np.ndarray) -> np.ndarray:
+    """Min-max scaling to [0, 1] over the finite (covered) voxels; the others are 0, and so is
+    a constant volume (as :func:`~braincam.cam.normalize_maps` makes a constant map)."""
+    volume = np.asarray(volume, dtype=np.float64)
+    covered = np.isfinite(volume)
+    out = np.zeros(volume.shape, np.float32)
+    if covered.any():
+        lo, hi = volume[covered].min(), volume[covered].max()
+        if hi > lo:
+            out[covered] = (volume[covered] - lo) / (hi - lo)
+    return out
+
+
 def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> list[Path]:
-    """Back-project each subject's slice maps onto its FA grid, one NIfTI per method (a volume
-    store's maps are volumes already: written on the store grid, in the subject's space)."""
+    """Back-project each subject's slice maps onto its FA grid, one NIfTI per method, scaled once
+    per subject (:func:`unscaled_maps`, :func:`scaled_volume`; a volume store's maps are volumes
+    already: written on the store grid, in the subject's space)."""
     import nibabel as nib
 
     table = result.slices()
@@ -305,13 +348,12 @@ def write_nifti(result: ExplainResult, store: Any, methods: Sequence[str]) -> li
                 written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
         return written
     for m in methods:
-        maps = result.maps(m)
+        maps, ranges = result.maps(m), result.ranges(m)
         for pid, group in table.groupby("participant_id"):
             idx = group.index.to_numpy()
-            img = store.backproject(maps[idx], pid, rows=group["store_row"].to_numpy())
-            img = nib.Nifti1Image(
-                np.nan_to_num(img.get_fdata(), nan=0.0).astype(np.float32), img.affine
-            )
+            values = unscaled_maps(maps[idx], None if ranges is None else ranges[idx])
+            img = store.backproject(values, pid, rows=group["store_row"].to_numpy())
+            img = nib.Nifti1Image(scaled_volume(img.get_fdata()), img.affine)
             # IDs come from the store's index, the method from the config: stay inside RUN.
             path = inside(result.layout.root, result.layout.nifti_map(str(pid), m))
             written.append(write_atomic(path, lambda tmp, im=img: nib.save(im, tmp)))
