@@ -1,8 +1,9 @@
 """Benchmark `braincam prepare` on a default synthetic cohort.
 
 Measures: wall time and peak memory of `prepare` with --workers 1 and 2 (speed-up), peak memory
-per worker, FA agreement with DIPY run directly, FA error against the synthetic ground truth
-inside the brain, and the cost/quality of median_otsu settings.
+per worker, DIPY's WLS tensor fit against braincam's (``--wls-only``: time ratio, FA/MD gap),
+FA agreement with DIPY run directly, FA error against the synthetic ground truth inside the
+brain, and the cost/quality of median_otsu settings.
 
     .venv/bin/python benchmarks/bench_prepare.py --cohort /tmp/bench/cohort20 --out /tmp/bench/out
 
@@ -152,6 +153,49 @@ def mask_study(cohort: Path, pid: str = "sub-01") -> list[dict]:
     return out
 
 
+def wls_study(cohort: Path, pids: list[str], repeats: int) -> dict:
+    """DIPY's WLS tensor fit vs braincam's normal-equation WLS on the same masked voxels.
+
+    Alternates the two (A B A B, ``repeats`` times per subject) so machine load hits both
+    alike; reports the median time ratio and the largest FA/MD difference."""
+    from dipy.core.gradients import gradient_table
+    from dipy.reconst.dti import TensorModel
+    from dipy.segment.mask import median_otsu
+
+    from braincam.modalities.dwi.dti import wls_fit_normal
+
+    rows = []
+    for pid in pids:
+        raw = cohort / pid / "dwi"
+        data = nib.load(raw / f"{pid}_dwi.nii.gz").get_fdata()
+        bvals = np.loadtxt(raw / f"{pid}_dwi.bval")
+        bvecs = np.loadtxt(raw / f"{pid}_dwi.bvec").T
+        gtab = gradient_table(bvals, bvecs=bvecs)
+        _, mask = median_otsu(data[..., gtab.b0s_mask].mean(-1), median_radius=2, numpass=1)
+        times: dict[str, list[float]] = {"dipy": [], "braincam": []}
+        fits = {}
+        for _ in range(repeats):
+            for name, method in (("dipy", "WLS"), ("braincam", wls_fit_normal)):
+                t = time.perf_counter()
+                fits[name] = TensorModel(gtab, fit_method=method).fit(data, mask=mask)
+                times[name].append(time.perf_counter() - t)
+        dipy_s, ours_s = (float(np.median(times[k])) for k in ("dipy", "braincam"))
+        rows.append(
+            {
+                "subject": pid,
+                "voxels": int(mask.sum()),
+                "dipy_s": round(dipy_s, 3),
+                "braincam_s": round(ours_s, 3),
+                "speedup": round(dipy_s / ours_s, 2),
+                "max_abs_fa_diff": float(np.abs(fits["dipy"].fa - fits["braincam"].fa).max()),
+                "max_rel_md_diff": float(
+                    (np.abs(fits["dipy"].md - fits["braincam"].md) / fits["dipy"].md.max()).max()
+                ),
+            }
+        )
+    return {"repeats": repeats, "load_avg_1min": os.getloadavg()[0], "subjects": rows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohort", type=Path, required=True)
@@ -160,6 +204,10 @@ def main() -> None:
     ap.add_argument("--dipy-subjects", type=int, default=3, help="subjects compared to DIPY")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--skip-accuracy", action="store_true", help="only the timing runs")
+    ap.add_argument(
+        "--wls-only", action="store_true", help="only DIPY's WLS vs braincam's (3 subjects)"
+    )
+    ap.add_argument("--repeats", type=int, default=3, help="timing repeats per subject (WLS)")
     args = ap.parse_args()
 
     if not (args.cohort / "participants.tsv").exists():
@@ -169,6 +217,20 @@ def main() -> None:
         synthesize(args.cohort, SynthConfig(subjects=args.subjects, seed=0), progress=False)
         print(f"synth: {time.perf_counter() - t:.1f} s")
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.wls_only:
+        wls = wls_study(args.cohort, ["sub-01", "sub-02", "sub-03"], args.repeats)
+        (args.out / "bench_wls.json").write_text(json.dumps(wls, indent=2) + "\n")
+        print(f"DTI WLS fit, median of {args.repeats} (load {wls['load_avg_1min']:.1f})\n")
+        print(
+            "| subject | voxels | DIPY (s) | braincam (s) | speed-up | max abs ΔFA | max rel ΔMD |"
+        )
+        print("|---|---|---|---|---|---|---|")
+        for r in wls["subjects"]:
+            print(
+                f"| {r['subject']} | {r['voxels']} | {r['dipy_s']} | {r['braincam_s']} | "
+                f"{r['speedup']}× | {r['max_abs_fa_diff']:.1e} | {r['max_rel_md_diff']:.1e} |"
+            )
+        return
     shape = nib.load(args.cohort / "sub-01/dwi/sub-01_dwi.nii.gz").shape
 
     runs = [run_prepare(args.cohort, args.out / f"work-w{w}", w) for w in args.workers]

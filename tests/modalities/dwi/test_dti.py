@@ -18,10 +18,11 @@ from braincam.modalities.dwi.dti import (
     derivative_paths,
     input_hashes,
     is_cached,
+    wls_fit_normal,
 )
 from braincam.modalities.dwi.ingest import SubjectRecord, ingest_bids
 from braincam.modalities.dwi.modality import DWI
-from builders.dwi import EVALS, LABELS, brain_ball, make_bids, write_dwi
+from builders.dwi import EVALS, LABELS, brain_ball, dwi_data, gradient_scheme, make_bids, write_dwi
 
 
 def process_subject(record, work_dir, params, *, force=False):
@@ -68,6 +69,60 @@ def test_fa_matches_dipy_direct(tmp_path: Path, method: str) -> None:
     np.testing.assert_allclose(md[mask], md_ref[mask], atol=1e-9, rtol=1e-6)
     assert np.all(fa[~mask] == 0)
     np.testing.assert_allclose(nib.load(paths.fa).affine, nib.load(record.dwi).affine)
+
+
+def _two_fits(bvals: np.ndarray, bvecs: np.ndarray, data: np.ndarray):
+    """DIPY's WLS and braincam's normal-equation WLS on the same data, with S0."""
+    from dipy.core.gradients import gradient_table
+    from dipy.reconst.dti import TensorModel
+
+    gtab = gradient_table(bvals, bvecs=bvecs)
+    ref = TensorModel(gtab, fit_method="WLS", return_S0_hat=True).fit(data)
+    ours = TensorModel(gtab, fit_method=wls_fit_normal, return_S0_hat=True).fit(data)
+    return ref, ours
+
+
+def test_normal_equation_wls_is_dipys_wls() -> None:
+    # Noisy tensors of many shapes and sizes, the dim noisy background and voxels at DIPY's
+    # minimum signal: every kind of voxel a DWI holds, over several of DIPY's 10 000-voxel chunks.
+    rng = np.random.default_rng(7)
+    bvals, bvecs = gradient_scheme(n_b0=3, n_dirs=30, seed=2)
+    n = 25_000
+    evals = rng.uniform(0.1e-3, 3.0e-3, size=(n, 3))
+    rot = np.linalg.qr(rng.normal(size=(n, 3, 3)))[0]
+    tensors = np.einsum("nij,nj,nkj->nik", rot, evals, rot)
+    s0 = rng.uniform(50.0, 3000.0, size=(n, 1))
+    signal = s0 * np.exp(-bvals * np.einsum("gi,nij,gj->ng", bvecs, tensors, bvecs))
+    data = np.abs(signal + rng.normal(0.0, 20.0, signal.shape))
+    data[:500] = np.abs(rng.normal(0.0, 20.0, (500, len(bvals))))  # background: noise only
+    data[500:510] = 0.0  # clipped to DIPY's minimum signal
+    ref, ours = _two_fits(bvals, bvecs, data.reshape(250, 100, -1))
+    assert np.isfinite(ref.fa).all() and ref.fa.std() > 0.1  # a spread of anisotropies
+    np.testing.assert_allclose(ours.fa, ref.fa, atol=1e-8, rtol=0)
+    np.testing.assert_allclose(ours.md, ref.md, atol=1e-15, rtol=1e-8)
+    np.testing.assert_allclose(ours.evals, ref.evals, atol=1e-15, rtol=1e-7)
+    np.testing.assert_allclose(ours.S0_hat, ref.S0_hat, rtol=1e-7)
+    aligned = np.abs(np.einsum("...ij,...ij->...j", ours.evecs, ref.evecs))[..., 0]
+    distinct = (ref.evals[..., 0] - ref.evals[..., 1]) > 1e-5 * ref.evals[..., 0]
+    np.testing.assert_allclose(aligned[distinct], 1.0, atol=1e-6)  # principal directions agree
+
+
+def test_normal_equation_wls_falls_back_to_dipy_where_it_cannot_be_trusted() -> None:
+    data = dwi_data(*gradient_scheme(), shape=(6, 6, 6), noise=10.0, seed=1).astype(np.float64)
+    bvals, bvecs = gradient_scheme()
+    # Weights that overflow: a b=0 signal near the float limit with vanishing DWIs.
+    data[0, 0, 0, bvals == 0] = 1e300
+    data[0, 0, 0, bvals > 0] = 1e-300
+    ref, ours = _two_fits(bvals, bvecs, data)
+    np.testing.assert_array_equal(ours.evals[0, 0, 0], ref.evals[0, 0, 0])
+    np.testing.assert_allclose(ours.fa[1:], ref.fa[1:], atol=1e-8, rtol=0)
+    # Five directions: every weighted system is singular (rank 6 < 7) — DIPY's pseudo-inverse.
+    few = np.r_[0, 0, 1000.0 * np.ones(5)], np.r_[np.zeros((2, 3)), np.eye(3), [[0.6, 0.8, 0]] * 2]
+    few_data = data[..., :7]
+    ref, ours = _two_fits(
+        few[0], few[1] / np.linalg.norm(few[1], axis=1, keepdims=True).clip(1e-9), few_data
+    )
+    np.testing.assert_array_equal(ours.evals, ref.evals)
 
 
 def test_fa_and_md_of_a_known_tensor(tmp_path: Path) -> None:
