@@ -64,6 +64,50 @@ def _neighbour_kernel(d: int, dtype: torch.dtype, device: torch.device) -> Tenso
     return (kernel / kernel.sum()).to(device).view(1, 1, *([3] * d))
 
 
+_CONV = {2: F.conv2d, 3: F.conv3d}
+
+#: Share of voxels being imputed below which the Jacobi sweeps visit only those voxels (a
+#: gather of their neighbours) instead of convolving whole images: on one thread 6.7× faster
+#: at 13 % of a 64² slice, 3.6× at 24 %, 1.6× at 36 % (BENCHMARKS.md, "Imputation").
+SPARSE_BELOW = 0.3
+
+
+def _jacobi_dense(
+    x: Tensor, tissue: Tensor, update: Tensor, weight: Tensor, kernel: Tensor, iterations: int
+) -> Tensor:
+    """``iterations`` Jacobi sweeps: each ``update`` voxel becomes the kernel-weighted mean of
+    its tissue neighbours (``x`` (M, 1, *spatial)), by convolving the whole images."""
+    conv = _CONV[x.ndim - 2]
+    for _ in range(iterations):
+        x = torch.where(update, conv(x * tissue, kernel, padding=1) / weight.clamp_min(1e-12), x)
+    return x
+
+
+def _jacobi_sparse(
+    x: Tensor, tissue: Tensor, update: Tensor, weight: Tensor, kernel: Tensor, iterations: int
+) -> Tensor:
+    """The same sweeps as :func:`_jacobi_dense`, computed on the ``update`` voxels only: their
+    neighbours are gathered from a zero-padded, flattened copy (one index per neighbour)."""
+    d = x.ndim - 2
+    padded = F.pad(x * tissue, [1] * (2 * d))
+    shape = padded.shape
+    flat = padded.flatten()
+    strides = torch.tensor(padded.stride(), device=x.device)
+    where = update.nonzero()  # (K, 2 + d): image, channel 0, coordinates
+    where[:, 2:] += 1  # into the padded grid
+    voxels = (where * strides).sum(1)
+    offsets = torch.cartesian_prod(*([torch.tensor([-1, 0, 1], device=x.device)] * d))
+    weights = kernel.flatten()
+    keep = weights > 0  # the centre carries no weight
+    shifts = (offsets.view(-1, d)[keep] * strides[2:]).sum(1)
+    neighbours = voxels[:, None] + shifts[None, :]
+    w = weights[keep].to(x.dtype)
+    scale = 1.0 / weight[update].clamp_min(1e-12)
+    for _ in range(iterations):
+        flat[voxels] = (flat[neighbours] * w).sum(1) * scale
+    return torch.where(update, flat.view(shape)[(...,) + (slice(1, -1),) * d], x)
+
+
 def impute(
     images: Tensor,
     regions: Tensor,
@@ -96,12 +140,11 @@ def impute(
     mean = (x.flatten(1) * flat_known).sum(1) / flat_known.sum(1).clamp_min(1)
     fallback = mean.view(-1, *([1] * (d + 1))).expand_as(x)
     x = torch.where(hole, torch.where(den > 1e-3, num / den.clamp_min(1e-3), fallback), x)
-    conv = {2: F.conv2d, 3: F.conv3d}[d]
     kernel = _neighbour_kernel(d, images.dtype, images.device)
-    weight = conv(tissue, kernel, padding=1)
+    weight = _CONV[d](tissue, kernel, padding=1)
     update = hole & (weight > 0)
-    for _ in range(iterations):
-        x = torch.where(update, conv(x * tissue, kernel, padding=1) / weight.clamp_min(1e-12), x)
+    sweeps = _jacobi_sparse if update.float().mean() < SPARSE_BELOW else _jacobi_dense
+    x = sweeps(x, tissue, update, weight, kernel, iterations)
     if noise_std > 0:
         noise = seeded_rand(tuple(x.shape), generator, x.device, normal=True) * noise_std
         x = x + noise * hole
