@@ -116,8 +116,11 @@ def test_evaluate_cams_command_sets_every_option(
 
     seen: list = []
 
-    def fake(run_dir, settings):
+    shown: list[bool] = []
+
+    def fake(run_dir, settings, progress):
         seen.append(settings)
+        shown.append(progress)
         return {"seconds": {}}
 
     monkeypatch.setattr(braincam.pipeline.evaluate_cams, "evaluate_cams", fake)
@@ -133,6 +136,8 @@ def test_evaluate_cams_command_sets_every_option(
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert json.loads(json.dumps(seen[0].model_dump())) == {**OPTIONS, "seed": 11}
+    assert CliRunner().invoke(app, [*args, "--no-progress"]).exit_code == 0
+    assert shown == [True, False]  # progress bars by default, --no-progress hides them
     bad = CliRunner().invoke(app, ["evaluate-cams", str(tmp_path), "--shift", "3,x"])
     assert isinstance(bad.exception, ConfigError) and "shift.1" in str(bad.exception)
 
@@ -283,7 +288,7 @@ def test_evaluate_cams_command_checks_and_no_regions(
     monkeypatch.setattr(
         braincam.pipeline.evaluate_cams,
         "evaluate_cams",
-        lambda run_dir, settings: seen.append(settings) or {"seconds": {}},
+        lambda run_dir, settings, progress: seen.append(settings) or {"seconds": {}},
     )
     runner = CliRunner()
     assert runner.invoke(app, ["evaluate-cams", str(tmp_path)]).exit_code == 0

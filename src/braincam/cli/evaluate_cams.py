@@ -70,6 +70,7 @@ def evaluate_cams(
     fusion: Annotated[str, typer.Option(help="fusion of several layers: layercam | mean")] = (
         "layercam"
     ),
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """Localization, perturbation, faithfulness, sanity, the shortcut alarm, consistency and
     brain regions.
@@ -108,7 +109,7 @@ def evaluate_cams(
         layer=parse_layer(layer),
         fusion=fusion,
     )
-    summary = run(run_dir, config)
+    summary = run(run_dir, config, progress=progress)
     typer.echo(
         f"tables in {eval_dir(run_dir, split)}; "
         + ", ".join(f"{k} {v:.1f}s" for k, v in summary["seconds"].items())
