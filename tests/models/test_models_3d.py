@@ -21,14 +21,15 @@ from braincam.models import build_model, get_spec, list_models, register_model, 
 from braincam.models.weights import adapt_first_conv
 from braincam.training.zoo import check_model_input, model_spatial_dims
 
-MODELS_3D = ["tinycnn3d-gap", "sfcn3d-gap", "resnet18-3d-gap", "resnet18-3d-gmp"]
+MODELS_3D = ["tinycnn3d-gap", "priorcnn3d-gap", "sfcn3d-gap", "resnet18-3d-gap", "resnet18-3d-gmp"]
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 # The input shapes the docs' 3-D table reports, and the CAM grid each model gives there,
-# worked out by hand: tinycnn3d pools twice (input/4); SFCN pools 3 times and the video
-# ResNet's stem, layer2 and layer3 stride 2 each (input/8).
+# worked out by hand: tinycnn3d pools twice (input/4); priorcnn3d's stem once (input/2); SFCN
+# pools 3 times and the video ResNet's stem, layer2 and layer3 stride 2 each (input/8).
 SHAPES = [(32, 32, 32), (64, 64, 64), (96, 112, 96)]
 GRIDS = {
     "tinycnn3d-gap": [(8, 8, 8), (16, 16, 16), (24, 28, 24)],
+    "priorcnn3d-gap": [(16, 16, 16), (32, 32, 32), (48, 56, 48)],
     "sfcn3d-gap": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
     "resnet18-3d-gap": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
     "resnet18-3d-gmp": [(4, 4, 4), (8, 8, 8), (12, 14, 12)],
@@ -175,6 +176,27 @@ def test_gradcam_is_cam_over_the_grid_size(name: str) -> None:
     assert cam.abs().amax() > 0
     torch.testing.assert_close(gradcam * grid, cam, rtol=1e-9, atol=1e-12)
     assert not torch.allclose(layercam * grid, cam)
+
+
+def test_spatial_prior_starts_as_the_identity_and_concentrates() -> None:
+    """priorcnn3d-gap: the prior is 1 everywhere at init (GAP unchanged), averages 1 over any
+    grid, and a peaked logit map puts the head's pooled features on that cell."""
+    model = build_model("priorcnn3d-gap", dropout=0.0).eval()
+    prior = model.get_submodule("backbone.prior")
+    x = torch.randn(2, 1, *SMALL)
+    grid = tuple(s // 2 for s in SMALL)
+    torch.testing.assert_close(prior.weights(grid), torch.ones(1, 1, *grid))
+    features = model.backbone.features(model.backbone.stem(x))
+    torch.testing.assert_close(model.backbone(x), features)
+    with torch.no_grad():
+        prior.logits.normal_()
+    w = prior.weights(grid)
+    assert w.shape == (1, 1, *grid) and torch.isclose(w.mean(), torch.tensor(1.0))
+    with torch.no_grad():
+        prior.logits.zero_()
+        prior.logits[0, 0, 3, 4, 5] = 1.0  # gain 100: all the mass on one cell of the prior grid
+    w = prior.weights(prior.logits.shape[2:])
+    assert w[0, 0, 3, 4, 5] > 0.99 * w.numel()
 
 
 def test_video_resnet_stem_is_isotropic_and_keeps_the_kinetics_kernel() -> None:

@@ -17,7 +17,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 @pytest.mark.slow
 def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
-    """synth (random WM sphere) → DTI → volume store → tinycnn3d-gap → 3-D CAMs scored against
+    """synth (random WM sphere) → DTI → volume store → priorcnn3d-gap → 3-D CAMs scored against
     the masks → regions in MNI → report with orthogonal planes."""
     from braincam.pipeline.run import run_experiment
 
@@ -35,7 +35,7 @@ def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert summary["prepare"]["volume_store"]["n_volumes"] == 8
     (run,) = result["runs"]
-    assert run.name == "tinycnn3d-gap"
+    assert run.name == "priorcnn3d-gap"
     test = summary["evaluation"][run.name]["test"]
     assert test["subjects"] == test["slices"] == 2  # one volume per subject
     heatmaps = run / "heatmaps" / "test"

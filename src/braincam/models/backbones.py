@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
@@ -302,6 +303,68 @@ def build_small_cnn(
         pool=pool,
         dropout=dropout,
         spatial_dims=spatial_dims,
+        kernel_size=head_kernel,
+    )
+    return CamNet(backbone, head), None
+
+
+class SpatialPrior(nn.Module):
+    """A learned spatial attention prior: the features times ``N · softmax(gain · logits)`` over
+    the ``N`` cells of the grid (one map shared by all channels and subjects).
+
+    The logits start at zero (the identity: the head's GAP is then the plain average) and are
+    resized trilinearly when the feature grid differs from ``grid``. Training concentrates the
+    map where the group difference is, so the head pools a few cells instead of the whole brain
+    (a focal effect is otherwise diluted over thousands of cells). ``gain`` scales the logits'
+    step: with Adam a parameter moves about ``lr`` per step whatever its gradient's size, and
+    the map must sharpen ``gain`` times faster than the convolutions change.
+    """
+
+    def __init__(self, grid: Sequence[int], gain: float = 100.0) -> None:
+        super().__init__()
+        self.gain = gain
+        self.logits = nn.Parameter(torch.zeros(1, 1, *grid))
+
+    def weights(self, size: Sequence[int]) -> torch.Tensor:
+        """The prior on a grid of ``size`` (1, 1, *size); it averages 1 over the grid."""
+        logits = self.logits * self.gain
+        if tuple(logits.shape[2:]) != tuple(size):
+            logits = F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=True)
+        cells = logits[0, 0].numel()
+        return torch.softmax(logits.flatten(2), -1).view_as(logits) * cells
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weights(x.shape[2:])
+
+
+def build_prior_cnn3d(
+    widths: Sequence[int],
+    head_width: int,
+    *,
+    grid: Sequence[int],
+    in_channels: int,
+    num_classes: int,
+    dropout: float,
+    gain: float = 100.0,
+    head_kernel: int = 1,
+) -> Built:
+    """Volumes: 2×2×2 average-pool stem → conv3d blocks (BN, no pooling) → :class:`SpatialPrior`
+    → the CAM head (GAP). The CAM grid is input/2: a 13–16 mm sphere at 3 mm spans a few cells
+    there, where the max-pooled input/4 grids average it away."""
+    features = small_cnn_features(in_channels, widths, pools=0, spatial_dims=3)
+    backbone = nn.Sequential(
+        OrderedDict(stem=nn.AvgPool3d(2), features=features, prior=SpatialPrior(grid, gain))
+    )
+    for m in backbone.modules():
+        if isinstance(m, _CONVS):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    head = CamHead(
+        widths[-1],
+        num_classes,
+        width=head_width,
+        pool="gap",
+        dropout=dropout,
+        spatial_dims=3,
         kernel_size=head_kernel,
     )
     return CamNet(backbone, head), None

@@ -162,6 +162,13 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
         partial(bb.build_small_cnn, (4, 8, 16), 16, pools=2, spatial_dims=3),
     ),
     (
+        ModelSpec("priorcnn3d-gap", "priorcnn3d", "gap", _GAP_CAM, _GAP_FC, (32, 32, 32), 64,
+                  "avg-pool stem, 2 conv3d blocks (8-8, BN, no pooling), a learned spatial "
+                  "attention prior (softmax map, 28x34x29), conv1x1x1/8, GAP; for focal effects",
+                  spatial_dims=3),
+        partial(bb.build_prior_cnn3d, (8, 8), 8, grid=(28, 34, 29)),
+    ),
+    (
         ModelSpec("sfcn3d-gap", "sfcn3d", "gap", _GAP_CAM, _GAP_FC, (8, 8, 8), 64,
                   "SFCN-style (Peng et al. 2021): 5 conv3d blocks (32-64-128-256-256, BN, "
                   "3 max-pools), conv1x1x1/64, GAP", spatial_dims=3),
