@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -293,19 +294,19 @@ def build_small_cnn(
         in_channels, widths, pools=pools, norm=norm, spatial_dims=spatial_dims
     )
     backbone = nn.Sequential(OrderedDict(features=features))
+    head = dict(pool=pool, dropout=dropout, spatial_dims=spatial_dims, kernel_size=head_kernel)
+    return _from_scratch(backbone, widths[-1], num_classes, head_width, **head), None
+
+
+def _from_scratch(
+    backbone: nn.Module, channels: int, num_classes: int, head_width: int, **head: Any
+) -> CamNet:
+    """``backbone`` (its convs He-initialized for ReLU) + a :class:`CamHead` on its
+    ``channels``: the small networks trained from scratch. ``head``: CamHead's options."""
     for m in backbone.modules():
         if isinstance(m, _CONVS):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    head = CamHead(
-        widths[-1],
-        num_classes,
-        width=head_width,
-        pool=pool,
-        dropout=dropout,
-        spatial_dims=spatial_dims,
-        kernel_size=head_kernel,
-    )
-    return CamNet(backbone, head), None
+    return CamNet(backbone, CamHead(channels, num_classes, width=head_width, **head))
 
 
 class SpatialPrior(nn.Module):
@@ -355,19 +356,8 @@ def build_prior_cnn3d(
     backbone = nn.Sequential(
         OrderedDict(stem=nn.AvgPool3d(2), features=features, prior=SpatialPrior(grid, gain))
     )
-    for m in backbone.modules():
-        if isinstance(m, _CONVS):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-    head = CamHead(
-        widths[-1],
-        num_classes,
-        width=head_width,
-        pool="gap",
-        dropout=dropout,
-        spatial_dims=3,
-        kernel_size=head_kernel,
-    )
-    return CamNet(backbone, head), None
+    head = dict(pool="gap", dropout=dropout, spatial_dims=3, kernel_size=head_kernel)
+    return _from_scratch(backbone, widths[-1], num_classes, head_width, **head), None
 
 
 # torchvision's video ResNet stem convolves (3, 7, 7) with stride (1, 2, 2): a video keeps its
