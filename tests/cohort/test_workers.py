@@ -86,7 +86,8 @@ def test_workers_die_with_their_parent(slow_dataset: Path, tmp_path: Path, sig: 
             time.sleep(0.05)
         survivors = [p for p in descendants if _alive(p)]
         assert survivors == [], f"workers outlived their parent: {survivors}"
-        assert b"Traceback" not in proc.stderr.read() if proc.stderr else True
+        stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+        assert "Traceback" not in stderr, stderr
     finally:
         if proc.poll() is None:
             proc.kill()

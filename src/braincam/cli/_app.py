@@ -7,7 +7,6 @@ Heavy libraries (torch, dipy, nilearn) are imported inside the command functions
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import warnings
 
@@ -15,6 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from braincam.cli import _signals as stop_signals
 from braincam.errors import BraincamError
 from braincam.guard import OUTPUT_ERRNOS, output_error
 
@@ -68,11 +68,6 @@ def quiet_third_party() -> None:
             logger.addFilter(_DropAdvertisements())
 
 
-def _terminate(signum: int, frame: object) -> None:
-    # SIGTERM unwinds like Ctrl-C: `finally` blocks remove temp files, workers are stopped.
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def main() -> None:
     """Console-script entry point: domain errors print a message and exit 2, no traceback.
 
@@ -80,10 +75,8 @@ def main() -> None:
     way; SIGTERM and Ctrl-C stop with exit 130 and no traceback.
     """
     quiet_third_party()
-    try:
-        signal.signal(signal.SIGTERM, _terminate)
-    except ValueError:  # not the main thread (embedded use): keep the default
-        pass
+    # SIGTERM unwinds like Ctrl-C: `finally` blocks remove temp files, workers are stopped.
+    stop_signals.install()
     try:
         app()
     except BraincamError as exc:
@@ -95,6 +88,7 @@ def main() -> None:
         _print_error(output_error(exc))
         sys.exit(2)
     except KeyboardInterrupt:
+        stop_signals.mark_stopping()
         err_console.print("[bold red]interrupted[/]", highlight=False)
         sys.exit(130)
 
