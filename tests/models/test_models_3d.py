@@ -269,3 +269,21 @@ def test_a_registered_3d_model_is_declared_as_such() -> None:
     with pytest.raises(ModelError, match="spatial_dims of 'bad' must be 2 or 3, got 4"):
         register_model("bad", build, cam_layer="head.conv", spatial_dims=4)
     assert "bad" not in list_models()
+
+
+def test_the_plane_prior_resizes_bilinearly_and_stays_a_mean_of_one() -> None:
+    """priorcnn-gap (slices): the same prior on a 2-D grid — the identity at init, a mean of 1
+    on another input size's grid (bilinear resize), and the CAM grid is input/2."""
+    model = build_model("priorcnn-gap", dropout=0.0).eval()
+    prior = model.get_submodule("backbone.prior")
+    assert tuple(prior.logits.shape[2:]) == (32, 32)
+    x = torch.randn(2, 1, 96, 96)
+    torch.testing.assert_close(model.backbone(x), model.backbone.features(model.backbone.stem(x)))
+    with torch.no_grad():
+        prior.logits.zero_()
+        prior.logits[0, 0, 8, 24] = 0.05  # gain 100: a peak of e^5 over its neighbours
+    w = prior.weights((48, 48))
+    assert w.shape == (1, 1, 48, 48) and torch.isclose(w.mean(), torch.tensor(1.0))
+    peak = divmod(int(w.flatten().argmax()), 48)
+    assert peak == (round(8 * 47 / 31), round(24 * 47 / 31))  # align_corners: i * 47 / 31
+    assert model.backbone(x).shape[2:] == (48, 48)

@@ -314,7 +314,7 @@ class SpatialPrior(nn.Module):
     the ``N`` cells of the grid (one map shared by all channels and subjects).
 
     The logits start at zero (the identity: the head's GAP is then the plain average) and are
-    resized trilinearly when the feature grid differs from ``grid``. Training concentrates the
+    resized (bi/trilinearly) when the feature grid differs from ``grid``. Training concentrates the
     map where the group difference is, so the head pools a few cells instead of the whole brain
     (a focal effect is otherwise diluted over thousands of cells). ``gain`` scales the logits'
     step: with Adam a parameter moves about ``lr`` per step whatever its gradient's size, and
@@ -330,7 +330,8 @@ class SpatialPrior(nn.Module):
         """The prior on a grid of ``size`` (1, 1, *size); it averages 1 over the grid."""
         logits = self.logits * self.gain
         if tuple(logits.shape[2:]) != tuple(size):
-            logits = F.interpolate(logits, size=tuple(size), mode="trilinear", align_corners=True)
+            mode = "bilinear" if len(size) == 2 else "trilinear"
+            logits = F.interpolate(logits, size=tuple(size), mode=mode, align_corners=True)
         cells = logits[0, 0].numel()
         return torch.softmax(logits.flatten(2), -1).view_as(logits) * cells
 
@@ -338,7 +339,7 @@ class SpatialPrior(nn.Module):
         return x * self.weights(x.shape[2:])
 
 
-def build_prior_cnn3d(
+def build_prior_cnn(
     widths: Sequence[int],
     head_width: int,
     *,
@@ -349,14 +350,16 @@ def build_prior_cnn3d(
     gain: float = 100.0,
     head_kernel: int = 1,
 ) -> Built:
-    """Volumes: 2×2×2 average-pool stem → conv3d blocks (BN, no pooling) → :class:`SpatialPrior`
-    → the CAM head (GAP). The CAM grid is input/2: a 13–16 mm sphere at 3 mm spans a few cells
-    there, where the max-pooled input/4 grids average it away."""
-    features = small_cnn_features(in_channels, widths, pools=0, spatial_dims=3)
+    """2×2(×2) average-pool stem → conv blocks (BN, no pooling) → :class:`SpatialPrior` → the
+    CAM head (GAP); 2-D or 3-D after ``grid``'s length. The CAM grid is input/2: a 10–16 mm
+    sphere spans a few cells there, where max-pooled input/4–input/8 grids average it away."""
+    spatial_dims = len(grid)
+    features = small_cnn_features(in_channels, widths, pools=0, spatial_dims=spatial_dims)
+    stem = nn.AvgPool2d(2) if spatial_dims == 2 else nn.AvgPool3d(2)
     backbone = nn.Sequential(
-        OrderedDict(stem=nn.AvgPool3d(2), features=features, prior=SpatialPrior(grid, gain))
+        OrderedDict(stem=stem, features=features, prior=SpatialPrior(grid, gain))
     )
-    head = dict(pool="gap", dropout=dropout, spatial_dims=3, kernel_size=head_kernel)
+    head = dict(pool="gap", dropout=dropout, spatial_dims=spatial_dims, kernel_size=head_kernel)
     return _from_scratch(backbone, widths[-1], num_classes, head_width, **head), None
 
 

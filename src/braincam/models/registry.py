@@ -149,6 +149,14 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
                   "smallcnn-gap with GroupNorm and 2 max-pools (CAM grid = input/4)"),
         partial(bb.build_small_cnn, (32, 64, 128, 256), 256, pools=2, norm="group"),
     ),
+    # A learned spatial prior in the plane (priorcnn3d-gap's design on slices, issue 14): CAM
+    # grid input/2 instead of input/8.
+    (
+        ModelSpec("priorcnn-gap", "priorcnn", "gap", _GAP_CAM, _GAP_FC, (32, 32), 64,
+                  "avg-pool stem, 2 conv blocks (16-16, BN, no pooling), a learned spatial "
+                  "attention prior (softmax map, 32x32), conv1x1/16, GAP; for focal effects"),
+        partial(bb.build_prior_cnn, (16, 16), 16, grid=(32, 32)),
+    ),
     (
         ModelSpec("tinycnn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
                   "4 conv blocks (8-16-32-64, BN, 3 max-pools), conv3x3/64, GAP; for tests"),
@@ -166,7 +174,7 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
                   "avg-pool stem, 2 conv3d blocks (8-8, BN, no pooling), a learned spatial "
                   "attention prior (softmax map, 28x34x29), conv1x1x1/8, GAP; for focal effects",
                   spatial_dims=3),
-        partial(bb.build_prior_cnn3d, (8, 8), 8, grid=(28, 34, 29)),
+        partial(bb.build_prior_cnn, (8, 8), 8, grid=(28, 34, 29)),
     ),
     (
         ModelSpec("sfcn3d-gap", "sfcn3d", "gap", _GAP_CAM, _GAP_FC, (8, 8, 8), 64,
