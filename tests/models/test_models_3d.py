@@ -287,3 +287,47 @@ def test_the_plane_prior_resizes_bilinearly_and_stays_a_mean_of_one() -> None:
     peak = divmod(int(w.flatten().argmax()), 48)
     assert peak == (round(8 * 47 / 31), round(24 * 47 / 31))  # align_corners: i * 47 / 31
     assert model.backbone(x).shape[2:] == (48, 48)
+
+
+@pytest.mark.parametrize("shape", [(15, 17), (11, 13, 9)])
+def test_gaussian_blur_of_a_point_is_the_gaussian(shape: tuple[int, ...]) -> None:
+    """gaussian_blur against the formula: a unit point in the middle becomes the product of
+    normalized 1-D Gaussians exp(-d²/2σ²) along each axis (σ per axis, in cells)."""
+    import numpy as np
+
+    from braincam.models.backbones import gaussian_blur
+
+    sigmas = [1.0, 1.5, 0.7][: len(shape)]
+    point = torch.zeros(1, 1, *shape, dtype=torch.float64)
+    centre = tuple(s // 2 for s in shape)
+    point[(0, 0, *centre)] = 1.0
+    blurred = gaussian_blur(point, sigmas)[0, 0].numpy()
+    expected = np.ones(())
+    for size, c, sigma in zip(shape, centre, sigmas, strict=True):
+        radius = int(np.ceil(3 * sigma))
+        taps = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+        profile = np.zeros(size)
+        profile[c - radius : c + radius + 1] = taps / taps.sum()
+        expected = np.multiply.outer(expected, profile)
+    np.testing.assert_allclose(blurred, expected, atol=1e-12)
+    assert np.isclose(blurred.sum(), 1.0)
+
+
+def test_a_blurred_prior_spreads_its_peak_and_keeps_a_mean_of_one() -> None:
+    """SpatialPrior(blur=σ): a one-cell softmax becomes a Gaussian blob around that cell (the
+    neighbours weigh exp(-1/2σ²) of the peak), the mean over the grid stays 1, and blur=0 is the
+    unblurred prior."""
+    from braincam.models.backbones import SpatialPrior
+
+    sharp, blob = SpatialPrior((16, 16)), SpatialPrior((16, 16), blur=1.0)
+    with torch.no_grad():
+        for prior in (sharp, blob):
+            prior.logits[0, 0, 5, 9] = 1.0  # gain 100: one cell holds all of the softmax
+    with torch.no_grad():
+        w_sharp, w_blob = sharp.weights((16, 16))[0, 0], blob.weights((16, 16))[0, 0]
+    assert w_sharp[5, 9] > 0.99 * 256 and w_sharp[5, 10] < 1e-6
+    assert torch.isclose(w_blob.mean(), torch.tensor(1.0))
+    assert int(w_blob.argmax()) == 5 * 16 + 9
+    ratio = float(w_blob[5, 10] / w_blob[5, 9])
+    assert abs(ratio - float(torch.exp(torch.tensor(-0.5)))) < 1e-5
+    torch.testing.assert_close(w_blob[4, 9], w_blob[6, 9])  # symmetric about the peak

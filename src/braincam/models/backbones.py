@@ -8,6 +8,7 @@ family — so a 138 M-parameter VGG classifier is never drawn only to be thrown 
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -309,6 +310,25 @@ def _from_scratch(
     return CamNet(backbone, CamHead(channels, num_classes, width=head_width, **head))
 
 
+def gaussian_blur(x: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
+    """Blur a (1, 1, *grid) map with a Gaussian of standard deviation ``sigmas`` (cells, one per
+    axis; 0 leaves that axis), one axis at a time, zero beyond the edges."""
+    dims = x.dim() - 2
+    conv = F.conv2d if dims == 2 else F.conv3d
+    for axis, sigma in enumerate(sigmas):
+        if sigma <= 0:
+            continue
+        radius = max(1, math.ceil(3 * sigma))
+        taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+        shape = [1] * dims
+        shape[axis] = kernel.numel()
+        padding = [0] * dims
+        padding[axis] = radius
+        x = conv(x, (kernel / kernel.sum()).view(1, 1, *shape), padding=tuple(padding))
+    return x
+
+
 class SpatialPrior(nn.Module):
     """A learned spatial attention prior: the features times ``N · softmax(gain · logits)`` over
     the ``N`` cells of the grid (one map shared by all channels and subjects).
@@ -319,11 +339,18 @@ class SpatialPrior(nn.Module):
     (a focal effect is otherwise diluted over thousands of cells). ``gain`` scales the logits'
     step: with Adam a parameter moves about ``lr`` per step whatever its gradient's size, and
     the map must sharpen ``gain`` times faster than the convolutions change.
+
+    ``blur`` (cells of ``grid``; 0: none) spreads the softmax with a Gaussian before it weights
+    the features. Without it the softmax collapses onto one cell within a few epochs and stays
+    there (its gradient vanishes once saturated), often a cell beside the effect from which the
+    convolutions still see it; a blob pools the evidence around its centre, and the centre that
+    pools the most is the effect's.
     """
 
-    def __init__(self, grid: Sequence[int], gain: float = 100.0) -> None:
+    def __init__(self, grid: Sequence[int], gain: float = 100.0, blur: float = 0.0) -> None:
         super().__init__()
         self.gain = gain
+        self.blur = blur
         self.logits = nn.Parameter(torch.zeros(1, 1, *grid))
 
     def weights(self, size: Sequence[int]) -> torch.Tensor:
@@ -333,7 +360,14 @@ class SpatialPrior(nn.Module):
             mode = "bilinear" if len(size) == 2 else "trilinear"
             logits = F.interpolate(logits, size=tuple(size), mode=mode, align_corners=True)
         cells = logits[0, 0].numel()
-        return torch.softmax(logits.flatten(2), -1).view_as(logits) * cells
+        prior = torch.softmax(logits.flatten(2), -1).view_as(logits)
+        if self.blur > 0:
+            grid = self.logits.shape[2:]
+            prior = gaussian_blur(
+                prior, [self.blur * s / g for s, g in zip(size, grid, strict=True)]
+            )
+            prior = prior / prior.sum()  # the edges lose a little mass
+        return prior * cells
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weights(x.shape[2:])
@@ -348,6 +382,7 @@ def build_prior_cnn(
     num_classes: int,
     dropout: float,
     gain: float = 100.0,
+    blur: float = 0.0,
     head_kernel: int = 1,
 ) -> Built:
     """2×2(×2) average-pool stem → conv blocks (BN, no pooling) → :class:`SpatialPrior` → the
@@ -357,7 +392,7 @@ def build_prior_cnn(
     features = small_cnn_features(in_channels, widths, pools=0, spatial_dims=spatial_dims)
     stem = nn.AvgPool2d(2) if spatial_dims == 2 else nn.AvgPool3d(2)
     backbone = nn.Sequential(
-        OrderedDict(stem=stem, features=features, prior=SpatialPrior(grid, gain))
+        OrderedDict(stem=stem, features=features, prior=SpatialPrior(grid, gain, blur))
     )
     head = dict(pool="gap", dropout=dropout, spatial_dims=spatial_dims, kernel_size=head_kernel)
     return _from_scratch(backbone, widths[-1], num_classes, head_width, **head), None
