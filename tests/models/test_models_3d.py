@@ -272,13 +272,25 @@ def test_a_registered_3d_model_is_declared_as_such() -> None:
 
 
 def test_the_plane_prior_resizes_bilinearly_and_stays_a_mean_of_one() -> None:
-    """priorcnn-gap (slices): the same prior on a 2-D grid — the identity at init, a mean of 1
+    """priorcnn-gap (slices): the same prior on a 2-D grid — at init 1 everywhere but the
+    outermost cells (the blur's zero padding lowers them; they lie outside the brain), a mean of 1
     on another input size's grid (bilinear resize), and the CAM grid is input/2."""
+    from braincam.models.backbones import SpatialPrior
+
     model = build_model("priorcnn-gap", dropout=0.0).eval()
     prior = model.get_submodule("backbone.prior")
-    assert tuple(prior.logits.shape[2:]) == (32, 32)
+    assert tuple(prior.logits.shape[2:]) == (32, 32) and prior.blur == 1.0
     x = torch.randn(2, 1, 96, 96)
-    torch.testing.assert_close(model.backbone(x), model.backbone.features(model.backbone.stem(x)))
+    with torch.no_grad():
+        start = prior.weights((48, 48))[0, 0]
+        features = model.backbone.features(model.backbone.stem(x))
+        torch.testing.assert_close(model.backbone(x), features * start)
+    margin = 3 * 48 // 32 + 1  # 3 sigma of the blur, in cells of the 48x48 grid
+    inner = start[margin:-margin, margin:-margin]
+    assert torch.allclose(inner, inner[0, 0].expand_as(inner)) and inner[0, 0] > 1.0
+    assert start[0, 0] < 0.5 * inner[0, 0] and torch.isclose(start.mean(), torch.tensor(1.0))
+    unblurred = SpatialPrior((32, 32))  # without the blur: exactly the identity at init
+    torch.testing.assert_close(unblurred(features), features)
     with torch.no_grad():
         prior.logits.zero_()
         prior.logits[0, 0, 8, 24] = 0.05  # gain 100: a peak of e^5 over its neighbours

@@ -154,8 +154,9 @@ _ENTRIES: tuple[tuple[ModelSpec, Builder], ...] = (
     (
         ModelSpec("priorcnn-gap", "priorcnn", "gap", _GAP_CAM, _GAP_FC, (32, 32), 64,
                   "avg-pool stem, 2 conv blocks (16-16, BN, no pooling), a learned spatial "
-                  "attention prior (softmax map, 32x32), conv1x1/16, GAP; for focal effects"),
-        partial(bb.build_prior_cnn, (16, 16), 16, grid=(32, 32)),
+                  "attention prior (softmax map, 32x32, Gaussian blur of 1 cell), conv1x1/16, "
+                  "GAP; for focal effects"),
+        partial(bb.build_prior_cnn, (16, 16), 16, grid=(32, 32), blur=1.0),
     ),
     (
         ModelSpec("tinycnn-gap", "smallcnn", "gap", _GAP_CAM, _GAP_FC, (12, 12), 96,
