@@ -254,6 +254,7 @@ class Comparison(_Model):
     ci_high: Number
     effect_size: Number
     p_value: Number
+    region_ci_low: Number
     hurts_more: bool
 
 

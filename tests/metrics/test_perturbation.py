@@ -680,8 +680,10 @@ def test_statistics_against_hand_computation() -> None:
     )
     assert res["region"] == "region"
     diff = region[:, 1].double() - random[:, :, 1].double().mean(1)
-    means = pc._bootstrap_means(diff, labels, 100, torch.Generator().manual_seed(2))
+    gen = torch.Generator().manual_seed(2)
+    means = pc._bootstrap_means(diff, labels, 100, gen)
     lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    own = pc._bootstrap_means(region[:, 1].double(), labels, 100, gen)  # the same stream, next
     c = res["comparison"]
     assert c == {
         "n_images": 5,
@@ -694,9 +696,10 @@ def test_statistics_against_hand_computation() -> None:
         "ci_high": hi,
         "effect_size": pytest.approx(0.39 / diff.std().item()),
         "p_value": stats.wilcoxon(diff.numpy(), alternative="greater").pvalue,
+        "region_ci_low": float(torch.quantile(own, 0.025)),
         "hurts_more": True,
     }
-    assert 0 < lo < 0.39 < hi
+    assert 0 < lo < 0.39 < hi and c["region_ci_low"] > 0
     assert c["p_value"] == pytest.approx(1 / 32)  # all five differences positive: (1/2)^5
     # the dose-response: one entry per strength, each from its own column
     assert [d["strength"] for d in res["dose_response"]] == [0.5, 1.0]
@@ -735,6 +738,7 @@ def test_statistics_edge_cases() -> None:
         "ci_high": None,
         "effect_size": None,
         "p_value": None,
+        "region_ci_low": None,
         "hurts_more": False,
     }
     assert none["per_class"] == {}
@@ -839,3 +843,20 @@ def test_statistics_of_degenerate_cases_do_not_warn() -> None:
         )
     assert one["comparison"]["effect_size"] is None and one["comparison"]["p_value"] == 0.5
     assert zero["comparison"]["p_value"] == 1.0 and zero["comparison"]["effect_size"] is None
+
+
+def test_a_region_that_changes_nothing_does_not_hurt_where_random_regions_help() -> None:
+    """Random regions that *raise* the target probability (negative drops) must not make a
+    no-op region "hurt more": the region's own drop must be above 0 too (the demo's negative
+    control, background voxels imputed from the background, said yes before this rule). Control:
+    a region that does lower the probability still hurts more than the same random regions."""
+    n = 32
+    labels = torch.arange(n) % 2
+    helping = -0.01 - 0.01 * torch.rand(n, 20, 1, generator=torch.Generator().manual_seed(0))
+    noop = pc.compare_drops(torch.zeros(n, 1), helping, labels, strengths=(1.0,))
+    c = noop["comparison"]
+    assert c["ci_low"] > 0  # the paired difference alone would have said "hurts more"
+    assert c["region_ci_low"] == 0.0 and not c["hurts_more"]
+    hurting = torch.full((n, 1), 0.05)
+    real = pc.compare_drops(hurting, helping, labels, strengths=(1.0,))["comparison"]
+    assert real["region_ci_low"] == pytest.approx(0.05) and real["hurts_more"]

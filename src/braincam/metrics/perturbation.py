@@ -68,7 +68,9 @@ DEFAULT_STRENGTHS = (0.25, 0.5, 0.75, 1.0)
 RULE = (
     "a region hurts more than random regions when the lower bound of the 95 % bootstrap interval "
     "(stratified by true class) of the mean paired difference drop(region) − mean drop(random "
-    "regions of the same shape inside the brain) is above 0, at full strength"
+    "regions of the same shape inside the brain) is above 0, and so is that of the region's own "
+    "mean drop (a region that changes nothing does not hurt, even where random regions help), "
+    "at full strength"
 )
 
 
@@ -162,6 +164,7 @@ def _stats(
         "ci_high": None,
         "effect_size": None,
         "p_value": None,
+        "region_ci_low": None,
         "hurts_more": False,
     }
     if n == 0:
@@ -169,6 +172,11 @@ def _stats(
     diff = region.double() - random.double().mean(1)
     means = _bootstrap_means(diff, strata, n_bootstrap, generator)
     lo, hi = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    # The region must also hurt in itself: when random regions *raise* the probability (their
+    # drops are negative), a region that changes nothing would otherwise "hurt more" (issue 14's
+    # demo: imputing background voxels passed as hurting, the negative control said yes).
+    own = _bootstrap_means(region.double(), strata, n_bootstrap, generator)
+    own_lo = float(torch.quantile(own, 0.025))
     mean = float(diff.mean())
     sd = float(diff.std()) if n > 1 else 0.0
     if bool((diff == 0).all()):
@@ -184,7 +192,8 @@ def _stats(
         "ci_high": hi,
         "effect_size": mean / sd if sd > 0 else None,
         "p_value": p,
-        "hurts_more": bool(lo > 0),
+        "region_ci_low": own_lo,
+        "hurts_more": bool(lo > 0 and own_lo > 0),
     }
 
 

@@ -87,7 +87,8 @@ def verdicts(summary: dict[str, Any], methods: tuple[str, ...]) -> dict[str, Any
             "baseline": None if comp is None else comp["random_drop"],
             "verdict": None if comp is None else comp["hurts_more"],
             "rule": "CAM region hurts more than 20 random regions of its shape per image "
-            "(95 % CI of the paired difference above 0)",
+            "(95 % CI of the paired difference above 0) and hurts at all (95 % CI of its own "
+            "drop above 0)",
             "ci_low": None if comp is None else comp["ci_low"],
             "ci_high": None if comp is None else comp["ci_high"],
         }
