@@ -82,10 +82,10 @@ def _control_sentence(run: str, which: str, section: PerturbationSection) -> B.B
     test = section.controls.get(which)
     base = f"cam_evaluation/{run}/perturbation"
     label = {
-        "positive": "Positive control — imputing the planted ground-truth region hurts more than "
-        "random brain regions of its shape (expected: yes): ",
+        "positive": "Positive control — imputing the planted ground-truth region hurts, and more "
+        "than random brain regions of its shape (expected: yes): ",
         "negative": "Negative control — imputing a region of the same area outside the brain "
-        "hurts more than random brain regions (expected: no): ",
+        "hurts, and more than random brain regions (expected: no): ",
     }[which]
     spans: list[B.Span] = [(label, ""), (B.fmt_value(verdict), f"{base}/{which}_control")]
     if test is not None:
@@ -101,7 +101,9 @@ def _control_sentence(run: str, which: str, section: PerturbationSection) -> B.B
             (B.fmt_value(c.ci_low), f"{k}/ci_low"),
             (", ", ""),
             (B.fmt_value(c.ci_high), f"{k}/ci_high"),
-            ("], d_z ", ""),
+            ("]; its own drop's 95 % CI lower bound ", ""),
+            (B.fmt_value(c.region_ci_low), f"{k}/region_ci_low"),
+            ("; d_z ", ""),
             (B.fmt_value(c.effect_size, 2), f"{k}/effect_size"),
             ("; n = ", ""),
             (str(c.n_images), f"{k}/n_images"),
