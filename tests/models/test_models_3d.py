@@ -307,13 +307,13 @@ def test_gaussian_blur_of_a_point_is_the_gaussian(shape: tuple[int, ...]) -> Non
     normalized 1-D Gaussians exp(-d²/2σ²) along each axis (σ per axis, in cells)."""
     import numpy as np
 
-    from braincam.models.backbones import gaussian_blur
+    from braincam.imaging.filters import gaussian_blur
 
     sigmas = [1.0, 1.5, 0.7][: len(shape)]
     point = torch.zeros(1, 1, *shape, dtype=torch.float64)
     centre = tuple(s // 2 for s in shape)
     point[(0, 0, *centre)] = 1.0
-    blurred = gaussian_blur(point, sigmas)[0, 0].numpy()
+    blurred = gaussian_blur(point, sigmas, edges="zeros")[0, 0].numpy()
     expected = np.ones(())
     for size, c, sigma in zip(shape, centre, sigmas, strict=True):
         radius = int(np.ceil(3 * sigma))

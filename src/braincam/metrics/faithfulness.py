@@ -12,17 +12,16 @@ only Python loop is over chunks of ``batch_size`` model inputs.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from braincam.cam.base import model_device
 from braincam.errors import InputError
+from braincam.imaging.filters import gaussian_blur
 from braincam.metrics.maps import check_maps, seeded_rand
 
 __all__ = [
@@ -114,23 +113,6 @@ def target_probabilities(
             probs.append(p.gather(1, t[:, None])[:, 0])
             preds.append(p.argmax(1))
     return torch.cat(probs).to(inputs.device), torch.cat(preds).to(inputs.device)
-
-
-def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur over the spatial dims of ``(N, C, *spatial)``, edges replicated."""
-    if sigma <= 0:
-        return images.clone()
-    radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-(t**2) / (2 * sigma**2))
-    kernel = (kernel / kernel.sum()).view(1, 1, -1)
-    out = images
-    for axis in range(2, images.ndim):  # 2 or 3 spatial axes, each a 1D convolution
-        moved = out.movedim(axis, -1)
-        shape = moved.shape
-        line = F.pad(moved.reshape(-1, 1, shape[-1]), (radius, radius), mode="replicate")
-        out = F.conv1d(line, kernel).view(shape).movedim(-1, axis)
-    return out
 
 
 def baseline_images(images: Tensor, kind: Baseline, blur_sigma: float | None = None) -> Tensor:

@@ -8,7 +8,6 @@ family — so a 138 M-parameter VGG classifier is never drawn only to be thrown 
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 import torchvision.models as tvm
 from torch import nn
 
+from braincam.imaging.filters import gaussian_blur
 from braincam.models.heads import CamHead, CamNet, Pooling, SpatialDims
 from braincam.models.weights import Transfer
 
@@ -310,25 +310,6 @@ def _from_scratch(
     return CamNet(backbone, CamHead(channels, num_classes, width=head_width, **head))
 
 
-def gaussian_blur(x: torch.Tensor, sigmas: Sequence[float]) -> torch.Tensor:
-    """Blur a (1, 1, *grid) map with a Gaussian of standard deviation ``sigmas`` (cells, one per
-    axis; 0 leaves that axis), one axis at a time, zero beyond the edges."""
-    dims = x.dim() - 2
-    conv = F.conv2d if dims == 2 else F.conv3d
-    for axis, sigma in enumerate(sigmas):
-        if sigma <= 0:
-            continue
-        radius = max(1, math.ceil(3 * sigma))
-        taps = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-        kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
-        shape = [1] * dims
-        shape[axis] = kernel.numel()
-        padding = [0] * dims
-        padding[axis] = radius
-        x = conv(x, (kernel / kernel.sum()).view(1, 1, *shape), padding=tuple(padding))
-    return x
-
-
 class SpatialPrior(nn.Module):
     """A learned spatial attention prior: the features times ``N · softmax(gain · logits)`` over
     the ``N`` cells of the grid (one map shared by all channels and subjects).
@@ -363,9 +344,8 @@ class SpatialPrior(nn.Module):
         prior = torch.softmax(logits.flatten(2), -1).view_as(logits)
         if self.blur > 0:
             grid = self.logits.shape[2:]
-            prior = gaussian_blur(
-                prior, [self.blur * s / g for s, g in zip(size, grid, strict=True)]
-            )
+            sigmas = [self.blur * s / g for s, g in zip(size, grid, strict=True)]
+            prior = gaussian_blur(prior, sigmas, edges="zeros")
             prior = prior / prior.sum()  # the edges lose a little mass
         return prior * cells
 
