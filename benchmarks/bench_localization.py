@@ -4,6 +4,7 @@ training variant × CAM method.
     .venv/bin/python benchmarks/bench_localization.py run OUT --seeds 1 2 --placements deep \\
         cortical --sizes 64 96 --models smallcnn-gap smallcnn-p2-gap
     .venv/bin/python benchmarks/bench_localization.py table OUT      # Markdown for BENCHMARKS.md
+    .venv/bin/python benchmarks/bench_localization.py ceiling WORK...  # fixed-point ceilings
 
 Each cohort is ``configs/fast-cpu.yaml``'s synthetic cohort with ``effect_region:
 random:<placement>`` and ``seed`` (a 10–16 mm white-matter sphere that is never a named region,
@@ -189,6 +190,38 @@ def table(args: argparse.Namespace) -> None:
     print(markdown(ranked.head(10).reset_index().round(3)))
 
 
+def store_ceiling(work: Path, tolerance: float | None = None) -> dict[str, Any]:
+    """The fixed-point ceiling (:func:`~braincam.metrics.localization.fixed_point_ceiling`) of a
+    prepared work directory's test images with mask voxels, strict and tolerant (the scoring's
+    default tolerance), in the store's own space: slices, or volumes for a volume store."""
+    import numpy as np
+    import torch
+
+    from braincam.metrics.localization import default_tolerance, fixed_point_ceiling
+
+    store = work / ("volumes" if (work / "volumes" / "meta.json").is_file() else "slices")
+    index = pd.read_csv(store / "index.tsv", sep="\t")
+    column = "mask_voxels" if "mask_voxels" in index else "mask_pixels"
+    count = pd.to_numeric(index[column], errors="coerce").fillna(0)
+    rows = np.flatnonzero((index["split"] == "test").to_numpy() & (count > 0).to_numpy())
+    masks = torch.from_numpy(np.load(store / "masks.npy", mmap_mode="r")[rows] > 0)
+    tol = default_tolerance(tuple(masks.shape[1:])) if tolerance is None else tolerance
+    return {
+        "store": store.name,
+        "n": len(rows),
+        "ceiling": round(fixed_point_ceiling(masks), 3),
+        "ceiling_tolerant": round(fixed_point_ceiling(masks, tol), 3),
+        "mask_fraction": round(masks.flatten(1).float().mean(1).mean().item(), 5),
+    }
+
+
+def ceiling(args: argparse.Namespace) -> None:
+    """The fixed-point ceiling of each prepared work directory given (``OUT/<cohort>/size-N`` of
+    ``run``, or any ``braincam prepare`` output)."""
+    rows = [{"work": str(w), **store_ceiling(w)} for w in args.work]
+    print(markdown(pd.DataFrame(rows)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -203,8 +236,10 @@ def main() -> None:
     p_run.add_argument("--variant", action="append", help="NAME=JSON train override")
     p_tab = sub.add_parser("table", help="print the Markdown tables")
     p_tab.add_argument("out", type=Path)
+    p_ceil = sub.add_parser("ceiling", help="the best a fixed-place map could score")
+    p_ceil.add_argument("work", type=Path, nargs="+")
     args = parser.parse_args()
-    (run if args.command == "run" else table)(args)
+    {"run": run, "table": table, "ceiling": ceiling}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -440,3 +440,35 @@ def test_tolerance_zone_of_one_voxel_and_larger_than_the_field() -> None:
     # A tolerance beyond the field: all of sample 0, still nothing in sample 1 (no mask there).
     zone = loc.tolerance_zone(masks, 30.0)
     assert zone[0].all() and not zone[1].any()
+
+
+def test_fixed_point_ceiling_is_the_best_shared_voxel() -> None:
+    """Masks at one place: 1; at N disjoint places: 1/N; two of three sharing a voxel: 2/3, and
+    a map pointing there scores it exactly (the bound is reached); empty masks are left out."""
+    same = torch.zeros(4, 8, 8, dtype=torch.bool)
+    same[:, 2:4, 2:4] = True
+    assert loc.fixed_point_ceiling(same) == 1.0
+    apart = torch.zeros(4, 8, 8, dtype=torch.bool)
+    for i in range(4):
+        apart[i, 2 * i, 2 * i] = True
+    assert loc.fixed_point_ceiling(apart) == pytest.approx(0.25)
+    three = torch.zeros(4, 8, 8, dtype=torch.bool)
+    three[0, 1:3, 1:3] = True
+    three[1, 2:4, 2:4] = True
+    three[2, 6, 6] = True  # three[3] stays empty: not counted
+    assert loc.fixed_point_ceiling(three) == pytest.approx(2 / 3)
+    pointer = torch.zeros(4, 8, 8)
+    pointer[:, 2, 2] = 1.0
+    scores = loc.pointing_game(pointer, three)
+    assert torch.nanmean(scores).item() == pytest.approx(2 / 3)
+    # within 3 voxels (Euclidean) every mask is reached from (4, 4), 2.8 from (2, 2) and (6, 6)
+    assert loc.fixed_point_ceiling(three, tolerance=3.0) == 1.0
+    assert math.isnan(loc.fixed_point_ceiling(torch.zeros(2, 4, 4, dtype=torch.bool)))
+
+
+def test_fixed_point_ceiling_in_3d() -> None:
+    masks = torch.zeros(3, 5, 5, 5, dtype=torch.bool)
+    masks[0, 1, 1, 1] = masks[1, 1, 1, 1] = masks[2, 3, 3, 3] = True
+    assert loc.fixed_point_ceiling(masks) == pytest.approx(2 / 3)
+    with pytest.raises(InputError):
+        loc.fixed_point_ceiling(masks, tolerance=-1.0)

@@ -45,6 +45,7 @@ __all__ = [
     "auroc",
     "baseline_maps",
     "default_tolerance",
+    "fixed_point_ceiling",
     "iou_box",
     "iou_threshold",
     "localization_table",
@@ -125,6 +126,26 @@ def pointing_game(
     zone = _resolve_zone(masks, float(tolerance), zone)
     score = _pointing(maps.flatten(1), zone.flatten(1), ties)
     return _nan_where_empty(score.to(maps.dtype), masks)
+
+
+def fixed_point_ceiling(masks: Tensor, tolerance: float = 0.0) -> float:
+    """The best pointing game of a map that points at the same voxel in every image: the largest
+    share of the (non-empty) masks that hold one voxel (within ``tolerance`` of it, as in
+    :func:`pointing_game`).
+
+    A diagnostic bound, not a baseline: it reads the truth. A model that learned *where* the
+    group effect lies (a fixed spatial prior) cannot beat it; only a map that follows each
+    image's own effect can, so a target above it asks for per-image localization. Where the
+    effect sits at one place in every image it is 1; where the masks never overlap, 1/N.
+    """
+    masks = check_masks(masks, masks.float())
+    if tolerance < 0:
+        raise InputError("tolerance must be ≥ 0 (voxels)", value=tolerance)
+    masks = masks[masks.flatten(1).any(1)]
+    if len(masks) == 0:
+        return math.nan
+    zone = _resolve_zone(masks, float(tolerance), None)
+    return zone.flatten(1).float().mean(0).max().item()
 
 
 def _resolve_zone(masks: Tensor, tolerance: float, zone: Tensor | None) -> Tensor:
