@@ -106,8 +106,9 @@ def test_every_method_shape_range_and_raw(method: str) -> None:
     cam = make_method(model, method, **kw)
     res = cam(x)
     assert res.maps.shape == (4, 12, 12)
-    # FullGrad is a whole-network map, at the input's resolution
-    assert res.raw.shape == ((4, 12, 12) if method == "fullgrad" else (4, 6, 6))
+    # FullGrad is a whole-network map, Integrated Gradients an input attribution: at the input's
+    # resolution
+    assert res.raw.shape == ((4, 12, 12) if method in ("fullgrad", "intgrad") else (4, 6, 6))
     assert torch.isfinite(res.maps).all()
     # per-sample min-max: min 0 and max 1 unless the map is constant (then all 0)
     for m in res.maps:
@@ -148,6 +149,7 @@ def test_registry_names_and_aliases() -> None:
         "ablationcam",
         "eigengradcam",
         "fullgrad",
+        "intgrad",
         "smoothgradcampp",
         "sscam",
         "iscam",

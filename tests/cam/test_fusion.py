@@ -16,7 +16,7 @@ from braincam.errors import ModelError
 from builders.cam_nets import gap_net, images, same_res_net
 
 #: FullGrad is a whole-network method: its layers are summed by its own formula
-LAYER_METHODS = [m for m in METHODS if m != "fullgrad"]
+LAYER_METHODS = [m for m in METHODS if m not in ("fullgrad", "intgrad")]  # not one layer's
 OPTIONS = {"scorecam": {"batch_size": 7}, "sscam": {"num_samples": 2}, "iscam": {"num_samples": 3}}
 
 

@@ -174,7 +174,8 @@ def test_every_method_runs_in_3d(method: str) -> None:
     x = torch.randn(2, 1, 8, 10, 6, generator=torch.Generator().manual_seed(3))
     res = make_method(model, method, **FAST.get(method, {}))(x, targets=[0, 2])
     assert res.maps.shape == (2, 8, 10, 6)
-    assert res.raw.shape == ((2, 8, 10, 6) if method == "fullgrad" else (2, 4, 5, 3))
+    at_input = method in ("fullgrad", "intgrad")  # whole network / input attributions
+    assert res.raw.shape == ((2, 8, 10, 6) if at_input else (2, 4, 5, 3))
     assert torch.isfinite(res.maps).all()
     assert float(res.maps.max()) == 1.0 and float(res.maps.min()) == 0.0
 

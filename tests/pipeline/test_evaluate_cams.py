@@ -465,3 +465,43 @@ def test_sanity_cascade_setting_reaches_the_check(evaluated, tmp_path) -> None:
         table = pd.read_csv(eval_dir(tmp_path / cascade, "test") / "sanity.tsv", sep="\t")
         assert table.groupby("method")["step"].max().tolist() == [len(names)] * 2
     assert len(names) < len(layers)  # blocks are coarser than layers for this model
+
+
+def test_intgrad_compares_each_image_with_the_other_class_and_is_checked(
+    evaluated, tmp_path
+) -> None:
+    """``intgrad`` through explain and evaluate-cams: each saved map is Integrated Gradients from
+    the other class's mean training slice at the same position (not from zeros), and the
+    randomization check re-explains with those references and gives a boolean verdict."""
+    import numpy as np
+    import torch
+
+    from braincam.cam import compute_cams
+    from braincam.data.normalization import zscore
+    from braincam.data.references import ClassReferences
+    from braincam.data.volumes import open_any_store
+    from braincam.pipeline.explain import ExplainConfig, explain_run
+    from braincam.training.loading import load_trained
+
+    work, original, _ = evaluated
+    dest, summary, _ = _evaluate_copy(
+        work, original, tmp_path / "ig", methods=("intgrad",), checks=("localization", "sanity"),
+        sanity_images=4, sanity_cascade="full",
+    )  # fmt: skip
+    res = explain_run(dest, ExplainConfig(methods=("intgrad",), overlays=0), progress=False)
+    assert res.skipped == ["intgrad"]  # evaluate-cams wrote these maps
+    model, record = load_trained(dest)
+    store = open_any_store(record["store"])
+    table = res.slices()
+    rows, explained = table["store_row"].to_numpy(), table["explained"].to_numpy()
+    x = zscore(torch.from_numpy(np.array(store.images[rows])), record)
+    ref = zscore(torch.from_numpy(ClassReferences(store).for_rows(rows, explained)), record)
+    targets = explained.tolist()
+    expected = compute_cams(model, x, "intgrad", targets=targets, reference=ref)
+    np.testing.assert_allclose(res.maps("intgrad"), expected.numpy(), atol=1e-5)
+    from_zeros = compute_cams(model, x, "intgrad", targets=targets)
+    assert not np.allclose(res.maps("intgrad"), from_zeros.numpy(), atol=1e-3)
+    entry = summary["sanity"]["intgrad"]
+    assert [s["layer"] for s in entry["steps"]] == ["all"] and entry["n_images"] == 4
+    assert summary["verdicts"]["intgrad"]["randomization"]["verdict"] is (not entry["flagged"])
+    assert any(r["method"] == "intgrad" for r in summary["localization"])

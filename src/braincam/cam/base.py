@@ -132,8 +132,9 @@ class HookSession:
         self.model = model
         self.layers = [layer] if isinstance(layer, nn.Module) else list(layer)
         self.layer_names = [layer_name] if isinstance(layer_name, str) else list(layer_name)
-        if len(self.layers) != len(self.layer_names) or not self.layers:
-            raise ModelError("HookSession needs one name per layer and at least one layer")
+        # no layer at all: only the mode and requires_grad bookkeeping (Integrated Gradients)
+        if len(self.layers) != len(self.layer_names):
+            raise ModelError("HookSession needs one name per layer")
         self.need_grad = need_grad
         self.trace_linear = trace_linear
         self.layout = layout

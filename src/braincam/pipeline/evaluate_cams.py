@@ -188,18 +188,26 @@ def sanity(
     random pairs of original maps (Arun et al.'s chance level: two unrelated maps) and the mean
     curve; and the maps of the first images at every step (``sanity_maps.npz``).
     """
-    from braincam.cam import compute_cams
+    from braincam.cam import compute_cams, get_method
+    from braincam.data.references import ClassReferences
     from braincam.metrics.sanity import cascading_randomization, similarity
+    from braincam.pipeline.explain import reference_batch
 
     pick = subsample(len(ctx.images), cfg.sanity_images, ctx.generator)
     x, t = ctx.images[pick], ctx.targets[pick]
     keep = min(SANITY_FIGURE_IMAGES, len(pick))
     frames, flags = [], {}
     figure: dict[str, np.ndarray] = {"images": x[:keep, 0].numpy()}
+    reference = None
+    if any(get_method(m).needs_reference for m in ctx.maps):  # the same reference as the maps'
+        rows = ctx.table["store_row"].to_numpy()[pick.numpy()]
+        reference = reference_batch(ClassReferences(ctx.store), rows, t, ctx.record)
     for method in ctx.maps:
-        # the same layer(s) and fusion as the maps under test
-        explain: Callable[..., Tensor] = lambda model, inputs, targets, m=method: compute_cams(  # noqa: E731
-            model, inputs, m, targets=targets, layer=cfg.layer, fusion=cfg.fusion
+        # the same layer(s), fusion and reference as the maps under test; one call for all
+        # images (cascading_randomization's default), so the reference rows match the inputs
+        options = {"reference": reference} if get_method(method).needs_reference else {}
+        explain: Callable[..., Tensor] = lambda model, inputs, targets, m=method, o=options: (  # noqa: E731
+            compute_cams(model, inputs, m, targets=targets, layer=cfg.layer, fusion=cfg.fusion, **o)
         )
         res = cascading_randomization(
             ctx.model,

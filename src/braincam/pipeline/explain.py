@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 
 from braincam.config.cams import ExplainConfig
+from braincam.data.references import ClassReferences
 from braincam.data.volumes import VolumeStore
 from braincam.errors import InputError
 from braincam.guard import inside
@@ -95,6 +96,18 @@ def _explained_targets(
     )
 
 
+def reference_batch(
+    references: ClassReferences | None, rows: np.ndarray, targets: torch.Tensor, record: dict
+) -> torch.Tensor:
+    """The z-scored reference inputs of ``rows`` explained for ``targets`` (on their device)."""
+    from braincam.data.normalization import zscore
+
+    if references is None:  # pragma: no cover - callers build references when a method needs them
+        raise InputError("no references were built for a method that needs them")
+    ref = torch.from_numpy(references.for_rows(rows, targets.cpu().numpy()))
+    return zscore(ref, record).to(targets.device)
+
+
 def _validate_methods(methods: Sequence[str]) -> list[str]:
     from braincam.cam import METHODS
 
@@ -117,7 +130,7 @@ def explain_run(
     The model is the run's best checkpoint (``braincam.training.loading.load_trained``); inputs
     are z-scored exactly as in training. ``store_path`` defaults to the run's own store.
     """
-    from braincam.cam import make_method, normalize_maps
+    from braincam.cam import get_method, make_method, normalize_maps
     from braincam.data.normalization import zscore
     from braincam.data.volumes import open_any_store
     from braincam.progress import make_progress
@@ -160,7 +173,15 @@ def explain_run(
     if todo or not layout.slices.is_file():
         if meta_path.exists():
             meta_path.unlink()  # the directory is incomplete until meta.json is rewritten
-        cam_objects = {m: make_method(model, m, config.layer, fusion=config.fusion) for m in todo}
+        # a method that compares each image with a reference gets it per batch (it depends on
+        # the rows and the classes explained); the others are built once
+        with_reference = [m for m in todo if get_method(m).needs_reference]
+        references = ClassReferences(store) if with_reference else None
+        cam_objects = {
+            m: make_method(model, m, config.layer, fusion=config.fusion)
+            for m in todo
+            if m not in with_reference
+        }
         sample = tuple(store.images.shape[2:])  # (S, S) slices or (X, Y, Z) volumes
         maps = {m: np.zeros((len(rows), *sample), np.float32) for m in todo}
         ranges = {m: np.zeros((len(rows), 2), np.float32) for m in todo}
@@ -179,7 +200,14 @@ def explain_run(
                     p = torch.softmax(model(x), dim=1)
                 true = true_all[start : start + len(sel)].to(device)
                 targets = _explained_targets(config.target, true, p.argmax(1), classes)
-                for m, cam in cam_objects.items():
+                for m in todo:
+                    cam = cam_objects.get(m) or make_method(
+                        model,
+                        m,
+                        config.layer,
+                        fusion=config.fusion,
+                        reference=reference_batch(references, sel, targets, record),
+                    )
                     raw = cam(x, targets, upsample=True, normalize=False).maps.detach()
                     lo, hi = torch.aminmax(raw.flatten(1), dim=1)
                     maps[m][start : start + len(sel)] = normalize_maps(raw).cpu().numpy()

@@ -3,7 +3,7 @@
 ``core`` (the :class:`CAMMethod` base, :class:`CAMResult`), ``gradient`` (Grad-CAM and the
 methods built from A and ∂score/∂A), ``classifier`` (CAM), ``activation`` (EigenCAM),
 ``perturbation`` (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM), ``fullgrad`` (FullGrad),
-``registry`` (names → classes).
+``reference`` (Integrated Gradients from a reference input), ``registry`` (names → classes).
 """
 
 from braincam.cam.methods.activation import EigenCAM
@@ -20,6 +20,7 @@ from braincam.cam.methods.gradient import (
     XGradCAM,
 )
 from braincam.cam.methods.perturbation import ISCAM, SSCAM, AblationCAM, ScoreCAM
+from braincam.cam.methods.reference import IntegratedGradients
 from braincam.cam.methods.registry import (
     METHODS,
     get_method,
@@ -42,6 +43,7 @@ __all__ = [
     "GradCAM",
     "GradCAMPlusPlus",
     "HiResCAM",
+    "IntegratedGradients",
     "LayerCAM",
     "ScoreCAM",
     "SmoothGradCAMPlusPlus",

@@ -135,6 +135,9 @@ class CAMMethod:
     uses_targets: ClassVar[bool] = True
     #: whether the map is a sum of per-channel terms (so ``eigen_smooth`` applies)
     sums_channels: ClassVar[bool] = True
+    #: whether the method compares each input with a ``reference=`` input (the pipeline gives
+    #: it the other classes' mean image: :class:`braincam.data.references.ClassReferences`)
+    needs_reference: ClassVar[bool] = False
 
     def __init__(
         self,

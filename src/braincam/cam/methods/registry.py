@@ -19,6 +19,7 @@ from braincam.cam.methods.gradient import (
     XGradCAM,
 )
 from braincam.cam.methods.perturbation import ISCAM, SSCAM, AblationCAM, ScoreCAM
+from braincam.cam.methods.reference import IntegratedGradients
 from braincam.errors import ModelError
 
 __all__ = ["METHODS", "get_method", "register_method", "unregister_method"]
@@ -41,6 +42,7 @@ METHODS: dict[str, type[CAMMethod]] = {
         SmoothGradCAMPlusPlus,
         SSCAM,
         ISCAM,
+        IntegratedGradients,
     )
 }
 _BUILTIN = frozenset(METHODS)
