@@ -4,6 +4,7 @@ training variant × CAM method.
     .venv/bin/python benchmarks/bench_localization.py run OUT --seeds 1 2 --placements deep \\
         cortical --sizes 64 96 --models smallcnn-gap smallcnn-p2-gap
     .venv/bin/python benchmarks/bench_localization.py table OUT      # Markdown for BENCHMARKS.md
+    .venv/bin/python benchmarks/bench_localization.py rescore OUT --models M --methods intgrad
     .venv/bin/python benchmarks/bench_localization.py ceiling WORK...  # fixed-point ceilings
 
 Each cohort is ``configs/fast-cpu.yaml``'s synthetic cohort with ``effect_region:
@@ -70,6 +71,8 @@ def _done(results: Path) -> set[tuple]:
 
 def _append(results: Path, rows: list[dict[str, Any]]) -> None:
     frame = pd.DataFrame(rows)
+    if results.is_file():  # in the file's column order (a rescore has no cell_s)
+        frame = frame.reindex(columns=pd.read_csv(results, sep="\t", nrows=0).columns)
     frame.to_csv(results, sep="\t", index=False, mode="a", header=not results.is_file())
 
 
@@ -94,13 +97,23 @@ def _prepared(out: Path, base: Any, bids: Path, size: int) -> Path:
     return work
 
 
+def _run_dir(work: Path, model: str, train: Any) -> Path:
+    digest = hashlib.sha256(train.model_dump_json().encode()).hexdigest()[:10]
+    return work / "runs" / f"{model}-{digest}"
+
+
 def run_cell(work: Path, model: str, train: Any, methods: list[str]) -> list[dict[str, Any]]:
     """Train, classify the test subjects, explain with every method, score localization."""
-    digest = hashlib.sha256(train.model_dump_json().encode()).hexdigest()[:10]
-    run = work / "runs" / f"{model}-{digest}"
+    run = _run_dir(work, model, train)
     start = time.perf_counter()
     fit(work, run, model=model, config=train, progress=False)
-    train_s = time.perf_counter() - start
+    return score_cell(work, run, model, methods, round(time.perf_counter() - start, 1))
+
+
+def score_cell(
+    work: Path, run: Path, model: str, methods: list[str], train_s: float
+) -> list[dict[str, Any]]:
+    """Classify a trained run's test subjects, explain with ``methods``, score localization."""
     test = evaluate_run(run, splits=["test"], work_dir=work)["test"]
     record = json.loads((run / "record.json").read_text())
     common = {
@@ -109,7 +122,7 @@ def run_cell(work: Path, model: str, train: Any, methods: list[str]) -> list[dic
         "slice_acc": test["accuracy"],
         "best_epoch": record["best_epoch"],
         "epochs_run": record["epochs_run"],
-        "train_s": round(train_s, 1),
+        "train_s": train_s,
     }
     seconds = {}
     for method in methods:  # one at a time, to time each
@@ -152,6 +165,34 @@ def run(args: argparse.Namespace) -> None:
                         keyed = [dict(zip(KEYS, key, strict=True)) | r for r in rows]
                         _append(results, [r | {"cell_s": total} for r in keyed])
                         print(f"{key}: {total} s", flush=True)
+
+
+def rescore(args: argparse.Namespace) -> None:
+    """Score more ``--methods`` on the runs ``run`` already trained (same cells, same variants);
+    their rows are appended (the baselines' rows are not repeated)."""
+    out: Path = args.out
+    base = load_config(args.config)
+    variants = {"base": {}} | {
+        name: json.loads(text) for name, _, text in (v.partition("=") for v in args.variant or [])
+    }
+    results = pd.read_csv(out / "results.tsv", sep="\t")
+    for key, cell in results.groupby(KEYS):
+        placement, seed, size, model, name = key
+        if model not in args.models or name not in variants:
+            continue
+        todo = [m for m in args.methods if m not in set(cell["method"])]
+        if not todo:
+            continue
+        work = out / f"{placement}-{seed}" / f"size-{size}"
+        train = override(base, dotted(variants[name], "train")).train
+        run = _run_dir(work, model, train)
+        if not (run / "model.pt").is_file():
+            print(f"{key}: no trained run at {run}, skipped", flush=True)
+            continue
+        rows = score_cell(work, run, model, todo, float(cell["train_s"].iloc[0]))
+        rows = [r for r in rows if not r["method"].startswith("baseline")]
+        _append(out / "results.tsv", [dict(zip(KEYS, key, strict=True)) | r for r in rows])
+        print(f"{key}: scored {', '.join(todo)}", flush=True)
 
 
 # ------------------------------------------------------------------------------ the table
@@ -234,12 +275,19 @@ def main() -> None:
     p_run.add_argument("--models", nargs="+", default=["smallcnn-gap", "smallcnn-p2-gap"])
     p_run.add_argument("--methods", nargs="+", default=list(METHODS))
     p_run.add_argument("--variant", action="append", help="NAME=JSON train override")
+    p_re = sub.add_parser("rescore", help="score more methods on the runs already trained")
+    p_re.add_argument("out", type=Path)
+    p_re.add_argument("--config", type=Path, default=CONFIG)
+    p_re.add_argument("--models", nargs="+", required=True)
+    p_re.add_argument("--methods", nargs="+", required=True)
+    p_re.add_argument("--variant", action="append", help="NAME=JSON train override")
     p_tab = sub.add_parser("table", help="print the Markdown tables")
     p_tab.add_argument("out", type=Path)
     p_ceil = sub.add_parser("ceiling", help="the best a fixed-place map could score")
     p_ceil.add_argument("work", type=Path, nargs="+")
     args = parser.parse_args()
-    {"run": run, "table": table, "ceiling": ceiling}[args.command](args)
+    commands = {"run": run, "rescore": rescore, "table": table, "ceiling": ceiling}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -52,12 +52,12 @@ def test_a_linear_model_gives_weights_times_the_difference() -> None:
     grad = (model.fc.weight[target] @ model.conv.weight[:, :, 0, 0]) / 30  # ∂S/∂x per channel
     expected = ((x - ref) * grad.view(1, 2, 1, 1)).sum(1)
     for steps in (1, 7):
-        res = make_method(model, "intgrad", reference=ref, steps=steps)(
+        res = make_method(model, "intgrad", reference=ref, steps=steps, smooth=0)(
             x, target, normalize=False, relu=False
         )
         assert torch.allclose(res.raw, expected, atol=1e-6)
     # the default reference is zeros (Captum's default baseline)
-    res = make_method(model, "intgrad")(x, target, normalize=False, relu=False)
+    res = make_method(model, "intgrad", smooth=0)(x, target, normalize=False, relu=False)
     assert torch.allclose(res.raw, (x * grad.view(1, 2, 1, 1)).sum(1), atol=1e-6)
 
 
@@ -70,11 +70,11 @@ def test_attributions_sum_to_the_score_difference(dims: int) -> None:
     x, ref = torch.randn(shape), torch.randn(shape)
     with torch.no_grad():
         gap = model(x)[:, 0] - model(ref)[:, 0]
-    fine = make_method(model, "intgrad", reference=ref, steps=512)(
+    fine = make_method(model, "intgrad", reference=ref, steps=512, smooth=0)(
         x, 0, normalize=False, relu=False
     )
     assert torch.allclose(fine.raw.flatten(1).sum(1), gap, rtol=1e-3, atol=1e-4)
-    coarse = make_method(model, "intgrad", reference=ref, steps=1)(
+    coarse = make_method(model, "intgrad", reference=ref, steps=1, smooth=0)(
         x, 0, normalize=False, relu=False
     )
     assert not torch.allclose(coarse.raw.flatten(1).sum(1), gap, rtol=1e-3, atol=1e-4)
@@ -87,7 +87,9 @@ def test_matches_captum() -> None:
     x, ref = torch.randn(3, 1, 8, 8), torch.randn(3, 1, 8, 8)
     ig = captum_attr.IntegratedGradients(model)
     theirs = ig.attribute(x, baselines=ref, target=1, n_steps=16, method="riemann_middle")
-    ours = make_method(model, "intgrad", reference=ref, steps=16)(x, 1, normalize=False, relu=False)
+    ours = make_method(model, "intgrad", reference=ref, steps=16, smooth=0)(
+        x, 1, normalize=False, relu=False
+    )
     assert torch.allclose(ours.raw, theirs.sum(1), atol=1e-5)
 
 
@@ -113,12 +115,29 @@ def test_it_points_at_the_changed_voxels_and_not_at_an_unchanged_image() -> None
     assert pointing_game(no, masks).mean().item() == pytest.approx(square.float().mean().item())
 
 
+def test_smooth_blurs_the_rectified_map() -> None:
+    """The default map is the rectified attribution blurred by σ = ½ voxel (zero edges)."""
+    from braincam.imaging.filters import gaussian_blur
+
+    torch.manual_seed(4)
+    model = _relu_net(2)
+    x, ref = torch.randn(2, 1, 8, 8), torch.randn(2, 1, 8, 8)
+    plain = make_method(model, "intgrad", reference=ref, smooth=0)(x, 0, normalize=False).raw
+    assert (plain == 0).any()  # the ReLU left ties at zero
+    smoothed = make_method(model, "intgrad", reference=ref)(x, 0, normalize=False).raw
+    expected = gaussian_blur(plain[:, None], [0.5, 0.5], edges="zeros")[:, 0]
+    assert torch.allclose(smoothed, expected, atol=1e-7)
+    assert not torch.allclose(smoothed, plain)
+
+
 def test_bad_options_are_named() -> None:
     model = _relu_net(2)
     with pytest.raises(InputError, match="steps"):
         make_method(model, "intgrad", steps=0)
     with pytest.raises(InputError, match="reference"):
         make_method(model, "intgrad", reference=[0.0])
+    with pytest.raises(InputError, match="smooth"):
+        make_method(model, "intgrad", smooth=-1.0)
     cam = make_method(model, "intgrad", reference=torch.zeros(1, 5, 5))
     with pytest.raises(InputError, match="reference must be shaped"):
         cam(torch.zeros(2, 1, 6, 6), 0)

@@ -16,9 +16,9 @@ def demo(
     config: Annotated[
         Path | None, typer.Option(help="experiment YAML (default: the bundled fast CPU config)")
     ] = None,
-    methods: Annotated[str, typer.Option(help="comma-separated CAM methods")] = (
-        "cam,gradcam,gradcampp"
-    ),
+    methods: Annotated[
+        str | None, typer.Option(help="comma-separated CAM methods (default: the config's)")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
 ) -> None:
     """synth → prepare → train → explain → evaluate → OUT/report.html and OUT/summary.json."""
@@ -27,7 +27,7 @@ def demo(
     report = run_demo(
         out,
         config=config,
-        methods=[m.strip() for m in methods.split(",") if m.strip()],
+        methods=None if methods is None else [m.strip() for m in methods.split(",") if m.strip()],
         progress=progress,
     )
     typer.echo(f"report: {report.resolve()}")

@@ -36,7 +36,7 @@ def run_demo(
 ) -> Path:
     """Run the whole pipeline into ``out``; return the report's path.
 
-    ``methods`` overrides the config's CAM methods (default: CAM, Grad-CAM, Grad-CAM++).
+    ``methods`` overrides the config's CAM methods (default: the config's).
     """
     from braincam.config import load_config
     from braincam.pipeline.run import run_experiment
