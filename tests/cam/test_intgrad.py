@@ -116,7 +116,8 @@ def test_it_points_at_the_changed_voxels_and_not_at_an_unchanged_image() -> None
 
 
 def test_smooth_blurs_the_rectified_map() -> None:
-    """The default map is the rectified attribution blurred by σ = ½ voxel (zero edges)."""
+    """The default map is the rectified attribution blurred by σ = ½ voxel (edges replicated:
+    a depth-1 volume keeps its 2-D map)."""
     from braincam.imaging.filters import gaussian_blur
 
     torch.manual_seed(4)
@@ -125,7 +126,7 @@ def test_smooth_blurs_the_rectified_map() -> None:
     plain = make_method(model, "intgrad", reference=ref, smooth=0)(x, 0, normalize=False).raw
     assert (plain == 0).any()  # the ReLU left ties at zero
     smoothed = make_method(model, "intgrad", reference=ref)(x, 0, normalize=False).raw
-    expected = gaussian_blur(plain[:, None], [0.5, 0.5], edges="zeros")[:, 0]
+    expected = gaussian_blur(plain[:, None], [0.5, 0.5])[:, 0]
     assert torch.allclose(smoothed, expected, atol=1e-7)
     assert not torch.allclose(smoothed, plain)
 

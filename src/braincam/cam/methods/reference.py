@@ -97,6 +97,6 @@ class IntegratedGradients(CAMMethod):
         if relu:  # as for every method, ``raw`` is the map before scaling, after the ReLU
             raw = raw.clamp_min(0)
         if self.smooth > 0:
-            raw = gaussian_blur(raw[:, None], [self.smooth] * (raw.ndim - 1), edges="zeros")[:, 0]
+            raw = gaussian_blur(raw[:, None], [self.smooth] * (raw.ndim - 1))[:, 0]
         maps = normalize_maps(raw) if normalize else raw
         return CAMResult(maps, raw, outputs.detach(), resolved.classes, (raw,))
