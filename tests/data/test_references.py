@@ -58,9 +58,10 @@ def test_the_nearest_images_of_the_other_class_by_euclidean_distance(tmp_path: P
     np.testing.assert_allclose(everything[0], images[pick].mean(0), rtol=1e-6)
     one = ClassReferences(store, nearest=1).for_rows(np.array([row]), np.array([target]))[0]
     assert not np.allclose(one, images[pick].mean(0))
-    for bad in (0, 1.5, True):
+    for bad in (0, 1.5, True, "all"):
         with pytest.raises(InputError, match="nearest"):
             ClassReferences(store, nearest=bad)  # type: ignore[arg-type]
+    assert ClassReferences(store).nearest == 3  # "auto" on slices
 
 
 def test_a_position_without_training_images_takes_the_nearest_one(tmp_path: Path) -> None:
@@ -89,6 +90,7 @@ def test_a_volume_store_has_one_reference_per_class(tmp_path: Path) -> None:
 
     vol = Volumes()
     vol.index, vol.images = index, images  # type: ignore[attr-defined]
+    assert ClassReferences(vol).nearest is None  # "auto" on volumes: all of them
     refs = ClassReferences(vol, nearest=None)
     np.testing.assert_allclose(refs.for_rows(np.array([3]), np.array([0]))[0], images[1:3].mean(0))
     np.testing.assert_allclose(refs.for_rows(np.array([3]), np.array([1]))[0], images[0])

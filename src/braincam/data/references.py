@@ -5,19 +5,21 @@ The reference of an image explained for class ``c`` is the mean of the ``nearest
 images of the *other* classes at the same place (the same axis and slice position in a slice
 store, the whole grid in a volume store) — nearest in Euclidean distance to the image; with
 ``nearest=None`` all of them — so the attribution says where this image differs from the other
-group in a way that moves the score for ``c``. The nearest ones match the image's own anatomy
-and position (each brain box moves a fixed effect by a voxel or two): on the random-sphere
-cohorts 3 nearest raised the strict pointing game per slice from 0.51–0.56 to 0.78–0.84 on the
-cohorts with the smallest cross-sections (BENCHMARKS.md). Means are taken over the training
-split only (the test images never shape their own reference) and in the store's raw
-intensities; the caller z-scores them like the inputs (a per-channel affine map, so the mean
-commutes with it).
+group in a way that moves the score for ``c``. The default (``"auto"``) takes the 3 nearest
+on slices and all on volumes, as measured (BENCHMARKS.md): on the random-sphere slice cohorts
+the nearest ones match the image's own anatomy and position (each brain box moves a fixed effect
+by a voxel or two) and raised the strict pointing game per slice from 0.51–0.56 to 0.78–0.84 on
+the cohorts with the smallest cross-sections; on volumes, whose nearest are picked over the whole
+brain, 3 of 10 gave a noisier reference and lowered the 3-D pointing game (0.88 → 0.68).
+Means are taken over the training split only (the test images never shape their own
+reference) and in the store's raw intensities; the caller z-scores them like the inputs (a
+per-channel affine map, so the mean commutes with it).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -31,16 +33,23 @@ _PLACE = ("axis", "position")
 class ClassReferences:
     """Per place and class, the training rows (and the sum of their images); :meth:`for_rows`
     gives each row its reference. ``store``: a slice or volume store (``index``, ``images``);
-    ``nearest``: how many of the other classes' images to average (None: all)."""
+    ``nearest``: how many of the other classes' images to average (None: all; ``"auto"``: 3 in
+    a slice store, all in a volume store)."""
 
     def __init__(
-        self, store: Any, split: str = "train", chunk: int = 64, nearest: int | None = 3
+        self,
+        store: Any,
+        split: str = "train",
+        chunk: int = 64,
+        nearest: int | Literal["auto"] | None = "auto",
     ) -> None:
+        index = store.index
+        if isinstance(nearest, str) and nearest == "auto":
+            nearest = 3 if any(c in index.columns for c in _PLACE) else None
         if nearest is not None and (
             isinstance(nearest, bool) or not isinstance(nearest, int) or nearest < 1
         ):
-            raise InputError("nearest must be a positive integer or None", value=nearest)
-        index = store.index
+            raise InputError("nearest must be a positive integer, None or 'auto'", value=nearest)
         self.store = store
         self.nearest = nearest
         self.chunk = chunk
