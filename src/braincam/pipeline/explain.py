@@ -200,13 +200,15 @@ def explain_run(
                     p = torch.softmax(model(x), dim=1)
                 true = true_all[start : start + len(sel)].to(device)
                 targets = _explained_targets(config.target, true, p.argmax(1), classes)
+                # one reference batch, shared by every method that compares with it
+                reference = (
+                    reference_batch(references, sel, targets, record)
+                    if references is not None
+                    else None
+                )
                 for m in todo:
                     cam = cam_objects.get(m) or make_method(
-                        model,
-                        m,
-                        config.layer,
-                        fusion=config.fusion,
-                        reference=reference_batch(references, sel, targets, record),
+                        model, m, config.layer, fusion=config.fusion, reference=reference
                     )
                     raw = cam(x, targets, upsample=True, normalize=False).maps.detach()
                     lo, hi = torch.aminmax(raw.flatten(1), dim=1)
