@@ -472,3 +472,36 @@ def test_fixed_point_ceiling_in_3d() -> None:
     assert loc.fixed_point_ceiling(masks) == pytest.approx(2 / 3)
     with pytest.raises(InputError):
         loc.fixed_point_ceiling(masks, tolerance=-1.0)
+
+
+def test_support_ranks_only_the_defined_voxels() -> None:
+    """A map perfect where it is defined but 0 on half the mask (voxels no slice passed
+    through): over its support AUROC and rank accuracy are 1; over every voxel the undefined
+    mask voxels tie with the background and cap both. The inverted map is the control: 0 over
+    the support. The support of every voxel equals no support; an empty support is NaN."""
+    metrics = require("sklearn.metrics")
+    masks = torch.zeros(1, 10, 10, dtype=torch.bool)
+    masks[0, 2:6, 2:6] = True
+    support = torch.ones_like(masks)
+    support[0, 4:, :] = False  # rows 4.. undefined: half the mask
+    perfect = (masks & support).float() + 0.1 * support.float()
+    full = loc.localization_table(perfect, masks)
+    within = loc.localization_table(perfect, masks, support=support)
+    assert within["auroc"].item() == pytest.approx(1.0)
+    assert within["relevance_rank_accuracy"].item() == pytest.approx(1.0)
+    assert full["auroc"].item() < 0.9 and full["relevance_rank_accuracy"].item() < 0.75
+    keep = support[0].flatten().numpy()
+    truth, score = masks[0].flatten().numpy()[keep], perfect[0].flatten().numpy()[keep]
+    ref = metrics.roc_auc_score(truth, score)
+    assert within["auroc"].item() == pytest.approx(ref)
+    inverted = loc.localization_table(1.0 - perfect, masks, support=support)
+    assert inverted["auroc"].item() == pytest.approx(0.0)
+    # the support does not change the other metrics
+    for key in ("pointing_game", "relevance_mass", "iou_threshold"):
+        assert within[key].item() == pytest.approx(full[key].item())
+    everything = loc.localization_table(perfect, masks, support=torch.ones_like(masks))
+    assert everything["auroc"].item() == pytest.approx(full["auroc"].item())
+    none = loc.localization_table(perfect, masks, support=torch.zeros_like(masks))
+    assert math.isnan(none["auroc"].item()) and math.isnan(none["relevance_rank_accuracy"].item())
+    with pytest.raises(InputError, match="support"):
+        loc.localization_table(perfect, masks, support=support[:, :5])

@@ -505,3 +505,36 @@ def test_intgrad_compares_each_image_with_the_other_class_and_is_checked(
     assert [s["layer"] for s in entry["steps"]] == ["all"] and entry["n_images"] == 4
     assert summary["verdicts"]["intgrad"]["randomization"]["verdict"] is (not entry["flagged"])
     assert any(r["method"] == "intgrad" for r in summary["localization"])
+
+
+def test_volume_auroc_ranks_the_voxels_the_slices_cover(evaluated) -> None:
+    """The volume rows' AUROC recomputed with scikit-learn from the NIfTI maps explain wrote,
+    over the voxels the subject's explained slices pass through; those are not every voxel
+    (otherwise the test would not tell the two rules apart)."""
+    import nibabel as nib
+    from nibabel.processing import resample_from_to
+    from sklearn.metrics import roc_auc_score
+
+    from braincam.layout import RunLayout
+
+    work, run, _ = evaluated
+    loc = _tsv(run, "localization")
+    got = loc[(loc["level"] == "volume") & (loc["method"] == "gradcam")]["auroc"].item()
+    store = SliceStore.open(work / "slices")
+    slices = pd.read_csv(run / "heatmaps" / "test" / "slices.tsv", sep="\t")
+    layout = RunLayout(run).heatmaps("test")
+    aurocs, fractions = [], []
+    for pid, group in slices.groupby("participant_id"):
+        heat = nib.load(layout.nifti_map(str(pid), "gradcam"))
+        mask = nib.load(store.meta["subjects"][pid]["mask"])
+        mask = np.asarray(resample_from_to(mask, heat, order=0).dataobj) > 0
+        ones = np.ones((len(group), *store.images.shape[-2:]), np.float32)
+        covered = np.isfinite(
+            np.asarray(store.backproject(ones, pid, rows=group["store_row"]).dataobj)
+        )
+        if not mask.any():
+            continue
+        fractions.append(covered.mean())
+        aurocs.append(roc_auc_score(mask[covered], np.asarray(heat.dataobj)[covered]))
+    assert aurocs and max(fractions) < 1.0
+    assert got == pytest.approx(np.mean(aurocs), abs=1e-5)

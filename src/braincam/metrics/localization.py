@@ -312,6 +312,7 @@ def localization_table(
     tolerance: float | None = None,
     connectivity: Connectivity = "full",
     zone: Tensor | None = None,
+    support: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Every localization metric per sample, as ``(N,)`` tensors keyed by name.
 
@@ -321,7 +322,10 @@ def localization_table(
     ``relevance_rank_accuracy``, ``iou_threshold``, ``iou_box``, ``auroc``. Samples without
     mask voxels are NaN everywhere; :func:`summarize_table` excludes and counts them.
     ``zone``: ``tolerance_zone(masks, tolerance)`` when the caller scores several map sets
-    against the same masks (computed here otherwise).
+    against the same masks (computed here otherwise). ``support``: the voxels where each map is
+    defined (a map back-projected from slices covers only the voxels its slices pass through);
+    rank accuracy and AUROC then rank those voxels only, since an undefined voxel has no score
+    to rank. Default: every voxel.
     """
     maps = check_maps(maps).contiguous()
     masks = check_masks(masks, maps).contiguous()
@@ -337,6 +341,12 @@ def localization_table(
     regions = thresholded(maps, threshold)
     component = largest_components(regions, connectivity)
 
+    if support is None:
+        rank_accuracy, auc = _rank_accuracy(flat, m, ascending), _auroc(m, ascending, order)
+    else:
+        support = check_masks(support, maps, "support").flatten(1)
+        rank_accuracy, auc = _ranked_within(flat, m, support)
+
     def nan_empty(values: Tensor) -> Tensor:
         return values.to(maps.dtype).masked_fill(empty, float("nan"))
 
@@ -347,11 +357,27 @@ def localization_table(
         "pointing_game_tolerant": nan_empty(_pointing(flat, zone.flatten(1), "fraction")),
         "tolerance": torch.full((len(maps),), float(tolerance), dtype=maps.dtype),
         "relevance_mass": nan_empty(_mass(flat, m)),
-        "relevance_rank_accuracy": nan_empty(_rank_accuracy(flat, m, ascending)),
+        "relevance_rank_accuracy": nan_empty(rank_accuracy),
         "iou_threshold": nan_empty(_iou(regions, masks)),
         "iou_box": nan_empty(_iou_box(component, masks, "mask")),
-        "auroc": _auroc(m, ascending, order).to(maps.dtype),
+        "auroc": auc.to(maps.dtype),
     }
+
+
+def _ranked_within(flat: Tensor, m: Tensor, support: Tensor) -> tuple[Tensor, Tensor]:
+    """Rank accuracy and AUROC of each row over its ``support`` voxels only (rows differ in
+    support, so one at a time)."""
+    accuracy, auc = [], []
+    for f, mm, keep in zip(flat, m, support, strict=True):
+        if not keep.any():  # nothing defined: nothing to rank
+            accuracy.append(f.new_full((1,), float("nan"), dtype=torch.float64))
+            auc.append(f.new_full((1,), float("nan"), dtype=torch.float64))
+            continue
+        f, mm = f[keep][None], mm[keep][None]
+        ascending, order = f.sort(1)
+        accuracy.append(_rank_accuracy(f, mm, ascending))
+        auc.append(_auroc(mm, ascending, order))
+    return torch.cat(accuracy), torch.cat(auc)
 
 
 def summarize_table(table: dict[str, Tensor]) -> dict[str, float]:

@@ -22,9 +22,14 @@ if TYPE_CHECKING:
 
 
 def _score_candidates(
-    candidates: dict[str, Tensor], masks: Tensor, cfg: CamEvalConfig, tolerance: float | None
+    candidates: dict[str, Tensor],
+    masks: Tensor,
+    cfg: CamEvalConfig,
+    tolerance: float | None,
+    support: Tensor | None = None,
 ) -> dict[str, dict[str, Tensor]]:
-    """Localization tables of several map sets against the same masks.
+    """Localization tables of several map sets against the same masks (``support``: the voxels
+    where the maps are defined, see :func:`~braincam.metrics.localization.localization_table`).
 
     The mask-only work (the tolerant pointing game's distance transform) is done once for all
     of them. (Each map set is scored on its own: one batch of all would multiply the memory.)
@@ -36,7 +41,7 @@ def _score_candidates(
     zone = tolerance_zone(masks, tolerance)
     return {
         name: localization_table(
-            maps, masks, threshold=cfg.threshold, tolerance=tolerance, zone=zone
+            maps, masks, threshold=cfg.threshold, tolerance=tolerance, zone=zone, support=support
         )
         for name, maps in candidates.items()
     }
@@ -73,7 +78,11 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
     """Localization of the back-projected 3D maps against each subject's native mask.
 
     Per subject the mask is read once and every method and baseline is scored against it
-    (sharing its distance transform); the per-subject rows are then averaged per method.
+    (sharing its distance transform); the per-subject rows are then averaged per method. A
+    back-projected map is defined only on the voxels its slices pass through: the rank metrics
+    (AUROC, rank accuracy) rank those voxels (:func:`covered_voxels`); a mask voxel between
+    slices has no score, and counting it as the lowest would cap the AUROC by the slice
+    spacing rather than measure the map.
     """
 
     from braincam.metrics.localization import baseline_maps, summarize_table
@@ -91,7 +100,8 @@ def localization_3d(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
         candidates = native_maps(ctx, pid)
         candidates["baseline:uniform"] = baseline_maps(mask.float(), "uniform")
         candidates["baseline:random"] = baseline_maps(mask.float(), "random", ctx.generator)
-        for name, table in _score_candidates(candidates, mask, cfg, None).items():
+        covered = covered_voxels(ctx, pid)
+        for name, table in _score_candidates(candidates, mask, cfg, None, covered).items():
             per_method.setdefault(name, []).append(table)
     records = []
     for method, per_subject in per_method.items():
@@ -134,6 +144,7 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
         if not effects:
             continue
         maps = native_maps(ctx, pid)
+        covered = covered_voxels(ctx, pid)
         for desc, path in effects.items():
             mask = _mask_on_source_grid(ctx.store, pid, str(path))
             if not mask.any():
@@ -143,7 +154,7 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
                 "baseline:uniform": baseline_maps(mask.float(), "uniform"),
                 "baseline:random": baseline_maps(mask.float(), "random", ctx.generator),
             }
-            for name, table in _score_candidates(candidates, mask, cfg, None).items():
+            for name, table in _score_candidates(candidates, mask, cfg, None, covered).items():
                 per_effect.setdefault((desc, name), []).append(table)
     records = []
     for (desc, method), per_subject in per_effect.items():
@@ -158,6 +169,16 @@ def localization_effects(ctx: CamContext, cfg: CamEvalConfig) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(records)
+
+
+def covered_voxels(ctx: CamContext, pid: str) -> Tensor:
+    """The voxels of subject ``pid``'s native grid that its explained slices pass through (where
+    its back-projected maps are defined: the same back-projection as ``explain``'s NIfTI), as
+    ``(1, *grid)`` bool."""
+    rows = ctx.table.loc[ctx.table["participant_id"] == pid, "store_row"].to_numpy()
+    ones = np.ones((len(rows), *ctx.images.shape[-2:]), dtype=np.float32)
+    img = ctx.store.backproject(ones, pid, rows=rows)
+    return torch.from_numpy(np.isfinite(np.asarray(img.dataobj)))[None]
 
 
 def native_maps(ctx: CamContext, pid: str) -> dict[str, Tensor]:
