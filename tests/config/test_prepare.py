@@ -32,19 +32,25 @@ ANAT = {**DWI, "manifest": None, "dask_scheduler": None, "modality": "anat"}
 #: The volume keys (issue 15): a slices config's to_dict() leaves them out (tests/data/
 #: test_volumes.py), so the options above keep their stamps and bytes.
 VOLUME = {"representation": "volume", "volume_shape": [16, 20, 16], "volume_spacing": 3.0}
+MNI = {"volume_space": "mni", "volume_transform": "known"}  # only in an MNI volume's config
 
 
 def test_the_option_list_covers_every_field() -> None:
-    assert set(DWI) | set(VOLUME) == set(PrepareConfig.model_fields)
+    assert set(DWI) | set(VOLUME) | set(MNI) == set(PrepareConfig.model_fields)
     defaults = json.loads(json.dumps(PrepareConfig().to_dict()))
     # each one is really set (modality: ANAT sets it)
     assert [k for k, v in DWI.items() if defaults[k] == v] == ["modality"]
     volume = json.loads(json.dumps(PrepareConfig(representation="volume").to_dict()))
     assert [k for k, v in VOLUME.items() if volume[k] == v] == ["representation"]
+    assert not set(MNI) & set(volume)  # a native volume keeps the bytes it had before
+    mni = json.loads(json.dumps(PrepareConfig(representation="volume", **MNI).to_dict()))
+    assert {k: mni[k] for k in MNI} == MNI
 
 
 @pytest.mark.parametrize(
-    "options", [DWI, ANAT, {**DWI, **VOLUME}], ids=["dwi", "anat", "dwi-volume"]
+    "options",
+    [DWI, ANAT, {**DWI, **VOLUME}, {**DWI, **VOLUME, **MNI}],
+    ids=["dwi", "anat", "dwi-volume", "dwi-volume-mni"],
 )
 def test_every_prepare_option_reaches_the_step(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, options: dict

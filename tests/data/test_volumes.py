@@ -289,3 +289,132 @@ def test_prepare_on_a_dask_cluster_builds_the_same_volume_store(tmp_path: Path) 
     np.testing.assert_array_equal(np.asarray(one.images), np.asarray(two.images))
     np.testing.assert_array_equal(one.affines, two.affines)
     pd.testing.assert_frame_equal(one.index, two.index)
+
+
+# ------------------------------------------------------------------------- MNI space
+
+MNI_SPEC = VolumeSpec(shape=(20, 24, 20), spacing=8.0, space="mni")
+PEAK = (10, 12, 9)  # a voxel of the MNI grid: every subject's bump is centred on it
+
+
+def _rotation_z(degrees: float) -> np.ndarray:
+    a = np.deg2rad(degrees)
+    return np.array([[np.cos(a), -np.sin(a), 0], [np.sin(a), np.cos(a), 0], [0, 0, 1.0]])
+
+
+def _mni_subject(root: Path, pid: str, label: str, degrees: float, shift: tuple) -> SliceSource:
+    """A subject whose scanner mm are ``R @ mni + shift``: a Gaussian bump (σ 10 mm) centred on
+    the MNI point of the MNI grid's voxel PEAK, its > 0.5 region as the mask, and the known
+    MNI → native coordinate map beside the mask (as synth writes it)."""
+    from braincam.data.volumes import grid_points, template_grid
+    from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX
+
+    rotation, shift = _rotation_z(degrees), np.asarray(shift, float)
+    mni_affine, _ = template_grid(MNI_SPEC)
+    centre = rotation @ _world(PEAK, mni_affine) + shift
+    affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    affine[:3, 3] = centre - 4.0 * np.array([25, 30, 25])
+    world = grid_points(affine, (50, 60, 50))
+    bump = np.exp(-((world - centre) ** 2).sum(-1) / (2 * 10.0**2)).astype(np.float32)
+    folder = root / pid
+    folder.mkdir()
+    paths = {n: folder / f"{pid}_{n}.nii.gz" for n in ("fa", "brain")}
+    paths["mask"] = folder / f"{pid}_desc-effect_mask.nii.gz"
+    nib.save(nib.Nifti1Image(bump, affine), paths["fa"])
+    nib.save(nib.Nifti1Image((bump > 0.5).astype(np.uint8), affine), paths["mask"])
+    nib.save(nib.Nifti1Image((bump > 0.01).astype(np.uint8), affine), paths["brain"])
+    coords_affine = np.diag([4.0, 4.0, 4.0, 1.0])
+    coords_affine[:3, 3] = (-100.0, -140.0, -90.0)
+    mni = grid_points(coords_affine, (52, 62, 50))
+    native = (mni @ rotation.T + shift).astype(np.float32)
+    nib.save(nib.Nifti1Image(native, coords_affine), folder / f"{pid}{MNI_TO_NATIVE_SUFFIX}")
+    return SliceSource(pid, label, [paths["fa"]], paths["mask"], paths["brain"])
+
+
+@pytest.fixture
+def mni_cohort(tmp_path: Path) -> tuple[list[SliceSource], pd.DataFrame]:
+    moves = [(0, (0, 0, 0)), (8, (9, -6, 4)), (-12, (-7, 11, -5)), (5, (13, 3, 8))]
+    sources = [
+        _mni_subject(tmp_path, f"sub-{n:02d}", "ab"[n % 2], deg, shift)
+        for n, (deg, shift) in enumerate(moves)
+    ]
+    labels = pd.DataFrame(
+        {"participant_id": [s.participant_id for s in sources], "label": [s.label for s in sources]}
+    )
+    return sources, make_splits(labels, (0.5, 0.25, 0.25), seed=0)
+
+
+def test_in_mni_space_every_subject_lands_on_one_grid(tmp_path: Path, mni_cohort) -> None:
+    """Subjects rotated and shifted differently in their scanners: through their known maps each
+    bump peaks at the same MNI voxel, with its mask around it, on one shared MNI affine; the
+    native store of the same subjects puts the bump elsewhere in each (the control)."""
+    from braincam.data.volumes import template_grid
+
+    store = _build(tmp_path, mni_cohort, MNI_SPEC)
+    assert store.space == "MNI152NLin2009cAsym" and store.meta["space"] == store.space
+    expected, _ = template_grid(MNI_SPEC)
+    for row, pid in enumerate(store.index["participant_id"]):
+        np.testing.assert_allclose(store.affines[row], expected)
+        assert store.meta["subjects"][pid]["transform"] == "known"
+        image = np.asarray(store.images[row, 0])
+        assert np.unravel_index(np.argmax(image), MNI_SPEC.shape) == PEAK
+        assert image[PEAK] == pytest.approx(1.0, abs=0.02)
+        # the 0.5 level of a σ 10 mm bump: 11.8 mm around the peak (the mask is nearest-sampled
+        # from the 4 mm scanner grid, so only the voxels clearly in or out are asserted)
+        mask = store.masks[row] > 0
+        distance = 8.0 * np.linalg.norm(np.argwhere(np.ones(MNI_SPEC.shape)) - PEAK, axis=1)
+        flat = mask.ravel()
+        assert flat[distance <= 8.0].all() and not flat[distance > 16.0].any()
+    native = _build(tmp_path / "n", mni_cohort, VolumeSpec(shape=(20, 24, 20), spacing=8.0))
+    peaks = {np.unravel_index(np.argmax(native.images[r, 0]), (20, 24, 20)) for r in range(4)}
+    assert native.space == "native" and native.meta.get("space") == "native"
+    assert len({tuple(a.ravel()) for a in np.round(native.affines, 3)}) > 1 or len(peaks) > 1
+
+
+def test_an_mni_store_writes_mni_niftis_and_refuses_the_scanner_grid(
+    tmp_path: Path, mni_cohort
+) -> None:
+    from braincam.errors import ConfigError
+
+    store = _build(tmp_path, mni_cohort, MNI_SPEC)
+    values = np.asarray(store.images[0, 0])
+    img = store.to_nifti(values, "sub-01")
+    np.testing.assert_allclose(img.affine, store.affines[0])
+    np.testing.assert_array_equal(np.asarray(img.dataobj), values)
+    with pytest.raises(ConfigError, match="MNI"):
+        store.to_nifti(values, "sub-01", target="source")
+
+
+def test_known_transform_without_a_map_names_the_subject(tmp_path: Path, mni_cohort) -> None:
+    sources, splits = mni_cohort
+    from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX
+
+    missing = sources[2].mask.parent / f"{sources[2].participant_id}{MNI_TO_NATIVE_SUFFIX}"
+    missing.unlink()
+    spec = VolumeSpec(shape=(20, 24, 20), spacing=8.0, space="mni", transform="known")
+    with pytest.raises(InputError, match="coordinate map") as err:
+        build_volume_store(tmp_path / "v", sources, splits, spec, progress=False)
+    assert "sub-02" in str(err.value) and MNI_TO_NATIVE_SUFFIX in str(err.value)
+    assert not (tmp_path / "v" / "meta.json").exists()  # nothing left looking complete
+
+
+def test_registration_finds_a_shifted_template(tmp_path: Path) -> None:
+    """The MNI152 template saved 7 mm right, 5 mm back and 4 mm up of itself: the registration
+    route maps MNI points to within 1.5 mm of that shift (the 4 mm registration grid)."""
+    from braincam.data.volumes import grid_points, mni_points, template_grid
+    from braincam.imaging.templates import mni_template
+
+    template = mni_template(4.0)
+    shift = np.array([7.0, -5.0, 4.0])
+    affine = template.affine.copy()
+    affine[:3, 3] += shift
+    path = tmp_path / "sub-01_T1w.nii.gz"
+    nib.save(nib.Nifti1Image(np.asarray(template.dataobj, np.float32), affine), path)
+    spec = VolumeSpec(shape=(12, 14, 12), spacing=12.0, space="mni")
+    points = grid_points(template_grid(spec)[0], spec.shape)
+    source = SliceSource("sub-01", "a", [path])
+    mapped, how = mni_points(source, nib.load(path), points, "auto")  # no map: registration
+    assert how == "registration" and mapped.shape == points.shape
+    error = np.linalg.norm(mapped - (points + shift), axis=-1)
+    assert np.median(error) < 1.5
+    assert np.linalg.norm(points - (points + shift), axis=-1).min() > 9  # the control: unmoved

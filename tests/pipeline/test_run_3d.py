@@ -16,9 +16,12 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 @pytest.mark.slow
-def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
-    """synth (random WM sphere) → DTI → volume store → priorcnn3d-gap → 3-D CAMs scored against
-    the masks → regions in MNI → report with orthogonal planes."""
+@pytest.mark.parametrize("space", ["native", "mni"])
+def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path, space: str) -> None:
+    """synth (random WM sphere) → DTI → volume store (each subject's brain box, or one MNI grid
+    through the cohort's known maps) → priorcnn3d-gap → 3-D CAMs scored against the masks →
+    regions in MNI → report with orthogonal planes."""
+    from braincam.data.volumes import template_grid
     from braincam.pipeline.run import run_experiment
 
     cfg = override(
@@ -27,6 +30,7 @@ def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
             "synth.subjects": 8, "synth.voxel_size": 5.0, "synth.directions": 6,
             "prepare.volume_shape": [16, 20, 16], "prepare.volume_spacing": 8.0,
             "prepare.split_ratios": [0.5, 0.25, 0.25], "train.epochs": 2,
+            "prepare.volume_space": space,
         },
     )  # fmt: skip
     result = run_experiment(cfg, out=tmp_path / "out", progress=False)
@@ -44,6 +48,20 @@ def test_fast_cpu_3d_config_end_to_end_on_a_tiny_cohort(tmp_path: Path) -> None:
     pid = pd.read_csv(heatmaps / "slices.tsv", sep="\t")["participant_id"].iloc[0]
     img = nib.load(heatmaps / "nifti" / f"{pid}_desc-gradcam_heatmap.nii.gz")
     assert img.shape == (16, 20, 16) and np.allclose(np.abs(np.diag(img.affine))[:3], 8.0)
+    meta = json.loads((out / "volumes" / "meta.json").read_text())
+    mni_affine = template_grid(cfg.prepare.volume_spec())[0]
+    means = sorted((run / "cam_eval" / "test").glob("mni_mean_gradcam_*.nii.gz"))
+    assert means  # the mean map per class in MNI, for the report
+    if space == "mni":
+        assert meta["space"] == "MNI152NLin2009cAsym"
+        assert {s["transform"] for s in meta["subjects"].values()} == {"known"}
+        np.testing.assert_allclose(img.affine, mni_affine)  # the heatmaps are MNI images
+        # regions read the MNI maps as they are: the class means keep the store's grid
+        np.testing.assert_allclose(nib.load(means[0]).affine, mni_affine)
+    else:
+        assert meta["space"] == "native"
+        assert not np.allclose(img.affine, mni_affine)
+        assert nib.load(means[0]).shape != (16, 20, 16)  # warped onto the coordinate map's grid
     loc = pd.read_csv(run / "cam_eval" / "test" / "localization.tsv", sep="\t")
     assert set(loc["level"]) == {"volume"}
     assert {"cam", "gradcam", "gradcampp", "baseline:uniform"} <= set(loc["method"])

@@ -88,6 +88,16 @@ def prepare(
         "64,80,64", help="volume: the grid in voxels X,Y,Z (centred on the brain's box)."
     ),
     volume_spacing: float = typer.Option(2.5, help="volume: isotropic voxel size of the grid, mm."),
+    volume_space: str = typer.Option(
+        "native",
+        help="volume: native (each subject's space, grid on its brain box) or mni (one MNI152 "
+        "grid for every subject).",
+    ),
+    volume_transform: str = typer.Option(
+        "auto",
+        help="volume in mni: known (the cohort's coordinate maps), registration (affine to the "
+        "MNI152 template) or auto (known when there, else registration).",
+    ),
     progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Validate inputs, preprocess each subject (dwi: DTI FA/MD; anat: N4, co-registration,
@@ -134,6 +144,8 @@ def prepare(
         representation=representation,  # type: ignore[arg-type]
         volume_shape=_floats(volume_shape, "--volume-shape"),  # type: ignore[arg-type]
         volume_spacing=volume_spacing,
+        volume_space=volume_space,  # type: ignore[arg-type]
+        volume_transform=volume_transform,  # type: ignore[arg-type]
     )
     result = prepare(bids_dir, work_dir, config)
     console = Console()

@@ -189,21 +189,35 @@ Representation = Literal["slices", "volume"]
 VolumeSide = Annotated[int, Field(ge=8, description="volume grid side, voxels")]
 #: The prepare keys that only a volume store reads (left out of a slices config's to_dict()).
 VOLUME_KEYS = ("representation", "volume_shape", "volume_spacing")
+#: Where the volume store's grid lies: each subject's own space around its brain, or MNI.
+VolumeSpace = Literal["native", "mni"]
+#: How a subject reaches MNI (``volume_space: mni``): its known coordinate map (synthetic
+#: cohorts), an affine registration to the MNI152 template, or the first of them available.
+VolumeTransform = Literal["auto", "known", "registration"]
+#: Keys of a volume store in MNI only (left out of a native store's config and spec, so that
+#: the stamps and fingerprints of native stores keep the bytes they had before).
+MNI_KEYS = {"space": "volume_space", "transform": "volume_transform"}
 
 
 class VolumeSpec(FrozenSection):
     """The fixed grid of the volume store (recorded in its meta.json and its fingerprint):
-    ``shape`` voxels of ``spacing`` mm, centred on each subject's brain (see
-    :mod:`braincam.data.volumes`)."""
+    ``shape`` voxels of ``spacing`` mm, centred on each subject's brain (``space: native``) or
+    on the MNI152 brain (``space: mni``, each subject brought there by ``transform``); see
+    :mod:`braincam.data.volumes`."""
 
     shape: tuple[VolumeSide, VolumeSide, VolumeSide] = (64, 80, 64)
     spacing: Positive = 2.5  # isotropic mm
     order: Literal[0, 1] = 1  # image interpolation: 1 linear (default), 0 nearest
+    space: VolumeSpace = "native"
+    transform: VolumeTransform = "auto"  # read in MNI space only
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
+        """JSON-ready form (a native grid without the MNI-only keys)."""
         d = self.model_dump()
         d["shape"] = list(self.shape)
+        if self.space == "native":
+            for key in MNI_KEYS:
+                d.pop(key)
         return d
 
 
@@ -246,6 +260,8 @@ class PrepareConfig(Section):
     representation: Representation = "slices"
     volume_shape: tuple[VolumeSide, VolumeSide, VolumeSide] = VolumeSpec().shape  # voxels
     volume_spacing: Positive = VolumeSpec().spacing  # isotropic mm
+    volume_space: VolumeSpace = "native"  # "mni": one common grid (data/volumes.py)
+    volume_transform: VolumeTransform = "auto"  # how a subject reaches MNI
 
     @field_validator("split_ratios", mode="before")
     @classmethod
@@ -307,7 +323,12 @@ class PrepareConfig(Section):
 
     def volume_spec(self) -> VolumeSpec:
         """The volume store's grid (``representation: volume``)."""
-        return VolumeSpec(shape=self.volume_shape, spacing=self.volume_spacing)
+        return VolumeSpec(
+            shape=self.volume_shape,
+            spacing=self.volume_spacing,
+            space=self.volume_space,
+            transform=self.volume_transform,
+        )
 
     def to_dict(self) -> dict:
         """JSON-ready parameters (paths as strings).
@@ -318,6 +339,9 @@ class PrepareConfig(Section):
         out = self.model_dump()
         for k in ("manifest", "masks_dir"):
             out[k] = None if out[k] is None else str(out[k])
+        if self.representation == "slices" or self.volume_space == "native":
+            for k in MNI_KEYS.values():
+                out.pop(k)
         if self.representation == "slices":
             for k in VOLUME_KEYS:
                 out.pop(k)

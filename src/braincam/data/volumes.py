@@ -14,26 +14,41 @@ canonical directions. Chosen over a common space (MNI) because:
 - a fixed spacing keeps physical size (mm) — fitting each brain to the box would rescale it and
   hide size effects such as atrophy; only the position (the box centre) is normalized.
 
+``volume_space: mni`` puts every subject on one grid instead: the same ``shape`` and ``spacing``
+in MNI152NLin2009cAsym mm, centred on the template's brain, each subject sampled through its
+MNI → subject mapping — the cohort's known coordinate map (synthetic cohorts keep
+``from-MNI152NLin2009cAsym_to-native_coords`` next to the ground-truth mask) or an affine
+registration of its first image to the MNI152 template (:func:`mni_points`). Worth it when the
+effect sits at one anatomical place: in the brain box a subject's own position and shape move
+it by a voxel or two, so the model and the other group's mean (``intgrad``'s reference) see it
+blurred; in MNI it stays put (measured: BENCHMARKS.md, "3-D in MNI space"). The maps are then
+in MNI, ``affines.npy`` holds the same MNI affine on every row, and :meth:`VolumeStore.to_nifti`
+writes MNI images (there is no per-subject affine back to the scanner's space).
+
 A brain larger than ``shape × spacing`` is cropped symmetrically (``meta.json``: ``cropped``
-lists those subjects). Images are resampled once, straight from their own files (linear, or
-nearest with ``order: 0``), masks with nearest neighbour; outside the field of view is 0.
+lists those subjects; in MNI every subject when the template's brain exceeds the grid). Images
+are resampled once, straight from their own files (linear, or nearest with ``order: 0``), masks
+with nearest neighbour; outside the field of view is 0.
 
 Layout of a store directory (``meta.json`` written last; a store that opens is complete):
 
 - ``images.npy`` — float32 ``(N, C, X, Y, Z)``, one row per subject (``mmap_mode="r"``);
 - ``masks.npy`` — uint8 ``(N, X, Y, Z)`` ground truth, when any subject has a mask;
 - ``brain.npy`` — uint8 ``(N, X, Y, Z)`` brain masks, when given;
-- ``affines.npy`` — float64 ``(N, 4, 4)``: world (RAS mm, the subject's scanner space) =
-  ``A[i] @ [x, y, z, 1]`` for voxel ``(x, y, z)`` of row i;
+- ``affines.npy`` — float64 ``(N, 4, 4)``: world (RAS mm, the subject's scanner space; MNI mm in
+  MNI space) = ``A[i] @ [x, y, z, 1]`` for voxel ``(x, y, z)`` of row i;
 - ``index.tsv`` — one row per subject: :data:`INDEX_COLUMNS` (``mask_voxels``: ``n/a`` without
   a ground-truth mask);
-- ``meta.json`` — ``kind: "volume"``, ``classes``, ``channels``, ``shape``, ``spacing_mm``,
-  ``spec``, ``subjects`` (per subject: ``row``, ``images``, ``mask``, ``brain_mask``,
-  ``source_affine``/``source_shape`` of the first image), ``fingerprint``, ``versions``.
+- ``meta.json`` — ``kind: "volume"``, ``space`` (``native`` or ``MNI152NLin2009cAsym``),
+  ``classes``, ``channels``, ``shape``, ``spacing_mm``, ``spec``, ``subjects`` (per subject:
+  ``row``, ``images``, ``mask``, ``brain_mask``, ``source_affine``/``source_shape`` of the first
+  image, and in MNI ``transform``: ``known`` or ``registration``), ``fingerprint``,
+  ``versions``.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,7 +70,9 @@ from braincam.data.slices import FORMAT_VERSION, NA, SliceSource, SliceStore
 from braincam.data.slicing import canonical_affine
 from braincam.data.store import IndexedStore
 from braincam.errors import ConfigError, InputError
-from braincam.imaging.resample import resample_to
+from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX, mni_to_native_beside
+from braincam.imaging.resample import pull_points, resample_to, sample_at_points
+from braincam.imaging.templates import TEMPLATE_SPACE
 from braincam.io import read_json
 from braincam.layout import WorkLayout
 from braincam.progress import track
@@ -82,7 +99,6 @@ def brain_box_grid(
     voxels; without a brain mask, ``ref``'s nonzero voxels; with neither, ``ref``'s field of
     view).
     """
-    shape = np.asarray(spec.shape, dtype=float)
     canon = canonical_affine(np.asarray(ref.affine, dtype=float), ref.shape[:3])
     directions = canon[:3, :3] / np.sqrt((canon[:3, :3] ** 2).sum(axis=0))
     source = brain if brain is not None else ref
@@ -93,6 +109,15 @@ def brain_box_grid(
     if len(ijk) == 0:  # nothing to centre on: the field of view's corners
         ijk = np.array([[0, 0, 0], np.asarray(data.shape[:3]) - 1])
     world = ijk @ np.asarray(source.affine)[:3, :3].T + np.asarray(source.affine)[:3, 3]
+    return _centred_grid(world, directions, spec)
+
+
+def _centred_grid(
+    world: np.ndarray, directions: np.ndarray, spec: VolumeSpec
+) -> tuple[np.ndarray, bool]:
+    """The grid of ``spec`` along orthonormal ``directions`` centred on the bounding box of the
+    ``world`` points (mm), and whether the box exceeds it."""
+    shape = np.asarray(spec.shape, dtype=float)
     along = world @ directions  # coordinates along the grid axes (directions are orthonormal)
     lo, hi = along.min(axis=0), along.max(axis=0)
     centre = directions @ ((lo + hi) / 2.0)
@@ -102,6 +127,66 @@ def brain_box_grid(
     # The box spans hi - lo between voxel centres; the grid holds (shape - 1) * spacing.
     cropped = bool(np.any(hi - lo > (shape - 1) * spec.spacing + 1e-6))
     return affine, cropped
+
+
+def template_grid(spec: VolumeSpec) -> tuple[np.ndarray, bool]:
+    """The grid → MNI mm affine of a store in MNI space (RAS axes, ``spec.spacing`` mm, centred
+    on the bounding box of the MNI152 brain: grey + white matter probability ≥ 0.5 in nilearn's
+    bundled template) and whether that box exceeds the grid."""
+    return _centred_grid(np.asarray(_mni_brain_box()), np.eye(3), spec)
+
+
+@functools.cache
+def _mni_brain_box() -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The two corners (mm) of the MNI152 brain's bounding box (read once per process: the
+    template ships with nilearn and does not change)."""
+    from braincam.imaging.templates import mni152_arrays
+
+    arrays, affine = mni152_arrays(("gm", "wm"))
+    ijk = np.argwhere(arrays["gm"] + arrays["wm"] >= 0.5)
+    world = ijk @ affine[:3, :3].T + affine[:3, 3]
+    return tuple(world.min(axis=0)), tuple(world.max(axis=0))
+
+
+def grid_points(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    """World mm of every voxel of a grid, ``(X, Y, Z, 3)``."""
+    ijk = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
+    return ijk @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
+
+
+def mni_points(
+    source: SliceSource,
+    ref: nib.spatialimages.SpatialImage,
+    points: np.ndarray,
+    transform: str = "auto",
+) -> tuple[np.ndarray, str]:
+    """Where MNI mm ``points (..., 3)`` lie in one subject (its scanner mm), and how that was
+    found: ``"known"`` through the cohort's coordinate map beside the subject's ground-truth
+    mask, ``"registration"`` through an affine registration of ``ref`` (the first image) to the
+    MNI152 template. ``transform`` ``"auto"`` takes the known map when there is one; ``"known"``
+    without one is an InputError naming the subject and the file looked for."""
+    from braincam.imaging.registration import register_to_mni
+    from braincam.imaging.sitk import transform_points
+
+    pid = source.participant_id
+    known = None if transform == "registration" else mni_to_native_beside(source.mask, pid)
+    if known is not None:
+        return pull_points(nib.load(known), points), "known"
+    if transform == "known":
+        where = None if source.mask is None else source.mask.parent / f"{pid}{MNI_TO_NATIVE_SUFFIX}"
+        raise InputError(
+            "volume_transform: known, but the subject has no MNI → native coordinate map",
+            subject=pid,
+            path=where,
+        )
+    try:
+        moved = register_to_mni(nib.Nifti1Image(_data3d(ref), ref.affine))
+    except (RuntimeError, InputError) as exc:
+        raise InputError(
+            f"registration to MNI failed: {exc}", subject=pid, path=source.images[0]
+        ) from exc
+    flat = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    return transform_points(moved, flat).reshape(np.shape(points)), "registration"
 
 
 @dataclass
@@ -126,22 +211,36 @@ def resample_subject(
     spec: VolumeSpec,
     mask: nib.spatialimages.SpatialImage | None = None,
     brain: nib.spatialimages.SpatialImage | None = None,
+    *,
+    template: tuple[np.ndarray, bool, np.ndarray] | None = None,
 ) -> SubjectVolume:
-    """Put co-registered volumes (one channel per image) and their masks on the store grid."""
+    """Put co-registered volumes (one channel per image) and their masks on the store grid.
+
+    ``template``: for a store in MNI space, the grid's ``(affine, cropped, points)`` where
+    ``points (X, Y, Z, 3)`` are the subject's mm at each voxel (:func:`mni_points`); by default
+    the grid is centred on the subject's brain box (:func:`brain_box_grid`).
+    """
     if len(images) == 0:
         raise InputError("a volume needs at least one image")
     ref = images[0]
-    affine, cropped = brain_box_grid(ref, spec, brain)
-    chans = [
-        resample_to(_data3d(img), img.affine, spec.shape, affine, order=spec.order)
-        for img in images
-    ]
+    if template is None:
+        affine, cropped = brain_box_grid(ref, spec, brain)
+
+        def pull(data: np.ndarray, img: nib.spatialimages.SpatialImage, order: int) -> np.ndarray:
+            return resample_to(data, img.affine, spec.shape, affine, order=order)
+    else:
+        affine, cropped, points = template
+
+        def pull(data: np.ndarray, img: nib.spatialimages.SpatialImage, order: int) -> np.ndarray:
+            return sample_at_points(data, img.affine, points, order=order)
+
+    chans = [pull(_data3d(img), img, spec.order) for img in images]
 
     def label(img: nib.spatialimages.SpatialImage | None) -> np.ndarray | None:
         if img is None:
             return None
         on = (_data3d(img) > 0).astype(np.float32)
-        return (resample_to(on, img.affine, spec.shape, affine, order=0) > 0.5).astype(np.uint8)
+        return (pull(on, img, 0) > 0.5).astype(np.uint8)
 
     return SubjectVolume(
         images=np.stack(chans).astype(np.float32, copy=False),
@@ -233,6 +332,11 @@ class VolumeStore(IndexedStore):
         return cls(path, images, index, meta, affines, masks, brain)
 
     @property
+    def space(self) -> str:
+        """``"native"`` (each subject's own space) or the template space of a common grid."""
+        return str(self.meta.get("space", "native"))
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """The grid, voxels."""
         return tuple(int(n) for n in self.meta["shape"])  # type: ignore[return-value]
@@ -262,11 +366,13 @@ class VolumeStore(IndexedStore):
     def to_nifti(
         self, values: np.ndarray, participant_id: str, *, target: str = "grid", order: int = 1
     ) -> nib.Nifti1Image:
-        """A volume ``(X, Y, Z)`` of the store grid as a NIfTI in the subject's space.
+        """A volume ``(X, Y, Z)`` of the store grid as a NIfTI in the subject's space (in MNI
+        for a store in MNI space).
 
         ``target="grid"`` keeps the store grid (exact: its affine maps to the subject's world
         coordinates); ``"source"`` resamples onto the first image's grid (``order``: 1 linear,
-        0 nearest), NaN outside the store grid.
+        0 nearest), NaN outside the store grid — not for a store in MNI space (it keeps no map
+        back to the scanner: a ConfigError).
         """
         values = np.asarray(values, dtype=np.float32)
         if values.shape != self.shape:
@@ -277,6 +383,11 @@ class VolumeStore(IndexedStore):
         affine, shape = self.grid(participant_id, target)
         if target == "grid":
             return nib.Nifti1Image(values, affine)
+        if self.space != "native":
+            raise ConfigError(
+                f"a volume store in {self.space} keeps no map back to the subject's own grid: "
+                "its volumes are written in MNI (target='grid')"
+            )
         grid = self.affines[self.row(participant_id)]
         out = resample_to(values, grid, shape, affine, order=order)
         inside = resample_to(np.ones(self.shape, np.float32), grid, shape, affine, order=0)
@@ -327,6 +438,7 @@ def volume_summary(store: VolumeStore) -> dict[str, Any]:
         "spacing_mm": store.meta["spacing_mm"],
         "channels": store.channels,
         "cropped": list(store.meta["cropped"]),
+        "space": store.space,
     }
 
 
@@ -401,12 +513,20 @@ def _write_store(
     subjects: dict[str, Any] = {}
     cropped: list[str] = []
     target_of = {c: i for i, c in enumerate(classes)}
+    in_mni = spec.space == "mni"
+    if in_mni:
+        mni_affine, mni_cropped = template_grid(spec)
+        mni_world = grid_points(mni_affine, shape)
     for k, src in enumerate(track(sources, "Resampling volumes", disable=not progress)):
         pid = src.participant_id
         imgs = [read_image(p, pid, "image") for p in src.images]
         mask = None if src.mask is None else read_image(src.mask, pid, "mask")
         brain = None if src.brain_mask is None else read_image(src.brain_mask, pid, "brain mask")
-        vol = resample_subject(imgs, spec, mask, brain)
+        template, how = None, None
+        if in_mni:
+            points, how = mni_points(src, imgs[0], mni_world, spec.transform)
+            template = (mni_affine, mni_cropped, points)
+        vol = resample_subject(imgs, spec, mask, brain, template=template)
         images[k] = vol.images
         if masks is not None:
             masks[k] = 0 if vol.mask is None else vol.mask
@@ -434,7 +554,7 @@ def _write_store(
             "brain_mask": None if src.brain_mask is None else str(src.brain_mask),
             "source_affine": vol.source_affine.tolist(),
             "source_shape": list(vol.source_shape),
-        }
+        } | ({"transform": how} if in_mni else {})
     for arr in (images, masks, brains):
         if arr is not None:
             arr.flush()
@@ -446,6 +566,7 @@ def _write_store(
     return {
         "format_version": FORMAT_VERSION,
         "kind": KIND,
+        "space": TEMPLATE_SPACE if in_mni else "native",
         "classes": classes,
         "channels": channels,
         "shape": list(shape),
@@ -455,7 +576,11 @@ def _write_store(
         "has_masks": has_masks,
         "has_brain": has_brain,
         "cropped": cropped,
-        "orientation": "axes along the first image's closest RAS+ directions (x→R, y→A, z→S)",
+        "orientation": (
+            f"RAS+ {TEMPLATE_SPACE} mm"
+            if in_mni
+            else "axes along the first image's closest RAS+ directions (x→R, y→A, z→S)"
+        ),
         "subjects": subjects,
         "versions": library_versions(),
     }

@@ -41,6 +41,15 @@ def sibling_mask(path: str | Path, desc: str) -> Path | None:
     return None if match is None else p.with_name(f"{match.group(1)}{desc}{match.group(2)}")
 
 
+def mni_to_native_beside(mask: str | Path | None, participant_id: str) -> Path | None:
+    """The subject's known ``from-MNI…_to-native`` coordinate map, which synthetic cohorts keep
+    next to the subject's ground-truth mask; None without a mask or without that file."""
+    if mask is None:
+        return None
+    path = Path(mask).parent / f"{participant_id}{MNI_TO_NATIVE_SUFFIX}"
+    return path if path.is_file() else None
+
+
 def is_lesion_mask(path: str | Path) -> bool:
     """Whether a ground-truth mask file is a lesion mask by its BIDS name
     (``*_desc-lesion_mask.nii[.gz]``), whatever directory it comes from."""

@@ -28,7 +28,7 @@ from braincam.errors import InputError
 # Registration to MNI, resampling and NIfTI ↔ SimpleITK live in braincam.imaging (one home);
 # re-exported here for callers of this module.
 from braincam.imaging.registration import apply_to_mni, register_to_mni  # noqa: F401
-from braincam.imaging.resample import resample_isotropic  # noqa: F401
+from braincam.imaging.resample import coords_map_array, resample_isotropic  # noqa: F401
 from braincam.imaging.sitk import nifti_to_sitk, sitk_to_nifti, transform_points  # noqa: F401
 from braincam.imaging.templates import mni_template  # noqa: F401
 from braincam.metrics.atlas import Atlas, grid_coordinates, sample_at_world
@@ -36,18 +36,6 @@ from braincam.metrics.atlas import Atlas, grid_coordinates, sample_at_world
 # --------------------------------------------------------------------------------------------
 # Coordinate maps (synthetic data)
 # --------------------------------------------------------------------------------------------
-
-
-def _coords_array(coords_img: nib.Nifti1Image) -> np.ndarray:
-    data = np.asarray(coords_img.dataobj, dtype=np.float64)
-    # Vector NIfTI images are often stored 5D (X, Y, Z, 1, 3).
-    if data.ndim == 5 and data.shape[3] == 1:
-        data = data[:, :, :, 0, :]
-    if data.ndim != 4 or data.shape[-1] != 3:
-        raise InputError(
-            "a coordinate map must be 4D (X, Y, Z, 3) in mm", value=tuple(coords_img.shape)
-        )
-    return data
 
 
 def warp_maps(maps: Tensor, native_affine: np.ndarray, coords: Tensor) -> Tensor:
@@ -75,7 +63,7 @@ def warp_to_mni(
     if data.ndim not in (3, 4):
         raise InputError("native_img must be 3D or 4D", value=tuple(native_img.shape))
     vols = torch.as_tensor(data if data.ndim == 4 else data[..., None]).permute(3, 0, 1, 2)
-    coords = torch.as_tensor(_coords_array(coords_img), dtype=torch.float32)
+    coords = torch.as_tensor(coords_map_array(coords_img), dtype=torch.float32)
     mode = "bilinear" if order == 1 else "nearest"
     out = sample_at_world(vols, native_img.affine, coords, mode=mode).permute(1, 2, 3, 0).numpy()
     if data.ndim == 3:

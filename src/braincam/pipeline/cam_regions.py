@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX
+from braincam.imaging.groundtruth import mni_to_native_beside
 from braincam.io import write_atomic
 from braincam.layout import CamEvalLayout
 from braincam.pipeline.cam_context import CamContext
@@ -21,7 +20,8 @@ def regions(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> dict[str
     """Heatmap mass per atlas region and lobe in MNI space, ranked per class; class differences.
 
     Synthetic cohorts carry the exact native→MNI mapping next to their ground-truth masks; for
-    other data each subject's image is registered affinely to the bundled MNI152 template. The
+    other data each subject's image is registered affinely to the bundled MNI152 template; the
+    maps of a volume store in MNI space (``volume_space: mni``) are used as they are. The
     mean map per method and class is written to ``out.mni_mean(method, class)``.
     """
     import nibabel as nib
@@ -41,16 +41,17 @@ def regions(ctx: CamContext, cfg: CamEvalConfig, out: CamEvalLayout) -> dict[str
     sums: dict[tuple[str, str], tuple[Any, int, np.ndarray]] = {}
     grid_atlases: dict[tuple[Any, bytes], Any] = {}
     tables = []
+    in_mni = ctx.store.meta.get("space", "native") != "native"
     for pid, group in ctx.table.groupby("participant_id"):
         meta = ctx.store.meta["subjects"][pid]
         imgs = [nib.load(heatmaps.nifti_map(pid, m)) for m in ctx.maps]
         stack = nib.Nifti1Image(
             np.stack([np.asarray(i.dataobj, dtype=np.float32) for i in imgs], -1), imgs[0].affine
         )
-        coords = (
-            Path(meta["mask"]).parent / f"{pid}{MNI_TO_NATIVE_SUFFIX}" if meta.get("mask") else None
-        )
-        if coords is not None and coords.is_file():
+        coords = mni_to_native_beside(meta.get("mask"), str(pid))
+        if in_mni:  # a volume store in MNI space: the maps are there already
+            warped = stack
+        elif coords is not None:
             warped = warp_to_mni(stack, nib.load(coords))
         else:
             if reference is None:

@@ -2,7 +2,7 @@
 
 For a few test subjects per class (those with a ground-truth mask first), each method's heatmap
 NIfTI as ``explain`` wrote it (``RUN/heatmaps/test/nifti/<pid>_desc-<method>_heatmap.nii.gz``,
-in the subject's space) is shown twice:
+in the subject's space; in MNI for a store in MNI space) is shown twice:
 
 - in nilearn's interactive viewer over the subject's own image (channel 0 of the volume store,
   same grid and affine), opened at the map's maximum; the viewer's scripts are inlined, so the
@@ -144,7 +144,7 @@ def volume_heatmap_blocks(
                 + (". White: the ground-truth effect region." if masked else "."),
             )
         )
-        background = store.to_nifti(image, pid)  # the store grid in the subject's space
+        background = store.to_nifti(image, pid)  # the store grid (the subject's space, or MNI)
         for method, img in stats.items():
             if viewers >= max_viewers:
                 break
