@@ -115,3 +115,17 @@ def test_old_structural_kind_is_read_as_anat_with_a_deprecation() -> None:
     with pytest.warns(FutureWarning, match="'structural' is deprecated; use 'anat'"):
         cfg = parse_config({"models": ["m"], "synth": {"kind": "structural", "subjects": 4}})
     assert cfg.synth.kind == "anat" and cfg.synth.subjects == 4
+
+
+def test_the_anat_section_can_ask_for_lesions_only() -> None:
+    """``synth: {kind: anat, lesion_only: true}`` gives the generator the CLI's --lesion-only
+    config (no atrophy, no ventricle change, the same lesions); false leaves the effects."""
+    from braincam.config.synth import AnatSynthConfig, AnatSynthSection
+
+    only = AnatSynthSection(subjects=12, lesion_only=True).generator_config()
+    assert only == AnatSynthConfig(subjects=12).lesions_only()
+    assert all(e.atrophy == 0 and e.ventricle_enlargement == 0 for e in only.effects)
+    both = AnatSynthSection(subjects=12).generator_config()
+    assert both == AnatSynthConfig(subjects=12)
+    assert any(e.atrophy > 0 for e in both.effects)  # the control: the default differs
+    assert [e.lesions for e in only.effects] == [e.lesions for e in both.effects]

@@ -214,6 +214,8 @@ class AnatSynthSection(AnatSynthConfig):
 
     kind: Literal["anat"] = "anat"
     workers: Count = Field(1, description="subjects simulated in parallel (same bytes)")
+    # The groups differ by their lesions only (AnatSynthConfig.lesions_only; CLI --lesion-only).
+    lesion_only: bool = False
 
     @field_validator("kind", mode="before")
     @classmethod
@@ -221,8 +223,10 @@ class AnatSynthSection(AnatSynthConfig):
         return canonical_name(value, ("anat",), what="synth.kind") if value in ALIASES else value
 
     def generator_config(self) -> AnatSynthConfig:
-        """The generator's parameters (without ``kind`` and ``workers``)."""
-        return AnatSynthConfig(**{k: getattr(self, k) for k in AnatSynthConfig.model_fields})
+        """The generator's parameters (without ``kind`` and ``workers``; ``lesion_only``
+        applied to the effects)."""
+        config = AnatSynthConfig(**{k: getattr(self, k) for k in AnatSynthConfig.model_fields})
+        return config.lesions_only() if self.lesion_only else config
 
 
 #: ``kind`` → section model; :data:`SynthSection` is built from it, so a new synthetic kind is
