@@ -304,9 +304,10 @@ def _rotation_z(degrees: float) -> np.ndarray:
 
 def _mni_subject(root: Path, pid: str, label: str, degrees: float, shift: tuple) -> SliceSource:
     """A subject whose scanner mm are ``R @ mni + shift``: a Gaussian bump (σ 10 mm) centred on
-    the MNI point of the MNI grid's voxel PEAK, its > 0.5 region as the mask, and the known
-    MNI → native coordinate map beside the mask (as synth writes it)."""
-    from braincam.data.volumes import grid_points, template_grid
+    the MNI point of the MNI grid's voxel PEAK, its > 0.5 region as the mask, the MNI152 brain
+    moved into its scanner as the brain mask, and the known MNI → native coordinate map beside
+    the mask (as synth writes it)."""
+    from braincam.data.volumes import grid_points, mni_brain_on, template_grid
     from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX
 
     rotation, shift = _rotation_z(degrees), np.asarray(shift, float)
@@ -322,7 +323,8 @@ def _mni_subject(root: Path, pid: str, label: str, degrees: float, shift: tuple)
     paths["mask"] = folder / f"{pid}_desc-effect_mask.nii.gz"
     nib.save(nib.Nifti1Image(bump, affine), paths["fa"])
     nib.save(nib.Nifti1Image((bump > 0.5).astype(np.uint8), affine), paths["mask"])
-    nib.save(nib.Nifti1Image((bump > 0.01).astype(np.uint8), affine), paths["brain"])
+    brain = mni_brain_on((world - shift) @ rotation)  # R⁻¹ = Rᵀ: scanner → MNI
+    nib.save(nib.Nifti1Image(brain.astype(np.uint8), affine), paths["brain"])
     coords_affine = np.diag([4.0, 4.0, 4.0, 1.0])
     coords_affine[:3, 3] = (-100.0, -140.0, -90.0)
     mni = grid_points(coords_affine, (52, 62, 50))
@@ -361,6 +363,7 @@ def test_in_mni_space_every_subject_lands_on_one_grid(tmp_path: Path, mni_cohort
         assert image[PEAK] == pytest.approx(1.0, abs=0.02)
         # the 0.5 level of a σ 10 mm bump: 11.8 mm around the peak (the mask is nearest-sampled
         # from the 4 mm scanner grid, so only the voxels clearly in or out are asserted)
+        assert store.meta["subjects"][pid]["brain_dice"] > 0.9  # the brain on the template's
         mask = store.masks[row] > 0
         distance = 8.0 * np.linalg.norm(np.argwhere(np.ones(MNI_SPEC.shape)) - PEAK, axis=1)
         flat = mask.ravel()
@@ -418,3 +421,22 @@ def test_registration_finds_a_shifted_template(tmp_path: Path) -> None:
     error = np.linalg.norm(mapped - (points + shift), axis=-1)
     assert np.median(error) < 1.5
     assert np.linalg.norm(points - (points + shift), axis=-1).min() > 9  # the control: unmoved
+
+
+def test_a_wrong_transform_is_flagged_by_the_brain_overlap(tmp_path: Path, mni_cohort) -> None:
+    """A coordinate map 100 mm off puts that subject's brain beside the template's: the build
+    warns naming it, and meta.json and the summary record its Dice (< 0.5; the others > 0.9)."""
+    from braincam.data.volumes import volume_summary
+    from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX
+
+    sources, _ = mni_cohort
+    bad = sources[1]
+    path = bad.mask.parent / f"{bad.participant_id}{MNI_TO_NATIVE_SUFFIX}"
+    img = nib.load(path)
+    moved = np.asarray(img.dataobj) + np.float32([100.0, 0.0, 0.0])
+    nib.save(nib.Nifti1Image(moved, img.affine), path)
+    with pytest.warns(UserWarning, match="sub-01: its brain mask overlaps the MNI152 brain"):
+        store = _build(tmp_path, mni_cohort, MNI_SPEC)
+    dice = volume_summary(store)["brain_dice"]
+    assert dice["sub-01"] < 0.5
+    assert all(d > 0.9 for p, d in dice.items() if p != "sub-01")

@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import functools
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,19 +134,41 @@ def template_grid(spec: VolumeSpec) -> tuple[np.ndarray, bool]:
     """The grid → MNI mm affine of a store in MNI space (RAS axes, ``spec.spacing`` mm, centred
     on the bounding box of the MNI152 brain: grey + white matter probability ≥ 0.5 in nilearn's
     bundled template) and whether that box exceeds the grid."""
-    return _centred_grid(np.asarray(_mni_brain_box()), np.eye(3), spec)
+    return _centred_grid(_mni_brain_box(), np.eye(3), spec)
 
 
 @functools.cache
-def _mni_brain_box() -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """The two corners (mm) of the MNI152 brain's bounding box (read once per process: the
-    template ships with nilearn and does not change)."""
+def _mni_brain() -> tuple[np.ndarray, np.ndarray]:
+    """The MNI152 brain probability (grey + white matter, 1 mm) and its affine (read once per
+    process: the template ships with nilearn and does not change)."""
     from braincam.imaging.templates import mni152_arrays
 
     arrays, affine = mni152_arrays(("gm", "wm"))
-    ijk = np.argwhere(arrays["gm"] + arrays["wm"] >= 0.5)
-    world = ijk @ affine[:3, :3].T + affine[:3, 3]
-    return tuple(world.min(axis=0)), tuple(world.max(axis=0))
+    return arrays["gm"] + arrays["wm"], affine
+
+
+def _mni_brain_box() -> np.ndarray:
+    """The two corners (mm) of the MNI152 brain's bounding box (probability ≥ 0.5)."""
+    brain, affine = _mni_brain()
+    world = np.argwhere(brain >= 0.5) @ affine[:3, :3].T + affine[:3, 3]
+    return np.stack([world.min(axis=0), world.max(axis=0)])
+
+
+def mni_brain_on(points: np.ndarray) -> np.ndarray:
+    """The MNI152 brain (probability ≥ 0.5) at MNI mm ``points (..., 3)``, bool."""
+    brain, affine = _mni_brain()
+    return sample_at_points(brain, affine, points) >= 0.5
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap of two boolean masks (1.0 when both are empty)."""
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
+
+
+#: Below this Dice overlap of a subject's brain mask with the MNI152 brain, a store in MNI space
+#: warns that the subject's transform looks wrong (a failed registration, a wrong map).
+MIN_BRAIN_DICE = 0.5
 
 
 def grid_points(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
@@ -439,6 +462,15 @@ def volume_summary(store: VolumeStore) -> dict[str, Any]:
         "channels": store.channels,
         "cropped": list(store.meta["cropped"]),
         "space": store.space,
+        **(
+            {
+                "brain_dice": {
+                    str(p): info.get("brain_dice") for p, info in store.meta["subjects"].items()
+                }
+            }
+            if store.space != "native"
+            else {}
+        ),
     }
 
 
@@ -517,6 +549,7 @@ def _write_store(
     if in_mni:
         mni_affine, mni_cropped = template_grid(spec)
         mni_world = grid_points(mni_affine, shape)
+        mni_brain = mni_brain_on(mni_world)
     for k, src in enumerate(track(sources, "Resampling volumes", disable=not progress)):
         pid = src.participant_id
         imgs = [read_image(p, pid, "image") for p in src.images]
@@ -527,6 +560,17 @@ def _write_store(
             points, how = mni_points(src, imgs[0], mni_world, spec.transform)
             template = (mni_affine, mni_cropped, points)
         vol = resample_subject(imgs, spec, mask, brain, template=template)
+        overlap = None
+        if in_mni and vol.brain is not None:
+            # Quality control of the transform: the brain should land on the template's brain.
+            overlap = round(dice(vol.brain > 0, mni_brain), 4)
+            if overlap < MIN_BRAIN_DICE:
+                warnings.warn(
+                    f"{pid}: its brain mask overlaps the MNI152 brain by Dice {overlap:.2f} "
+                    f"(< {MIN_BRAIN_DICE}) after the {how} transform; check it "
+                    "(meta.json subjects.<id>.brain_dice)",
+                    stacklevel=2,
+                )
         images[k] = vol.images
         if masks is not None:
             masks[k] = 0 if vol.mask is None else vol.mask
@@ -554,7 +598,7 @@ def _write_store(
             "brain_mask": None if src.brain_mask is None else str(src.brain_mask),
             "source_affine": vol.source_affine.tolist(),
             "source_shape": list(vol.source_shape),
-        } | ({"transform": how} if in_mni else {})
+        } | ({"transform": how, "brain_dice": overlap} if in_mni else {})
     for arr in (images, masks, brains):
         if arr is not None:
             arr.flush()
