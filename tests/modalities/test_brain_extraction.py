@@ -13,6 +13,7 @@ import pytest
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
+from braincam.imaging.masks import dice
 from braincam.modalities.anat import brain_extraction as be
 from braincam.synth.anatomy import load_template, rotation_matrix
 
@@ -79,7 +80,7 @@ def test_synthetic_head_keeps_the_brain_and_drops_the_shell(head, extracted) -> 
     assert np.array_equal(extracted.mask.affine, head[0].affine)
     assert mask[brain].mean() >= 0.95  # the brain is kept (a known yes)
     assert mask[shell].mean() <= 0.01  # the scalp is excluded
-    assert be.dice(mask, brain) >= 0.9
+    assert dice(mask, brain) >= 0.9
     assert extracted.quality > 0.8
     assert [s.name for s in extracted.stages] == ["rigid", "similarity", "affine"]
 
@@ -99,7 +100,7 @@ def test_refinement_snaps_a_misplaced_mask_to_the_brain(head, grow) -> None:
     params = be.BrainExtractionParams(band_mm=4.5)
     refined, threshold = be.refine_mask(data, wrong, img.header.get_zooms(), params)
     assert 0.15 < threshold < 0.55  # between the gap/CSF and grey matter
-    assert be.dice(refined, filled) > be.dice(wrong, filled) + 0.02
+    assert dice(refined, filled) > dice(wrong, filled) + 0.02
     assert not refined[shell].any()
 
 
@@ -191,9 +192,9 @@ def test_dice() -> None:
     a[:2] = True
     b = np.zeros((4, 4, 4), bool)
     b[1:3] = True
-    assert be.dice(a, b) == pytest.approx(0.5)
-    assert be.dice(a, a) == 1.0
-    assert be.dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
+    assert dice(a, b) == pytest.approx(0.5)
+    assert dice(a, a) == 1.0
+    assert dice(np.zeros(3, bool), np.zeros(3, bool)) == 1.0
 
 
 # --------------------------------------------------------------------------- real head (slow)
@@ -215,8 +216,8 @@ def test_real_head_dice_against_the_reference_brain() -> None:
     t1 = nib.load(REAL_T1)
     reference = np.asarray(nib.load(REAL_BRAIN).dataobj) > 0
     result = be.extract_brain(t1, subject="colin27")
-    assert be.dice(result.mask_array, reference) >= 0.95
-    assert be.dice(be.head_mask(t1), reference) < 0.8  # the head mask is not a brain mask
+    assert dice(result.mask_array, reference) >= 0.95
+    assert dice(be.head_mask(t1), reference) < 0.8  # the head mask is not a brain mask
     assert result.quality > 0.7
 
 

@@ -72,7 +72,8 @@ from braincam.data.slicing import canonical_affine
 from braincam.data.store import IndexedStore
 from braincam.errors import ConfigError, InputError
 from braincam.imaging.groundtruth import MNI_TO_NATIVE_SUFFIX, mni_to_native_beside
-from braincam.imaging.resample import pull_points, resample_to, sample_at_points
+from braincam.imaging.masks import dice
+from braincam.imaging.resample import grid_points, pull_points, resample_to, sample_at_points
 from braincam.imaging.templates import TEMPLATE_SPACE
 from braincam.io import read_json
 from braincam.layout import WorkLayout
@@ -160,21 +161,9 @@ def mni_brain_on(points: np.ndarray) -> np.ndarray:
     return sample_at_points(brain, affine, points) >= 0.5
 
 
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice overlap of two boolean masks (1.0 when both are empty)."""
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 #: Below this Dice overlap of a subject's brain mask with the MNI152 brain, a store in MNI space
 #: warns that the subject's transform looks wrong (a failed registration, a wrong map).
 MIN_BRAIN_DICE = 0.5
-
-
-def grid_points(affine: np.ndarray, shape: Sequence[int]) -> np.ndarray:
-    """World mm of every voxel of a grid, ``(X, Y, Z, 3)``."""
-    ijk = np.stack(np.meshgrid(*(np.arange(n) for n in shape), indexing="ij"), axis=-1)
-    return ijk @ np.asarray(affine)[:3, :3].T + np.asarray(affine)[:3, 3]
 
 
 def mni_points(

@@ -106,3 +106,14 @@ def pull_points(coords_img: nib.spatialimages.SpatialImage, points: NDArray) -> 
         ],
         axis=-1,
     ).astype(np.float64)
+
+
+def grid_points(affine: NDArray, shape: Sequence[int]) -> NDArray[np.float64]:
+    """World mm of every voxel centre of a grid, ``(X, Y, Z, 3)``."""
+    axes = [np.arange(n, dtype=np.float64) for n in shape[:3]]
+    i, j, k = np.meshgrid(*axes, indexing="ij")
+    a = np.asarray(affine, dtype=np.float64)
+    out = np.empty((*i.shape, 3))
+    for r in range(3):
+        out[..., r] = a[r, 0] * i + a[r, 1] * j + a[r, 2] * k + a[r, 3]
+    return out

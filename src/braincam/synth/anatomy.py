@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from braincam.errors import ConfigError, InputError
+from braincam.imaging.resample import grid_points
 from braincam.imaging.templates import TEMPLATE_SPACE, mni152_arrays
 
 __all__ = ["TEMPLATE_SPACE", "mni152_arrays"]  # re-exported: part of the generators' API
@@ -117,13 +118,9 @@ class Template:
 
 
 def grid_coordinates(shape: tuple[int, ...], affine: NDArray) -> NDArray[np.float64]:
-    """World coordinates of every voxel centre of a grid, shape ``(*shape, 3)``."""
-    axes = [np.arange(n, dtype=np.float64) for n in shape[:3]]
-    i, j, k = np.meshgrid(*axes, indexing="ij")
-    out = np.empty((*i.shape, 3))
-    for r in range(3):
-        out[..., r] = affine[r, 0] * i + affine[r, 1] * j + affine[r, 2] * k + affine[r, 3]
-    return out
+    """World coordinates of every voxel centre of a grid, shape ``(*shape, 3)``
+    (:func:`braincam.imaging.resample.grid_points` with synth's argument order)."""
+    return grid_points(affine, shape)
 
 
 def transform_points(matrix: NDArray, points: _FloatArray) -> NDArray[np.float64]:

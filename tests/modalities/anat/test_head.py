@@ -14,7 +14,7 @@ from scipy import ndimage as ndi
 from braincam.config.prepare import AnatParams
 from braincam.config.synth import AnatSynthConfig, GroupEffect, HeadConfig
 from braincam.imaging.groundtruth import anat_groundtruth_paths
-from braincam.modalities.anat.brain_extraction import dice
+from braincam.imaging.masks import dice
 from braincam.modalities.anat.preprocess import preprocess_anat
 from braincam.synth.anat import SCALE, synthesize_anat
 

@@ -176,16 +176,6 @@ class BrainExtraction:
 # --------------------------------------------------------------------------- helpers
 
 
-def dice(a: NDArray, b: NDArray) -> float:
-    """Dice overlap of two boolean volumes of one shape (1.0 when both are empty)."""
-    a = np.asarray(a, dtype=bool)
-    b = np.asarray(b, dtype=bool)
-    if a.shape != b.shape:
-        raise InputError("masks differ in shape", value=(a.shape, b.shape))
-    total = int(a.sum()) + int(b.sum())
-    return 1.0 if total == 0 else 2.0 * int((a & b).sum()) / total
-
-
 def head_mask(t1: nib.Nifti1Image) -> NDArray[np.bool_]:
     """Today's structural "brain mask" for a T1w alone: the Otsu head foreground (baseline)."""
     return foreground_mask(np.asarray(t1.dataobj, dtype=np.float32))
